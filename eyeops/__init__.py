@@ -1,0 +1,3 @@
+"""eyeops: exam-device OCR, lens sizing and monitoring for an eye clinic."""
+
+__version__ = "0.1.0"

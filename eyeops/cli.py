@@ -1,0 +1,29 @@
+"""The `eyeops` command line. Parsing happens here, when main() runs, never at import."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from eyeops.ocr import cli as ocr_cli
+    from eyeops.stack import cli as stack_cli
+
+    parser = argparse.ArgumentParser(prog="eyeops", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    ocr_cli.add_parser(sub)
+    stack_cli.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""The results store: one transaction per exam, idempotent by image hash, database errors → 503."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, func, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import InterfaceError as SAInterfaceError
+from sqlalchemy.orm import Session, sessionmaker
+
+from eyeops.db.schema import Exam, FieldRow, InferenceLog, ReviewItem
+from eyeops.errors import DatabaseUnavailable
+from eyeops.fields import FieldReading
+
+RETRY_AFTER_S = 5
+
+
+@dataclass
+class ExamRecord:
+    """An exam as stored and as answered to the client."""
+
+    exam_id: str
+    device_kind: str
+    status: str
+    fields: list[FieldReading]
+    device_id: str | None = None
+    error: str | None = None
+    model_name: str | None = None
+    model_version: str | None = None
+    request_id: str | None = None
+    image_bytes: int = 0
+    header: dict[str, str | None] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "exam_id": self.exam_id,
+            "device_kind": self.device_kind,
+            "device_id": self.device_id,
+            "status": self.status,
+            "error": self.error,
+            "patient_id": self.header.get("patient_id"),
+            "laterality": self.header.get("laterality"),
+            "exam_date": self.header.get("exam_date"),
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "fields": [f.to_dict() for f in self.fields],
+        }
+
+
+def migrate(url: str) -> None:
+    """Bring the database at `url` to the newest schema with Alembic."""
+    from alembic import command
+    from alembic.config import Config
+
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    try:
+        command.upgrade(config, "head")
+    except (OperationalError, SAInterfaceError) as exc:
+        raise DatabaseUnavailable(f"database unreachable during migration: {exc.orig}",
+                                  retry_after_s=RETRY_AFTER_S) from exc
+
+
+def _to_row(position: int, reading: FieldReading) -> FieldRow:
+    number = reading.value if isinstance(reading.value, float) else None
+    text = reading.value if isinstance(reading.value, str) else None
+    return FieldRow(position=position, name=reading.name, raw_text=reading.raw_text,
+                    value_number=number, value_text=text, unit=reading.unit,
+                    confidence=reading.confidence, status=reading.status, reason=reading.reason)
+
+
+def _from_row(row: FieldRow) -> FieldReading:
+    value: float | str | None = row.value_number if row.value_number is not None else row.value_text
+    status = "accepted" if row.status == "accepted" else "review"
+    return FieldReading(row.name, row.raw_text, value, row.unit, row.confidence, status, row.reason)
+
+
+class ResultsStore:
+    """All reads and writes of OCR results. Construct with an Engine (tests pass their own)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def from_url(cls, url: str) -> ResultsStore:
+        connect_args = {"check_same_thread": False, "timeout": 30} if url.startswith("sqlite") else {}
+        engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+        if url.startswith("sqlite"):
+            from sqlalchemy import event
+
+            @event.listens_for(engine, "connect")
+            def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.close()
+
+        return cls(engine)
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except (OperationalError, SAInterfaceError) as exc:
+            raise DatabaseUnavailable(f"results database unavailable: {exc.orig}",
+                                      retry_after_s=RETRY_AFTER_S) from exc
+
+    def ping(self) -> None:
+        with self._session() as s:
+            s.execute(select(1))
+
+    def get_exam(self, exam_id: str) -> ExamRecord | None:
+        with self._session() as s:
+            exam = s.get(Exam, exam_id)
+            if exam is None:
+                return None
+            return ExamRecord(
+                exam_id=exam.id, device_kind=exam.device_kind, status=exam.status,
+                fields=[_from_row(r) for r in exam.fields], device_id=exam.device_id,
+                error=exam.error, model_name=exam.model_name, model_version=exam.model_version,
+                request_id=exam.request_id, image_bytes=exam.image_bytes,
+                header={"patient_id": exam.patient_id, "laterality": exam.laterality,
+                        "exam_date": exam.exam_date},
+            )
+
+    def save_exam(self, record: ExamRecord, log: Mapping[str, object]) -> bool:
+        """Write exam, fields, review items and the log row in one transaction.
+
+        Returns False (and writes only the log row) when the exam already exists: a concurrent
+        re-send of the same image lost the race, which is not an error.
+        """
+        try:
+            with self._session() as s:
+                s.add(Exam(
+                    id=record.exam_id, device_kind=record.device_kind, device_id=record.device_id,
+                    patient_id=record.header.get("patient_id"), laterality=record.header.get("laterality"),
+                    exam_date=record.header.get("exam_date"), status=record.status, error=record.error,
+                    image_bytes=record.image_bytes, model_name=record.model_name,
+                    model_version=record.model_version, request_id=record.request_id,
+                    fields=[_to_row(i, f) for i, f in enumerate(record.fields)],
+                ))
+                if record.status == "failed":
+                    s.add(ReviewItem(exam_id=record.exam_id, field_name=None, reason=record.error or "failed"))
+                for reading in record.fields:
+                    if reading.status == "review":
+                        s.add(ReviewItem(exam_id=record.exam_id, field_name=reading.name,
+                                         reason=reading.reason or "review"))
+                s.add(InferenceLog(exam_id=record.exam_id, outcome="stored", **log))  # type: ignore[arg-type]
+        except IntegrityError:
+            self.log_request(exam_id=record.exam_id, outcome="duplicate", **log)
+            return False
+        return True
+
+    def log_request(self, **values: object) -> None:
+        with self._session() as s:
+            s.add(InferenceLog(**values))
+
+    def counts(self) -> dict[str, int]:
+        with self._session() as s:
+            return {
+                "exams": int(s.scalar(select(func.count()).select_from(Exam)) or 0),
+                "fields": int(s.scalar(select(func.count()).select_from(FieldRow)) or 0),
+                "review_items": int(s.scalar(select(func.count()).select_from(ReviewItem)) or 0),
+                "log_rows": int(s.scalar(select(func.count()).select_from(InferenceLog)) or 0),
+            }
+
+    def open_reviews(self, limit: int = 100) -> list[tuple[str, str | None, str]]:
+        with self._session() as s:
+            rows = s.execute(select(ReviewItem.exam_id, ReviewItem.field_name, ReviewItem.reason)
+                             .where(ReviewItem.resolved_at.is_(None)).limit(limit))
+            return [(r[0], r[1], r[2]) for r in rows]

@@ -1,0 +1,62 @@
+"""Validate and decode exam images before any work is done on them."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image
+
+from eyeops.errors import InvalidImage, PayloadTooLarge
+
+ACCEPTED = "PNG, JPEG or TIFF"
+_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"II*\x00", "TIFF"),
+          (b"MM\x00*", "TIFF"))
+
+
+def sniff_format(data: bytes) -> str | None:
+    for magic, name in _MAGIC:
+        if data.startswith(magic):
+            return name
+    return None
+
+
+def _describe(data: bytes) -> str:
+    if data[128:132] == b"DICM":
+        return "a DICOM file (send its pixel data as PNG; the gateway does this)"
+    if data.lstrip()[:1] in (b"{", b"["):
+        return "JSON text"
+    if data[:5] == b"%PDF-":
+        return "a PDF document"
+    return f"{len(data)} bytes starting with {data[:8].hex()}"
+
+
+def decode_exam_image(data: bytes, max_bytes: int, max_pixels: int) -> np.ndarray:
+    """Greyscale pixels of a PNG/JPEG/TIFF, or InvalidImage (400) / PayloadTooLarge (413)."""
+    if len(data) == 0:
+        raise InvalidImage(f"empty image; send a {ACCEPTED} file")
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"image is {len(data)} bytes, over the limit of {max_bytes} bytes")
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise InvalidImage(f"received {_describe(data)}, not an image; accepted formats: {ACCEPTED}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise PayloadTooLarge(f"decompression bomb refused: {exc}") from exc
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise InvalidImage(f"{fmt} header unreadable ({exc}); accepted formats: {ACCEPTED}") from exc
+        if width * height > max_pixels:
+            raise PayloadTooLarge(
+                f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}"
+                " (decompression bomb guard)")
+        try:
+            image.load()
+            grey = image.convert("L")
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise InvalidImage(f"{fmt} image is truncated or corrupt ({exc}); resend the whole file") from exc
+    return np.asarray(grey)

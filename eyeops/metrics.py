@@ -1,0 +1,27 @@
+"""Prometheus metrics of the OCR service. Pass a registry: tests use a fresh CollectorRegistry."""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+
+STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class OcrMetrics:
+    """Labels stay low-cardinality: device kind, status, reason kind and stage; never patient ids."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.exams = Counter("eyeops_ocr_exams_total", "Exams answered, by device kind and status",
+                             ["device_kind", "status"], registry=registry)
+        self.review_fields = Counter("eyeops_ocr_review_fields_total",
+                                     "Fields sent to review, by device kind and reason kind",
+                                     ["device_kind", "reason"], registry=registry)
+        self.requests_failed = Counter("eyeops_ocr_requests_failed_total",
+                                       "Requests refused or failed, by HTTP status",
+                                       ["status_code"], registry=registry)
+        self.stage_seconds = Histogram("eyeops_ocr_stage_seconds", "Latency of each OCR stage",
+                                       ["stage"], buckets=STAGE_BUCKETS, registry=registry)
+
+    def observe_reason(self, device_kind: str, reason: str | None) -> None:
+        kind = (reason or "unknown").split(":", 1)[0]
+        self.review_fields.labels(device_kind=device_kind, reason=kind).inc()

@@ -1,0 +1,1 @@
+"""TrOCR-architecture text recognition for field crops: vocabulary, model, decoding, training."""

@@ -1,0 +1,77 @@
+"""`eyeops ocr ...`: train the recogniser, build crop sets, evaluate against the running stack."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from eyeops.settings import Settings, repo_root
+
+
+def default_checkpoint() -> Path:
+    return repo_root() / "inference" / "triton" / "trocr" / "1" / "checkpoint"
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ocr = sub.add_parser("ocr", help="train and evaluate the field recogniser")
+    cmds = ocr.add_subparsers(dest="ocr_command", required=True)
+    t = cmds.add_parser("train", help="train the TrOCR-architecture recogniser from scratch")
+    t.add_argument("--exams", type=int, default=5000, help="synthetic exams to crop for training")
+    t.add_argument("--eval-exams", type=int, default=300)
+    t.add_argument("--steps", type=int, default=12000)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--max-minutes", type=float, default=60.0)
+    t.add_argument("--eval-every", type=int, default=1000)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--workers", type=int, default=2)
+    t.add_argument("--out", type=Path, default=None, help="checkpoint folder (default: the Triton repo's)")
+    t.add_argument("--cache", type=Path, default=None, help="folder to cache rendered crop sets in")
+    t.set_defaults(func=_train)
+    e = cmds.add_parser("eval", help="render a held-out set, send it through the running OCR endpoint")
+    e.add_argument("--count", type=int, default=300)
+    e.add_argument("--seed", type=int, default=1000)
+    e.add_argument("--endpoint", default=None, help="OCR transformer base URL (default: local stack)")
+    e.add_argument("--concurrency", type=int, default=4)
+    e.add_argument("--no-tesseract", action="store_true")
+    e.add_argument("--json", action="store_true", help="print only the JSON summary")
+    e.set_defaults(func=_eval)
+
+
+def _crop_set(cache: Path | None, exams: int, seed: int, split: str, workers: int) -> object:
+    from eyeops.devices import load_layouts
+    from eyeops.ocr.dataset import CropSet, build_crop_set
+
+    path = cache / f"crops-{split}-{seed}-{exams}.npz" if cache else None
+    if path is not None and path.is_file():
+        return CropSet.load(path)
+    data = build_crop_set(load_layouts(), exams, seed, split, workers=workers)
+    if path is not None:
+        data.save(path)
+    return data
+
+
+def _train(args: argparse.Namespace) -> int:
+    from eyeops.ocr.dataset import CropSet
+    from eyeops.ocr.train import TrainConfig, train
+
+    cache = args.cache or Settings().data_dir / "cache"
+    train_set = _crop_set(cache, args.exams, args.seed, "train", args.workers)
+    eval_set = _crop_set(cache, args.eval_exams, args.seed + 1, "eval", args.workers) if args.eval_exams else None
+    assert isinstance(train_set, CropSet)
+    assert eval_set is None or isinstance(eval_set, CropSet)
+    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed,
+                         max_minutes=args.max_minutes, eval_every=args.eval_every)
+    metrics = train(train_set, eval_set, config, args.out or default_checkpoint())
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from eyeops.ocr.evaluate import run_eval
+
+    summary = run_eval(count=args.count, seed=args.seed, endpoint=args.endpoint,
+                       concurrency=args.concurrency, tesseract=not args.no_tesseract,
+                       verbose=not args.json)
+    print(json.dumps(summary, indent=2))
+    return 0

@@ -1,0 +1,161 @@
+"""Held-out evaluation through the real endpoint, with Tesseract 5 on the same regions."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eyeops.align import align_to_template, decode_grey
+from eyeops.devices import load_layouts
+from eyeops.devices.layout import LayoutRegistry
+from eyeops.ocr.client import OcrClient
+from eyeops.settings import Settings
+from eyeops.synth.exams import synthesize_exams
+from eyeops.synth.render import RenderedExam
+
+
+@dataclass
+class Tally:
+    fields: int = 0
+    correct: int = 0
+    review: int = 0
+    silent_errors: int = 0
+    exams: int = 0
+    exams_correct: int = 0
+    tesseract_correct: int = 0
+    tesseract_fields: int = 0
+    failed: int = 0
+
+    def rates(self) -> dict[str, float | int]:
+        out: dict[str, float | int] = {
+            "exams": self.exams,
+            "fields": self.fields,
+            "field_accuracy": self.correct / max(self.fields, 1),
+            "exam_accuracy": self.exams_correct / max(self.exams, 1),
+            "silent_error_rate": self.silent_errors / max(self.fields, 1),
+            "review_rate": self.review / max(self.fields, 1),
+            "failed_exams": self.failed,
+        }
+        if self.tesseract_fields:
+            out["tesseract_field_accuracy"] = self.tesseract_correct / self.tesseract_fields
+        return out
+
+
+@dataclass
+class EvalRun:
+    total: Tally = field(default_factory=Tally)
+    per_device: dict[str, Tally] = field(default_factory=lambda: defaultdict(Tally))
+    latencies_ms: list[float] = field(default_factory=list)
+    http_errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    duplicates: int = 0
+
+    def score(self, exam: RenderedExam, result: dict[str, Any]) -> None:
+        tallies = (self.total, self.per_device[exam.device_kind])
+        fields = {f["name"]: f for f in result.get("fields", [])}
+        all_right = result.get("status") != "failed"
+        for name, truth in exam.texts.items():
+            got = fields.get(name)
+            right = got is not None and got["raw_text"].strip() == truth
+            all_right &= right
+            for t in tallies:
+                t.fields += 1
+                t.correct += right
+                if got is None or got["status"] == "review":
+                    t.review += 1
+                elif not right:
+                    t.silent_errors += 1
+        for t in tallies:
+            t.exams += 1
+            t.exams_correct += all_right
+            t.failed += result.get("status") == "failed"
+
+    def score_tesseract(self, kind: str, hits: int, total: int) -> None:
+        for t in (self.total, self.per_device[kind]):
+            t.tesseract_correct += hits
+            t.tesseract_fields += total
+
+    def summary(self) -> dict[str, Any]:
+        lat = np.array(self.latencies_ms) if self.latencies_ms else np.zeros(1)
+        return {
+            **self.total.rates(),
+            "latency_ms_p50": float(np.percentile(lat, 50)),
+            "latency_ms_p95": float(np.percentile(lat, 95)),
+            "duplicates": self.duplicates,
+            "http_errors": dict(self.http_errors),
+            "per_device": {k: v.rates() for k, v in sorted(self.per_device.items())},
+        }
+
+
+def tesseract_hits(exam: RenderedExam, layouts: LayoutRegistry) -> tuple[int, int]:
+    from eyeops.ocr.tesseract import read_region
+
+    layout = layouts[exam.device_kind]
+    try:
+        aligned = align_to_template(decode_grey(exam.image), layout)
+    except Exception:
+        return 0, len(exam.texts)
+    hits = 0
+    for spec in layout.all_fields():
+        x, y, w, h = spec.box
+        hits += read_region(aligned[y : y + h, x : x + w], spec) == exam.texts[spec.name]
+    return hits, len(exam.texts)
+
+
+async def send_all(endpoint: str, exams: list[RenderedExam], concurrency: int, run: EvalRun,
+                   protocol: str = "v1") -> None:
+    client = OcrClient(endpoint, protocol=protocol, timeout_s=120)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(exam: RenderedExam) -> None:
+        async with gate:
+            t0 = time.perf_counter()
+            reply = await client.read_exam(exam.image, exam.device_kind, device_id="eval")
+            elapsed = (time.perf_counter() - t0) * 1e3
+        if reply.status_code == 200:
+            run.latencies_ms.append(elapsed)
+            result = reply.exam
+            run.duplicates += bool(result.get("duplicate"))
+            run.score(exam, result)
+        elif reply.status_code == 422:
+            run.score(exam, {"status": "failed", "fields": []})
+        else:
+            run.http_errors[str(reply.status_code)] += 1
+
+    try:
+        await asyncio.gather(*(one(e) for e in exams))
+    finally:
+        await client.aclose()
+
+
+def run_eval(count: int, seed: int, endpoint: str | None, concurrency: int = 4, tesseract: bool = True,
+             verbose: bool = True, protocol: str = "v1") -> dict[str, Any]:
+    """Render `count` held-out exams (fonts and noise seeds training never saw), send them through
+    the OCR endpoint (a fresh local stack when none is given), score, and compare with Tesseract."""
+    from eyeops.stack.local import LocalStack
+
+    layouts = load_layouts()
+    exams = list(synthesize_exams(list(layouts), count, seed, split="eval"))
+    run = EvalRun()
+    with ExitStack() as stack:
+        if endpoint is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="eyeops-eval-")))
+            settings = Settings(data_dir=workdir)
+            if verbose:
+                print(f"starting a local stack (logs in {workdir / 'log'})", flush=True)
+            endpoint = stack.enter_context(LocalStack(settings)).ocr
+        asyncio.run(send_all(endpoint, exams, concurrency, run, protocol))
+    if tesseract:
+        with ThreadPoolExecutor(2) as pool:
+            for exam, (hits, total) in zip(exams, pool.map(lambda e: tesseract_hits(e, layouts), exams),
+                                           strict=True):
+                run.score_tesseract(exam.device_kind, hits, total)
+    return {"count": count, "seed": seed, "endpoint": endpoint, **run.summary()}

@@ -1,0 +1,97 @@
+"""The OCR exam pipeline without transport: validate → align → crop, then texts → validated record."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from eyeops.align import align_to_template, crop_regions
+from eyeops.db.store import ExamRecord
+from eyeops.devices.layout import DeviceLayout, FieldSpec, LayoutRegistry
+from eyeops.fields import FieldReading, read_fields
+from eyeops.imageio import decode_exam_image
+from eyeops.settings import Settings
+
+
+@dataclass(frozen=True)
+class ExamInput:
+    """One exam as a gateway sends it. Identity fields are optional cross-check hints."""
+
+    image: bytes
+    device_kind: str
+    device_id: str | None = None
+    patient_id: str | None = None
+    laterality: str | None = None
+    request_id: str | None = None
+
+    @property
+    def exam_id(self) -> str:
+        return hashlib.sha256(self.image).hexdigest()
+
+
+@dataclass
+class PreparedExam:
+    exam: ExamInput
+    layout: DeviceLayout
+    specs: list[FieldSpec]
+    crops: np.ndarray
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def grammars(self) -> list[str]:
+        return [s.grammar for s in self.specs]
+
+
+def prepare_exam(exam: ExamInput, layouts: LayoutRegistry, settings: Settings) -> PreparedExam:
+    """Raise UnknownDeviceKind, InvalidImage, PayloadTooLarge or AlignmentFailed; else crops."""
+    layout = layouts[exam.device_kind]
+    t0 = time.perf_counter()
+    grey = decode_exam_image(exam.image, settings.max_image_bytes, settings.max_image_pixels)
+    t1 = time.perf_counter()
+    aligned = align_to_template(grey, layout)
+    specs = list(layout.all_fields())
+    crops = crop_regions(aligned, specs)
+    t2 = time.perf_counter()
+    return PreparedExam(exam, layout, specs, crops,
+                        {"decode_ms": (t1 - t0) * 1e3, "align_ms": (t2 - t1) * 1e3})
+
+
+def _identity_checks(exam: ExamInput, readings: list[FieldReading]) -> list[FieldReading]:
+    """What the image's header says must agree with what the gateway says; else review."""
+    expected = {"patient_id": exam.patient_id, "laterality": exam.laterality}
+    out = []
+    for r in readings:
+        hint = expected.get(r.name)
+        if hint and r.status == "accepted" and r.value != hint:
+            r = replace(r, status="review",
+                        reason=f"identity_mismatch: image says {r.value!r}, gateway says {hint!r}")
+        out.append(r)
+    return out
+
+
+def finish_exam(prepared: PreparedExam, recognitions: Sequence[tuple[str, float]], threshold: float,
+                model_name: str, model_version: str) -> ExamRecord:
+    """Validate every field and build the record the database stores and the client receives."""
+    if len(recognitions) != len(prepared.specs):
+        raise ValueError(f"{len(recognitions)} recognitions for {len(prepared.specs)} fields")
+    texts = {s.name: rec for s, rec in zip(prepared.specs, recognitions, strict=True)}
+    readings = _identity_checks(prepared.exam, read_fields(prepared.layout, texts, threshold))
+    header = {r.name: (str(r.value) if r.value is not None and r.status == "accepted" else None)
+              for r in readings if r.name in ("patient_id", "laterality", "exam_date")}
+    status = "accepted" if all(r.status == "accepted" for r in readings) else "review"
+    exam = prepared.exam
+    return ExamRecord(exam_id=exam.exam_id, device_kind=exam.device_kind, status=status,
+                      fields=readings, device_id=exam.device_id, model_name=model_name,
+                      model_version=model_version, request_id=exam.request_id,
+                      image_bytes=len(exam.image), header=header)
+
+
+def failed_record(exam: ExamInput, error: str) -> ExamRecord:
+    """An exam that could not be read at all (alignment failed): stored and queued, never dropped."""
+    return ExamRecord(exam_id=exam.exam_id, device_kind=exam.device_kind, status="failed", fields=[],
+                      device_id=exam.device_id, error=error, request_id=exam.request_id,
+                      image_bytes=len(exam.image))

@@ -1,0 +1,37 @@
+"""Typed settings, read from the environment (prefix EYEOPS_) when constructed, never at import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def repo_root() -> Path:
+    """The checkout this package runs from (the folder holding pyproject.toml)."""
+    return Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Everything a process of eyeops can be configured with."""
+
+    model_config = SettingsConfigDict(env_prefix="EYEOPS_", extra="forbid")
+
+    data_dir: Path = Field(default_factory=lambda: repo_root() / "var")
+    database_url: str = ""
+    triton_repository: Path = Field(default_factory=lambda: repo_root() / "inference" / "triton")
+    triton_home: Path = Field(default_factory=lambda: repo_root() / ".triton")
+    triton_python_env: Path = Field(default_factory=lambda: repo_root() / ".venv-triton")
+    ocr_model_name: str = "trocr"
+    max_image_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    confidence_threshold: float = 0.90
+    http_port_triton: int = 8000
+    http_port_ocr: int = 8080
+
+    def resolved_database_url(self) -> str:
+        """The configured URL, or a SQLite file under data_dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'results.db'}"

@@ -1,0 +1,71 @@
+"""The whole OCR path on one machine: real tritonserver + the OCR transformer's kserve.ModelServer."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from eyeops.settings import Settings, repo_root
+from eyeops.stack.process import ManagedProcess, free_port
+from eyeops.stack.triton import triton_process
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    ocr: str
+    triton: str
+    triton_metrics: str
+    database_url: str
+
+
+class LocalStack:
+    """Starts Triton, waits for its model, then the transformer; stops both in reverse order."""
+
+    def __init__(self, settings: Settings, triton_port: int | None = None, ocr_port: int | None = None,
+                 database_url: str | None = None, log_dir: Path | None = None) -> None:
+        self.settings = settings
+        self.triton_port = triton_port or settings.http_port_triton
+        self.ocr_port = ocr_port or settings.http_port_ocr
+        self.database_url = database_url or settings.resolved_database_url()
+        self.log_dir = log_dir or settings.data_dir / "log"
+        self.processes: list[ManagedProcess] = []
+        self.endpoints = Endpoints(ocr=f"http://127.0.0.1:{self.ocr_port}",
+                                   triton=f"http://127.0.0.1:{self.triton_port}",
+                                   triton_metrics=f"http://127.0.0.1:{self.triton_port + 2}/metrics",
+                                   database_url=self.database_url)
+
+    def transformer_process(self) -> ManagedProcess:
+        argv = [sys.executable, "-m", "inference.ocr_transformer", "--model_name", "ocr",
+                "--predictor_host", f"127.0.0.1:{self.triton_port}", "--predictor_protocol", "v2",
+                "--http_port", str(self.ocr_port), "--grpc_port", str(free_port()),
+                "--database_url", self.database_url]
+        ready = f"{self.endpoints.ocr}/v2/models/ocr/ready"
+        return ManagedProcess("ocr-transformer", argv, ready, self.log_dir / "ocr-transformer.log",
+                              cwd=repo_root())
+
+    def start(self, timeout_s: float = 180.0) -> Endpoints:
+        try:
+            triton = triton_process(self.settings, self.triton_port, self.log_dir / "triton.log")
+            self.processes.append(triton.start())
+            triton.wait_ready(timeout_s)
+            transformer = self.transformer_process()
+            self.processes.append(transformer.start())
+            transformer.wait_ready(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self.endpoints
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes.clear()
+
+    def __enter__(self) -> Endpoints:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

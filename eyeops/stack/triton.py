@@ -1,0 +1,61 @@
+"""Run the real `tritonserver` binary (taken from the nvidia-pytriton wheel) on a model repository."""
+
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+from pathlib import Path
+
+from eyeops.settings import Settings, repo_root
+from eyeops.stack.process import ManagedProcess
+
+
+class TritonMissing(RuntimeError):
+    pass
+
+
+def triton_paths(home: Path) -> tuple[Path, Path]:
+    """(binary, backend folder) inside the extracted wheel; raise with the set-up command if absent."""
+    binary = home / "pytriton" / "tritonserver" / "bin" / "tritonserver"
+    backends = home / "pytriton" / "tritonserver" / "backends"
+    stub = backends / "python" / "triton_python_backend_stub"
+    if not binary.is_file() or not stub.is_file():
+        raise TritonMissing(f"tritonserver not found under {home}; run: bash scripts/setup.sh")
+    return binary, backends
+
+
+def model_site_packages(python_env: Path) -> Path:
+    """site-packages of the Triton model's environment (.venv-triton: numpy<2, torch, transformers)."""
+    found = sorted((python_env / "lib").glob("python3.*/site-packages"))
+    if not found:
+        raise TritonMissing(f"no Python environment for the Triton model at {python_env}; "
+                            "run: bash scripts/setup.sh")
+    return found[0]
+
+
+def triton_environment(python_env: Path) -> dict[str, str]:
+    """Environment for the Python-backend stub: the interpreter's home and libpython, and the model
+    environment's packages plus this checkout (the stub ignores PYTHONPATH; model.py reads
+    EYEOPS_SITE_PACKAGES)."""
+    env = dict(os.environ)
+    env["PYTHONHOME"] = sys.base_prefix
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, env.get("LD_LIBRARY_PATH", "")) if p)
+    env["EYEOPS_SITE_PACKAGES"] = os.pathsep.join([str(repo_root()), str(model_site_packages(python_env))])
+    return env
+
+
+def triton_process(settings: Settings, http_port: int, log_path: Path,
+                   repository: Path | None = None) -> ManagedProcess:
+    binary, backends = triton_paths(settings.triton_home)
+    argv = [
+        str(binary),
+        f"--model-repository={repository or settings.triton_repository}",
+        f"--backend-directory={backends}",
+        f"--http-port={http_port}", f"--grpc-port={http_port + 1}", f"--metrics-port={http_port + 2}",
+        "--allow-metrics=true", "--allow-gpu-metrics=false", "--log-verbose=0",
+        "--exit-timeout-secs=10",
+    ]
+    ready = f"http://127.0.0.1:{http_port}/v2/models/{settings.ocr_model_name}/ready"
+    return ManagedProcess("triton", argv, ready, log_path, env=triton_environment(settings.triton_python_env))

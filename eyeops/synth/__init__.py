@@ -1,0 +1,1 @@
+"""Synthetic exams: realistic values, rendered device screens, degradations. Deterministic by seed."""

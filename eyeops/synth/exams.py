@@ -1,0 +1,36 @@
+"""Streams of rendered exams with ground truth, deterministic by (seed, split, index)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from eyeops.devices.layout import DeviceLayout
+from eyeops.synth.fonts import font_paths
+from eyeops.synth.render import RenderedExam, render_exam, sample_style
+from eyeops.synth.values import ValueMode, format_values, sample_values
+
+_SPLIT_CODES = {"train": 1, "eval": 2}
+
+
+def exam_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    """Train and eval draw from disjoint streams, so noise seeds never coincide."""
+    return np.random.default_rng([seed, _SPLIT_CODES[split], index])
+
+
+def render_one(layout: DeviceLayout, seed: int, split: str, index: int,
+               mode: ValueMode = "realistic", clean: bool = False) -> RenderedExam:
+    rng = exam_rng(seed, split, index)
+    fonts = font_paths(split)
+    style = sample_style(rng, fonts, clean=clean)
+    values = sample_values(layout, rng, mode)
+    texts = format_values(layout, values)
+    return render_exam(layout, values, texts, style, rng)
+
+
+def synthesize_exams(layouts: Sequence[DeviceLayout], count: int, seed: int, split: str = "eval",
+                     mode: ValueMode = "realistic", start: int = 0) -> Iterator[RenderedExam]:
+    """`count` exams cycling over the device kinds."""
+    for index in range(start, start + count):
+        yield render_one(layouts[index % len(layouts)], seed, split, index, mode)

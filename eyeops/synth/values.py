@@ -1,0 +1,83 @@
+"""Sample field values per device kind: realistic (DOMAIN.md §1 figures) or grammar-random."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+import numpy as np
+
+from eyeops.devices.layout import CrossCheck, DeviceLayout, FieldSpec
+
+ValueMode = Literal["realistic", "random"]
+
+
+def _round_to(value: float, spec: FieldSpec) -> float:
+    if spec.step is not None:
+        value = round(value / spec.step) * spec.step
+    return round(value, spec.decimals)
+
+
+def _sample_number(spec: FieldSpec, rng: np.random.Generator, mode: ValueMode) -> float:
+    assert spec.range is not None
+    lo, hi = spec.range
+    if mode == "random":
+        # Uniform over the whole range, so the recogniser learns digits rather than a prior over values.
+        value = float(rng.uniform(lo, hi))
+    else:
+        mean, sd = spec.typical if spec.typical else ((lo + hi) / 2, (hi - lo) / 6)
+        value = float(np.clip(rng.normal(mean, sd), lo, hi))
+    return float(np.clip(_round_to(value, spec), lo, hi))
+
+
+def _enforce(check: CrossCheck, values: dict[str, float | str | None], layout: DeviceLayout) -> None:
+    """Make sampled values satisfy a relation the way a real device's numbers do."""
+    if check.rule == "ordered":
+        a, b = check.fields
+        va, vb = values[a], values[b]
+        if isinstance(va, float) and isinstance(vb, float) and vb < va:
+            values[a], values[b] = vb, va
+            # A value derived from another (K from radius) swaps together with its source.
+            sources = {c.fields[0]: c.fields[1] for c in layout.checks if c.rule == "reciprocal"}
+            if a in sources and b in sources:
+                values[sources[a]], values[sources[b]] = values[sources[b]], values[sources[a]]
+    elif check.rule == "mean":
+        target, *sources = check.fields
+        nums = [values[s] for s in sources]
+        if all(isinstance(v, float) for v in nums):
+            values[target] = _round_to(sum(float(v) for v in nums if v is not None) / len(nums),
+                                       layout.field(target))
+    else:
+        target, source = check.fields
+        src = values[source]
+        assert check.constant is not None
+        if isinstance(src, float) and src > 0:
+            values[target] = _round_to(check.constant / src, layout.field(target))
+
+
+def sample_values(
+    layout: DeviceLayout, rng: np.random.Generator, mode: ValueMode = "realistic"
+) -> dict[str, float | str | None]:
+    """One exam's true values, keyed by field name; header values are strings in the device format."""
+    values: dict[str, float | str | None] = {}
+    values["patient_id"] = "P" + "".join(str(d) for d in rng.integers(0, 10, size=7))
+    values["laterality"] = "OD" if rng.random() < 0.5 else "OS"
+    day = dt.date(2015, 1, 1) + dt.timedelta(days=int(rng.integers(0, 4300)))
+    date_spec = layout.field("exam_date")
+    assert date_spec.date_format is not None
+    values["exam_date"] = day.strftime(date_spec.date_format)
+    for spec in layout.fields:
+        if spec.optional and rng.random() < 0.4:
+            values[spec.name] = None
+        else:
+            values[spec.name] = _sample_number(spec, rng, mode)
+    if mode == "realistic":
+        # Reciprocal relations first: they derive K from radius, and ordering then sees final Ks.
+        for check in sorted(layout.checks, key=lambda c: c.rule != "reciprocal"):
+            _enforce(check, values, layout)
+    return values
+
+
+def format_values(layout: DeviceLayout, values: dict[str, float | str | None]) -> dict[str, str]:
+    """The text each field shows on the device's screen."""
+    return {spec.name: spec.format_value(values[spec.name]) for spec in layout.all_fields()}

@@ -1,0 +1,1 @@
+"""Code that runs inside KServe pods (and as processes in the local stack)."""

@@ -1,0 +1,59 @@
+"""Entrypoint of the OCR transformer container and of `eyeops up`'s transformer process.
+
+    python -m inference.ocr_transformer --model_name ocr --predictor_host 127.0.0.1:8000 \
+        --predictor_protocol v2 --http_port 8080
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from eyeops.errors import EyeopsError
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map eyeops errors to their HTTP status, with Retry-After where a retry will help."""
+
+    async def handle(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, EyeopsError)
+        headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s else None
+        return JSONResponse(status_code=exc.status_code, content={"error": exc.message}, headers=headers)
+
+    app.add_exception_handler(EyeopsError, handle)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(description="eyeops OCR transformer (kserve.ModelServer)")
+    parser.add_argument("--model_name", default="ocr")
+    parser.add_argument("--predictor_model", default="trocr", help="model name on the Triton predictor")
+    parser.add_argument("--database_url", default=None, help="SQLAlchemy URL (default: settings)")
+    own, _ = parser.parse_known_args(argv)
+
+    import kserve
+    from kserve import model_server
+
+    from eyeops.db.store import ResultsStore, migrate
+    from eyeops.devices import load_layouts
+    from eyeops.metrics import OcrMetrics
+    from eyeops.settings import Settings
+    from inference.ocr_transformer.model import OcrTransformer
+
+    settings = Settings()
+    url = own.database_url or settings.resolved_database_url()
+    migrate(url)
+    install_error_handlers(model_server.app)
+    model = OcrTransformer(own.model_name, load_layouts(), ResultsStore.from_url(url), settings,
+                           OcrMetrics(), predictor_model=own.predictor_model)
+    model.load()
+    kserve.ModelServer().start([model])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""OCR transformer: exam image → aligned crops → one v2 request to Triton → validated, stored fields."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import numpy as np
+from kserve import Model
+from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
+
+from eyeops.db.store import ExamRecord, ResultsStore
+from eyeops.devices.layout import LayoutRegistry
+from eyeops.errors import AlignmentFailed, EyeopsError, PredictorUnavailable
+from eyeops.metrics import OcrMetrics
+from eyeops.ocr.pipeline import ExamInput, PreparedExam, failed_record, finish_exam, prepare_exam
+from eyeops.settings import Settings
+from inference.ocr_transformer.requests import exam_from_v1, exam_from_v2
+
+PREDICTOR_RETRY_AFTER_S = 10
+
+
+@dataclass
+class ExamContext:
+    """What preprocess learned, carried to predict and postprocess under the request id."""
+
+    exam: ExamInput
+    protocol: str
+    started: float
+    prepared: PreparedExam | None = None
+    stored: ExamRecord | None = None
+    recognitions: list[tuple[str, float]] = field(default_factory=list)
+    model_version: str = "1"
+    predict_ms: float = 0.0
+
+
+class OcrTransformer(Model):  # type: ignore[misc]
+    """KServe transformer. Domain work lives in eyeops.ocr.pipeline; this class only adapts it."""
+
+    def __init__(self, name: str, layouts: LayoutRegistry, store: ResultsStore, settings: Settings,
+                 metrics: OcrMetrics, predictor_model: str = "trocr") -> None:
+        super().__init__(name)
+        self.layouts = layouts
+        self.store = store
+        self.settings = settings
+        self.metrics = metrics
+        self.predictor_model = predictor_model
+        self._contexts: dict[str, ExamContext] = {}
+
+    def load(self) -> bool:
+        self.ready = True
+        return True
+
+    # -- preprocess: parse, dedupe, decode, align, crop -------------------------------------------
+    async def preprocess(self, payload: dict[str, Any] | InferRequest,
+                         headers: dict[str, str] | None = None) -> InferRequest:
+        headers = headers or {}
+        request_id = headers.get("ce-id") or headers.get("x-request-id") or str(uuid.uuid4())
+        started = time.perf_counter()
+        try:
+            if isinstance(payload, InferRequest):
+                exam = exam_from_v2(payload.inputs, payload.parameters, request_id)
+                protocol = "v2"
+            else:
+                exam = exam_from_v1(payload, request_id)
+                protocol = "v1"
+            self.layouts[exam.device_kind]  # unknown kinds fail before any image work
+            ctx = ExamContext(exam, protocol, started)
+            stored = await asyncio.to_thread(self.store.get_exam, exam.exam_id)
+            if stored is not None:
+                ctx.stored = stored
+            else:
+                try:
+                    ctx.prepared = await asyncio.to_thread(prepare_exam, exam, self.layouts, self.settings)
+                except AlignmentFailed as exc:
+                    await asyncio.to_thread(self._save, failed_record(exam, exc.message), ctx, 422, exc.message)
+                    raise
+        except EyeopsError as exc:
+            self._refused(exc, locals().get("exam"))
+            raise
+        key = uuid.uuid4().hex
+        self._contexts[key] = ctx
+        if ctx.prepared is None:
+            return InferRequest(self.predictor_model, [], request_id=key)
+        crops = InferInput("CROPS", list(ctx.prepared.crops.shape), "UINT8")
+        crops.set_data_from_numpy(ctx.prepared.crops, binary_data=True)
+        grammar = InferInput("GRAMMAR", [len(ctx.prepared.specs), 1], "BYTES")
+        grammar.set_data_from_numpy(np.array([[g.encode()] for g in ctx.prepared.grammars],
+                                             dtype=np.object_), binary_data=True)
+        return InferRequest(self.predictor_model, [crops, grammar], request_id=key)
+
+    # -- predict: one v2 request to Triton for all crops of the exam ------------------------------
+    async def predict(self, payload: InferRequest, headers: dict[str, str] | None = None) -> ExamContext:
+        ctx = self._contexts.pop(str(payload.id))
+        if ctx.stored is not None:
+            return ctx
+        t0 = time.perf_counter()
+        try:
+            response = await self._http_client.infer(
+                self.predictor_config.predictor_base_url, model_name=self.predictor_model, data=payload,
+                headers={"content-type": "application/json"})
+        except (httpx.TransportError, httpx.HTTPStatusError) as exc:
+            error = PredictorUnavailable(f"OCR predictor unavailable ({type(exc).__name__}: {exc}); retry later",
+                                         retry_after_s=PREDICTOR_RETRY_AFTER_S)
+            self._refused(error, ctx.exam)
+            raise error from exc
+        ctx.predict_ms = (time.perf_counter() - t0) * 1e3
+        outputs = {o.name: o for o in response.outputs}
+        texts = [t.decode("utf-8") if isinstance(t, bytes) else str(t)
+                 for t in outputs["TEXT"].as_numpy().reshape(-1)]
+        confidences = outputs["TOKEN_CONFIDENCE"].as_numpy()
+        ctx.recognitions = [(text, _field_confidence(row)) for text, row in zip(texts, confidences, strict=True)]
+        ctx.model_version = str(response.model_version or "1")
+        return ctx
+
+    # -- postprocess: validate, persist in one transaction, answer ---------------------------------
+    async def postprocess(self, ctx: ExamContext, headers: dict[str, str] | None = None
+                          ) -> dict[str, Any] | InferResponse:
+        duplicate = ctx.stored is not None
+        if ctx.stored is not None:
+            record = ctx.stored
+            await asyncio.to_thread(self._log_duplicate, ctx)
+        else:
+            assert ctx.prepared is not None
+            t0 = time.perf_counter()
+            record = finish_exam(ctx.prepared, ctx.recognitions, self.settings.confidence_threshold,
+                                 self.predictor_model, ctx.model_version)
+            post_ms = (time.perf_counter() - t0) * 1e3
+            ctx.prepared.timings_ms.update(predict_ms=ctx.predict_ms, postprocess_ms=post_ms)
+            stored = await asyncio.to_thread(self._save, record, ctx, 200, None)
+            duplicate = not stored
+            self._observe(record, ctx)
+        body = {**record.to_dict(), "duplicate": duplicate}
+        if ctx.protocol == "v1":
+            return {"predictions": [body]}
+        out = InferOutput("exam", [1], "BYTES", data=[json.dumps(body)])
+        return InferResponse(ctx.exam.request_id or "", self.name, [out])
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def _log_values(self, ctx: ExamContext, status: int, error: str | None) -> dict[str, object]:
+        timings = ctx.prepared.timings_ms if ctx.prepared else {}
+        return {"request_id": ctx.exam.request_id, "device_kind": ctx.exam.device_kind,
+                "model_name": self.predictor_model, "model_version": ctx.model_version,
+                "http_status": status, "error": error,
+                "decode_ms": timings.get("decode_ms"), "align_ms": timings.get("align_ms"),
+                "predict_ms": timings.get("predict_ms"), "postprocess_ms": timings.get("postprocess_ms"),
+                "total_ms": (time.perf_counter() - ctx.started) * 1e3}
+
+    def _save(self, record: ExamRecord, ctx: ExamContext, status: int, error: str | None) -> bool:
+        return self.store.save_exam(record, self._log_values(ctx, status, error))
+
+    def _log_duplicate(self, ctx: ExamContext) -> None:
+        self.store.log_request(exam_id=ctx.exam.exam_id, outcome="duplicate", **self._log_values(ctx, 200, None))
+
+    def _observe(self, record: ExamRecord, ctx: ExamContext) -> None:
+        self.metrics.exams.labels(device_kind=record.device_kind, status=record.status).inc()
+        for reading in record.fields:
+            if reading.status == "review":
+                self.metrics.observe_reason(record.device_kind, reading.reason)
+        if ctx.prepared is not None:
+            for stage, ms in ctx.prepared.timings_ms.items():
+                self.metrics.stage_seconds.labels(stage=stage.removesuffix("_ms")).observe(ms / 1e3)
+        self.metrics.stage_seconds.labels(stage="total").observe(time.perf_counter() - ctx.started)
+
+    def _refused(self, exc: EyeopsError, exam: ExamInput | None) -> None:
+        self.metrics.requests_failed.labels(status_code=str(exc.status_code)).inc()
+        if exc.status_code == 422 and exam is not None:
+            self.metrics.exams.labels(device_kind=exam.device_kind, status="failed").inc()
+
+
+def _field_confidence(row: np.ndarray) -> float:
+    valid = row[row >= 0]
+    return float(valid.min()) if valid.size else 0.0

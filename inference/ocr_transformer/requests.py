@@ -1,0 +1,69 @@
+"""Parse v1 and v2 request bodies into an ExamInput; every refusal says what to send instead."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from typing import Any
+
+from eyeops.errors import InvalidRequest
+from eyeops.ocr.pipeline import ExamInput
+
+V1_HINT = ('send {"instances": [{"image_b64": "<base64 PNG/JPEG/TIFF>", "device_kind": "<kind>", '
+           '"device_id": "<optional>"}]}')
+V2_HINT = ('send one BYTES input named "image" (base64 in JSON, or raw with the binary extension) and '
+           'parameters {"device_kind": "<kind>"}')
+
+
+def _b64(value: object, where: str) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{where} must be a base64 string, got {type(value).__name__}")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidRequest(f"{where} is not valid base64 ({exc})") from exc
+
+
+def _opt_str(source: Mapping[str, Any], key: str) -> str | None:
+    value = source.get(key)
+    return None if value is None else str(value)
+
+
+def exam_from_v1(body: Mapping[str, Any], request_id: str | None) -> ExamInput:
+    instances = body.get("instances")
+    if not isinstance(instances, list) or len(instances) != 1 or not isinstance(instances[0], dict):
+        raise InvalidRequest(f"expected exactly one exam per request; {V1_HINT}")
+    inst = instances[0]
+    if "image_b64" not in inst:
+        raise InvalidRequest(f"missing image_b64; {V1_HINT}")
+    if not isinstance(inst.get("device_kind"), str):
+        raise InvalidRequest(f"missing device_kind; {V1_HINT}")
+    return ExamInput(image=_b64(inst["image_b64"], "image_b64"), device_kind=inst["device_kind"],
+                     device_id=_opt_str(inst, "device_id"), patient_id=_opt_str(inst, "patient_id"),
+                     laterality=_opt_str(inst, "laterality"), request_id=request_id)
+
+
+def exam_from_v2(inputs: list[Any], parameters: Mapping[str, Any] | None,
+                 request_id: str | None) -> ExamInput:
+    """`inputs` are kserve InferInput objects; only their name, datatype and data are read."""
+    params = dict(parameters or {})
+    images = [i for i in inputs if i.name == "image"]
+    if len(images) != 1:
+        raise InvalidRequest(f"expected one input named 'image', got {[i.name for i in inputs]}; {V2_HINT}")
+    image = images[0]
+    if image.datatype != "BYTES":
+        raise InvalidRequest(f"input 'image' must be BYTES, got {image.datatype}; {V2_HINT}")
+    data = image.data if image.data is not None else []
+    if hasattr(image, "_raw_data") and image._raw_data is not None and not data:
+        data = list(image.as_numpy().reshape(-1))
+    if len(data) != 1:
+        raise InvalidRequest(f"input 'image' must hold exactly one image, got {len(data)}; {V2_HINT}")
+    kind = params.get("device_kind")
+    if not isinstance(kind, str):
+        raise InvalidRequest(f"missing parameter device_kind; {V2_HINT}")
+    return ExamInput(image=_b64(data[0], "input 'image'"), device_kind=kind,
+                     device_id=_opt_str(params, "device_id"), patient_id=_opt_str(params, "patient_id"),
+                     laterality=_opt_str(params, "laterality"), request_id=request_id)

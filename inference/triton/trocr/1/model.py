@@ -1,0 +1,71 @@
+"""Triton Python-backend model: field crops in, text and per-token confidences out.
+
+Every request of a dynamic batch is decoded in one batched forward pass. The recognition code is
+eyeops.ocr (shared with training); where eyeops is not in the interpreter's site-packages (the
+local stack), EYEOPS_SITE_PACKAGES names the folders to put first on sys.path, as the stub
+ignores PYTHONPATH. That environment keeps numpy<2 (see requirements.txt).
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path[0:0] = [p for p in os.environ.get("EYEOPS_SITE_PACKAGES", "").split(os.pathsep) if p]
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import triton_python_backend_utils as pb_utils  # noqa: E402
+
+from eyeops.ocr.decode import recognize  # noqa: E402
+from eyeops.ocr.model import MAX_TOKENS, load_recognizer  # noqa: E402
+
+
+def _parameter(config, key):
+    return config.get("parameters", {}).get(key, {}).get("string_value", "")
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        default = Path(args["model_repository"]) / args["model_version"] / "checkpoint"
+        checkpoint = os.environ.get("EYEOPS_OCR_CHECKPOINT") or _parameter(config, "CHECKPOINT_DIR")
+        threads = int(os.environ.get("EYEOPS_TORCH_THREADS") or _parameter(config, "TORCH_THREADS") or 0)
+        if threads > 0:
+            torch.set_num_threads(threads)
+        self.recognizer = load_recognizer(Path(checkpoint) if checkpoint else default)
+        self.width = MAX_TOKENS + 1
+
+    def execute(self, requests):
+        crops, grammars, sizes, responses = [], [], [], [None] * len(requests)
+        for i, request in enumerate(requests):
+            batch = pb_utils.get_input_tensor_by_name(request, "CROPS").as_numpy()
+            grammar = pb_utils.get_input_tensor_by_name(request, "GRAMMAR")
+            if grammar is None:
+                patterns = [None] * len(batch)
+            else:
+                raw = grammar.as_numpy().reshape(-1)
+                if len(raw) != len(batch):
+                    responses[i] = pb_utils.InferenceResponse(error=pb_utils.TritonError(
+                        f"GRAMMAR has {len(raw)} rows for {len(batch)} crops"))
+                    sizes.append(0)
+                    continue
+                patterns = [(g.decode("utf-8") if isinstance(g, bytes) else str(g)) or None for g in raw]
+            crops.append(batch)
+            grammars.extend(patterns)
+            sizes.append(len(batch))
+        results = recognize(self.recognizer, np.concatenate(crops), grammars) if crops else []
+        offset = 0
+        for i, size in enumerate(sizes):
+            if responses[i] is not None:
+                continue
+            chunk = results[offset : offset + size]
+            offset += size
+            text = np.array([[r.text.encode("utf-8")] for r in chunk], dtype=np.object_)
+            conf = np.full((size, self.width), -1.0, dtype=np.float32)
+            for row, r in enumerate(chunk):
+                values = r.token_confidences[: self.width]
+                conf[row, : len(values)] = values
+            responses[i] = pb_utils.InferenceResponse(output_tensors=[
+                pb_utils.Tensor("TEXT", text), pb_utils.Tensor("TOKEN_CONFIDENCE", conf)])
+        return responses

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# One set-up for a fresh machine: system packages, the main environment (.venv), the Triton model's
+# environment (.venv-triton, numpy<2 for the 2.51 Python-backend stub), the detectors environment
+# (.venv-detectors, alibi-detect's numpy<2 pins), and the tritonserver binary (.triton).
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+TRITON_WHEEL_VERSION=0.7.0
+
+log() { printf '[setup] %s\n' "$*"; }
+
+apt_packages="tesseract-ocr fonts-dejavu fonts-dejavu-extra fonts-liberation fonts-freefont-ttf fonts-noto-mono fonts-roboto-unhinted fonts-croscore fonts-crosextra-carlito"
+missing=""
+for p in $apt_packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  log "installing Debian packages:$missing"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  log "creating .venv"
+  "$PY" -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+fi
+# torch first, by this exact spelling: it resolves to the machine's CPU build (see README).
+.venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/pip install -q torch==2.13.0
+.venv/bin/pip install -q -e ".[dev]"
+
+if [ ! -x .triton/pytriton/tritonserver/backends/python/triton_python_backend_stub ]; then
+  log "extracting tritonserver from nvidia-pytriton==$TRITON_WHEEL_VERSION (binary only; its Python side pins numpy<2)"
+  mkdir -p .cache/wheels .triton
+  .venv/bin/pip download -q --no-deps "nvidia-pytriton==$TRITON_WHEEL_VERSION" -d .cache/wheels
+  wheel=$(ls .cache/wheels/nvidia_pytriton-"$TRITON_WHEEL_VERSION"-*.whl | head -1)
+  .venv/bin/python - "$wheel" <<'PYEOF'
+import sys, zipfile, os, stat
+with zipfile.ZipFile(sys.argv[1]) as z:
+    for info in z.infolist():
+        if info.filename.startswith(("pytriton/tritonserver/", "nvidia_pytriton.libs/")):
+            z.extract(info, ".triton")
+            mode = (info.external_attr >> 16) & 0o777
+            os.chmod(os.path.join(".triton", info.filename), mode or 0o644)
+PYEOF
+  chmod +x .triton/pytriton/tritonserver/bin/tritonserver .triton/pytriton/tritonserver/python_backend_stubs/3.11/triton_python_backend_stub
+  cp .triton/pytriton/tritonserver/python_backend_stubs/3.11/triton_python_backend_stub .triton/pytriton/tritonserver/backends/python/
+fi
+
+if [ ! -x .venv-triton/bin/python ]; then
+  log "creating .venv-triton (the Triton Python-backend model's environment: numpy<2)"
+  "$PY" -m venv .venv-triton
+  .venv-triton/bin/pip install -q --upgrade pip
+fi
+.venv-triton/bin/python -c "import torch" 2>/dev/null || .venv-triton/bin/pip install -q torch==2.13.0
+.venv-triton/bin/pip install -q -r inference/triton/requirements.txt
+
+if [ ! -x .venv-detectors/bin/python ]; then
+  log "creating .venv-detectors (alibi-detect pins numpy<2)"
+  "$PY" -m venv .venv-detectors
+  .venv-detectors/bin/pip install -q --upgrade pip
+fi
+.venv-detectors/bin/pip install -q -e "detectors[dev]"
+log "done"

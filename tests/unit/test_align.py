@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+
+from eyeops.align import align_to_template, crop_regions, decode_grey
+from eyeops.errors import AlignmentFailed
+from eyeops.synth.exams import exam_rng
+from eyeops.synth.fonts import font_paths
+from eyeops.synth.render import render_clean, sample_style
+from eyeops.synth.values import format_values, sample_values
+from eyeops.synth.exams import render_one
+
+pytestmark = pytest.mark.unit
+
+
+def _ncc(a: np.ndarray, b: np.ndarray) -> float:
+    a = a.astype(np.float64) - a.mean()
+    b = b.astype(np.float64) - b.mean()
+    return float((a * b).sum() / (np.sqrt((a * a).sum() * (b * b).sum()) + 1e-9))
+
+
+def test_alignment_recovers_field_regions_under_rotation_scale_perspective(layouts):
+    """Crops of the damaged, aligned image correlate with crops of the clean drawing."""
+    scores = []
+    for i in range(24):
+        layout = list(layouts)[i % 6]
+        exam = render_one(layout, seed=5, split="eval", index=i)
+        aligned = align_to_template(decode_grey(exam.image), layout)
+        clean = render_clean(layout, exam.texts, exam.style)
+        specs = list(layout.all_fields())
+        got, want = crop_regions(aligned, specs), crop_regions(clean, specs)
+        scores += [_ncc(g, w) for g, w in zip(got, want, strict=True)]
+    assert np.median(scores) > 0.85
+    assert np.percentile(scores, 5) > 0.6
+
+
+def test_deterministic_by_seed(layouts):
+    layout = layouts["autorefractor"]
+    assert render_one(layout, 3, "eval", 7).image == render_one(layout, 3, "eval", 7).image
+    assert render_one(layout, 3, "eval", 7).image != render_one(layout, 3, "eval", 8).image
+
+
+def test_train_and_eval_fonts_are_disjoint():
+    assert not set(font_paths("train")) & set(font_paths("eval"))
+
+
+def test_blank_or_foreign_image_fails_alignment(layouts):
+    with pytest.raises(AlignmentFailed, match="alignment failed"):
+        align_to_template(np.full((700, 1000), 230, np.uint8), layouts["optical_biometer"])
+    rng = exam_rng(0, "eval", 0)
+    noise = rng.integers(0, 255, size=(600, 800)).astype(np.uint8)
+    with pytest.raises(AlignmentFailed):
+        align_to_template(noise, layouts["optical_biometer"])
+
+
+def test_clean_render_aligns_to_identity(layouts):
+    layout = layouts["specular_microscope"]
+    rng = exam_rng(1, "train", 0)
+    style = sample_style(rng, font_paths("train"), clean=True)
+    clean = render_clean(layout, format_values(layout, sample_values(layout, rng)), style)
+    padded = np.pad(clean, 40, constant_values=255)
+    aligned = align_to_template(padded, layout)
+    diff = np.abs(aligned.astype(int) - clean.astype(int))
+    assert np.median(diff) < 2
