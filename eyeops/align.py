@@ -24,8 +24,10 @@ def _order_corners(points: np.ndarray) -> np.ndarray:
     """Top-left, top-right, bottom-right, bottom-left."""
     s = points.sum(axis=1)
     d = np.diff(points, axis=1).ravel()
-    return np.array([points[np.argmin(s)], points[np.argmin(d)], points[np.argmax(s)],
-                     points[np.argmax(d)]], dtype=np.float64)
+    return np.array(
+        [points[np.argmin(s)], points[np.argmin(d)], points[np.argmax(s)], points[np.argmax(d)]],
+        dtype=np.float64,
+    )
 
 
 def _refine_corners(contour: np.ndarray, corners: np.ndarray) -> np.ndarray:
@@ -91,11 +93,13 @@ def align_to_template(grey: np.ndarray, layout: DeviceLayout) -> np.ndarray:
     t = layout.template
     corners = find_frame(grey, layout)
     i = float(t.frame_inset)
-    target = np.array([[i, i], [t.width - i, i], [t.width - i, t.height - i], [i, t.height - i]],
-                      dtype=np.float32)
+    target = np.array(
+        [[i, i], [t.width - i, i], [t.width - i, t.height - i], [i, t.height - i]], dtype=np.float32
+    )
     matrix = cv2.getPerspectiveTransform(corners.astype(np.float32), target)
-    return cv2.warpPerspective(grey, matrix, (t.width, t.height), flags=cv2.INTER_AREA,
-                               borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpPerspective(
+        grey, matrix, (t.width, t.height), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
+    )
 
 
 def prepare_crop(region: np.ndarray) -> np.ndarray:

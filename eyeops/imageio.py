@@ -11,8 +11,12 @@ from PIL import Image
 from eyeops.errors import InvalidImage, PayloadTooLarge
 
 ACCEPTED = "PNG, JPEG or TIFF"
-_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"II*\x00", "TIFF"),
-          (b"MM\x00*", "TIFF"))
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -53,7 +57,8 @@ def decode_exam_image(data: bytes, max_bytes: int, max_pixels: int) -> np.ndarra
         if width * height > max_pixels:
             raise PayloadTooLarge(
                 f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}"
-                " (decompression bomb guard)")
+                " (decompression bomb guard)"
+            )
         try:
             image.load()
             grey = image.convert("L")

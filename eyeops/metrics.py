@@ -11,16 +11,31 @@ class OcrMetrics:
     """Labels stay low-cardinality: device kind, status, reason kind and stage; never patient ids."""
 
     def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
-        self.exams = Counter("eyeops_ocr_exams_total", "Exams answered, by device kind and status",
-                             ["device_kind", "status"], registry=registry)
-        self.review_fields = Counter("eyeops_ocr_review_fields_total",
-                                     "Fields sent to review, by device kind and reason kind",
-                                     ["device_kind", "reason"], registry=registry)
-        self.requests_failed = Counter("eyeops_ocr_requests_failed_total",
-                                       "Requests refused or failed, by HTTP status",
-                                       ["status_code"], registry=registry)
-        self.stage_seconds = Histogram("eyeops_ocr_stage_seconds", "Latency of each OCR stage",
-                                       ["stage"], buckets=STAGE_BUCKETS, registry=registry)
+        self.exams = Counter(
+            "eyeops_ocr_exams_total",
+            "Exams answered, by device kind and status",
+            ["device_kind", "status"],
+            registry=registry,
+        )
+        self.review_fields = Counter(
+            "eyeops_ocr_review_fields_total",
+            "Fields sent to review, by device kind and reason kind",
+            ["device_kind", "reason"],
+            registry=registry,
+        )
+        self.requests_failed = Counter(
+            "eyeops_ocr_requests_failed_total",
+            "Requests refused or failed, by HTTP status",
+            ["status_code"],
+            registry=registry,
+        )
+        self.stage_seconds = Histogram(
+            "eyeops_ocr_stage_seconds",
+            "Latency of each OCR stage",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=registry,
+        )
 
     def observe_reason(self, device_kind: str, reason: str | None) -> None:
         kind = (reason or "unknown").split(":", 1)[0]

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -17,14 +20,14 @@ class DriftResult:
 
 
 class FeatureDriftDetector(Protocol):
-    def check(self, window: np.ndarray) -> DriftResult: ...
+    def check(self, window: FloatArray) -> DriftResult: ...
 
 
 class AlibiKSDetector:
     """alibi-detect KSDrift over named features; FDR control keeps the family-wise false alarm rate
     near p_val when many features are tested at once (DOMAIN.md §5)."""
 
-    def __init__(self, reference: np.ndarray, feature_names: Sequence[str], p_val: float = 0.05) -> None:
+    def __init__(self, reference: FloatArray, feature_names: Sequence[str], p_val: float = 0.05) -> None:
         from alibi_detect.cd import KSDrift
 
         if reference.ndim != 2 or reference.shape[1] != len(feature_names):
@@ -35,7 +38,7 @@ class AlibiKSDetector:
         self.p_val = p_val
         self._detector = KSDrift(reference.astype(np.float32), p_val=p_val, correction="fdr")
 
-    def check(self, window: np.ndarray) -> DriftResult:
+    def check(self, window: FloatArray) -> DriftResult:
         if window.ndim != 2 or window.shape[1] != len(self.feature_names):
             raise ValueError(f"window must be (n, {len(self.feature_names)}), got {window.shape}")
         out = self._detector.predict(window.astype(np.float32), return_p_val=True)["data"]

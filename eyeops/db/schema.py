@@ -31,8 +31,9 @@ class Exam(Base):
     request_id: Mapped[str | None] = mapped_column(String(128))
     received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
-    fields: Mapped[list[FieldRow]] = relationship(back_populates="exam", order_by="FieldRow.position",
-                                                  cascade="all, delete-orphan")
+    fields: Mapped[list[FieldRow]] = relationship(
+        back_populates="exam", order_by="FieldRow.position", cascade="all, delete-orphan"
+    )
 
 
 class FieldRow(Base):

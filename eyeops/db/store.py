@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from eyeops.db.schema import Exam, FieldRow, InferenceLog, ReviewItem
 from eyeops.errors import DatabaseUnavailable
-from eyeops.fields import FieldReading
+from eyeops.fields import FieldReading, Status
 
 RETRY_AFTER_S = 5
 
@@ -64,21 +64,30 @@ def migrate(url: str) -> None:
     try:
         command.upgrade(config, "head")
     except (OperationalError, SAInterfaceError) as exc:
-        raise DatabaseUnavailable(f"database unreachable during migration: {exc.orig}",
-                                  retry_after_s=RETRY_AFTER_S) from exc
+        raise DatabaseUnavailable(
+            f"database unreachable during migration: {exc.orig}", retry_after_s=RETRY_AFTER_S
+        ) from exc
 
 
 def _to_row(position: int, reading: FieldReading) -> FieldRow:
     number = reading.value if isinstance(reading.value, float) else None
     text = reading.value if isinstance(reading.value, str) else None
-    return FieldRow(position=position, name=reading.name, raw_text=reading.raw_text,
-                    value_number=number, value_text=text, unit=reading.unit,
-                    confidence=reading.confidence, status=reading.status, reason=reading.reason)
+    return FieldRow(
+        position=position,
+        name=reading.name,
+        raw_text=reading.raw_text,
+        value_number=number,
+        value_text=text,
+        unit=reading.unit,
+        confidence=reading.confidence,
+        status=reading.status,
+        reason=reading.reason,
+    )
 
 
 def _from_row(row: FieldRow) -> FieldReading:
     value: float | str | None = row.value_number if row.value_number is not None else row.value_text
-    status = "accepted" if row.status == "accepted" else "review"
+    status: Status = "accepted" if row.status == "accepted" else "review"
     return FieldReading(row.name, row.raw_text, value, row.unit, row.confidence, status, row.reason)
 
 
@@ -111,8 +120,9 @@ class ResultsStore:
             with self._sessions.begin() as session:
                 yield session
         except (OperationalError, SAInterfaceError) as exc:
-            raise DatabaseUnavailable(f"results database unavailable: {exc.orig}",
-                                      retry_after_s=RETRY_AFTER_S) from exc
+            raise DatabaseUnavailable(
+                f"results database unavailable: {exc.orig}", retry_after_s=RETRY_AFTER_S
+            ) from exc
 
     def ping(self) -> None:
         with self._session() as s:
@@ -124,12 +134,21 @@ class ResultsStore:
             if exam is None:
                 return None
             return ExamRecord(
-                exam_id=exam.id, device_kind=exam.device_kind, status=exam.status,
-                fields=[_from_row(r) for r in exam.fields], device_id=exam.device_id,
-                error=exam.error, model_name=exam.model_name, model_version=exam.model_version,
-                request_id=exam.request_id, image_bytes=exam.image_bytes,
-                header={"patient_id": exam.patient_id, "laterality": exam.laterality,
-                        "exam_date": exam.exam_date},
+                exam_id=exam.id,
+                device_kind=exam.device_kind,
+                status=exam.status,
+                fields=[_from_row(r) for r in exam.fields],
+                device_id=exam.device_id,
+                error=exam.error,
+                model_name=exam.model_name,
+                model_version=exam.model_version,
+                request_id=exam.request_id,
+                image_bytes=exam.image_bytes,
+                header={
+                    "patient_id": exam.patient_id,
+                    "laterality": exam.laterality,
+                    "exam_date": exam.exam_date,
+                },
             )
 
     def save_exam(self, record: ExamRecord, log: Mapping[str, object]) -> bool:
@@ -140,21 +159,37 @@ class ResultsStore:
         """
         try:
             with self._session() as s:
-                s.add(Exam(
-                    id=record.exam_id, device_kind=record.device_kind, device_id=record.device_id,
-                    patient_id=record.header.get("patient_id"), laterality=record.header.get("laterality"),
-                    exam_date=record.header.get("exam_date"), status=record.status, error=record.error,
-                    image_bytes=record.image_bytes, model_name=record.model_name,
-                    model_version=record.model_version, request_id=record.request_id,
-                    fields=[_to_row(i, f) for i, f in enumerate(record.fields)],
-                ))
+                s.add(
+                    Exam(
+                        id=record.exam_id,
+                        device_kind=record.device_kind,
+                        device_id=record.device_id,
+                        patient_id=record.header.get("patient_id"),
+                        laterality=record.header.get("laterality"),
+                        exam_date=record.header.get("exam_date"),
+                        status=record.status,
+                        error=record.error,
+                        image_bytes=record.image_bytes,
+                        model_name=record.model_name,
+                        model_version=record.model_version,
+                        request_id=record.request_id,
+                        fields=[_to_row(i, f) for i, f in enumerate(record.fields)],
+                    )
+                )
                 if record.status == "failed":
-                    s.add(ReviewItem(exam_id=record.exam_id, field_name=None, reason=record.error or "failed"))
+                    s.add(
+                        ReviewItem(exam_id=record.exam_id, field_name=None, reason=record.error or "failed")
+                    )
                 for reading in record.fields:
                     if reading.status == "review":
-                        s.add(ReviewItem(exam_id=record.exam_id, field_name=reading.name,
-                                         reason=reading.reason or "review"))
-                s.add(InferenceLog(exam_id=record.exam_id, outcome="stored", **log))  # type: ignore[arg-type]
+                        s.add(
+                            ReviewItem(
+                                exam_id=record.exam_id,
+                                field_name=reading.name,
+                                reason=reading.reason or "review",
+                            )
+                        )
+                s.add(InferenceLog(exam_id=record.exam_id, outcome="stored", **log))
         except IntegrityError:
             self.log_request(exam_id=record.exam_id, outcome="duplicate", **log)
             return False
@@ -175,6 +210,9 @@ class ResultsStore:
 
     def open_reviews(self, limit: int = 100) -> list[tuple[str, str | None, str]]:
         with self._session() as s:
-            rows = s.execute(select(ReviewItem.exam_id, ReviewItem.field_name, ReviewItem.reason)
-                             .where(ReviewItem.resolved_at.is_(None)).limit(limit))
+            rows = s.execute(
+                select(ReviewItem.exam_id, ReviewItem.field_name, ReviewItem.reason)
+                .where(ReviewItem.resolved_at.is_(None))
+                .limit(limit)
+            )
             return [(r[0], r[1], r[2]) for r in rows]

@@ -44,7 +44,7 @@ class FieldSpec(BaseModel):
             raise ValueError(f"{self.kind} field {self.name} needs a pattern")
         if self.kind == "date" and self.date_format is None:
             raise ValueError(f"date field {self.name} needs a date_format")
-        x, y, w, h = self.box
+        _, _, w, h = self.box
         if w <= 0 or h <= 0:
             raise ValueError(f"field {self.name} has an empty box")
         return self

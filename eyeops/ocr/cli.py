@@ -24,6 +24,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     t.add_argument("--max-minutes", type=float, default=60.0)
     t.add_argument("--eval-every", type=int, default=1000)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--warmup", type=int, default=300)
+    t.add_argument("--init", type=Path, default=None, help="continue from this checkpoint folder")
     t.add_argument("--workers", type=int, default=2)
     t.add_argument("--out", type=Path, default=None, help="checkpoint folder (default: the Triton repo's)")
     t.add_argument("--cache", type=Path, default=None, help="folder to cache rendered crop sets in")
@@ -57,11 +60,21 @@ def _train(args: argparse.Namespace) -> int:
 
     cache = args.cache or Settings().data_dir / "cache"
     train_set = _crop_set(cache, args.exams, args.seed, "train", args.workers)
-    eval_set = _crop_set(cache, args.eval_exams, args.seed + 1, "eval", args.workers) if args.eval_exams else None
+    eval_set = (
+        _crop_set(cache, args.eval_exams, args.seed + 1, "eval", args.workers) if args.eval_exams else None
+    )
     assert isinstance(train_set, CropSet)
     assert eval_set is None or isinstance(eval_set, CropSet)
-    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed,
-                         max_minutes=args.max_minutes, eval_every=args.eval_every)
+    config = TrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        lr=args.lr,
+        warmup=args.warmup,
+        max_minutes=args.max_minutes,
+        eval_every=args.eval_every,
+        init=str(args.init) if args.init else None,
+    )
     metrics = train(train_set, eval_set, config, args.out or default_checkpoint())
     print(json.dumps(metrics, indent=2))
     return 0
@@ -70,8 +83,13 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from eyeops.ocr.evaluate import run_eval
 
-    summary = run_eval(count=args.count, seed=args.seed, endpoint=args.endpoint,
-                       concurrency=args.concurrency, tesseract=not args.no_tesseract,
-                       verbose=not args.json)
+    summary = run_eval(
+        count=args.count,
+        seed=args.seed,
+        endpoint=args.endpoint,
+        concurrency=args.concurrency,
+        tesseract=not args.no_tesseract,
+        verbose=not args.json,
+    )
     print(json.dumps(summary, indent=2))
     return 0

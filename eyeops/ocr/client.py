@@ -28,30 +28,42 @@ class OcrReply:
 class OcrClient:
     """Async client; pass a transport in tests, a base URL in production."""
 
-    def __init__(self, base_url: str, model: str = "ocr", protocol: str = "v1", timeout_s: float = 60.0,
-                 token: str | None = None, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str = "ocr",
+        protocol: str = "v1",
+        timeout_s: float = 60.0,
+        token: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.model = model
         self.protocol = protocol
-        self._client = httpx.AsyncClient(base_url=base_url, timeout=timeout_s, headers=headers,
-                                         transport=transport)
+        self._client = httpx.AsyncClient(
+            base_url=base_url, timeout=timeout_s, headers=headers, transport=transport
+        )
 
-    async def read_exam(self, image: bytes, device_kind: str, device_id: str | None = None,
-                        request_id: str | None = None) -> OcrReply:
+    async def read_exam(
+        self, image: bytes, device_kind: str, device_id: str | None = None, request_id: str | None = None
+    ) -> OcrReply:
         encoded = base64.b64encode(image).decode("ascii")
         headers = {"ce-id": request_id} if request_id else {}
         if self.protocol == "v1":
             instance = {"image_b64": encoded, "device_kind": device_kind}
             if device_id:
                 instance["device_id"] = device_id
-            response = await self._client.post(f"/v1/models/{self.model}:predict",
-                                               json={"instances": [instance]}, headers=headers)
+            response = await self._client.post(
+                f"/v1/models/{self.model}:predict", json={"instances": [instance]}, headers=headers
+            )
         else:
             params: dict[str, str] = {"device_kind": device_kind}
             if device_id:
                 params["device_id"] = device_id
-            body = {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [encoded]}],
-                    "parameters": params}
+            body = {
+                "inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [encoded]}],
+                "parameters": params,
+            }
             response = await self._client.post(f"/v2/models/{self.model}/infer", json=body, headers=headers)
         try:
             payload = response.json()
@@ -60,8 +72,9 @@ class OcrClient:
         return OcrReply(response.status_code, payload, response.headers.get("retry-after"))
 
     async def post_raw(self, body: bytes, content_type: str = "application/json") -> httpx.Response:
-        return await self._client.post(f"/v1/models/{self.model}:predict", content=body,
-                                       headers={"content-type": content_type})
+        return await self._client.post(
+            f"/v1/models/{self.model}:predict", content=body, headers={"content-type": content_type}
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()

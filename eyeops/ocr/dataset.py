@@ -29,15 +29,25 @@ class CropSet:
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, crops=self.crops, texts=np.array(self.texts),
-                            grammars=np.array(self.grammars), kinds=np.array(self.kinds),
-                            fields=np.array(self.fields))
+        np.savez_compressed(
+            path,
+            crops=self.crops,
+            texts=np.array(self.texts),
+            grammars=np.array(self.grammars),
+            kinds=np.array(self.kinds),
+            fields=np.array(self.fields),
+        )
 
     @classmethod
     def load(cls, path: Path) -> CropSet:
         data = np.load(path)
-        return cls(data["crops"], [str(t) for t in data["texts"]], [str(g) for g in data["grammars"]],
-                   [str(k) for k in data["kinds"]], [str(f) for f in data["fields"]])
+        return cls(
+            data["crops"],
+            [str(t) for t in data["texts"]],
+            [str(g) for g in data["grammars"]],
+            [str(k) for k in data["kinds"]],
+            [str(f) for f in data["fields"]],
+        )
 
 
 @lru_cache(maxsize=1)
@@ -47,7 +57,9 @@ def _worker_layouts() -> list[DeviceLayout]:
     return list(load_layouts())
 
 
-def _exam_crops(args: tuple[int, str, int, str, float]) -> tuple[np.ndarray, list[str], list[str], list[str], list[str]] | None:
+def _exam_crops(
+    args: tuple[int, str, int, str, float],
+) -> tuple[np.ndarray, list[str], list[str], list[str], list[str]] | None:
     seed, split, index, _, random_fraction = args
     layouts = _worker_layouts()
     layout = layouts[index % len(layouts)]
@@ -60,12 +72,23 @@ def _exam_crops(args: tuple[int, str, int, str, float]) -> tuple[np.ndarray, lis
         return None
     specs = list(layout.all_fields())
     crops = crop_regions(aligned, specs)
-    return (crops, [exam.texts[s.name] for s in specs], [s.grammar for s in specs],
-            [layout.kind] * len(specs), [s.name for s in specs])
+    return (
+        crops,
+        [exam.texts[s.name] for s in specs],
+        [s.grammar for s in specs],
+        [layout.kind] * len(specs),
+        [s.name for s in specs],
+    )
 
 
-def build_crop_set(registry: LayoutRegistry, exams: int, seed: int, split: str,
-                   random_fraction: float = 0.6, workers: int = 2) -> CropSet:
+def build_crop_set(
+    registry: LayoutRegistry,
+    exams: int,
+    seed: int,
+    split: str,
+    random_fraction: float = 0.6,
+    workers: int = 2,
+) -> CropSet:
     """Render `exams` exams, align and crop each; exams that fail to align are left out."""
     del registry  # workers load layouts themselves; the argument pins which registry is meant
     jobs = [(seed, split, i, "", random_fraction) for i in range(exams)]

@@ -56,8 +56,9 @@ def _automaton(pattern: str, chars: str) -> GrammarAutomaton:
 
 
 @torch.inference_mode()
-def recognize(recognizer: Recognizer, crops: np.ndarray, grammars: Sequence[str | None],
-              max_tokens: int = MAX_TOKENS) -> list[Recognition]:
+def recognize(
+    recognizer: Recognizer, crops: np.ndarray, grammars: Sequence[str | None], max_tokens: int = MAX_TOKENS
+) -> list[Recognition]:
     """Read every crop in one batched forward pass per decoding step.
 
     A token's confidence is its probability before the grammar mask: when the model wanted a
@@ -72,8 +73,7 @@ def recognize(recognizer: Recognizer, crops: np.ndarray, grammars: Sequence[str 
     encoder_outputs = model.encoder(pixel_values=pixels)
     vocab = recognizer.vocab
     automata = [
-        _automaton(g, vocab.chars) if (g is not None and vocab is not None) else None
-        for g in grammars
+        _automaton(g, vocab.chars) if (g is not None and vocab is not None) else None for g in grammars
     ]
     states = [a.initial if a is not None else -1 for a in automata]
     start = model.config.decoder_start_token_id or BOS
@@ -84,8 +84,9 @@ def recognize(recognizer: Recognizer, crops: np.ndarray, grammars: Sequence[str 
     confs: list[list[float]] = [[] for _ in range(n)]
     eos = model.config.eos_token_id if model.config.eos_token_id is not None else EOS
     for _ in range(max_tokens):
-        out = model(encoder_outputs=encoder_outputs, decoder_input_ids=tokens,
-                    past_key_values=past, use_cache=True)
+        out = model(
+            encoder_outputs=encoder_outputs, decoder_input_ids=tokens, past_key_values=past, use_cache=True
+        )
         past = out.past_key_values
         logits = out.logits[:, -1, :]
         probs = torch.softmax(logits.float(), dim=-1)

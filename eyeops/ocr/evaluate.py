@@ -110,8 +110,9 @@ def tesseract_hits(exam: RenderedExam, layouts: LayoutRegistry) -> tuple[int, in
     return hits, len(exam.texts)
 
 
-async def send_all(endpoint: str, exams: list[RenderedExam], concurrency: int, run: EvalRun,
-                   protocol: str = "v1") -> None:
+async def send_all(
+    endpoint: str, exams: list[RenderedExam], concurrency: int, run: EvalRun, protocol: str = "v1"
+) -> None:
     client = OcrClient(endpoint, protocol=protocol, timeout_s=120)
     gate = asyncio.Semaphore(concurrency)
 
@@ -136,8 +137,15 @@ async def send_all(endpoint: str, exams: list[RenderedExam], concurrency: int, r
         await client.aclose()
 
 
-def run_eval(count: int, seed: int, endpoint: str | None, concurrency: int = 4, tesseract: bool = True,
-             verbose: bool = True, protocol: str = "v1") -> dict[str, Any]:
+def run_eval(
+    count: int,
+    seed: int,
+    endpoint: str | None,
+    concurrency: int = 4,
+    tesseract: bool = True,
+    verbose: bool = True,
+    protocol: str = "v1",
+) -> dict[str, Any]:
     """Render `count` held-out exams (fonts and noise seeds training never saw), send them through
     the OCR endpoint (a fresh local stack when none is given), score, and compare with Tesseract."""
     from eyeops.stack.local import LocalStack
@@ -155,7 +163,8 @@ def run_eval(count: int, seed: int, endpoint: str | None, concurrency: int = 4, 
         asyncio.run(send_all(endpoint, exams, concurrency, run, protocol))
     if tesseract:
         with ThreadPoolExecutor(2) as pool:
-            for exam, (hits, total) in zip(exams, pool.map(lambda e: tesseract_hits(e, layouts), exams),
-                                           strict=True):
+            for exam, (hits, total) in zip(
+                exams, pool.map(lambda e: tesseract_hits(e, layouts), exams), strict=True
+            ):
                 run.score_tesseract(exam.device_kind, hits, total)
     return {"count": count, "seed": seed, "endpoint": endpoint, **run.summary()}

@@ -40,17 +40,31 @@ class ArchitectureSpec:
 def build_model(vocab: CharVocab, arch: ArchitectureSpec = ArchitectureSpec()) -> VisionEncoderDecoderModel:
     """A fresh, randomly initialised VisionEncoderDecoderModel with a TrOCRForCausalLM decoder."""
     encoder = ViTConfig(
-        image_size=(CROP_HEIGHT, CROP_WIDTH), patch_size=(CROP_HEIGHT, arch.patch_width),
-        num_channels=1, hidden_size=arch.hidden, num_hidden_layers=arch.encoder_layers,
-        num_attention_heads=arch.heads, intermediate_size=arch.ffn,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        image_size=(CROP_HEIGHT, CROP_WIDTH),
+        patch_size=(CROP_HEIGHT, arch.patch_width),
+        num_channels=1,
+        hidden_size=arch.hidden,
+        num_hidden_layers=arch.encoder_layers,
+        num_attention_heads=arch.heads,
+        intermediate_size=arch.ffn,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
     )
     decoder = TrOCRConfig(
-        vocab_size=len(vocab), d_model=arch.hidden, decoder_layers=arch.decoder_layers,
-        decoder_attention_heads=arch.heads, decoder_ffn_dim=arch.ffn,
-        max_position_embeddings=MAX_TOKENS + 8, use_learned_position_embeddings=True,
-        layernorm_embedding=True, dropout=0.0, attention_dropout=0.0,
-        pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS, decoder_start_token_id=BOS,
+        vocab_size=len(vocab),
+        d_model=arch.hidden,
+        decoder_layers=arch.decoder_layers,
+        decoder_attention_heads=arch.heads,
+        decoder_ffn_dim=arch.ffn,
+        max_position_embeddings=MAX_TOKENS + 8,
+        use_learned_position_embeddings=True,
+        layernorm_embedding=True,
+        dropout=0.0,
+        attention_dropout=0.0,
+        pad_token_id=PAD,
+        bos_token_id=BOS,
+        eos_token_id=EOS,
+        decoder_start_token_id=BOS,
     )
     config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
     model = VisionEncoderDecoderModel(config=config)
@@ -73,9 +87,11 @@ def pixels_from_crops(crops: np.ndarray) -> torch.Tensor:
 class Recognizer:
     """A loaded checkpoint plus how to feed it: our char vocabulary, or a Hugging Face processor."""
 
-    def __init__(self, model: VisionEncoderDecoderModel, vocab: CharVocab | None,
-                 processor: Any | None, version: str) -> None:
-        self.model = model.eval()
+    def __init__(
+        self, model: VisionEncoderDecoderModel, vocab: CharVocab | None, processor: Any | None, version: str
+    ) -> None:
+        self.model = model
+        model.eval()  # type: ignore[no-untyped-call]
         self.vocab = vocab
         self.processor = processor
         self.version = version
@@ -93,8 +109,9 @@ class Recognizer:
         return str(self.processor.tokenizer.decode(ids, skip_special_tokens=True)).strip()
 
 
-def save_checkpoint(model: VisionEncoderDecoderModel, vocab: CharVocab, directory: Path,
-                    metadata: dict[str, Any]) -> None:
+def save_checkpoint(
+    model: VisionEncoderDecoderModel, vocab: CharVocab, directory: Path, metadata: dict[str, Any]
+) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory)
     vocab.save(directory)

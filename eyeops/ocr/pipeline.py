@@ -56,8 +56,9 @@ def prepare_exam(exam: ExamInput, layouts: LayoutRegistry, settings: Settings) -
     specs = list(layout.all_fields())
     crops = crop_regions(aligned, specs)
     t2 = time.perf_counter()
-    return PreparedExam(exam, layout, specs, crops,
-                        {"decode_ms": (t1 - t0) * 1e3, "align_ms": (t2 - t1) * 1e3})
+    return PreparedExam(
+        exam, layout, specs, crops, {"decode_ms": (t1 - t0) * 1e3, "align_ms": (t2 - t1) * 1e3}
+    )
 
 
 def _identity_checks(exam: ExamInput, readings: list[FieldReading]) -> list[FieldReading]:
@@ -67,31 +68,55 @@ def _identity_checks(exam: ExamInput, readings: list[FieldReading]) -> list[Fiel
     for r in readings:
         hint = expected.get(r.name)
         if hint and r.status == "accepted" and r.value != hint:
-            r = replace(r, status="review",
-                        reason=f"identity_mismatch: image says {r.value!r}, gateway says {hint!r}")
+            r = replace(
+                r, status="review", reason=f"identity_mismatch: image says {r.value!r}, gateway says {hint!r}"
+            )
         out.append(r)
     return out
 
 
-def finish_exam(prepared: PreparedExam, recognitions: Sequence[tuple[str, float]], threshold: float,
-                model_name: str, model_version: str) -> ExamRecord:
+def finish_exam(
+    prepared: PreparedExam,
+    recognitions: Sequence[tuple[str, float]],
+    threshold: float,
+    model_name: str,
+    model_version: str,
+) -> ExamRecord:
     """Validate every field and build the record the database stores and the client receives."""
     if len(recognitions) != len(prepared.specs):
         raise ValueError(f"{len(recognitions)} recognitions for {len(prepared.specs)} fields")
     texts = {s.name: rec for s, rec in zip(prepared.specs, recognitions, strict=True)}
     readings = _identity_checks(prepared.exam, read_fields(prepared.layout, texts, threshold))
-    header = {r.name: (str(r.value) if r.value is not None and r.status == "accepted" else None)
-              for r in readings if r.name in ("patient_id", "laterality", "exam_date")}
+    header = {
+        r.name: (str(r.value) if r.value is not None and r.status == "accepted" else None)
+        for r in readings
+        if r.name in ("patient_id", "laterality", "exam_date")
+    }
     status = "accepted" if all(r.status == "accepted" for r in readings) else "review"
     exam = prepared.exam
-    return ExamRecord(exam_id=exam.exam_id, device_kind=exam.device_kind, status=status,
-                      fields=readings, device_id=exam.device_id, model_name=model_name,
-                      model_version=model_version, request_id=exam.request_id,
-                      image_bytes=len(exam.image), header=header)
+    return ExamRecord(
+        exam_id=exam.exam_id,
+        device_kind=exam.device_kind,
+        status=status,
+        fields=readings,
+        device_id=exam.device_id,
+        model_name=model_name,
+        model_version=model_version,
+        request_id=exam.request_id,
+        image_bytes=len(exam.image),
+        header=header,
+    )
 
 
 def failed_record(exam: ExamInput, error: str) -> ExamRecord:
     """An exam that could not be read at all (alignment failed): stored and queued, never dropped."""
-    return ExamRecord(exam_id=exam.exam_id, device_kind=exam.device_kind, status="failed", fields=[],
-                      device_id=exam.device_id, error=error, request_id=exam.request_id,
-                      image_bytes=len(exam.image))
+    return ExamRecord(
+        exam_id=exam.exam_id,
+        device_kind=exam.device_kind,
+        status="failed",
+        fields=[],
+        device_id=exam.device_id,
+        error=error,
+        request_id=exam.request_id,
+        image_bytes=len(exam.image),
+    )

@@ -13,7 +13,7 @@ from eyeops.devices.layout import FieldSpec
 
 def whitelist(spec: FieldSpec) -> str:
     """Characters the field's grammar can produce, for tessedit_char_whitelist."""
-    chars = set()
+    chars: set[str] = set()
     grammar = spec.grammar
     if r"\d" in grammar:
         chars.update("0123456789")

@@ -17,6 +17,7 @@ from eyeops.ocr.model import (
     ArchitectureSpec,
     Recognizer,
     build_model,
+    load_recognizer,
     pixels_from_crops,
     save_checkpoint,
 )
@@ -34,6 +35,7 @@ class TrainConfig:
     eval_every: int = 1000
     threads: int = 2
     shift_px: int = 2
+    init: str | None = None  # continue from this checkpoint folder instead of from scratch
 
 
 def _batch_labels(vocab: CharVocab, texts: list[str]) -> torch.Tensor:
@@ -66,14 +68,21 @@ def exact_match(recognizer: Recognizer, data: CropSet, batch: int = 256) -> floa
     return hits / max(len(data), 1)
 
 
-def train(train_set: CropSet, eval_set: CropSet | None, config: TrainConfig, out: Path,
-          log: bool = True) -> dict[str, float]:
+def train(
+    train_set: CropSet, eval_set: CropSet | None, config: TrainConfig, out: Path, log: bool = True
+) -> dict[str, float]:
     """Train, evaluate every eval_every steps, save the checkpoint and its metrics to `out`."""
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     rng = np.random.default_rng(config.seed)
-    vocab = CharVocab()
-    model = build_model(vocab)
+    if config.init:
+        start = load_recognizer(Path(config.init))
+        if start.vocab is None:
+            raise ValueError(f"{config.init} is not an eyeops character-vocabulary checkpoint")
+        vocab, model = start.vocab, start.model
+    else:
+        vocab = CharVocab()
+        model = build_model(vocab)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01)
 
     def lr_at(step: int) -> float:
@@ -98,30 +107,44 @@ def train(train_set: CropSet, eval_set: CropSet | None, config: TrainConfig, out
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
-        last_loss = float(loss)
+        last_loss = float(loss.detach())
         if step == 0:
             first_loss = last_loss
         minutes = (time.monotonic() - started) / 60
         if eval_set is not None and (step + 1) % config.eval_every == 0:
             acc = exact_match(Recognizer(model, vocab, None, "training"), eval_set)
-            history.append({"step": step + 1, "loss": last_loss, "eval_exact_match": acc,
-                            "minutes": minutes})
+            history.append({"step": step + 1, "loss": last_loss, "eval_exact_match": acc, "minutes": minutes})
             if log:
                 print(json.dumps(history[-1]), flush=True)
         elif log and step % 100 == 0:
-            print(json.dumps({"step": step, "loss": round(last_loss, 4), "minutes": round(minutes, 2)}),
-                  flush=True)
+            print(
+                json.dumps({"step": step, "loss": round(last_loss, 4), "minutes": round(minutes, 2)}),
+                flush=True,
+            )
         if minutes > config.max_minutes:
             break
-    model.eval()
-    metrics: dict[str, float] = {"steps": step + 1, "first_loss": first_loss, "final_loss": last_loss,
-                                 "minutes": (time.monotonic() - started) / 60,
-                                 "train_crops": len(train_set)}
+    model.eval()  # type: ignore[no-untyped-call]
+    metrics: dict[str, float] = {
+        "steps": step + 1,
+        "first_loss": first_loss,
+        "final_loss": last_loss,
+        "minutes": (time.monotonic() - started) / 60,
+        "train_crops": len(train_set),
+    }
     if eval_set is not None:
         metrics["eval_exact_match"] = exact_match(Recognizer(model, vocab, None, "final"), eval_set)
         metrics["eval_crops"] = len(eval_set)
     version = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    save_checkpoint(model, vocab, out, {"version": version, "metrics": metrics,
-                                        "config": asdict(config), "arch": asdict(ArchitectureSpec()),
-                                        "history": history})
+    save_checkpoint(
+        model,
+        vocab,
+        out,
+        {
+            "version": version,
+            "metrics": metrics,
+            "config": asdict(config),
+            "arch": asdict(ArchitectureSpec()),
+            "history": history,
+        },
+    )
     return metrics

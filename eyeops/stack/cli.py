@@ -66,13 +66,19 @@ def _demo(args: argparse.Namespace) -> int:
         where = endpoints.database_url
     print(f"\n{'device kind':26s} {'exams':>5s} {'field acc':>9s} {'exam acc':>8s} {'review':>7s}")
     for kind, rates in summary["per_device"].items():
-        print(f"{kind:26s} {rates['exams']:5d} {rates['field_accuracy']:9.4f} {rates['exam_accuracy']:8.3f}"
-              f" {rates['review_rate']:7.3f}")
-    print(f"{'all':26s} {summary['exams']:5d} {summary['field_accuracy']:9.4f} {summary['exam_accuracy']:8.3f}"
-          f" {summary['review_rate']:7.3f}")
+        print(
+            f"{kind:26s} {rates['exams']:5d} {rates['field_accuracy']:9.4f} {rates['exam_accuracy']:8.3f}"
+            f" {rates['review_rate']:7.3f}"
+        )
+    print(
+        f"{'all':26s} {summary['exams']:5d} {summary['field_accuracy']:9.4f} {summary['exam_accuracy']:8.3f}"
+        f" {summary['review_rate']:7.3f}"
+    )
     print(f"silent errors (wrong and accepted): {summary['silent_error_rate']:.4f} of fields")
-    print(f"latency per exam at {args.concurrency} concurrent: p50 {summary['latency_ms_p50']:.0f} ms,"
-          f" p95 {summary['latency_ms_p95']:.0f} ms")
+    print(
+        f"latency per exam at {args.concurrency} concurrent: p50 {summary['latency_ms_p50']:.0f} ms,"
+        f" p95 {summary['latency_ms_p95']:.0f} ms"
+    )
     print(f"results, review queue and inference log: {where}")
     print(json.dumps({k: v for k, v in summary.items() if k != "per_device"}))
     return 0

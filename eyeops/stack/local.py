@@ -23,27 +23,49 @@ class Endpoints:
 class LocalStack:
     """Starts Triton, waits for its model, then the transformer; stops both in reverse order."""
 
-    def __init__(self, settings: Settings, triton_port: int | None = None, ocr_port: int | None = None,
-                 database_url: str | None = None, log_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        triton_port: int | None = None,
+        ocr_port: int | None = None,
+        database_url: str | None = None,
+        log_dir: Path | None = None,
+    ) -> None:
         self.settings = settings
         self.triton_port = triton_port or settings.http_port_triton
         self.ocr_port = ocr_port or settings.http_port_ocr
         self.database_url = database_url or settings.resolved_database_url()
         self.log_dir = log_dir or settings.data_dir / "log"
         self.processes: list[ManagedProcess] = []
-        self.endpoints = Endpoints(ocr=f"http://127.0.0.1:{self.ocr_port}",
-                                   triton=f"http://127.0.0.1:{self.triton_port}",
-                                   triton_metrics=f"http://127.0.0.1:{self.triton_port + 2}/metrics",
-                                   database_url=self.database_url)
+        self.endpoints = Endpoints(
+            ocr=f"http://127.0.0.1:{self.ocr_port}",
+            triton=f"http://127.0.0.1:{self.triton_port}",
+            triton_metrics=f"http://127.0.0.1:{self.triton_port + 2}/metrics",
+            database_url=self.database_url,
+        )
 
     def transformer_process(self) -> ManagedProcess:
-        argv = [sys.executable, "-m", "inference.ocr_transformer", "--model_name", "ocr",
-                "--predictor_host", f"127.0.0.1:{self.triton_port}", "--predictor_protocol", "v2",
-                "--http_port", str(self.ocr_port), "--grpc_port", str(free_port()),
-                "--database_url", self.database_url]
+        argv = [
+            sys.executable,
+            "-m",
+            "inference.ocr_transformer",
+            "--model_name",
+            "ocr",
+            "--predictor_host",
+            f"127.0.0.1:{self.triton_port}",
+            "--predictor_protocol",
+            "v2",
+            "--http_port",
+            str(self.ocr_port),
+            "--grpc_port",
+            str(free_port()),
+            "--database_url",
+            self.database_url,
+        ]
         ready = f"{self.endpoints.ocr}/v2/models/ocr/ready"
-        return ManagedProcess("ocr-transformer", argv, ready, self.log_dir / "ocr-transformer.log",
-                              cwd=repo_root())
+        return ManagedProcess(
+            "ocr-transformer", argv, ready, self.log_dir / "ocr-transformer.log", cwd=repo_root()
+        )
 
     def start(self, timeout_s: float = 180.0) -> Endpoints:
         try:
@@ -66,6 +88,7 @@ class LocalStack:
     def __enter__(self) -> Endpoints:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

@@ -20,8 +20,15 @@ class ServiceFailed(RuntimeError):
 class ManagedProcess:
     """A server process with a readiness URL; a context manager that always stops it."""
 
-    def __init__(self, name: str, argv: Sequence[str], ready_url: str, log_path: Path,
-                 env: Mapping[str, str] | None = None, cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        ready_url: str,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.name = name
         self.argv = list(argv)
         self.ready_url = ready_url
@@ -33,8 +40,14 @@ class ManagedProcess:
     def start(self) -> ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                     cwd=self.cwd, start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=self.cwd,
+            start_new_session=True,
+        )
         log.close()
         return self
 
@@ -42,15 +55,18 @@ class ManagedProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise ServiceFailed(f"{self.name} exited with {self.proc.returncode}; see {self.log_path}:\n"
-                                    + self.tail())
+                raise ServiceFailed(
+                    f"{self.name} exited with {self.proc.returncode}; see {self.log_path}:\n" + self.tail()
+                )
             try:
                 if httpx.get(self.ready_url, timeout=2.0).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.3)
-        raise ServiceFailed(f"{self.name} not ready after {timeout_s:.0f}s; see {self.log_path}:\n" + self.tail())
+        raise ServiceFailed(
+            f"{self.name} not ready after {timeout_s:.0f}s; see {self.log_path}:\n" + self.tail()
+        )
 
     def tail(self, lines: int = 30) -> str:
         try:
@@ -72,8 +88,9 @@ class ManagedProcess:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
 

@@ -29,8 +29,9 @@ def model_site_packages(python_env: Path) -> Path:
     """site-packages of the Triton model's environment (.venv-triton: numpy<2, torch, transformers)."""
     found = sorted((python_env / "lib").glob("python3.*/site-packages"))
     if not found:
-        raise TritonMissing(f"no Python environment for the Triton model at {python_env}; "
-                            "run: bash scripts/setup.sh")
+        raise TritonMissing(
+            f"no Python environment for the Triton model at {python_env}; run: bash scripts/setup.sh"
+        )
     return found[0]
 
 
@@ -46,15 +47,20 @@ def triton_environment(python_env: Path) -> dict[str, str]:
     return env
 
 
-def triton_process(settings: Settings, http_port: int, log_path: Path,
-                   repository: Path | None = None) -> ManagedProcess:
+def triton_process(
+    settings: Settings, http_port: int, log_path: Path, repository: Path | None = None
+) -> ManagedProcess:
     binary, backends = triton_paths(settings.triton_home)
     argv = [
         str(binary),
         f"--model-repository={repository or settings.triton_repository}",
         f"--backend-directory={backends}",
-        f"--http-port={http_port}", f"--grpc-port={http_port + 1}", f"--metrics-port={http_port + 2}",
-        "--allow-metrics=true", "--allow-gpu-metrics=false", "--log-verbose=0",
+        f"--http-port={http_port}",
+        f"--grpc-port={http_port + 1}",
+        f"--metrics-port={http_port + 2}",
+        "--allow-metrics=true",
+        "--allow-gpu-metrics=false",
+        "--log-verbose=0",
         "--exit-timeout-secs=10",
     ]
     ready = f"http://127.0.0.1:{http_port}/v2/models/{settings.ocr_model_name}/ready"

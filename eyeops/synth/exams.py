@@ -19,8 +19,14 @@ def exam_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, _SPLIT_CODES[split], index])
 
 
-def render_one(layout: DeviceLayout, seed: int, split: str, index: int,
-               mode: ValueMode = "realistic", clean: bool = False) -> RenderedExam:
+def render_one(
+    layout: DeviceLayout,
+    seed: int,
+    split: str,
+    index: int,
+    mode: ValueMode = "realistic",
+    clean: bool = False,
+) -> RenderedExam:
     rng = exam_rng(seed, split, index)
     fonts = font_paths(split)
     style = sample_style(rng, fonts, clean=clean)
@@ -29,8 +35,14 @@ def render_one(layout: DeviceLayout, seed: int, split: str, index: int,
     return render_exam(layout, values, texts, style, rng)
 
 
-def synthesize_exams(layouts: Sequence[DeviceLayout], count: int, seed: int, split: str = "eval",
-                     mode: ValueMode = "realistic", start: int = 0) -> Iterator[RenderedExam]:
+def synthesize_exams(
+    layouts: Sequence[DeviceLayout],
+    count: int,
+    seed: int,
+    split: str = "eval",
+    mode: ValueMode = "realistic",
+    start: int = 0,
+) -> Iterator[RenderedExam]:
     """`count` exams cycling over the device kinds."""
     for index in range(start, start + count):
         yield render_one(layouts[index % len(layouts)], seed, split, index, mode)

@@ -7,15 +7,29 @@ from functools import lru_cache
 from pathlib import Path
 
 TRAIN_FONTS = (
-    "DejaVuSans.ttf", "DejaVuSansMono.ttf", "DejaVuSerif.ttf", "DejaVuSans-Bold.ttf",
-    "DejaVuSansCondensed.ttf", "LiberationSans-Regular.ttf", "LiberationSans-Bold.ttf",
-    "LiberationMono-Regular.ttf", "LiberationSerif-Regular.ttf", "FreeSans.ttf", "FreeMono.ttf",
-    "Roboto-Regular.ttf", "NotoSansMono-Regular.ttf", "Carlito-Regular.ttf",
+    "DejaVuSans.ttf",
+    "DejaVuSansMono.ttf",
+    "DejaVuSerif.ttf",
+    "DejaVuSans-Bold.ttf",
+    "DejaVuSansCondensed.ttf",
+    "LiberationSans-Regular.ttf",
+    "LiberationSans-Bold.ttf",
+    "LiberationMono-Regular.ttf",
+    "LiberationSerif-Regular.ttf",
+    "FreeSans.ttf",
+    "FreeMono.ttf",
+    "Roboto-Regular.ttf",
+    "NotoSansMono-Regular.ttf",
+    "Carlito-Regular.ttf",
 )
 # Held out: never rendered into a training crop.
 EVAL_FONTS = (
-    "Arimo-Regular.ttf", "Cousine-Regular.ttf", "Tinos-Regular.ttf", "FreeSerif.ttf",
-    "LiberationSansNarrow-Regular.ttf", "NotoMono-Regular.ttf",
+    "Arimo-Regular.ttf",
+    "Cousine-Regular.ttf",
+    "Tinos-Regular.ttf",
+    "FreeSerif.ttf",
+    "LiberationSansNarrow-Regular.ttf",
+    "NotoMono-Regular.ttf",
 )
 DEBIAN_PACKAGES = (
     "fonts-dejavu fonts-dejavu-extra fonts-liberation fonts-freefont-ttf fonts-noto-mono "

@@ -63,7 +63,9 @@ def _font(path: Path, size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(str(path), size)
 
 
-def _fit_font(draw: ImageDraw.ImageDraw, path: Path, size: int, text: str, width: int) -> ImageFont.FreeTypeFont:
+def _fit_font(
+    draw: ImageDraw.ImageDraw, path: Path, size: int, text: str, width: int
+) -> ImageFont.FreeTypeFont:
     while size > 10:
         font = _font(path, size)
         if draw.textlength(text, font=font) <= width:
@@ -72,8 +74,7 @@ def _fit_font(draw: ImageDraw.ImageDraw, path: Path, size: int, text: str, width
     return _font(path, size)
 
 
-def _draw_value(draw: ImageDraw.ImageDraw, spec: FieldSpec, text: str, style: ExamStyle,
-                align: str) -> None:
+def _draw_value(draw: ImageDraw.ImageDraw, spec: FieldSpec, text: str, style: ExamStyle, align: str) -> None:
     x, y, w, h = spec.box
     pad = 8
     font = _fit_font(draw, style.font, style.value_size, text, w - 2 * pad)
@@ -90,8 +91,11 @@ def render_clean(layout: DeviceLayout, texts: dict[str, str], style: ExamStyle) 
     img = Image.new("L", (t.width, t.height), color=style.background)
     draw = ImageDraw.Draw(img)
     inset, fw = t.frame_inset, t.frame_width
-    draw.rectangle((inset - fw, inset - fw, t.width - inset + fw - 1, t.height - inset + fw - 1),
-                   outline=style.ink, width=fw)
+    draw.rectangle(
+        (inset - fw, inset - fw, t.width - inset + fw - 1, t.height - inset + fw - 1),
+        outline=style.ink,
+        width=fw,
+    )
     tx, ty, tw, th = t.title_box
     if t.style == "screen":
         draw.rectangle((tx, ty, tx + tw, ty + th), fill=min(style.ink + 40, 110))
@@ -116,7 +120,9 @@ def render_clean(layout: DeviceLayout, texts: dict[str, str], style: ExamStyle) 
     return np.asarray(img)
 
 
-def _homography(layout: DeviceLayout, style: ExamStyle, rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, int]]:
+def _homography(
+    layout: DeviceLayout, style: ExamStyle, rng: np.random.Generator
+) -> tuple[np.ndarray, tuple[int, int]]:
     t = layout.template
     corners = np.array([[0, 0], [t.width, 0], [t.width, t.height], [0, t.height]], dtype=np.float64)
     centre = corners.mean(axis=0)
@@ -132,12 +138,20 @@ def _homography(layout: DeviceLayout, style: ExamStyle, rng: np.random.Generator
     return matrix, size
 
 
-def degrade(clean: np.ndarray, layout: DeviceLayout, style: ExamStyle, rng: np.random.Generator) -> np.ndarray:
+def degrade(
+    clean: np.ndarray, layout: DeviceLayout, style: ExamStyle, rng: np.random.Generator
+) -> np.ndarray:
     """Place the screen in a scan or photo: warp, blur, moiré, light, sensor noise. Returns RGB."""
     matrix, size = _homography(layout, style, rng)
-    canvas = cv2.warpPerspective(clean, matrix, size, flags=cv2.INTER_LINEAR,
-                                 borderMode=cv2.BORDER_CONSTANT, borderValue=style.canvas_gray)
-    img = canvas.astype(np.float32)
+    canvas = cv2.warpPerspective(
+        clean,
+        matrix,
+        size,
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=style.canvas_gray,
+    )
+    img: np.ndarray = canvas.astype(np.float32)
     if style.blur_sigma > 0.2:
         img = cv2.GaussianBlur(img, (0, 0), style.blur_sigma)
     h, w = img.shape
@@ -173,8 +187,13 @@ class RenderedExam:
     style: ExamStyle
 
 
-def render_exam(layout: DeviceLayout, values: dict[str, float | str | None], texts: dict[str, str],
-                style: ExamStyle, rng: np.random.Generator) -> RenderedExam:
+def render_exam(
+    layout: DeviceLayout,
+    values: dict[str, float | str | None],
+    texts: dict[str, str],
+    style: ExamStyle,
+    rng: np.random.Generator,
+) -> RenderedExam:
     clean = render_clean(layout, texts, style)
     rgb = degrade(clean, layout, style, rng)
     return RenderedExam(layout.kind, encode(rgb, style.jpeg_quality), texts, values, style)

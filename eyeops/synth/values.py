@@ -38,15 +38,16 @@ def _enforce(check: CrossCheck, values: dict[str, float | str | None], layout: D
         if isinstance(va, float) and isinstance(vb, float) and vb < va:
             values[a], values[b] = vb, va
             # A value derived from another (K from radius) swaps together with its source.
-            sources = {c.fields[0]: c.fields[1] for c in layout.checks if c.rule == "reciprocal"}
-            if a in sources and b in sources:
-                values[sources[a]], values[sources[b]] = values[sources[b]], values[sources[a]]
+            derived = {c.fields[0]: c.fields[1] for c in layout.checks if c.rule == "reciprocal"}
+            if a in derived and b in derived:
+                values[derived[a]], values[derived[b]] = values[derived[b]], values[derived[a]]
     elif check.rule == "mean":
         target, *sources = check.fields
         nums = [values[s] for s in sources]
         if all(isinstance(v, float) for v in nums):
-            values[target] = _round_to(sum(float(v) for v in nums if v is not None) / len(nums),
-                                       layout.field(target))
+            values[target] = _round_to(
+                sum(float(v) for v in nums if v is not None) / len(nums), layout.field(target)
+            )
     else:
         target, source = check.fields
         src = values[source]

@@ -48,8 +48,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     url = own.database_url or settings.resolved_database_url()
     migrate(url)
     install_error_handlers(model_server.app)
-    model = OcrTransformer(own.model_name, load_layouts(), ResultsStore.from_url(url), settings,
-                           OcrMetrics(), predictor_model=own.predictor_model)
+    model = OcrTransformer(
+        own.model_name,
+        load_layouts(),
+        ResultsStore.from_url(url),
+        settings,
+        OcrMetrics(),
+        predictor_model=own.predictor_model,
+    )
     model.load()
     kserve.ModelServer().start([model])
     return 0

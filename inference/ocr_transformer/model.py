@@ -42,8 +42,15 @@ class ExamContext:
 class OcrTransformer(Model):  # type: ignore[misc]
     """KServe transformer. Domain work lives in eyeops.ocr.pipeline; this class only adapts it."""
 
-    def __init__(self, name: str, layouts: LayoutRegistry, store: ResultsStore, settings: Settings,
-                 metrics: OcrMetrics, predictor_model: str = "trocr") -> None:
+    def __init__(
+        self,
+        name: str,
+        layouts: LayoutRegistry,
+        store: ResultsStore,
+        settings: Settings,
+        metrics: OcrMetrics,
+        predictor_model: str = "trocr",
+    ) -> None:
         super().__init__(name)
         self.layouts = layouts
         self.store = store
@@ -57,8 +64,9 @@ class OcrTransformer(Model):  # type: ignore[misc]
         return True
 
     # -- preprocess: parse, dedupe, decode, align, crop -------------------------------------------
-    async def preprocess(self, payload: dict[str, Any] | InferRequest,
-                         headers: dict[str, str] | None = None) -> InferRequest:
+    async def preprocess(
+        self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None
+    ) -> InferRequest:
         headers = headers or {}
         request_id = headers.get("ce-id") or headers.get("x-request-id") or str(uuid.uuid4())
         started = time.perf_counter()
@@ -78,7 +86,9 @@ class OcrTransformer(Model):  # type: ignore[misc]
                 try:
                     ctx.prepared = await asyncio.to_thread(prepare_exam, exam, self.layouts, self.settings)
                 except AlignmentFailed as exc:
-                    await asyncio.to_thread(self._save, failed_record(exam, exc.message), ctx, 422, exc.message)
+                    await asyncio.to_thread(
+                        self._save, failed_record(exam, exc.message), ctx, 422, exc.message
+                    )
                     raise
         except EyeopsError as exc:
             self._refused(exc, locals().get("exam"))
@@ -90,8 +100,9 @@ class OcrTransformer(Model):  # type: ignore[misc]
         crops = InferInput("CROPS", list(ctx.prepared.crops.shape), "UINT8")
         crops.set_data_from_numpy(ctx.prepared.crops, binary_data=True)
         grammar = InferInput("GRAMMAR", [len(ctx.prepared.specs), 1], "BYTES")
-        grammar.set_data_from_numpy(np.array([[g.encode()] for g in ctx.prepared.grammars],
-                                             dtype=np.object_), binary_data=True)
+        grammar.set_data_from_numpy(
+            np.array([[g.encode()] for g in ctx.prepared.grammars], dtype=np.object_), binary_data=True
+        )
         return InferRequest(self.predictor_model, [crops, grammar], request_id=key)
 
     # -- predict: one v2 request to Triton for all crops of the exam ------------------------------
@@ -102,25 +113,35 @@ class OcrTransformer(Model):  # type: ignore[misc]
         t0 = time.perf_counter()
         try:
             response = await self._http_client.infer(
-                self.predictor_config.predictor_base_url, model_name=self.predictor_model, data=payload,
-                headers={"content-type": "application/json"})
+                self.predictor_config.predictor_base_url,
+                model_name=self.predictor_model,
+                data=payload,
+                headers={"content-type": "application/json"},
+            )
         except (httpx.TransportError, httpx.HTTPStatusError) as exc:
-            error = PredictorUnavailable(f"OCR predictor unavailable ({type(exc).__name__}: {exc}); retry later",
-                                         retry_after_s=PREDICTOR_RETRY_AFTER_S)
+            error = PredictorUnavailable(
+                f"OCR predictor unavailable ({type(exc).__name__}: {exc}); retry later",
+                retry_after_s=PREDICTOR_RETRY_AFTER_S,
+            )
             self._refused(error, ctx.exam)
             raise error from exc
         ctx.predict_ms = (time.perf_counter() - t0) * 1e3
         outputs = {o.name: o for o in response.outputs}
-        texts = [t.decode("utf-8") if isinstance(t, bytes) else str(t)
-                 for t in outputs["TEXT"].as_numpy().reshape(-1)]
+        texts = [
+            t.decode("utf-8") if isinstance(t, bytes) else str(t)
+            for t in outputs["TEXT"].as_numpy().reshape(-1)
+        ]
         confidences = outputs["TOKEN_CONFIDENCE"].as_numpy()
-        ctx.recognitions = [(text, _field_confidence(row)) for text, row in zip(texts, confidences, strict=True)]
+        ctx.recognitions = [
+            (text, _field_confidence(row)) for text, row in zip(texts, confidences, strict=True)
+        ]
         ctx.model_version = str(response.model_version or "1")
         return ctx
 
     # -- postprocess: validate, persist in one transaction, answer ---------------------------------
-    async def postprocess(self, ctx: ExamContext, headers: dict[str, str] | None = None
-                          ) -> dict[str, Any] | InferResponse:
+    async def postprocess(
+        self, ctx: ExamContext, headers: dict[str, str] | None = None
+    ) -> dict[str, Any] | InferResponse:
         duplicate = ctx.stored is not None
         if ctx.stored is not None:
             record = ctx.stored
@@ -128,8 +149,13 @@ class OcrTransformer(Model):  # type: ignore[misc]
         else:
             assert ctx.prepared is not None
             t0 = time.perf_counter()
-            record = finish_exam(ctx.prepared, ctx.recognitions, self.settings.confidence_threshold,
-                                 self.predictor_model, ctx.model_version)
+            record = finish_exam(
+                ctx.prepared,
+                ctx.recognitions,
+                self.settings.confidence_threshold,
+                self.predictor_model,
+                ctx.model_version,
+            )
             post_ms = (time.perf_counter() - t0) * 1e3
             ctx.prepared.timings_ms.update(predict_ms=ctx.predict_ms, postprocess_ms=post_ms)
             stored = await asyncio.to_thread(self._save, record, ctx, 200, None)
@@ -144,18 +170,27 @@ class OcrTransformer(Model):  # type: ignore[misc]
     # -- helpers -----------------------------------------------------------------------------------
     def _log_values(self, ctx: ExamContext, status: int, error: str | None) -> dict[str, object]:
         timings = ctx.prepared.timings_ms if ctx.prepared else {}
-        return {"request_id": ctx.exam.request_id, "device_kind": ctx.exam.device_kind,
-                "model_name": self.predictor_model, "model_version": ctx.model_version,
-                "http_status": status, "error": error,
-                "decode_ms": timings.get("decode_ms"), "align_ms": timings.get("align_ms"),
-                "predict_ms": timings.get("predict_ms"), "postprocess_ms": timings.get("postprocess_ms"),
-                "total_ms": (time.perf_counter() - ctx.started) * 1e3}
+        return {
+            "request_id": ctx.exam.request_id,
+            "device_kind": ctx.exam.device_kind,
+            "model_name": self.predictor_model,
+            "model_version": ctx.model_version,
+            "http_status": status,
+            "error": error,
+            "decode_ms": timings.get("decode_ms"),
+            "align_ms": timings.get("align_ms"),
+            "predict_ms": timings.get("predict_ms"),
+            "postprocess_ms": timings.get("postprocess_ms"),
+            "total_ms": (time.perf_counter() - ctx.started) * 1e3,
+        }
 
     def _save(self, record: ExamRecord, ctx: ExamContext, status: int, error: str | None) -> bool:
         return self.store.save_exam(record, self._log_values(ctx, status, error))
 
     def _log_duplicate(self, ctx: ExamContext) -> None:
-        self.store.log_request(exam_id=ctx.exam.exam_id, outcome="duplicate", **self._log_values(ctx, 200, None))
+        self.store.log_request(
+            exam_id=ctx.exam.exam_id, outcome="duplicate", **self._log_values(ctx, 200, None)
+        )
 
     def _observe(self, record: ExamRecord, ctx: ExamContext) -> None:
         self.metrics.exams.labels(device_kind=record.device_kind, status=record.status).inc()

@@ -10,10 +10,14 @@ from typing import Any
 from eyeops.errors import InvalidRequest
 from eyeops.ocr.pipeline import ExamInput
 
-V1_HINT = ('send {"instances": [{"image_b64": "<base64 PNG/JPEG/TIFF>", "device_kind": "<kind>", '
-           '"device_id": "<optional>"}]}')
-V2_HINT = ('send one BYTES input named "image" (base64 in JSON, or raw with the binary extension) and '
-           'parameters {"device_kind": "<kind>"}')
+V1_HINT = (
+    'send {"instances": [{"image_b64": "<base64 PNG/JPEG/TIFF>", "device_kind": "<kind>", '
+    '"device_id": "<optional>"}]}'
+)
+V2_HINT = (
+    'send one BYTES input named "image" (base64 in JSON, or raw with the binary extension) and '
+    'parameters {"device_kind": "<kind>"}'
+)
 
 
 def _b64(value: object, where: str) -> bytes:
@@ -41,13 +45,19 @@ def exam_from_v1(body: Mapping[str, Any], request_id: str | None) -> ExamInput:
         raise InvalidRequest(f"missing image_b64; {V1_HINT}")
     if not isinstance(inst.get("device_kind"), str):
         raise InvalidRequest(f"missing device_kind; {V1_HINT}")
-    return ExamInput(image=_b64(inst["image_b64"], "image_b64"), device_kind=inst["device_kind"],
-                     device_id=_opt_str(inst, "device_id"), patient_id=_opt_str(inst, "patient_id"),
-                     laterality=_opt_str(inst, "laterality"), request_id=request_id)
+    return ExamInput(
+        image=_b64(inst["image_b64"], "image_b64"),
+        device_kind=inst["device_kind"],
+        device_id=_opt_str(inst, "device_id"),
+        patient_id=_opt_str(inst, "patient_id"),
+        laterality=_opt_str(inst, "laterality"),
+        request_id=request_id,
+    )
 
 
-def exam_from_v2(inputs: list[Any], parameters: Mapping[str, Any] | None,
-                 request_id: str | None) -> ExamInput:
+def exam_from_v2(
+    inputs: list[Any], parameters: Mapping[str, Any] | None, request_id: str | None
+) -> ExamInput:
     """`inputs` are kserve InferInput objects; only their name, datatype and data are read."""
     params = dict(parameters or {})
     images = [i for i in inputs if i.name == "image"]
@@ -64,6 +74,11 @@ def exam_from_v2(inputs: list[Any], parameters: Mapping[str, Any] | None,
     kind = params.get("device_kind")
     if not isinstance(kind, str):
         raise InvalidRequest(f"missing parameter device_kind; {V2_HINT}")
-    return ExamInput(image=_b64(data[0], "input 'image'"), device_kind=kind,
-                     device_id=_opt_str(params, "device_id"), patient_id=_opt_str(params, "patient_id"),
-                     laterality=_opt_str(params, "laterality"), request_id=request_id)
+    return ExamInput(
+        image=_b64(data[0], "input 'image'"),
+        device_kind=kind,
+        device_id=_opt_str(params, "device_id"),
+        patient_id=_opt_str(params, "patient_id"),
+        laterality=_opt_str(params, "laterality"),
+        request_id=request_id,
+    )

@@ -3,11 +3,10 @@ import pytest
 
 from eyeops.align import align_to_template, crop_regions, decode_grey
 from eyeops.errors import AlignmentFailed
-from eyeops.synth.exams import exam_rng
+from eyeops.synth.exams import exam_rng, render_one
 from eyeops.synth.fonts import font_paths
 from eyeops.synth.render import render_clean, sample_style
 from eyeops.synth.values import format_values, sample_values
-from eyeops.synth.exams import render_one
 
 pytestmark = pytest.mark.unit
 

@@ -69,8 +69,19 @@ HEADER = {"patient_id": "P1234567", "laterality": "OD"}
 
 def test_k2_below_k1_sends_both_to_review(layouts):
     layout = layouts["optical_biometer"]
-    texts = _texts({**HEADER, "exam_date": "01.02.2023", "al_mm": "24.10", "acd_mm": "3.10", "lt_mm": "4.50",
-                    "wtw_mm": "11.8", "k1_d": "44.80", "k2_d": "44.10", "cct_um": "540"})
+    texts = _texts(
+        {
+            **HEADER,
+            "exam_date": "01.02.2023",
+            "al_mm": "24.10",
+            "acd_mm": "3.10",
+            "lt_mm": "4.50",
+            "wtw_mm": "11.8",
+            "k1_d": "44.80",
+            "k2_d": "44.10",
+            "cct_um": "540",
+        }
+    )
     out = {r.name: r for r in read_fields(layout, texts, T)}
     assert out["k1_d"].status == out["k2_d"].status == "review"
     assert out["k1_d"].reason.startswith("cross_check")
@@ -79,8 +90,17 @@ def test_k2_below_k1_sends_both_to_review(layouts):
 
 def test_keratometry_from_radius(layouts):
     layout = layouts["autorefractor"]
-    base = {**HEADER, "exam_date": "01/02/2023", "sphere_d": "-3.25", "cyl_d": "-0.75", "axis_deg": "90",
-            "r1_mm": "7.80", "r2_mm": "7.60", "k1_d": "43.27", "k2_d": "44.41"}
+    base = {
+        **HEADER,
+        "exam_date": "01/02/2023",
+        "sphere_d": "-3.25",
+        "cyl_d": "-0.75",
+        "axis_deg": "90",
+        "r1_mm": "7.80",
+        "r2_mm": "7.60",
+        "k1_d": "43.27",
+        "k2_d": "44.41",
+    }
     assert all(r.status == "accepted" for r in read_fields(layout, _texts(base), T))
     wrong = {**base, "k1_d": "48.27"}  # 3 → 8 in K1: 337.5 / 7.80 = 43.27
     out = {r.name: r for r in read_fields(layout, _texts(wrong), T)}
@@ -105,7 +125,9 @@ def test_missing_field_is_review_not_dropped(layouts):
 
 def test_cross_check_skips_unreadable_members(layouts):
     layout = layouts["optical_biometer"]
-    readings = [FieldReading("k1_d", "4x.10", None, "D", 0.99, "review", "grammar"),
-                FieldReading("k2_d", "44.10", 44.10, "D", 0.99, "accepted", None)]
+    readings = [
+        FieldReading("k1_d", "4x.10", None, "D", 0.99, "review", "grammar"),
+        FieldReading("k2_d", "44.10", 44.10, "D", 0.99, "accepted", None),
+    ]
     out = apply_cross_checks(layout, readings)
     assert out[1].status == "accepted"

@@ -21,13 +21,16 @@ def test_decodes_png_to_grey():
     assert decode_exam_image(png(), MB, 10**6).shape == (32, 64)
 
 
-@pytest.mark.parametrize(("data", "says"), [
-    (b"", "empty image"),
-    (b'{"instances": []}', "JSON text"),
-    (b"%PDF-1.7 ...", "PDF"),
-    (b"\x00" * 128 + b"DICM" + b"\x00" * 10, "DICOM"),
-    (b"hello world", "not an image"),
-])
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        (b"", "empty image"),
+        (b'{"instances": []}', "JSON text"),
+        (b"%PDF-1.7 ...", "PDF"),
+        (b"\x00" * 128 + b"DICM" + b"\x00" * 10, "DICOM"),
+        (b"hello world", "not an image"),
+    ],
+)
 def test_non_images_name_what_was_received_and_what_is_accepted(data, says):
     with pytest.raises(InvalidImage) as info:
         decode_exam_image(data, MB, 10**6)
@@ -38,7 +41,7 @@ def test_non_images_name_what_was_received_and_what_is_accepted(data, says):
 
 def test_truncated_image_is_400():
     data = png(400, 300)
-    with pytest.raises(InvalidImage, match="truncated|unreadable"):
+    with pytest.raises(InvalidImage, match=r"truncated|unreadable"):
         decode_exam_image(data[: len(data) // 2], MB, 10**7)
 
 

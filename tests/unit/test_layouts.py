@@ -13,8 +13,14 @@ from eyeops.synth.values import format_values, sample_values
 
 pytestmark = pytest.mark.unit
 
-KINDS = {"optical_biometer", "scheimpflug_tomographer", "anterior_segment_oct", "autorefractor",
-         "specular_microscope", "noncontact_tonometer"}
+KINDS = {
+    "optical_biometer",
+    "scheimpflug_tomographer",
+    "anterior_segment_oct",
+    "autorefractor",
+    "specular_microscope",
+    "noncontact_tonometer",
+}
 
 
 def test_six_device_kinds_with_header(layouts):
@@ -28,7 +34,7 @@ def test_boxes_do_not_overlap(layouts):
     for layout in layouts:
         boxes = [f.box for f in layout.all_fields()]
         for i, (x, y, w, h) in enumerate(boxes):
-            for (x2, y2, w2, h2) in boxes[i + 1 :]:
+            for x2, y2, w2, h2 in boxes[i + 1 :]:
                 assert x + w <= x2 or x2 + w2 <= x or y + h <= y2 or y2 + h2 <= y, layout.kind
 
 
@@ -61,14 +67,17 @@ def test_adding_a_device_kind_is_adding_a_file(tmp_path: Path):
         shutil.copy(path, tmp_path)
     text = (tmp_path / "noncontact_tonometer.yaml").read_text()
     (tmp_path / "rebound_tonometer.yaml").write_text(
-        text.replace("kind: noncontact_tonometer", "kind: rebound_tonometer"))
+        text.replace("kind: noncontact_tonometer", "kind: rebound_tonometer")
+    )
     registry = load_layouts(tmp_path)
     assert "rebound_tonometer" in registry.kinds() and len(registry.kinds()) == 7
 
 
 def test_inconsistent_layouts_are_refused(tmp_path: Path):
     text = (default_layout_dir() / "optical_biometer.yaml").read_text()
-    (tmp_path / "optical_biometer.yaml").write_text(text.replace("fields: [k1_d, k2_d]", "fields: [k1_d, k9_d]"))
+    (tmp_path / "optical_biometer.yaml").write_text(
+        text.replace("fields: [k1_d, k2_d]", "fields: [k1_d, k9_d]")
+    )
     with pytest.raises(LayoutError, match="unknown fields"):
         load_layouts(tmp_path)
     (tmp_path / "optical_biometer.yaml").write_text(text.replace("kind: optical_biometer", "kind: other"))

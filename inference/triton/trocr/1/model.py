@@ -46,8 +46,9 @@ class TritonPythonModel:
             else:
                 raw = grammar.as_numpy().reshape(-1)
                 if len(raw) != len(batch):
-                    responses[i] = pb_utils.InferenceResponse(error=pb_utils.TritonError(
-                        f"GRAMMAR has {len(raw)} rows for {len(batch)} crops"))
+                    responses[i] = pb_utils.InferenceResponse(
+                        error=pb_utils.TritonError(f"GRAMMAR has {len(raw)} rows for {len(batch)} crops")
+                    )
                     sizes.append(0)
                     continue
                 patterns = [(g.decode("utf-8") if isinstance(g, bytes) else str(g)) or None for g in raw]
@@ -66,6 +67,7 @@ class TritonPythonModel:
             for row, r in enumerate(chunk):
                 values = r.token_confidences[: self.width]
                 conf[row, : len(values)] = values
-            responses[i] = pb_utils.InferenceResponse(output_tensors=[
-                pb_utils.Tensor("TEXT", text), pb_utils.Tensor("TOKEN_CONFIDENCE", conf)])
+            responses[i] = pb_utils.InferenceResponse(
+                output_tensors=[pb_utils.Tensor("TEXT", text), pb_utils.Tensor("TOKEN_CONFIDENCE", conf)]
+            )
         return responses

@@ -1,0 +1,124 @@
+"""The OCR transformer object against a real tritonserver started by a fixture (no HTTP in front)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kserve import context as kserve_context
+from kserve.predictor_config import PredictorConfig
+from kserve.protocol.infer_type import InferInput, InferRequest
+from prometheus_client import CollectorRegistry
+
+from eyeops.db import ResultsStore, migrate
+from eyeops.errors import AlignmentFailed, PredictorUnavailable, UnknownDeviceKind
+from eyeops.metrics import OcrMetrics
+from eyeops.settings import Settings
+from eyeops.stack.process import free_port
+from eyeops.stack.triton import triton_process
+from eyeops.synth.exams import render_one
+from inference.ocr_transformer.model import OcrTransformer
+from tests.helpers import unalignable_png
+
+pytestmark = pytest.mark.inprocess
+# kserve's InferenceClientFactory keeps one HTTP client per process, bound to the loop that made it.
+LOOP = asyncio.new_event_loop()
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return LOOP.run_until_complete(coro)
+
+
+@pytest.fixture(scope="module")
+def triton_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("triton"))
+    port = free_port()
+    with triton_process(settings, port, settings.data_dir / "triton.log") as proc:
+        proc.wait_ready(180)
+        yield f"127.0.0.1:{port}"
+
+
+def make_model(layouts, url: str, host: str, registry: CollectorRegistry) -> OcrTransformer:
+    kserve_context.set_predictor_config(PredictorConfig(host, "v2", predictor_request_timeout_seconds=60))
+    migrate(url)
+    model = OcrTransformer("ocr", layouts, ResultsStore.from_url(url), Settings(), OcrMetrics(registry))
+    model.load()
+    return model
+
+
+def v1(image: bytes, kind: str) -> dict:
+    return {
+        "instances": [
+            {"image_b64": base64.b64encode(image).decode(), "device_kind": kind, "device_id": "dev-7"}
+        ]
+    }
+
+
+def test_reads_stores_and_dedupes(layouts, sqlite_url, triton_host):
+    registry = CollectorRegistry()
+    model = make_model(layouts, sqlite_url, triton_host, registry)
+    exam = render_one(layouts["specular_microscope"], 11, "eval", 3)
+
+    body, _ = run(model(v1(exam.image, exam.device_kind), {"ce-id": "req-1"}))
+    result = body["predictions"][0]
+    assert result["exam_id"] == hashlib.sha256(exam.image).hexdigest()
+    assert [f["name"] for f in result["fields"]] == list(exam.texts)
+    for f in result["fields"]:
+        assert set(f) == {"name", "raw_text", "value", "unit", "confidence", "status", "reason"}
+        assert f["status"] in ("accepted", "review") and 0.0 <= f["confidence"] <= 1.0
+    assert result["duplicate"] is False
+    counts = model.store.counts()
+    assert counts["exams"] == 1 and counts["fields"] == len(exam.texts)
+    assert (
+        registry.get_sample_value(
+            "eyeops_ocr_exams_total", {"device_kind": "specular_microscope", "status": result["status"]}
+        )
+        == 1
+    )
+
+    again, _ = run(model(v1(exam.image, exam.device_kind), {}))
+    assert again["predictions"][0]["duplicate"] is True
+    assert again["predictions"][0]["fields"] == result["fields"]
+    assert model.store.counts()["exams"] == 1 and model.store.counts()["log_rows"] == 2
+
+
+def test_v2_request_returns_exam_output(layouts, sqlite_url, triton_host):
+    model = make_model(layouts, sqlite_url, triton_host, CollectorRegistry())
+    exam = render_one(layouts["noncontact_tonometer"], 11, "eval", 4)
+    image = InferInput("image", [1], "BYTES", data=[base64.b64encode(exam.image).decode()])
+    request = InferRequest("ocr", [image], parameters={"device_kind": "noncontact_tonometer"})
+    response, _ = run(model(request, {}))
+    out = {o.name: o for o in response.outputs}
+    result = json.loads(out["exam"].data[0])
+    assert result["device_kind"] == "noncontact_tonometer" and len(result["fields"]) == len(exam.texts)
+
+
+def test_alignment_failure_is_recorded_for_review(layouts, sqlite_url, triton_host):
+    model = make_model(layouts, sqlite_url, triton_host, CollectorRegistry())
+    with pytest.raises(AlignmentFailed) as info:
+        run(model(v1(unalignable_png(), "optical_biometer"), {}))
+    assert info.value.status_code == 422
+    assert model.store.counts()["exams"] == 1
+    reviews = model.store.open_reviews()
+    assert len(reviews) == 1 and reviews[0][1] is None and "alignment failed" in reviews[0][2]
+
+
+def test_unknown_kind_before_any_work(layouts, sqlite_url, triton_host):
+    model = make_model(layouts, sqlite_url, triton_host, CollectorRegistry())
+    with pytest.raises(UnknownDeviceKind):
+        run(model(v1(b"not even an image", "fundus_camera"), {}))
+    assert model.store.counts()["exams"] == 0
+
+
+def test_unreachable_predictor_writes_nothing(layouts, sqlite_url, tmp_path: Path):
+    model = make_model(layouts, sqlite_url, f"127.0.0.1:{free_port()}", CollectorRegistry())
+    exam = render_one(layouts["autorefractor"], 11, "eval", 5)
+    with pytest.raises(PredictorUnavailable) as info:
+        run(model(v1(exam.image, exam.device_kind), {}))
+    assert info.value.status_code == 503 and info.value.retry_after_s
+    assert model.store.counts() == {"exams": 0, "fields": 0, "review_items": 0, "log_rows": 0}
