@@ -6,34 +6,25 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+# Held out by design family, not just by file: every Helvetica/Arial, Times and Courier clone
+# (Liberation, Arimo/Tinos/Cousine, FreeFont, Nimbus) is evaluation-only, so a held-out font is never
+# a metric-compatible twin of a training font.
 TRAIN_FONTS = (
-    "DejaVuSans.ttf",
-    "DejaVuSansMono.ttf",
-    "DejaVuSerif.ttf",
-    "DejaVuSans-Bold.ttf",
-    "DejaVuSansCondensed.ttf",
-    "LiberationSans-Regular.ttf",
-    "LiberationSans-Bold.ttf",
-    "LiberationMono-Regular.ttf",
-    "LiberationSerif-Regular.ttf",
-    "FreeSans.ttf",
-    "FreeMono.ttf",
-    "Roboto-Regular.ttf",
-    "NotoSansMono-Regular.ttf",
-    "Carlito-Regular.ttf",
+    "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSansCondensed.ttf", "DejaVuSansMono.ttf",
+    "DejaVuSerif.ttf", "Roboto-Regular.ttf", "Carlito-Regular.ttf", "NotoSansMono-Regular.ttf",
+    "OpenSans-Regular.ttf", "Lato-Regular.ttf", "Cantarell-Regular.otf", "URWGothic-Book.otf",
+    "Go-Regular.ttf", "Go-Mono.ttf", "C059-Roman.otf", "P052-Roman.otf", "FiraCode-Regular.ttf",
+    "JetBrainsMono-Regular.ttf", "Inconsolata.otf", "Hack-Regular.ttf",
 )
-# Held out: never rendered into a training crop.
 EVAL_FONTS = (
-    "Arimo-Regular.ttf",
-    "Cousine-Regular.ttf",
-    "Tinos-Regular.ttf",
-    "FreeSerif.ttf",
-    "LiberationSansNarrow-Regular.ttf",
-    "NotoMono-Regular.ttf",
+    "Arimo-Regular.ttf", "LiberationSans-Regular.ttf", "FreeSans.ttf", "LiberationSansNarrow-Regular.ttf",
+    "Tinos-Regular.ttf", "LiberationSerif-Regular.ttf", "FreeSerif.ttf",
+    "Cousine-Regular.ttf", "LiberationMono-Regular.ttf", "FreeMono.ttf",
 )
 DEBIAN_PACKAGES = (
     "fonts-dejavu fonts-dejavu-extra fonts-liberation fonts-freefont-ttf fonts-noto-mono "
-    "fonts-roboto-unhinted fonts-croscore fonts-crosextra-carlito"
+    "fonts-roboto-unhinted fonts-croscore fonts-crosextra-carlito fonts-urw-base35 fonts-open-sans "
+    "fonts-lato fonts-inconsolata fonts-hack fonts-firacode fonts-cantarell fonts-go fonts-jetbrains-mono"
 )
 
 
@@ -52,8 +43,9 @@ def _index() -> dict[str, Path]:
     found: dict[str, Path] = {}
     for root in font_dirs():
         if root.is_dir():
-            for path in root.rglob("*.ttf"):
-                found.setdefault(path.name, path)
+            for pattern in ("*.ttf", "*.otf"):
+                for path in root.rglob(pattern):
+                    found.setdefault(path.name, path)
     return found
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -32,6 +32,8 @@ class ExamStyle:
     contrast: float
     moire: float
     jpeg_quality: int | None
+    stroke: int = 0
+    stretch: float = 1.0
 
 
 def sample_style(rng: np.random.Generator, fonts: list[Path], *, clean: bool = False) -> ExamStyle:
@@ -40,7 +42,7 @@ def sample_style(rng: np.random.Generator, fonts: list[Path], *, clean: bool = F
     if clean:
         return ExamStyle(font, 26, 250, 20, 1.0, 0.0, 0.0, 255, 0.0, 0.0, 1.0, 1.0, 0.0, None)
     photo = rng.random() < 0.3
-    return ExamStyle(
+    style = ExamStyle(
         font=font,
         value_size=int(rng.integers(21, 29)),
         background=int(rng.integers(215, 256)),
@@ -56,6 +58,9 @@ def sample_style(rng: np.random.Generator, fonts: list[Path], *, clean: bool = F
         moire=float(rng.uniform(4, 14)) if photo and rng.random() < 0.6 else 0.0,
         jpeg_quality=int(rng.integers(30, 96)) if rng.random() < 0.8 else None,
     )
+    # Glyph variation (faux bold, condensed/expanded), drawn last so earlier draws stay put.
+    stroke = 1 if rng.random() < 0.2 else 0
+    return replace(style, stroke=stroke, stretch=float(rng.uniform(0.85, 1.15)))
 
 
 @lru_cache(maxsize=256)
@@ -77,12 +82,21 @@ def _fit_font(
 def _draw_value(draw: ImageDraw.ImageDraw, spec: FieldSpec, text: str, style: ExamStyle, align: str) -> None:
     x, y, w, h = spec.box
     pad = 8
-    font = _fit_font(draw, style.font, style.value_size, text, w - 2 * pad)
-    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-    tw, th = right - left, bottom - top
-    tx = x + pad - left if align == "left" else x + w - pad - tw - left
-    ty = y + (h - th) // 2 - top
-    draw.text((tx, ty), text, fill=style.ink, font=font)
+    font = _fit_font(draw, style.font, style.value_size, text, int((w - 2 * pad) / style.stretch))
+    if style.stretch == 1.0 and style.stroke == 0:
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        tw, th = right - left, bottom - top
+        tx = x + pad - left if align == "left" else x + w - pad - tw - left
+        draw.text((tx, y + (h - th) // 2 - top), text, fill=style.ink, font=font)
+        return
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font, stroke_width=style.stroke)
+    mask = Image.new("L", (right - left + 2, bottom - top + 2), 0)
+    ImageDraw.Draw(mask).text((1 - left, 1 - top), text, fill=255, font=font, stroke_width=style.stroke,
+                              stroke_fill=255)
+    mask = mask.resize((min(max(1, round(mask.width * style.stretch)), w - 2 * pad), mask.height))
+    tx = x + pad if align == "left" else x + w - pad - mask.width
+    ink = Image.new("L", mask.size, style.ink)
+    draw._image.paste(ink, (tx, y + (h - mask.height) // 2), mask)
 
 
 def render_clean(layout: DeviceLayout, texts: dict[str, str], style: ExamStyle) -> np.ndarray:

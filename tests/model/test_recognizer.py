@@ -29,7 +29,7 @@ from eyeops.ocr.train import TrainConfig, exact_match, train
 pytestmark = pytest.mark.model
 # The shipped checkpoint's floor on fresh held-out crops (unseen fonts and noise seeds), grammar-
 # constrained as served. README gives the full figure measured by `eyeops ocr eval`.
-ACCURACY_FLOOR = 0.97
+ACCURACY_FLOOR = 0.98
 
 
 def test_training_smoke_learns_and_saves_a_loadable_checkpoint(layouts, tmp_path: Path):
