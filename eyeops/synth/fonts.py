@@ -10,19 +10,41 @@ from pathlib import Path
 # (Liberation, Arimo/Tinos/Cousine, FreeFont, Nimbus) is evaluation-only, so a held-out font is never
 # a metric-compatible twin of a training font.
 TRAIN_FONTS = (
-    "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSansCondensed.ttf", "DejaVuSansMono.ttf",
-    "DejaVuSerif.ttf", "Roboto-Regular.ttf", "Carlito-Regular.ttf", "NotoSansMono-Regular.ttf",
-    "OpenSans-Regular.ttf", "Lato-Regular.ttf", "Cantarell-Regular.otf", "URWGothic-Book.otf",
-    "Go-Regular.ttf", "Go-Mono.ttf", "C059-Roman.otf", "P052-Roman.otf", "FiraCode-Regular.ttf",
-    "JetBrainsMono-Regular.ttf", "Inconsolata.otf", "Hack-Regular.ttf",
+    "DejaVuSans.ttf",
+    "DejaVuSans-Bold.ttf",
+    "DejaVuSansCondensed.ttf",
+    "DejaVuSansMono.ttf",
+    "DejaVuSerif.ttf",
+    "Roboto-Regular.ttf",
+    "Carlito-Regular.ttf",
+    "NotoSansMono-Regular.ttf",
+    "OpenSans-Regular.ttf",
+    "Lato-Regular.ttf",
+    "Cantarell-Regular.otf",
+    "URWGothic-Book.otf",
+    "Go-Regular.ttf",
+    "Go-Mono.ttf",
+    "C059-Roman.otf",
+    "P052-Roman.otf",
+    "FiraCode-Regular.ttf",
+    "JetBrainsMono-Regular.ttf",
+    "Inconsolata.otf",
+    "Hack-Regular.ttf",
 )
 EVAL_FONTS = (
-    "Arimo-Regular.ttf", "LiberationSans-Regular.ttf", "FreeSans.ttf", "LiberationSansNarrow-Regular.ttf",
-    "Tinos-Regular.ttf", "LiberationSerif-Regular.ttf", "FreeSerif.ttf",
-    "Cousine-Regular.ttf", "LiberationMono-Regular.ttf", "FreeMono.ttf",
+    "Arimo-Regular.ttf",
+    "LiberationSans-Regular.ttf",
+    "FreeSans.ttf",
+    "LiberationSansNarrow-Regular.ttf",
+    "Tinos-Regular.ttf",
+    "LiberationSerif-Regular.ttf",
+    "FreeSerif.ttf",
+    "Cousine-Regular.ttf",
+    "LiberationMono-Regular.ttf",
+    "FreeMono.ttf",
 )
 DEBIAN_PACKAGES = (
-    "fonts-dejavu fonts-dejavu-extra fonts-liberation fonts-freefont-ttf fonts-noto-mono "
+    "fonts-dejavu-core fonts-dejavu-extra fonts-liberation fonts-freefont-ttf fonts-noto-mono "
     "fonts-roboto-unhinted fonts-croscore fonts-crosextra-carlito fonts-urw-base35 fonts-open-sans "
     "fonts-lato fonts-inconsolata fonts-hack fonts-firacode fonts-cantarell fonts-go fonts-jetbrains-mono"
 )

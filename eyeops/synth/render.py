@@ -90,9 +90,10 @@ def _draw_value(draw: ImageDraw.ImageDraw, spec: FieldSpec, text: str, style: Ex
         draw.text((tx, y + (h - th) // 2 - top), text, fill=style.ink, font=font)
         return
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font, stroke_width=style.stroke)
-    mask = Image.new("L", (right - left + 2, bottom - top + 2), 0)
-    ImageDraw.Draw(mask).text((1 - left, 1 - top), text, fill=255, font=font, stroke_width=style.stroke,
-                              stroke_fill=255)
+    mask = Image.new("L", (int(right - left) + 2, int(bottom - top) + 2), 0)
+    ImageDraw.Draw(mask).text(
+        (1 - left, 1 - top), text, fill=255, font=font, stroke_width=style.stroke, stroke_fill=255
+    )
     mask = mask.resize((min(max(1, round(mask.width * style.stretch)), w - 2 * pad), mask.height))
     tx = x + pad if align == "left" else x + w - pad - mask.width
     ink = Image.new("L", mask.size, style.ink)
