@@ -12,7 +12,6 @@ import psycopg
 import pytest
 
 from eyeops.devices import LayoutRegistry, load_layouts
-from eyeops.settings import Settings
 
 PG_ADMIN = os.environ.get("EYEOPS_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -52,8 +51,3 @@ def pg_url() -> Iterator[str]:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'results.db'}"
-
-
-@pytest.fixture(scope="session")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(data_dir=tmp_path_factory.mktemp("eyeops-data"))

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from eyeops.settings import Settings, repo_root
+
+if TYPE_CHECKING:
+    from eyeops.ocr.dataset import CropSet
 
 
 def default_checkpoint() -> Path:
@@ -41,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     e.set_defaults(func=_eval)
 
 
-def _crop_set(cache: Path | None, exams: int, seed: int, split: str, workers: int) -> object:
+def _crop_set(cache: Path | None, exams: int, seed: int, split: str, workers: int) -> CropSet:
     from eyeops.devices import load_layouts
     from eyeops.ocr.dataset import CropSet, build_crop_set
 
@@ -55,7 +59,6 @@ def _crop_set(cache: Path | None, exams: int, seed: int, split: str, workers: in
 
 
 def _train(args: argparse.Namespace) -> int:
-    from eyeops.ocr.dataset import CropSet
     from eyeops.ocr.train import TrainConfig, train
 
     cache = args.cache or Settings().data_dir / "cache"
@@ -63,8 +66,6 @@ def _train(args: argparse.Namespace) -> int:
     eval_set = (
         _crop_set(cache, args.eval_exams, args.seed + 1, "eval", args.workers) if args.eval_exams else None
     )
-    assert isinstance(train_set, CropSet)
-    assert eval_set is None or isinstance(eval_set, CropSet)
     config = TrainConfig(
         steps=args.steps,
         batch_size=args.batch_size,

@@ -71,10 +71,5 @@ class OcrClient:
             payload = {"error": response.text}
         return OcrReply(response.status_code, payload, response.headers.get("retry-after"))
 
-    async def post_raw(self, body: bytes, content_type: str = "application/json") -> httpx.Response:
-        return await self._client.post(
-            f"/v1/models/{self.model}:predict", content=body, headers={"content-type": content_type}
-        )
-
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -50,18 +49,19 @@ class CropSet:
         )
 
 
-@lru_cache(maxsize=1)
-def _worker_layouts() -> list[DeviceLayout]:
-    from eyeops.devices import load_layouts
+_LAYOUTS: list[DeviceLayout] = []
 
-    return list(load_layouts())
+
+def _set_layouts(layouts: list[DeviceLayout]) -> None:
+    """Once per worker process: the layouts every job of this build renders."""
+    _LAYOUTS[:] = layouts
 
 
 def _exam_crops(
-    args: tuple[int, str, int, str, float],
+    args: tuple[int, str, int, float],
 ) -> tuple[np.ndarray, list[str], list[str], list[str], list[str]] | None:
-    seed, split, index, _, random_fraction = args
-    layouts = _worker_layouts()
+    seed, split, index, random_fraction = args
+    layouts = _LAYOUTS
     layout = layouts[index % len(layouts)]
     rng = np.random.default_rng([seed, index, 99])
     mode: ValueMode = "random" if rng.random() < random_fraction else "realistic"
@@ -90,12 +90,13 @@ def build_crop_set(
     workers: int = 2,
 ) -> CropSet:
     """Render `exams` exams, align and crop each; exams that fail to align are left out."""
-    del registry  # workers load layouts themselves; the argument pins which registry is meant
-    jobs = [(seed, split, i, "", random_fraction) for i in range(exams)]
+    layouts = list(registry)
+    jobs = [(seed, split, i, random_fraction) for i in range(exams)]
     if workers > 1:
-        with get_context("spawn").Pool(workers) as pool:
+        with get_context("spawn").Pool(workers, initializer=_set_layouts, initargs=(layouts,)) as pool:
             results = pool.map(_exam_crops, jobs, chunksize=16)
     else:
+        _set_layouts(layouts)
         results = [_exam_crops(j) for j in jobs]
     crops, texts, grammars, kinds, fields = [], [], [], [], []
     for r in results:

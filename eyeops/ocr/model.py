@@ -131,8 +131,6 @@ def load_recognizer(directory: Path) -> Recognizer:
         model = VisionEncoderDecoderModel.from_pretrained(directory)
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{directory}: not a VisionEncoderDecoder checkpoint: {exc}") from exc
-    torch_threads = torch.get_num_threads()
-    torch.set_num_threads(torch_threads)
     version = "unknown"
     meta_path = directory / METADATA_FILE
     if meta_path.is_file():

@@ -6,6 +6,7 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -28,7 +29,7 @@ class ExamInput:
     laterality: str | None = None
     request_id: str | None = None
 
-    @property
+    @cached_property
     def exam_id(self) -> str:
         return hashlib.sha256(self.image).hexdigest()
 

@@ -79,7 +79,9 @@ def _fit_font(
     return _font(path, size)
 
 
-def _draw_value(draw: ImageDraw.ImageDraw, spec: FieldSpec, text: str, style: ExamStyle, align: str) -> None:
+def _draw_value(
+    img: Image.Image, draw: ImageDraw.ImageDraw, spec: FieldSpec, text: str, style: ExamStyle, align: str
+) -> None:
     x, y, w, h = spec.box
     pad = 8
     font = _fit_font(draw, style.font, style.value_size, text, int((w - 2 * pad) / style.stretch))
@@ -97,7 +99,7 @@ def _draw_value(draw: ImageDraw.ImageDraw, spec: FieldSpec, text: str, style: Ex
     mask = mask.resize((min(max(1, round(mask.width * style.stretch)), w - 2 * pad), mask.height))
     tx = x + pad if align == "left" else x + w - pad - mask.width
     ink = Image.new("L", mask.size, style.ink)
-    draw._image.paste(ink, (tx, y + (h - mask.height) // 2), mask)
+    img.paste(ink, (tx, y + (h - mask.height) // 2), mask)
 
 
 def render_clean(layout: DeviceLayout, texts: dict[str, str], style: ExamStyle) -> np.ndarray:
@@ -131,7 +133,7 @@ def render_clean(layout: DeviceLayout, texts: dict[str, str], style: ExamStyle) 
             draw.rectangle((x, y, x + w, y + h), outline=min(style.background, 200) - 40, width=1)
         if spec.unit:
             draw.text((x + w + 8, y + 10), spec.unit, fill=style.ink, font=label_font)
-        _draw_value(draw, spec, texts[spec.name], style, t.value_align)
+        _draw_value(img, draw, spec, texts[spec.name], style, t.value_align)
     return np.asarray(img)
 
 

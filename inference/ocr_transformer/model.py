@@ -70,6 +70,7 @@ class OcrTransformer(Model):  # type: ignore[misc]
         headers = headers or {}
         request_id = headers.get("ce-id") or headers.get("x-request-id") or str(uuid.uuid4())
         started = time.perf_counter()
+        exam: ExamInput | None = None
         try:
             if isinstance(payload, InferRequest):
                 exam = exam_from_v2(payload.inputs, payload.parameters, request_id)
@@ -91,7 +92,7 @@ class OcrTransformer(Model):  # type: ignore[misc]
                     )
                     raise
         except EyeopsError as exc:
-            self._refused(exc, locals().get("exam"))
+            self._refused(exc, exam)
             raise
         key = uuid.uuid4().hex
         self._contexts[key] = ctx
