@@ -8,13 +8,17 @@ from collections.abc import Sequence
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from eyeops.gateway import cli as gateway_cli
     from eyeops.ocr import cli as ocr_cli
+    from eyeops.ops import cli as ops_cli
     from eyeops.stack import cli as stack_cli
 
     parser = argparse.ArgumentParser(prog="eyeops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     ocr_cli.add_parser(sub)
     stack_cli.add_parser(sub)
+    gateway_cli.add_parser(sub)
+    ops_cli.add_parser(sub)
     return parser
 
 

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     max_image_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000
     confidence_threshold: float = 0.90
+    # Hashed device tokens (`eyeops gateway token`); unset means the OCR service does not authenticate.
+    device_tokens_file: Path | None = None
     http_port_triton: int = 8000
     http_port_ocr: int = 8080
 

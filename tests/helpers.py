@@ -30,3 +30,50 @@ def unalignable_png() -> bytes:
     yy, xx = np.mgrid[0:600, 0:800]
     img = (128 + 60 * np.sin(xx / 37.0) * np.cos(yy / 23.0)).astype(np.uint8)
     return png_bytes(img)
+
+
+def with_png_text(image: bytes, key: str, value: str) -> bytes:
+    """The same pixels under a different file hash: a PNG with one more text chunk."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text(key, value)
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(image)).save(buf, format="PNG", pnginfo=info)
+    return buf.getvalue()
+
+
+def dicom_bytes(
+    pixels: np.ndarray,
+    sop_class: str = "1.2.840.10008.5.1.4.1.1.7",
+    patient_id: str = "P1234567",
+    laterality: str = "R",
+    study_date: str = "20260314",
+    photometric: str = "MONOCHROME2",
+) -> bytes:
+    """A minimal, valid DICOM Part 10 file (explicit VR little endian) around `pixels`."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.PatientID = patient_id
+    ds.Laterality = laterality
+    ds.StudyDate = study_date
+    ds.Modality = "OP"
+    ds.Rows, ds.Columns = pixels.shape[:2]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = ds.BitsStored = 8 * pixels.dtype.itemsize
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = 0
+    ds.PixelData = pixels.tobytes()
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()

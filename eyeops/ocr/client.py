@@ -45,21 +45,28 @@ class OcrClient:
         )
 
     async def read_exam(
-        self, image: bytes, device_kind: str, device_id: str | None = None, request_id: str | None = None
+        self,
+        image: bytes,
+        device_kind: str,
+        device_id: str | None = None,
+        request_id: str | None = None,
+        patient_id: str | None = None,
+        laterality: str | None = None,
     ) -> OcrReply:
+        """Send one exam. Transport failures raise httpx.TransportError; every answer is a reply."""
         encoded = base64.b64encode(image).decode("ascii")
         headers = {"ce-id": request_id} if request_id else {}
+        if device_id:
+            headers["x-eyeops-device-id"] = device_id  # for the service's log when a token is refused
+        extra = {"device_id": device_id, "patient_id": patient_id, "laterality": laterality}
+        given = {k: v for k, v in extra.items() if v}
         if self.protocol == "v1":
-            instance = {"image_b64": encoded, "device_kind": device_kind}
-            if device_id:
-                instance["device_id"] = device_id
+            instance = {"image_b64": encoded, "device_kind": device_kind, **given}
             response = await self._client.post(
                 f"/v1/models/{self.model}:predict", json={"instances": [instance]}, headers=headers
             )
         else:
-            params: dict[str, str] = {"device_kind": device_kind}
-            if device_id:
-                params["device_id"] = device_id
+            params: dict[str, str] = {"device_kind": device_kind, **given}
             body = {
                 "inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [encoded]}],
                 "parameters": params,

@@ -6,6 +6,7 @@ import argparse
 import json
 import signal
 import threading
+from pathlib import Path
 
 from eyeops.settings import Settings
 
@@ -15,11 +16,18 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     up.add_argument("--triton-port", type=int, default=None)
     up.add_argument("--ocr-port", type=int, default=None)
     up.set_defaults(func=_up)
-    demo = sub.add_parser("demo", help="start the stack, send rendered exams of all six kinds, summarise")
+    up.add_argument(
+        "--device-tokens",
+        type=Path,
+        default=None,
+        help="hashed device tokens (default: settings; none: no auth)",
+    )
+    demo = sub.add_parser(
+        "demo", help="start the stack and one gateway per simulated device, drop rendered exams, summarise"
+    )
     demo.add_argument("--count", type=int, default=300)
     demo.add_argument("--seed", type=int, default=None, help="default: a new seed per run")
-    demo.add_argument("--concurrency", type=int, default=8)
-    demo.add_argument("--endpoint", default=None, help="use a running OCR endpoint instead")
+    demo.add_argument("--devices-per-kind", type=int, default=1)
     demo.set_defaults(func=_demo)
 
 
@@ -27,7 +35,9 @@ def _up(args: argparse.Namespace) -> int:
     from eyeops.stack.local import LocalStack
 
     settings = Settings()
-    stack = LocalStack(settings, triton_port=args.triton_port, ocr_port=args.ocr_port)
+    stack = LocalStack(
+        settings, triton_port=args.triton_port, ocr_port=args.ocr_port, device_tokens=args.device_tokens
+    )
     print("starting tritonserver and the OCR transformer ...", flush=True)
     endpoints = stack.start()
     stop = threading.Event()
@@ -38,6 +48,8 @@ def _up(args: argparse.Namespace) -> int:
     print(f"Triton (v2):        {endpoints.triton}/v2/models/trocr")
     print(f"Triton metrics:     {endpoints.triton_metrics}")
     print(f"results database:   {endpoints.database_url}")
+    if stack.device_tokens is None:
+        print("device authentication is OFF (pass --device-tokens, made with `eyeops gateway token`)")
     print("Ctrl-C stops everything.", flush=True)
     try:
         stop.wait()
@@ -50,20 +62,11 @@ def _up(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     import time
 
-    from eyeops.ocr.evaluate import run_eval
-    from eyeops.stack.local import LocalStack
+    from eyeops.stack.demo import run_demo
 
     settings = Settings()
     seed = args.seed if args.seed is not None else int(time.time())
-    print(f"rendering {args.count} exams over six device kinds (seed {seed}) ...", flush=True)
-    if args.endpoint:
-        summary = run_eval(args.count, seed, args.endpoint, args.concurrency, tesseract=False, verbose=True)
-        where = "the running service's database"
-    else:
-        with LocalStack(settings) as endpoints:
-            print(f"stack up: OCR {endpoints.ocr}, Triton {endpoints.triton}", flush=True)
-            summary = run_eval(args.count, seed, endpoints.ocr, args.concurrency, tesseract=False)
-        where = endpoints.database_url
+    summary = run_demo(settings, args.count, seed, args.devices_per_kind, say=lambda m: print(m, flush=True))
     print(f"\n{'device kind':26s} {'exams':>5s} {'field acc':>9s} {'exam acc':>8s} {'review':>7s}")
     for kind, rates in summary["per_device"].items():
         print(
@@ -76,9 +79,14 @@ def _demo(args: argparse.Namespace) -> int:
     )
     print(f"silent errors (wrong and accepted): {summary['silent_error_rate']:.4f} of fields")
     print(
-        f"latency per exam at {args.concurrency} concurrent: p50 {summary['latency_ms_p50']:.0f} ms,"
-        f" p95 {summary['latency_ms_p95']:.0f} ms"
+        f"{summary['files']} files dropped -> {summary['exams_in_database']} exams in the database"
+        f" ({summary['exams_per_s']} exams/s through the gateways)"
     )
-    print(f"results, review queue and inference log: {where}")
+    print(
+        f"delivery (file captured -> result stored): p50 {summary['delivery_ms_p50']:.0f} ms,"
+        f" p95 {summary['delivery_ms_p95']:.0f} ms"
+    )
+    print(f"results, review queue and inference log: {summary['database_url']}")
+    print(f"export folders, gateway outboxes and tokens: {summary['demo_dir']}")
     print(json.dumps({k: v for k, v in summary.items() if k != "per_device"}))
-    return 0
+    return 0 if summary["exams_in_database"] == summary["files"] else 1

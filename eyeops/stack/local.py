@@ -30,12 +30,14 @@ class LocalStack:
         ocr_port: int | None = None,
         database_url: str | None = None,
         log_dir: Path | None = None,
+        device_tokens: Path | None = None,
     ) -> None:
         self.settings = settings
         self.triton_port = triton_port or settings.http_port_triton
         self.ocr_port = ocr_port or settings.http_port_ocr
         self.database_url = database_url or settings.resolved_database_url()
         self.log_dir = log_dir or settings.data_dir / "log"
+        self.device_tokens = device_tokens or settings.device_tokens_file
         self.processes: list[ManagedProcess] = []
         self.endpoints = Endpoints(
             ocr=f"http://127.0.0.1:{self.ocr_port}",
@@ -62,6 +64,8 @@ class LocalStack:
             "--database_url",
             self.database_url,
         ]
+        if self.device_tokens is not None:
+            argv += ["--device_tokens", str(self.device_tokens)]
         ready = f"{self.endpoints.ocr}/v2/models/ocr/ready"
         return ManagedProcess(
             "ocr-transformer", argv, ready, self.log_dir / "ocr-transformer.log", cwd=repo_root()
@@ -72,13 +76,23 @@ class LocalStack:
             triton = triton_process(self.settings, self.triton_port, self.log_dir / "triton.log")
             self.processes.append(triton.start())
             triton.wait_ready(timeout_s)
-            transformer = self.transformer_process()
-            self.processes.append(transformer.start())
-            transformer.wait_ready(timeout_s)
+            self.start_transformer(timeout_s)
         except BaseException:
             self.stop()
             raise
         return self.endpoints
+
+    def start_transformer(self, timeout_s: float = 180.0) -> ManagedProcess:
+        """(Re)start the OCR transformer alone, as after a crash or a rolling update."""
+        transformer = self.transformer_process()
+        self.processes.append(transformer.start())
+        transformer.wait_ready(timeout_s)
+        return transformer
+
+    def stop_transformer(self) -> None:
+        for process in [p for p in self.processes if p.name == "ocr-transformer"]:
+            process.stop()
+            self.processes.remove(process)
 
     def stop(self) -> None:
         for process in reversed(self.processes):

@@ -84,6 +84,12 @@ class ManagedProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
 
+    def kill(self) -> None:
+        """SIGKILL, no grace: what a crash or a power cut looks like to the process."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
     def __enter__(self) -> ManagedProcess:
         self.start()
         return self

@@ -7,8 +7,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -33,27 +35,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model_name", default="ocr")
     parser.add_argument("--predictor_model", default="trocr", help="model name on the Triton predictor")
     parser.add_argument("--database_url", default=None, help="SQLAlchemy URL (default: settings)")
+    parser.add_argument(
+        "--device_tokens", default=None, help="hashed device token file (default: settings; unset: no auth)"
+    )
     own, _ = parser.parse_known_args(argv)
 
     import kserve
     from kserve import model_server
 
+    from eyeops.auth import TokenRegistry
     from eyeops.db.store import ResultsStore, migrate
     from eyeops.devices import load_layouts
     from eyeops.metrics import OcrMetrics
     from eyeops.settings import Settings
+    from inference.ocr_transformer.auth import DeviceAuthMiddleware
     from inference.ocr_transformer.model import OcrTransformer
 
     settings = Settings()
     url = own.database_url or settings.resolved_database_url()
     migrate(url)
     install_error_handlers(model_server.app)
+    metrics = OcrMetrics()
+    tokens_file = own.device_tokens or settings.device_tokens_file
+    if tokens_file:
+        registry = TokenRegistry.from_file(Path(tokens_file))
+        model_server.app.add_middleware(
+            DeviceAuthMiddleware,
+            registry=registry,
+            on_refused=metrics.requests_failed.labels(status_code="401").inc,
+        )
+        logging.info("device authentication on: %d devices in %s", len(registry), tokens_file)
+    else:
+        logging.warning("device authentication OFF: no --device_tokens / EYEOPS_DEVICE_TOKENS_FILE")
     model = OcrTransformer(
         own.model_name,
         load_layouts(),
         ResultsStore.from_url(url),
         settings,
-        OcrMetrics(),
+        metrics,
         predictor_model=own.predictor_model,
     )
     model.load()

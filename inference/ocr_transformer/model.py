@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -14,6 +14,7 @@ import numpy as np
 from kserve import Model
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
 
+from eyeops.auth import Forbidden
 from eyeops.db.store import ExamRecord, ResultsStore
 from eyeops.devices.layout import LayoutRegistry
 from eyeops.errors import AlignmentFailed, EyeopsError, PredictorUnavailable
@@ -78,6 +79,7 @@ class OcrTransformer(Model):  # type: ignore[misc]
             else:
                 exam = exam_from_v1(payload, request_id)
                 protocol = "v1"
+            exam = _bind_device(exam, headers.get("x-eyeops-device-id"))
             self.layouts[exam.device_kind]  # unknown kinds fail before any image work
             ctx = ExamContext(exam, protocol, started)
             stored = await asyncio.to_thread(self.store.get_exam, exam.exam_id)
@@ -207,6 +209,17 @@ class OcrTransformer(Model):  # type: ignore[misc]
         self.metrics.requests_failed.labels(status_code=str(exc.status_code)).inc()
         if exc.status_code == 422 and exam is not None:
             self.metrics.exams.labels(device_kind=exam.device_kind, status="failed").inc()
+
+
+def _bind_device(exam: ExamInput, authenticated: str | None) -> ExamInput:
+    """The device a token authenticated is the exam's device; a body naming another is refused."""
+    if authenticated is None:
+        return exam
+    if exam.device_id is not None and exam.device_id != authenticated:
+        raise Forbidden(
+            f"this token belongs to device {authenticated!r}, not {exam.device_id!r}; use that device's token"
+        )
+    return replace(exam, device_id=authenticated)
 
 
 def _field_confidence(row: np.ndarray) -> float:

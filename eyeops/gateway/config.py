@@ -1,0 +1,104 @@
+"""Gateway configuration: a YAML file, overridden by EYEOPS_GATEWAY_* variables, overridden by flags."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from eyeops.auth import check_device_id
+from eyeops.gateway.validate import EXTENSIONS, Limits
+from eyeops.settings import Settings
+
+ENV_PREFIX = "EYEOPS_GATEWAY_"
+
+
+class GatewayConfig(BaseModel):
+    """One gateway serves one device. Paths default under the eyeops data folder."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    watch_dir: Path
+    device_kind: str
+    device_id: str
+    endpoint: str
+    token_file: Path | None = None
+    protocol: Literal["v1", "v2"] = "v2"
+    model: str = "ocr"
+    state_dir: Path | None = Field(default=None, description="outbox and quarantine (default: data dir)")
+    quarantine_dir: Path | None = None
+    include: list[str] = Field(default_factory=lambda: sorted(f"*{ext}" for ext in EXTENSIONS))
+    filename_pattern: str | None = Field(
+        default=None, description="regex with named groups patient_id, laterality, exam_date"
+    )
+    concurrency: int = Field(default=4, ge=1, le=64)
+    rescan_interval_s: float = Field(default=10.0, gt=0)
+    # A file no close event announced is taken only after this long unchanged; an invalid file is
+    # quarantined only after this long unchanged (it may still be growing).
+    settle_s: float = Field(default=30.0, ge=0)
+    retry_base_s: float = Field(default=0.5, gt=0)
+    retry_max_s: float = Field(default=30.0, gt=0)
+    max_server_errors: int = Field(default=8, ge=1)
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_image_bytes: int | None = None
+    max_image_pixels: int | None = None
+    metrics_port: int | None = None
+
+    @field_validator("device_id")
+    @classmethod
+    def _device_id(cls, value: str) -> str:
+        return check_device_id(value)
+
+    @field_validator("filename_pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            re.compile(value)
+        return value
+
+    def resolved_state_dir(self) -> Path:
+        return self.state_dir or Settings().data_dir / "gateway" / self.device_id
+
+    def outbox_path(self) -> Path:
+        return self.resolved_state_dir() / "outbox.db"
+
+    def resolved_quarantine_dir(self) -> Path:
+        return self.quarantine_dir or self.resolved_state_dir() / "quarantine"
+
+    def name_pattern(self) -> re.Pattern[str] | None:
+        return re.compile(self.filename_pattern) if self.filename_pattern else None
+
+    def limits(self) -> Limits:
+        settings = Settings()
+        return Limits(
+            self.max_image_bytes or settings.max_image_bytes,
+            self.max_image_pixels or settings.max_image_pixels,
+        )
+
+
+def _env_value(raw: str) -> Any:
+    return json.loads(raw) if raw.startswith("[") else raw
+
+
+def load_gateway_config(
+    config_file: Path | None, overrides: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> GatewayConfig:
+    """Defaults < config file < environment < flags (None means a flag was not given)."""
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        loaded = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{config_file}: expected a mapping of gateway options")
+        data.update(loaded)
+    env = os.environ if environ is None else environ
+    data.update(
+        {k[len(ENV_PREFIX) :].lower(): _env_value(v) for k, v in env.items() if k.startswith(ENV_PREFIX)}
+    )
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return GatewayConfig.model_validate(data)

@@ -1,0 +1,197 @@
+"""Notice complete files in a device's export folder and capture them into the outbox.
+
+A file counts as complete when its writer closes it (inotify IN_CLOSE_WRITE), when it is renamed
+into the folder, or, for writers whose events were missed, when a rescan finds it unchanged for
+`settle_s`. Capture reads the bytes, hashes them and commits them; nothing slower happens here, so
+the device-facing side is done within milliseconds.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from watchdog.events import FileClosedEvent, FileMovedEvent, FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from eyeops.gateway.metrics import GatewayMetrics
+from eyeops.gateway.outbox import Outbox
+
+log = logging.getLogger("eyeops.gateway")
+# Names editors and copy tools use while a file is not finished yet.
+PARTIAL_NAMES = ("*.part", "*.tmp", "*.crdownload", "*~", ".*")
+
+
+@dataclass
+class CaptureStats:
+    captured: int = 0
+    duplicates: int = 0
+
+
+class Capturer:
+    """Reads a complete file into the outbox. Thread-safe (the outbox serialises writes)."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        device_kind: str,
+        include: list[str],
+        max_bytes: int,
+        metrics: GatewayMetrics,
+        on_capture: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.outbox = outbox
+        self.device_kind = device_kind
+        self.include = [p.lower() for p in include]
+        self.max_bytes = max_bytes
+        self.metrics = metrics
+        self.on_capture = on_capture
+        self.stats = CaptureStats()
+
+    def wanted(self, path: Path) -> bool:
+        name = path.name.lower()
+        if any(fnmatch.fnmatch(name, p) for p in PARTIAL_NAMES):
+            return False
+        return any(fnmatch.fnmatch(name, p) for p in self.include)
+
+    def capture(self, path: Path, noticed: float | None = None) -> bool:
+        """True when the file is (now or already) in the outbox; False when it must be looked at later."""
+        noticed = time.perf_counter() if noticed is None else noticed
+        if not self.wanted(path):
+            return True
+        try:
+            before = path.stat()
+            if before.st_size > self.max_bytes:
+                data = b""  # not read: validation quarantines it by its size
+                digest = hashlib.sha256(
+                    f"oversize\0{path}\0{before.st_size}\0{before.st_mtime_ns}".encode()
+                ).hexdigest()
+            else:
+                with path.open("rb") as handle:
+                    data = handle.read(self.max_bytes + 1)
+                digest = hashlib.sha256(data).hexdigest()
+            after = path.stat()
+        except FileNotFoundError:
+            return True  # gone before we could read it; nothing to capture
+        except OSError as exc:
+            log.warning("cannot read %s yet: %s", path, exc)
+            return False
+        if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+            return False  # still being written; its close event or a later rescan brings it back
+        if self.outbox.known_source(str(path), after.st_size, after.st_mtime_ns):
+            return True
+        result = self.outbox.capture(
+            str(path), self.device_kind, data, digest, after.st_size, after.st_mtime_ns
+        )
+        self.metrics.ack_seconds.observe(time.perf_counter() - noticed)
+        if result.new:
+            self.stats.captured += 1
+            self.metrics.captured.inc()
+        else:
+            self.stats.duplicates += 1
+            self.metrics.duplicates.inc()
+        self.on_capture()
+        return True
+
+
+def walk_files(root: Path, skip: Path | None = None) -> Iterator[Path]:
+    for folder, dirs, files in os.walk(root):
+        if skip is not None:
+            dirs[:] = [d for d in dirs if Path(folder, d).resolve() != skip]
+        for name in files:
+            yield Path(folder, name)
+
+
+class FolderWatcher:
+    """inotify events for speed, a periodic rescan so that nothing is ever missed."""
+
+    def __init__(
+        self,
+        root: Path,
+        capturer: Capturer,
+        rescan_interval_s: float,
+        settle_s: float,
+        skip: Path | None = None,
+    ) -> None:
+        self.root = root
+        self.capturer = capturer
+        self.rescan_interval_s = rescan_interval_s
+        self.settle_s = settle_s
+        self.skip = skip.resolve() if skip is not None else None
+        self._stop = threading.Event()
+        self._observer: Observer | None = None  # type: ignore[valid-type]
+        self._rescanner: threading.Thread | None = None
+
+    def rescan(self) -> int:
+        """Capture every wanted file that has been quiet for settle_s. Returns files captured."""
+        captured = 0
+        now = time.time()
+        for path in walk_files(self.root, self.skip):
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            if now - st.st_mtime < self.settle_s:
+                continue
+            if self.capturer.wanted(path) and not self.capturer.outbox.known_source(
+                str(path), st.st_size, st.st_mtime_ns
+            ):
+                captured += self.capturer.capture(path)
+        return captured
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        handler = _Events(self.capturer, self.skip)
+        observer = Observer()
+        observer.schedule(handler, str(self.root), recursive=True)
+        observer.start()
+        self._observer = observer
+        self.rescan()  # whatever arrived while the gateway was down
+        self._rescanner = threading.Thread(target=self._rescan_loop, name="rescan", daemon=True)
+        self._rescanner.start()
+
+    def _rescan_loop(self) -> None:
+        while not self._stop.wait(self.rescan_interval_s):
+            try:
+                self.rescan()
+            except Exception:  # a rescan must never kill the gateway
+                log.exception("rescan of %s failed", self.root)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(5)
+        if self._rescanner is not None:
+            self._rescanner.join(5)
+
+
+class _Events(FileSystemEventHandler):
+    def __init__(self, capturer: Capturer, skip: Path | None) -> None:
+        self.capturer = capturer
+        self.skip = skip
+
+    def _take(self, raw: str | bytes) -> None:
+        path = Path(os.fsdecode(raw))
+        if self.skip is not None and self.skip in path.resolve().parents:
+            return
+        noticed = time.perf_counter()
+        try:
+            self.capturer.capture(path, noticed)
+        except Exception:  # the rescan will pick the file up again
+            log.exception("capture of %s failed", path)
+
+    def on_closed(self, event: FileSystemEvent) -> None:
+        if isinstance(event, FileClosedEvent):
+            self._take(event.src_path)
+
+    def on_moved(self, event: FileSystemEvent) -> None:
+        if isinstance(event, FileMovedEvent):
+            self._take(event.dest_path)

@@ -1,0 +1,1 @@
+"""Operations views over the results database."""

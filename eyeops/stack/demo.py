@@ -1,0 +1,132 @@
+"""`eyeops demo`: the local stack, one gateway per simulated device, rendered exams dropped into their
+export folders, and a summary scored against the ground truth the renderer knows."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from typing import Any
+
+import numpy as np
+
+from eyeops.db.store import ResultsStore
+from eyeops.devices import load_layouts
+from eyeops.gateway.outbox import Outbox
+from eyeops.imageio import sniff_format
+from eyeops.ocr.evaluate import EvalRun
+from eyeops.settings import Settings
+from eyeops.stack.devices import SimulatedDevice, gateway_process, provision_devices
+from eyeops.stack.local import LocalStack
+from eyeops.synth.exams import synthesize_exams
+from eyeops.synth.render import RenderedExam
+
+FINAL = ("done", "failed", "quarantined")
+
+
+def exam_file_name(exam: RenderedExam, index: int) -> str:
+    ext = {"PNG": "png", "JPEG": "jpg", "TIFF": "tif"}.get(sniff_format(exam.image) or "", "bin")
+    return f"exam-{index:05d}.{ext}"
+
+
+def run_demo(
+    settings: Settings,
+    count: int,
+    seed: int,
+    per_kind: int = 1,
+    timeout_s: float = 1800.0,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    layouts = load_layouts()
+    kinds = layouts.kinds()
+    root = settings.data_dir / "demo" / f"seed-{seed}"
+    shutil.rmtree(root, ignore_errors=True)
+    registry, devices = provision_devices(root, kinds, per_kind)
+    say(f"rendering {count} exams over {len(kinds)} device kinds (seed {seed}) ...")
+    exams = list(synthesize_exams(list(layouts), count, seed, split="eval"))
+    by_sha = {hashlib.sha256(e.image).hexdigest(): e for e in exams}
+    log_dir = settings.data_dir / "log"
+    with ExitStack() as stack:
+        endpoints = stack.enter_context(LocalStack(settings, device_tokens=registry))
+        say(f"stack up: OCR {endpoints.ocr}; starting {len(devices)} device gateways")
+        gateways = [gateway_process(d, endpoints.ocr, log_dir) for d in devices]
+        for g in gateways:
+            stack.enter_context(g)
+        for g in gateways:
+            g.wait_ready(120)
+        by_kind: dict[str, list[SimulatedDevice]] = {}
+        for d in devices:
+            by_kind.setdefault(d.device_kind, []).append(d)
+        started = time.time()
+        for i, exam in enumerate(exams):
+            owners = by_kind[exam.device_kind]
+            owners[i % len(owners)].drop(exam_file_name(exam, i), exam.image)
+        say(f"dropped {len(exams)} exam files into {len(devices)} export folders; gateways delivering ...")
+        _wait_delivered(devices, len(set(by_sha)), timeout_s, say)
+        elapsed = time.time() - started
+        store = ResultsStore.from_url(endpoints.database_url)
+        in_db = sum(store.get_exam(sha) is not None for sha in by_sha)
+    run, delivery_ms = _score(devices, by_sha)
+    summary = run.summary()
+    summary.update(
+        seed=seed,
+        files=len(exams),
+        exams_in_database=in_db,
+        delivery_ms_p50=float(np.percentile(delivery_ms, 50)) if delivery_ms else None,
+        delivery_ms_p95=float(np.percentile(delivery_ms, 95)) if delivery_ms else None,
+        exams_per_s=round(len(exams) / elapsed, 2),
+        database_url=endpoints.database_url,
+        demo_dir=str(root),
+    )
+    return summary
+
+
+def _finished(devices: list[SimulatedDevice]) -> int:
+    total = 0
+    for d in devices:
+        counts = d.counts()
+        total += sum(counts.get(s, 0) for s in FINAL)
+    return total
+
+
+def _wait_delivered(
+    devices: list[SimulatedDevice], expected: int, timeout_s: float, say: Callable[[str], None]
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    last_report = 0.0
+    while time.monotonic() < deadline:
+        done = _finished(devices)
+        if done >= expected:
+            return
+        if time.monotonic() - last_report > 10:
+            say(f"  {done}/{expected} delivered")
+            last_report = time.monotonic()
+        time.sleep(0.5)
+    raise TimeoutError(f"gateways delivered {_finished(devices)} of {expected} exams in {timeout_s:.0f}s")
+
+
+def _score(devices: list[SimulatedDevice], by_sha: dict[str, RenderedExam]) -> tuple[EvalRun, list[float]]:
+    run = EvalRun()
+    delivery_ms: list[float] = []
+    for d in devices:
+        outbox = Outbox(d.outbox_path)
+        try:
+            rows = list(outbox.results())
+        finally:
+            outbox.close()
+        for row in rows:
+            exam = by_sha.get(row["sha256"])
+            if exam is None:
+                continue
+            if row["state"] == "done" and row["result"] is not None:
+                run.score(exam, row["result"])
+                run.duplicates += bool(row["result"].get("duplicate"))
+                delivery_ms.append((row["finished_at"] - row["received_at"]) * 1e3)
+            elif row["http_status"] == 422:
+                run.score(exam, {"status": "failed", "fields": []})
+            else:
+                run.http_errors[str(row["http_status"] or row["state"])] += 1
+    run.latencies_ms = delivery_ms
+    return run, delivery_ms
