@@ -26,6 +26,11 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
+def file_extension(data: bytes) -> str:
+    """The usual file extension for an image's bytes ("bin" when it is not one we accept)."""
+    return {"PNG": "png", "JPEG": "jpg", "TIFF": "tif"}.get(sniff_format(data) or "", "bin")
+
+
 def _describe(data: bytes) -> str:
     if data[128:132] == b"DICM":
         return "a DICOM file (send its pixel data as PNG; the gateway does this)"

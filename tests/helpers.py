@@ -32,17 +32,6 @@ def unalignable_png() -> bytes:
     return png_bytes(img)
 
 
-def with_png_text(image: bytes, key: str, value: str) -> bytes:
-    """The same pixels under a different file hash: a PNG with one more text chunk."""
-    from PIL.PngImagePlugin import PngInfo
-
-    info = PngInfo()
-    info.add_text(key, value)
-    buf = io.BytesIO()
-    Image.open(io.BytesIO(image)).save(buf, format="PNG", pnginfo=info)
-    return buf.getvalue()
-
-
 def dicom_bytes(
     pixels: np.ndarray,
     sop_class: str = "1.2.840.10008.5.1.4.1.1.7",

@@ -148,6 +148,7 @@ def _watch(args: argparse.Namespace) -> int:
     from eyeops.gateway.runner import run_watch
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upload is noise
     keys = [
         "watch_dir",
         "device_kind",

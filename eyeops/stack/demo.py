@@ -15,7 +15,7 @@ import numpy as np
 from eyeops.db.store import ResultsStore
 from eyeops.devices import load_layouts
 from eyeops.gateway.outbox import Outbox
-from eyeops.imageio import sniff_format
+from eyeops.imageio import file_extension
 from eyeops.ocr.evaluate import EvalRun
 from eyeops.settings import Settings
 from eyeops.stack.devices import SimulatedDevice, gateway_process, provision_devices
@@ -27,8 +27,7 @@ FINAL = ("done", "failed", "quarantined")
 
 
 def exam_file_name(exam: RenderedExam, index: int) -> str:
-    ext = {"PNG": "png", "JPEG": "jpg", "TIFF": "tif"}.get(sniff_format(exam.image) or "", "bin")
-    return f"exam-{index:05d}.{ext}"
+    return f"exam-{index:05d}.{file_extension(exam.image)}"
 
 
 def run_demo(

@@ -86,3 +86,15 @@ def test_dicom_that_is_not_an_exam_screen_is_refused():
         validate_exam_file("ct.dcm", ct, LIMITS)
     with pytest.raises(InvalidImage, match="no DICOM preamble"):
         validate_exam_file("fake.dcm", noise_png(10, 10), LIMITS)
+
+
+def test_tagged_copies_keep_pixels_and_change_the_hash():
+    from eyeops.imageio import decode_exam_image
+    from eyeops.synth.exams import tagged_copy
+
+    for original in (noise_png(30, 40), jpeg(np.full((16, 16), 90, np.uint8))):
+        copy = tagged_copy(original, "copy-7")
+        assert copy != original
+        assert np.array_equal(
+            decode_exam_image(copy, 10**7, 10**7), decode_exam_image(original, 10**7, 10**7)
+        )
