@@ -145,10 +145,12 @@ class Outbox:
             ).fetchall()
         return [Item(*row) for row in rows]
 
-    def next_due_at(self, state: str) -> float | None:
+    def next_due_at(self, state: str, after: float) -> float | None:
+        """The earliest retry time later than `after` (items due now are the caller's business)."""
         with self._lock:
             row = self._db.execute(
-                "SELECT MIN(next_attempt_at) FROM items WHERE state = ?", (state,)
+                "SELECT MIN(next_attempt_at) FROM items WHERE state = ? AND next_attempt_at > ?",
+                (state, after),
             ).fetchone()
         return None if row[0] is None else float(row[0])
 

@@ -149,14 +149,19 @@ class Gateway:
 
     async def validate_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            items = self.outbox.due("received", 32)
+            now = time.time()
+            items = self.outbox.due("received", 32, now)
             for item in items:
-                await asyncio.to_thread(self.validate_item, item)
+                try:
+                    await asyncio.to_thread(self.validate_item, item)
+                except Exception:  # a bug must not stall the queue: look again later
+                    log.exception("validating %s failed", item.source)
+                    self.outbox.defer(item.sha256, time.time() + self.policy.retry_max_s, "validation error")
             if items:
                 self.wake()
                 continue
-            next_at = self.outbox.next_due_at("received")
-            await self._sleep("validate", 1.0 if next_at is None else min(1.0, next_at - time.time()))
+            next_at = self.outbox.next_due_at("received", now)
+            await self._sleep("validate", 1.0 if next_at is None else min(1.0, next_at - now))
 
     # -- sending ----------------------------------------------------------------------------------
     async def send_item(self, item: Item) -> Outcome:
@@ -225,9 +230,11 @@ class Gateway:
                     task.add_done_callback(tasks.discard)
                 if due:
                     continue
-            next_at = self.outbox.next_due_at("pending")
-            wait = 1.0 if next_at is None else next_at - now
-            await self._sleep("send", min(1.0, max(wait, self._hold_until - now)))
+            # Nothing to start now: sleep until a retry falls due, the hold ends, an upload finishes
+            # or a capture wakes us (in-flight items are due "now" and must not spin this loop).
+            next_at = self.outbox.next_due_at("pending", now)
+            wait = 1.0 if next_at is None or free <= 0 else next_at - now
+            await self._sleep("send", min(1.0, max(wait, self._hold_until - now, 0.0)))
         for task in list(tasks):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
