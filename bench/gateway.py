@@ -186,7 +186,8 @@ def bench_backfill(count: int, concurrency: int, workdir: Path) -> dict[str, Any
             archive = workdir / f"archive-{r}.zip"
             with zipfile.ZipFile(archive, "w") as z:
                 for i in range(count):
-                    z.writestr(f"{i:05d}.jpg", tagged_copy(pool[i % len(pool)], f"batch-{r}-{i}"))
+                    image = tagged_copy(pool[i % len(pool)], f"batch-{r}-{i}")
+                    z.writestr(f"{i:05d}.{file_extension(image)}", image)
             summary = run_batch(
                 archive,
                 kind,

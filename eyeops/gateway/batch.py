@@ -12,6 +12,7 @@ import csv
 import hashlib
 import json
 import random
+import threading
 import time
 import zipfile
 from collections import Counter
@@ -25,7 +26,7 @@ from prometheus_client import CollectorRegistry
 from eyeops.devices import load_layouts
 from eyeops.errors import EyeopsError, InvalidImage, PayloadTooLarge
 from eyeops.gateway.metrics import GatewayMetrics
-from eyeops.gateway.outbox import Outbox
+from eyeops.gateway.outbox import Item, Outbox
 from eyeops.gateway.runner import make_client
 from eyeops.gateway.service import Gateway, SendPolicy
 from eyeops.gateway.validate import Limits
@@ -117,8 +118,34 @@ def fill_outbox(outbox: Outbox, members: Iterator[Member], device_kind: str) -> 
             continue
         else:
             digest = hashlib.sha256(m.data).hexdigest()
-        outbox.capture(m.source, device_kind, m.data, digest, m.size, m.mtime_ns)
+        # Only the hash is kept: the archive is the source of truth and is read again to send.
+        outbox.capture(m.source, device_kind, None, digest, m.size, m.mtime_ns)
     return refused
+
+
+class ArchiveReader:
+    """Reads a captured member again by its source name (``archive.zip!member`` or a path)."""
+
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._zip = None if path.is_dir() else zipfile.ZipFile(path)
+
+    def __call__(self, item: Item) -> bytes:
+        if self._zip is None:
+            data = Path(item.source).read_bytes()
+        else:
+            member = item.source.split("!", 1)[1]
+            with self._lock, self._zip.open(member) as handle:
+                data = handle.read(self.max_bytes + 1)
+        if hashlib.sha256(data).hexdigest() != item.sha256:
+            raise EyeopsError(f"{item.source} changed since it was read; run the batch again")
+        return data
+
+    def close(self) -> None:
+        if self._zip is not None:
+            self._zip.close()
 
 
 def run_batch(
@@ -139,7 +166,7 @@ def run_batch(
     layout = layouts[device_kind]  # unknown kinds fail before any work
     limits = Limits(settings.max_image_bytes, settings.max_image_pixels)
     out.parent.mkdir(parents=True, exist_ok=True)
-    outbox = Outbox(out.with_name(out.name + ".outbox.db"))
+    outbox = Outbox(out.with_name(out.name + ".outbox.db"), durable=False)
     try:
         started, started_wall = time.perf_counter(), time.time()
         if path.is_dir():
@@ -150,6 +177,7 @@ def run_batch(
             raise ValueError(f"{path} is neither a folder nor a zip archive")
         refused = fill_outbox(outbox, members, device_kind)
         quarantine = out.with_name(out.name + ".quarantine")
+        reader = ArchiveReader(path, limits.max_bytes)
         gateway = Gateway(
             outbox,
             make_client(endpoint, token_file, protocol),
@@ -161,8 +189,12 @@ def run_batch(
             rng=random.Random(0),
             move_quarantined=False,
             refusals=refused,
+            image_loader=reader,
         )
-        asyncio.run(_drain(gateway, progress))
+        try:
+            asyncio.run(_drain(gateway, progress))
+        finally:
+            reader.close()
         elapsed = time.perf_counter() - started
         rows = list(outbox.results())
     finally:
@@ -187,7 +219,7 @@ async def _drain(gateway: Gateway, progress: bool) -> None:
     runner = asyncio.create_task(gateway.run(stop, until_drained=True))
     try:
         while not runner.done():
-            await asyncio.sleep(0.5)
+            await asyncio.wait({runner}, timeout=0.5)
             bar.update(finished(gateway.outbox.counts()) - bar.n)
         await runner
     finally:

@@ -28,7 +28,6 @@ CREATE TABLE IF NOT EXISTS items (
     source TEXT NOT NULL,
     device_kind TEXT NOT NULL,
     state TEXT NOT NULL,
-    image BLOB,
     source_size INTEGER,
     source_mtime_ns INTEGER,
     patient_id TEXT,
@@ -44,6 +43,12 @@ CREATE TABLE IF NOT EXISTS items (
     finished_at REAL
 );
 CREATE INDEX IF NOT EXISTS items_due ON items (state, next_attempt_at);
+-- Bytes apart from the item rows: a row with a blob in the middle makes every read of the columns
+-- after it walk the blob's overflow pages (5 ms a query at 32 rows; measured).
+CREATE TABLE IF NOT EXISTS images (
+    sha256 TEXT PRIMARY KEY REFERENCES items (sha256),
+    data BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS sources (
     path TEXT PRIMARY KEY,
     size INTEGER NOT NULL,
@@ -78,15 +83,21 @@ class Capture:
 
 
 class Outbox:
-    """Thread-safe: one connection behind a lock; every call is one short transaction."""
+    """Thread-safe: one connection behind a lock; every call is one short transaction.
 
-    def __init__(self, path: Path) -> None:
+    `durable=True` (a gateway) fsyncs every commit: a capture is the device-facing acknowledgement
+    and must survive a power cut. A batch passes False (synchronous=NORMAL, still safe against a
+    crash of the process): its archive is the source of truth, and a progress record lost to a
+    power cut only means a re-send, which the service answers from its database.
+    """
+
+    def __init__(self, path: Path, durable: bool = True) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         self._db.executescript(SCHEMA)
 
     def close(self) -> None:
@@ -113,16 +124,19 @@ class Outbox:
         return row is not None
 
     def capture(
-        self, source: str, device_kind: str, image: bytes, sha256: str, size: int, mtime_ns: int
+        self, source: str, device_kind: str, image: bytes | None, sha256: str, size: int, mtime_ns: int
     ) -> Capture:
-        """Commit the image durably. Returns once it is on disk; a known image adds nothing."""
+        """Commit the image durably. Returns once it is on disk; a known image adds nothing.
+        `image` None records the item only (a batch reads its archive again when it sends)."""
         now = time.time()
         with self._tx() as db:
             cur = db.execute(
-                "INSERT OR IGNORE INTO items (sha256, source, device_kind, state, image, source_size,"
-                " source_mtime_ns, received_at, updated_at) VALUES (?, ?, ?, 'received', ?, ?, ?, ?, ?)",
-                (sha256, source, device_kind, image, size, mtime_ns, now, now),
+                "INSERT OR IGNORE INTO items (sha256, source, device_kind, state, source_size,"
+                " source_mtime_ns, received_at, updated_at) VALUES (?, ?, ?, 'received', ?, ?, ?, ?)",
+                (sha256, source, device_kind, size, mtime_ns, now, now),
             )
+            if cur.rowcount == 1 and image is not None:
+                db.execute("INSERT INTO images (sha256, data) VALUES (?, ?)", (sha256, image))
             db.execute(
                 "INSERT OR REPLACE INTO sources (path, size, mtime_ns, sha256) VALUES (?, ?, ?, ?)",
                 (source, size, mtime_ns, sha256),
@@ -134,16 +148,23 @@ class Outbox:
             db.execute("DELETE FROM sources WHERE path = ?", (path,))
 
     # -- work queues ------------------------------------------------------------------------------
-    def due(self, state: str, limit: int, now: float | None = None) -> list[Item]:
+    def due(self, state: str, limit: int, now: float | None = None, with_image: bool = True) -> list[Item]:
+        """Items of `state` due by `now`, oldest first; without their bytes unless asked."""
         now = time.time() if now is None else now
+        image = "(SELECT data FROM images WHERE images.sha256 = items.sha256)" if with_image else "NULL"
         with self._lock:
             rows = self._db.execute(
-                "SELECT sha256, source, device_kind, state, image, source_size, source_mtime_ns, patient_id,"
-                " laterality, exam_date, attempts, received_at FROM items"
+                f"SELECT sha256, source, device_kind, state, {image}, source_size, source_mtime_ns,"
+                " patient_id, laterality, exam_date, attempts, received_at FROM items"
                 " WHERE state = ? AND next_attempt_at <= ? ORDER BY received_at LIMIT ?",
                 (state, now, limit),
             ).fetchall()
         return [Item(*row) for row in rows]
+
+    def image(self, sha256: str) -> bytes | None:
+        with self._lock:
+            row = self._db.execute("SELECT data FROM images WHERE sha256 = ?", (sha256,)).fetchone()
+        return None if row is None else row[0]
 
     def next_due_at(self, state: str, after: float) -> float | None:
         """The earliest retry time later than `after` (items due now are the caller's business)."""
@@ -154,13 +175,15 @@ class Outbox:
             ).fetchone()
         return None if row[0] is None else float(row[0])
 
-    def mark_pending(self, sha256: str, image: bytes, identity: dict[str, str | None]) -> None:
+    def mark_pending(self, sha256: str, image: bytes | None, identity: dict[str, str | None]) -> None:
+        """Ready to send. `image` replaces the captured bytes (a DICOM's PNG); None keeps them."""
         with self._tx() as db:
+            if image is not None:
+                db.execute("UPDATE images SET data = ? WHERE sha256 = ?", (image, sha256))
             db.execute(
-                "UPDATE items SET state = 'pending', image = ?, patient_id = ?, laterality = ?,"
-                " exam_date = ?, next_attempt_at = 0, updated_at = ? WHERE sha256 = ? AND state = 'received'",
+                "UPDATE items SET state = 'pending', patient_id = ?, laterality = ?, exam_date = ?,"
+                " next_attempt_at = 0, updated_at = ? WHERE sha256 = ? AND state = 'received'",
                 (
-                    image,
                     identity.get("patient_id"),
                     identity.get("laterality"),
                     identity.get("exam_date"),
@@ -194,8 +217,7 @@ class Outbox:
         with self._tx() as db:
             db.execute(
                 "UPDATE items SET state = ?, reason = ?, http_status = ?, result = ?, updated_at = ?,"
-                " finished_at = ?, attempts = attempts + (? IN ('done', 'failed')),"
-                " image = CASE WHEN ? THEN image ELSE NULL END WHERE sha256 = ?",
+                " finished_at = ?, attempts = attempts + (? IN ('done', 'failed')) WHERE sha256 = ?",
                 (
                     state,
                     reason,
@@ -204,10 +226,11 @@ class Outbox:
                     now,
                     now,
                     state,
-                    keep_image or state == "failed",
                     sha256,
                 ),
             )
+            if not (keep_image or state == "failed"):
+                db.execute("DELETE FROM images WHERE sha256 = ?", (sha256,))
             if state == "superseded":
                 db.execute("DELETE FROM sources WHERE sha256 = ?", (sha256,))
 
@@ -216,7 +239,7 @@ class Outbox:
         with self._tx() as db:
             cur = db.execute(
                 "UPDATE items SET state = 'pending', next_attempt_at = 0, attempts = 0, updated_at = ?"
-                " WHERE state = 'failed' AND image IS NOT NULL",
+                " WHERE state = 'failed' AND sha256 IN (SELECT sha256 FROM images)",
                 (time.time(),),
             )
         return cur.rowcount

@@ -14,6 +14,7 @@ import random
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,9 +66,11 @@ class Gateway:
         rng: random.Random | None = None,
         move_quarantined: bool = True,
         refusals: dict[str, EyeopsError] | None = None,
+        image_loader: Callable[[Item], bytes] | None = None,
     ) -> None:
         """`move_quarantined` moves a device's invalid file out of its export folder (a batch copies);
-        `refusals` are items already known to be invalid (batch members refused unread)."""
+        `refusals` are items already known to be invalid (batch members refused unread);
+        `image_loader` reads the bytes of items captured without them (a batch's archive members)."""
         self.outbox = outbox
         self.client = client
         self.device_id = device_id
@@ -78,6 +81,7 @@ class Gateway:
         self.name_pattern = name_pattern
         self.move_quarantined = move_quarantined
         self.refusals = refusals or {}
+        self.image_loader = image_loader
         self.backoff = Backoff(policy.retry_base_s, policy.retry_max_s, rng or random.Random())
         self._hold_until = 0.0
         self._server_errors: dict[str, int] = {}
@@ -101,7 +105,6 @@ class Gateway:
     # -- validation -------------------------------------------------------------------------------
     def validate_item(self, item: Item) -> str:
         """Move one received item to pending, quarantined or superseded; or defer it. Returns the state."""
-        assert item.image is not None
         try:
             if item.sha256 in self.refusals:
                 raise self.refusals[item.sha256]
@@ -109,12 +112,24 @@ class Gateway:
                 raise PayloadTooLarge(
                     f"file is {item.source_size} bytes, over the limit of {self.limits.max_bytes} bytes"
                 )
-            exam = validate_exam_file(item.source, item.image, self.limits, self.name_pattern)
+            data = self._bytes_of(item)
+            exam = validate_exam_file(item.source, data, self.limits, self.name_pattern)
         except EyeopsError as exc:
             return self._invalid(item, exc)
         identity = {"patient_id": exam.patient_id, "laterality": exam.laterality, "exam_date": exam.exam_date}
-        self.outbox.mark_pending(item.sha256, exam.image, identity)
+        converted = exam.image if exam.image is not data else None  # store only what changed
+        self.outbox.mark_pending(item.sha256, converted, identity)
         return "pending"
+
+    def _bytes_of(self, item: Item) -> bytes:
+        if item.image is not None:
+            return item.image
+        stored = self.outbox.image(item.sha256)
+        if stored is not None:
+            return stored
+        if self.image_loader is None:
+            raise RuntimeError(f"outbox item {item.sha256} has no image bytes")
+        return self.image_loader(item)
 
     def _invalid(self, item: Item, exc: EyeopsError) -> str:
         source = Path(item.source)
@@ -138,8 +153,8 @@ class Gateway:
         target = self.quarantine_dir / f"{item.sha256[:12]}-{source.name}"
         if move_source:
             shutil.move(str(source), target)
-        elif item.image:
-            target.write_bytes(item.image)
+        elif item.sha256 not in self.refusals:  # refused unread: there are no bytes to keep
+            target.write_bytes(self._bytes_of(item))
         reason = f"{exc.message}\nsource: {source}\nsha256: {item.sha256}\ndevice: {self.device_id}\n"
         target.with_name(target.name + ".reason.txt").write_text(reason, encoding="utf-8")
         self.outbox.finish(item.sha256, "quarantined", reason=exc.message, http_status=exc.status_code)
@@ -165,12 +180,12 @@ class Gateway:
 
     # -- sending ----------------------------------------------------------------------------------
     async def send_item(self, item: Item) -> Outcome:
-        assert item.image is not None
+        image = self._bytes_of(item)
         t0 = time.perf_counter()
         status: int | None
         try:
             reply = await self.client.read_exam(
-                item.image,
+                image,
                 item.device_kind,
                 device_id=self.device_id,
                 request_id=item.sha256,
@@ -220,7 +235,7 @@ class Gateway:
             if now >= self._hold_until and free > 0:
                 due = [
                     i
-                    for i in self.outbox.due("pending", free + len(self._inflight))
+                    for i in self.outbox.due("pending", free + len(self._inflight), now, with_image=False)
                     if i.sha256 not in self._inflight
                 ][:free]
                 for item in due:
@@ -249,7 +264,7 @@ class Gateway:
     async def run(self, stop: asyncio.Event, until_drained: bool = False) -> None:
         """Run both loops until `stop` is set (or, with until_drained, until nothing is left to send)."""
         self._loop = asyncio.get_running_loop()
-        self._wake = {"validate": asyncio.Event(), "send": asyncio.Event()}
+        self._wake = {"validate": asyncio.Event(), "send": asyncio.Event(), "run": asyncio.Event()}
         loops = [
             asyncio.create_task(self.validate_loop(stop)),
             asyncio.create_task(self.send_loop(stop)),
@@ -260,8 +275,7 @@ class Gateway:
                 if until_drained and counts["received"] + counts["pending"] == 0 and not self._inflight:
                     stop.set()
                     break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=0.2 if until_drained else 1.0)
+                await self._sleep("run", 1.0)  # every upload that finishes wakes this
         finally:
             stop.set()
             self.wake()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import re
+import struct
+import warnings
 from dataclasses import dataclass
 from pathlib import PurePath
 
@@ -101,11 +103,47 @@ def validate_exam_file(
     if expected == "DICOM":
         return _validate_dicom(data, limits)
     found = sniff_format(data)
-    if found is not None and found != expected:
+    if found is None:
+        raise InvalidImage(
+            f"file is named {suffix} but is not an image ({len(data)} bytes starting with {data[:8].hex()})"
+        )
+    if found != expected:
         raise InvalidImage(f"file is named {suffix} but holds {found} data")
-    grey = decode_exam_image(data, limits.max_bytes, limits.max_pixels)
+    width, height = check_image_structure(data, expected, limits)
     identity = identity_from_name(name, name_pattern)
-    return ValidatedExam(data, expected, grey.shape[1], grey.shape[0], **identity)
+    return ValidatedExam(data, expected, width, height, **identity)
+
+
+def check_image_structure(data: bytes, fmt: str, limits: Limits) -> tuple[int, int]:
+    """Complete and intact without decoding the pixels (the OCR service decodes them anyway):
+    PNG chunk CRCs and IEND, the JPEG end-of-image marker, the pixel limit from the header.
+    TIFF has no cheap completeness check, so it is decoded. Returns (width, height)."""
+    if fmt == "TIFF":
+        grey = decode_exam_image(data, limits.max_bytes, limits.max_pixels)
+        return grey.shape[1], grey.shape[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise PayloadTooLarge(f"decompression bomb refused: {exc}") from exc
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise InvalidImage(f"{fmt} header unreadable ({exc})") from exc
+    if width * height > limits.max_pixels:
+        raise PayloadTooLarge(
+            f"image is {width}x{height} = {width * height} pixels, over the limit of {limits.max_pixels}"
+        )
+    if fmt == "PNG":
+        try:
+            image.verify()  # walks every chunk and checks its CRC
+        except (OSError, SyntaxError, ValueError, struct.error) as exc:
+            raise InvalidImage(f"PNG is truncated or corrupt ({exc}); the file may be incomplete") from exc
+        if not data.rstrip(b"\0").endswith(b"IEND\xaeB`\x82"):
+            raise InvalidImage("PNG is truncated: no IEND chunk at the end; the file may be incomplete")
+    elif fmt == "JPEG" and b"\xff\xd9" not in data[-1024:]:
+        raise InvalidImage("JPEG is truncated: no end-of-image marker; the file may be incomplete")
+    return width, height
 
 
 def _validate_dicom(data: bytes, limits: Limits) -> ValidatedExam:

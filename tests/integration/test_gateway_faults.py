@@ -54,7 +54,7 @@ class Site:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     name, url = create_pg_database()
     root = tmp_path_factory.mktemp("site")
-    registry, devices = provision_devices(root, [KIND], per_kind=7)
+    registry, devices = provision_devices(root, [KIND], per_kind=8)
     saved = dict(os.environ)
     os.environ["EYEOPS_MAX_IMAGE_BYTES"] = str(SERVICE_LIMIT_BYTES)
     os.environ["EYEOPS_GATEWAY_MAX_IMAGE_BYTES"] = str(20 * SERVICE_LIMIT_BYTES)
@@ -244,3 +244,57 @@ def test_bad_token_oversize_and_unknown_kind_fail_with_the_server_message(site, 
     assert all(r["state"] == "failed" and r["attempts"] == 1 for r in failures.values())
     log = (site.stack.log_dir / "ocr-transformer.log").read_text(errors="replace")
     assert intruder.device_id in log and "not-the-token" not in log
+
+
+def test_batch_backfill_resumes_after_a_kill_and_reports_every_file(site, exam_images, tmp_path):
+    import csv
+    import json
+    import signal
+    import subprocess
+    import sys
+    import zipfile
+
+    from eyeops.gateway.batch import run_batch
+
+    device = site.device(7)
+    good = distinct_images(exam_images, 30, "batch")
+    archive = tmp_path / "archive.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for i, image in enumerate(good):
+            z.writestr(f"2019/{i:03d}.{extension(image)}", image)
+        z.writestr("2019/broken.jpg", good[0][: len(good[0]) // 3])
+        z.writestr("../../escape.jpg", good[1])
+        z.writestr("notes.txt", "not an exam")
+    out = tmp_path / "results.csv"
+    argv = [
+        sys.executable, "-m", "eyeops.cli", "batch", str(archive), "--device-kind", KIND, "--out", str(out),
+        "--endpoint", site.stack.endpoints.ocr, "--token-file", str(device.token_file),
+        "--device-id", device.device_id, "--concurrency", "2",
+    ]  # fmt: skip
+    first = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    outbox_path = out.with_name(out.name + ".outbox.db")
+    wait_until(
+        lambda: outbox_path.exists() and len(db_exams(site, device.device_id)) >= 8, 300, "8 exams from batch"
+    )
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    summary = run_batch(
+        archive, KIND, out, endpoint=site.stack.endpoints.ocr, token_file=device.token_file,
+        device_id=device.device_id, concurrency=4,
+    )  # fmt: skip
+    assert (summary["files"], summary["done"], summary["quarantined"], summary["failed"]) == (33, 30, 3, 0)
+    assert 0 < summary["sent_this_run"] < 30  # the rest were answered before the kill
+    assert sorted(db_exams(site, device.device_id)) == sorted(hashlib.sha256(i).hexdigest() for i in good)
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 33
+    by_file = {r["file"].split("!", 1)[1]: r for r in rows}
+    assert (
+        by_file["2019/broken.jpg"]["state"] == "quarantined"
+        and "truncated" in by_file["2019/broken.jpg"]["error"]
+    )
+    assert "climbs out" in by_file["../../escape.jpg"]["error"]
+    assert "not an exam image" in by_file["notes.txt"]["error"]
+    done = [r for r in rows if r["state"] == "done"]
+    assert all(r["exam_status"] in ("accepted", "review") and r["http_status"] == "200" for r in done)
+    assert all(r["ecd_cells_mm2_status"] in ("accepted", "review") and r["patient_id_status"] for r in done)
+    assert json.loads(out.with_name(out.name + ".summary.json").read_text())["done"] == 30

@@ -46,7 +46,7 @@ def test_states_status_and_requeue(tmp_path):
     ]
     rows = {r["sha256"]: r for r in outbox.results()}
     assert rows[a]["result"] == {"status": "accepted", "fields": []}
-    assert outbox._db.execute("SELECT image FROM items WHERE sha256 = ?", (a,)).fetchone()[0] is None
+    assert outbox.image(a) is None and outbox.image(b) == b"png"  # done drops its bytes, failed keeps them
     assert outbox.requeue_failed() == 1
     assert outbox.counts()["pending"] == 2
     with pytest.raises(ValueError):
@@ -87,3 +87,23 @@ def test_parse_retry_after():
     assert parse_retry_after("7") == 7.0
     assert parse_retry_after(None) is None and parse_retry_after("soon") is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+
+
+def test_status_command_prints_queue_and_failures(tmp_path, capsys):
+    import json
+
+    from eyeops.cli import main
+
+    outbox = Outbox(tmp_path / "outbox.db")
+    sha = put(outbox, "/x/a.png", b"a")
+    outbox.finish(sha, "failed", reason="unknown device token", http_status=401)
+    put(outbox, "/x/b.png", b"b")
+    outbox.close()
+    assert main(["gateway", "status", "--state-dir", str(tmp_path), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["queue_depth"] == 1 and status["failures"][0]["http_status"] == 401
+    assert main(["gateway", "status", "--state-dir", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "queue depth:       1" in text and "401  unknown device token" in text
+    assert main(["gateway", "retry", "--state-dir", str(tmp_path)]) == 0
+    assert "1 failed items queued again" in capsys.readouterr().out
