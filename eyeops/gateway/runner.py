@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from pathlib import Path
 
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
@@ -30,6 +31,9 @@ async def run_watch(
     config: GatewayConfig, stop: asyncio.Event, registry: CollectorRegistry = REGISTRY
 ) -> None:
     """Resume what the outbox holds, watch the folder, deliver until `stop` is set."""
+    # A capture (the device-facing acknowledgement) runs in the watcher's thread and must not wait
+    # out the default 5 ms GIL hand-over behind an upload being encoded in the event loop.
+    sys.setswitchinterval(0.0005)
     metrics = GatewayMetrics(registry)
     if config.metrics_port is not None:
         start_http_server(config.metrics_port, addr="127.0.0.1", registry=registry)
@@ -65,10 +69,11 @@ async def run_watch(
         counts["received"],
         counts["pending"],
     )
+    # The watcher's threads start here, before run() lowers the priority of the upload side: threads
+    # inherit their creator's niceness, and captures must keep the normal one.
+    watcher.start()
     runner = asyncio.create_task(gateway.run(stop))
-    await asyncio.sleep(0)  # let run() bind its loop before the watcher wakes it
     try:
-        await asyncio.to_thread(watcher.start)
         await runner
     finally:
         stop.set()

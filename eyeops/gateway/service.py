@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import re
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -105,6 +107,7 @@ class Gateway:
     # -- validation -------------------------------------------------------------------------------
     def validate_item(self, item: Item) -> str:
         """Move one received item to pending, quarantined or superseded; or defer it. Returns the state."""
+        _yield_to_captures()
         try:
             if item.sha256 in self.refusals:
                 raise self.refusals[item.sha256]
@@ -264,11 +267,13 @@ class Gateway:
     async def run(self, stop: asyncio.Event, until_drained: bool = False) -> None:
         """Run both loops until `stop` is set (or, with until_drained, until nothing is left to send)."""
         self._loop = asyncio.get_running_loop()
+        _yield_to_captures()
         self._wake = {"validate": asyncio.Event(), "send": asyncio.Event(), "run": asyncio.Event()}
         loops = [
             asyncio.create_task(self.validate_loop(stop)),
             asyncio.create_task(self.send_loop(stop)),
         ]
+        checkpoints = asyncio.create_task(self._checkpoint_loop(stop))
         try:
             while not stop.is_set():
                 counts = self.update_gauges()
@@ -279,8 +284,34 @@ class Gateway:
         finally:
             stop.set()
             self.wake()
-            await asyncio.gather(*loops, return_exceptions=True)
+            await asyncio.gather(*loops, checkpoints, return_exceptions=True)
+            await asyncio.to_thread(self.outbox.checkpoint)
             self.update_gauges()
+
+    async def _checkpoint_loop(self, stop: asyncio.Event, every_s: float = 2.0) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=every_s)
+            try:
+                await asyncio.to_thread(self.outbox.checkpoint)
+            except Exception:  # a busy database now is fine: the next round folds it in
+                log.debug("checkpoint deferred", exc_info=True)
+
+
+UPLOAD_NICENESS = 5
+
+
+def _yield_to_captures() -> None:
+    """Lower this thread's scheduling priority (Linux: niceness is per thread), so uploading and
+    validating never delay a capture, which is the device-facing acknowledgement."""
+    if getattr(_thread_state, "lowered", False) or not hasattr(os, "setpriority"):
+        return
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), UPLOAD_NICENESS)
+    _thread_state.lowered = True
+
+
+_thread_state = threading.local()
 
 
 def _stat(path: Path) -> tuple[int, int] | None:
