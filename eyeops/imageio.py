@@ -41,6 +41,26 @@ def _describe(data: bytes) -> str:
     return f"{len(data)} bytes starting with {data[:8].hex()}"
 
 
+def open_header(data: bytes, fmt: str, max_pixels: int) -> Image.Image:
+    """Open an image lazily (header only) behind the decompression-bomb guards: PayloadTooLarge when
+    its pixel count is over `max_pixels`, InvalidImage when the header cannot be read."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise PayloadTooLarge(f"decompression bomb refused: {exc}") from exc
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise InvalidImage(f"{fmt} header unreadable ({exc}); accepted formats: {ACCEPTED}") from exc
+    width, height = image.size
+    if width * height > max_pixels:
+        raise PayloadTooLarge(
+            f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}"
+            " (decompression bomb guard)"
+        )
+    return image
+
+
 def decode_exam_image(data: bytes, max_bytes: int, max_pixels: int) -> np.ndarray:
     """Greyscale pixels of a PNG/JPEG/TIFF, or InvalidImage (400) / PayloadTooLarge (413)."""
     if len(data) == 0:
@@ -50,20 +70,9 @@ def decode_exam_image(data: bytes, max_bytes: int, max_pixels: int) -> np.ndarra
     fmt = sniff_format(data)
     if fmt is None:
         raise InvalidImage(f"received {_describe(data)}, not an image; accepted formats: {ACCEPTED}")
+    image = open_header(data, fmt, max_pixels)
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise PayloadTooLarge(f"decompression bomb refused: {exc}") from exc
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise InvalidImage(f"{fmt} header unreadable ({exc}); accepted formats: {ACCEPTED}") from exc
-        if width * height > max_pixels:
-            raise PayloadTooLarge(
-                f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}"
-                " (decompression bomb guard)"
-            )
         try:
             image.load()
             grey = image.convert("L")

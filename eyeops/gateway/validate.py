@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import re
 import struct
-import warnings
 from dataclasses import dataclass
 from pathlib import PurePath
 
@@ -20,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from eyeops.errors import InvalidImage, PayloadTooLarge
-from eyeops.imageio import decode_exam_image, sniff_format
+from eyeops.imageio import decode_exam_image, open_header, sniff_format
 
 EXTENSIONS = {
     ".png": "PNG",
@@ -121,19 +120,8 @@ def check_image_structure(data: bytes, fmt: str, limits: Limits) -> tuple[int, i
     if fmt == "TIFF":
         grey = decode_exam_image(data, limits.max_bytes, limits.max_pixels)
         return grey.shape[1], grey.shape[0]
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise PayloadTooLarge(f"decompression bomb refused: {exc}") from exc
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise InvalidImage(f"{fmt} header unreadable ({exc})") from exc
-    if width * height > limits.max_pixels:
-        raise PayloadTooLarge(
-            f"image is {width}x{height} = {width * height} pixels, over the limit of {limits.max_pixels}"
-        )
+    image = open_header(data, fmt, limits.max_pixels)
+    width, height = image.size
     if fmt == "PNG":
         try:
             image.verify()  # walks every chunk and checks its CRC
