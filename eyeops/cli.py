@@ -12,6 +12,7 @@ def build_parser() -> argparse.ArgumentParser:
     from eyeops.ocr import cli as ocr_cli
     from eyeops.ops import cli as ops_cli
     from eyeops.stack import cli as stack_cli
+    from eyeops.synth import cli as synth_cli
 
     parser = argparse.ArgumentParser(prog="eyeops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -19,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     stack_cli.add_parser(sub)
     gateway_cli.add_parser(sub)
     ops_cli.add_parser(sub)
+    synth_cli.add_parser(sub)
     return parser
 
 
