@@ -1,0 +1,355 @@
+"""The vault model over the four ICL sizes: one module for training, evaluation and serving.
+
+- Vault: LightGBM with the size as a numeric feature under a +1 monotone constraint, so every
+  eye's predicted vault is non-decreasing in size (monotone treatment response, Manski 1997).
+- Propensity e_s(x) = P(size = s | x): a LightGBM multinomial classifier, calibrated (isotonic,
+  3-fold). Size s is *supported* at x when e_s(x) ≥ δ (default 1/(2J) = 0.125, Yoshida et al. 2019).
+- Supported sizes get a (1 − α) conformal interval. Our own weighted split conformal, not MAPIE:
+  the calibration residuals of the eyes that received s are weighted by 1 / e_s(x) (Tibshirani et
+  al. 2019, covariate shift from the eyes that got s to all eyes), which MAPIE 1.6's split
+  regressors do not take. P(vault in 250–750 µm) comes from the same weighted residuals.
+- Unsupported sizes get monotone bounds: [max lower of supported smaller sizes, min upper of
+  supported larger sizes], with [0, vault_max] where a side has no supported size.
+- Recommended size: the supported size with the highest P(in range); ties (within 0.005) go to the
+  predicted vault nearest 500 µm.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from eyeops.lens.features import BASE_FEATURES, FEATURES, SIZE_FEATURE, feature_matrix
+from eyeops.lens.sizes import SIZES_MM, TARGET_VAULT_UM, nomogram_size
+
+FORMAT_VERSION = 1
+TIE_TOLERANCE = 0.005
+
+
+class ModelArtifactError(ValueError):
+    """A model folder that is missing parts or was written by an incompatible version."""
+
+
+@dataclass(frozen=True)
+class LensConfig:
+    delta: float = 0.125
+    alpha: float = 0.10
+    vault_max_um: float = 2000.0
+    target_um: tuple[float, float] = TARGET_VAULT_UM
+    calibration_share: float = 0.25
+    seed: int = 0
+    vault_params: dict[str, Any] = field(
+        default_factory=lambda: {
+            "objective": "regression",
+            "learning_rate": 0.03,
+            "num_leaves": 15,
+            "min_data_in_leaf": 40,
+            "feature_fraction": 0.9,
+            "bagging_fraction": 0.8,
+            "bagging_freq": 1,
+            "lambda_l2": 1.0,
+            "monotone_constraints_method": "advanced",
+            "verbose": -1,
+        }
+    )
+    vault_rounds: int = 700
+
+
+@dataclass
+class Calibration:
+    """Per size: residuals of calibration eyes that received it, and their weights 1 / e_s(x)."""
+
+    abs_sorted: np.ndarray
+    abs_cumw: np.ndarray
+    signed_sorted: np.ndarray
+    signed_cumw: np.ndarray
+
+    @classmethod
+    def build(cls, residuals: np.ndarray, weights: np.ndarray) -> Calibration:
+        order = np.argsort(np.abs(residuals))
+        signed_order = np.argsort(residuals)
+        return cls(
+            np.abs(residuals)[order],
+            np.cumsum(weights[order]),
+            residuals[signed_order],
+            np.cumsum(weights[signed_order]),
+        )
+
+    @property
+    def total(self) -> float:
+        return float(self.abs_cumw[-1]) if len(self.abs_cumw) else 0.0
+
+    def radius(self, query_weights: np.ndarray, alpha: float) -> np.ndarray:
+        """Weighted (1 − α) quantile of |residual| with the query's own mass at +∞."""
+        if len(self.abs_sorted) == 0:
+            return np.full(len(query_weights), np.inf)
+        need = (1 - alpha) * (self.total + query_weights)
+        k = np.searchsorted(self.abs_cumw, need, side="left")
+        padded = np.append(self.abs_sorted, np.inf)
+        return np.asarray(padded[np.minimum(k, len(self.abs_sorted))])
+
+    def mass_between(self, low: np.ndarray, high: np.ndarray, query_weights: np.ndarray) -> np.ndarray:
+        """Weighted share of residuals in [low, high] (the query's own mass counts as outside)."""
+        if len(self.signed_sorted) == 0:
+            return np.zeros(len(low))
+        cum = np.append(0.0, self.signed_cumw)
+        upper = cum[np.searchsorted(self.signed_sorted, high, side="right")]
+        lower = cum[np.searchsorted(self.signed_sorted, low, side="left")]
+        return np.asarray((upper - lower) / (self.total + query_weights))
+
+
+@dataclass
+class LensPrediction:
+    """Arrays over eyes (rows) × sizes (columns, SIZES_MM order)."""
+
+    vault_um: np.ndarray
+    propensity: np.ndarray
+    supported: np.ndarray
+    lower_um: np.ndarray
+    upper_um: np.ndarray
+    p_in_range: np.ndarray  # NaN where the size is not supported
+    recommended_size_mm: np.ndarray
+    nomogram_size_mm: np.ndarray
+
+    def eye(self, i: int, model_version: str) -> dict[str, Any]:
+        """One eye's answer in the lens service's contract."""
+        sizes = []
+        for j, size in enumerate(SIZES_MM):
+            supported = bool(self.supported[i, j])
+            sizes.append(
+                {
+                    "size_mm": size,
+                    "vault_um": round(float(self.vault_um[i, j]), 1),
+                    "supported": supported,
+                    "propensity": round(float(self.propensity[i, j]), 4),
+                    "kind": "interval" if supported else "bounds",
+                    "lower_um": round(float(self.lower_um[i, j]), 1),
+                    "upper_um": round(float(self.upper_um[i, j]), 1),
+                    "p_in_range": round(float(self.p_in_range[i, j]), 4) if supported else None,
+                }
+            )
+        return {
+            "sizes": sizes,
+            "recommended_size_mm": float(self.recommended_size_mm[i]),
+            "nomogram_size_mm": float(self.nomogram_size_mm[i]),
+            "model_version": model_version,
+        }
+
+
+def data_hash(frame: pd.DataFrame) -> str:
+    """SHA-256 of the training rows in a canonical form (sorted by eye, fixed columns)."""
+    canonical = frame.sort_values("eye_id")[["eye_id", *BASE_FEATURES, "implanted_size_mm", "vault_um"]]
+    return hashlib.sha256(canonical.to_csv(index=False).encode()).hexdigest()
+
+
+def _with_size(x: pd.DataFrame, size: float) -> pd.DataFrame:
+    return x.assign(**{SIZE_FEATURE: size})
+
+
+def _size_index(sizes: pd.Series | np.ndarray) -> np.ndarray:
+    values = np.asarray(sizes, dtype=float)
+    index = np.searchsorted(np.array(SIZES_MM), values)
+    if not np.allclose(np.array(SIZES_MM)[np.clip(index, 0, len(SIZES_MM) - 1)], values):
+        raise ValueError(f"sizes must be among {SIZES_MM}")
+    return index
+
+
+class LensModel:
+    def __init__(
+        self,
+        vault: Any,
+        propensity: Any,
+        calibration: dict[float, Calibration],
+        config: LensConfig,
+        manifest: dict[str, Any],
+    ) -> None:
+        self.vault = vault
+        self.propensity_model = propensity
+        self.calibration = calibration
+        self.config = config
+        self.manifest = manifest
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+    # -- training ---------------------------------------------------------------------------------
+    @classmethod
+    def fit(cls, cohort: pd.DataFrame, config: LensConfig | None = None, version: str = "dev") -> LensModel:
+        """Train on a validated cohort (factual outcomes only; counterfactual columns are ignored)."""
+        import lightgbm as lgb
+        from sklearn.calibration import CalibratedClassifierCV
+
+        config = config or LensConfig()
+        rng = np.random.default_rng(config.seed)
+        patients = cohort["patient_id"].unique()
+        calib_patients = set(
+            rng.choice(patients, int(len(patients) * config.calibration_share), replace=False)
+        )
+        is_calib = cohort["patient_id"].isin(calib_patients).to_numpy()  # fellow eyes stay together
+        x_all = feature_matrix(cohort)
+        size_idx = _size_index(cohort["implanted_size_mm"])
+        y = cohort["vault_um"].to_numpy(dtype=float)
+
+        train_x = _with_size(x_all[~is_calib], 0.0)
+        train_x[SIZE_FEATURE] = cohort["implanted_size_mm"].to_numpy(dtype=float)[~is_calib]
+        params = {**config.vault_params, "seed": config.seed}
+        params["monotone_constraints"] = [0] * len(FEATURES) + [1]
+        vault = lgb.train(
+            params, lgb.Dataset(train_x, label=y[~is_calib]), num_boost_round=config.vault_rounds
+        )
+
+        classifier = lgb.LGBMClassifier(
+            n_estimators=300, learning_rate=0.05, num_leaves=15, min_child_samples=40, verbose=-1,
+            random_state=config.seed,
+        )  # fmt: skip
+        propensity = CalibratedClassifierCV(classifier, method="isotonic", cv=3)
+        propensity.fit(x_all[~is_calib].to_numpy(), size_idx[~is_calib])
+
+        model = cls(vault, propensity, {}, config, {})
+        calib_x = x_all[is_calib]
+        e_calib = model.propensities(calib_x)
+        pred_calib = model.predict_vault(calib_x)
+        for j, size in enumerate(SIZES_MM):
+            rows = size_idx[is_calib] == j
+            residuals = y[is_calib][rows] - pred_calib[rows, j]
+            weights = 1.0 / np.clip(e_calib[rows, j], config.delta, 1.0)
+            model.calibration[size] = Calibration.build(residuals, weights)
+        model.manifest = {
+            "format_version": FORMAT_VERSION,
+            "version": version,
+            "features": list(FEATURES),
+            "size_feature": SIZE_FEATURE,
+            "sizes_mm": list(SIZES_MM),
+            "delta": config.delta,
+            "alpha": config.alpha,
+            "vault_max_um": config.vault_max_um,
+            "target_um": list(config.target_um),
+            "training_data_sha256": data_hash(cohort),
+            "training_eyes": int((~is_calib).sum()),
+            "calibration_eyes": int(is_calib.sum()),
+            "calibration_eyes_per_size": {
+                f"{s:.1f}": int((size_idx[is_calib] == j).sum()) for j, s in enumerate(SIZES_MM)
+            },
+            "metrics": {},
+        }
+        return model
+
+    # -- prediction -------------------------------------------------------------------------------
+    def predict_vault(self, x: pd.DataFrame) -> np.ndarray:
+        """Predicted vault (µm) for every eye × size; non-decreasing along sizes by construction."""
+        columns = [np.asarray(self.vault.predict(_with_size(x, size)), dtype=float) for size in SIZES_MM]
+        return np.column_stack(columns)
+
+    def propensities(self, x: pd.DataFrame) -> np.ndarray:
+        proba = np.asarray(self.propensity_model.predict_proba(x[list(FEATURES)].to_numpy()), dtype=float)
+        full = np.zeros((len(x), len(SIZES_MM)))
+        full[:, list(self.propensity_model.classes_)] = proba
+        return full
+
+    def predict(self, frame: pd.DataFrame) -> LensPrediction:
+        """Everything the service answers, for every eye of `frame` (base feature columns needed)."""
+        x = feature_matrix(frame)
+        vault = self.predict_vault(x)
+        e = self.propensities(x)
+        cfg = self.config
+        supported = e >= cfg.delta
+        lower = np.zeros_like(vault)
+        upper = np.full_like(vault, cfg.vault_max_um)
+        p_in = np.full_like(vault, np.nan)
+        for j, size in enumerate(SIZES_MM):
+            calib = self.calibration[size]
+            weights = 1.0 / np.clip(e[:, j], cfg.delta, 1.0)
+            radius = calib.radius(weights, cfg.alpha)
+            lower[:, j] = np.clip(vault[:, j] - radius, 0.0, cfg.vault_max_um)
+            upper[:, j] = np.clip(vault[:, j] + radius, 0.0, cfg.vault_max_um)
+            low, high = cfg.target_um
+            p_in[:, j] = calib.mass_between(low - vault[:, j], high - vault[:, j], weights)
+        lower, upper = monotone_bounds(lower, upper, supported, cfg.vault_max_um)
+        p_in[~supported] = np.nan
+        recommended = recommend(vault, p_in, supported)
+        nomogram = nomogram_size(frame["wtw_mm"].to_numpy(dtype=float), frame["acd_mm"].to_numpy(dtype=float))
+        return LensPrediction(vault, e, supported, lower, upper, p_in, recommended, nomogram)
+
+    # -- artifact ---------------------------------------------------------------------------------
+    def save(self, folder: Path) -> None:
+        import joblib
+
+        folder.mkdir(parents=True, exist_ok=True)
+        self.vault.save_model(str(folder / "vault.txt"))
+        joblib.dump(self.propensity_model, folder / "propensity.joblib")
+        arrays = {}
+        for size, calib in self.calibration.items():
+            for name, values in asdict(calib).items():
+                arrays[f"{size:.1f}/{name}"] = values
+        np.savez(folder / "calibration.npz", **arrays)
+        (folder / "config.json").write_text(json.dumps(asdict(self.config), indent=2))
+        (folder / "manifest.json").write_text(json.dumps(self.manifest, indent=2))
+
+    @classmethod
+    def load(cls, folder: Path) -> LensModel:
+        """Refuses a folder written by another format version, with what to do about it."""
+        import joblib
+        import lightgbm as lgb
+
+        manifest_path = folder / "manifest.json"
+        if not manifest_path.exists():
+            raise ModelArtifactError(f"{folder} has no manifest.json; is it a lens model folder?")
+        manifest = json.loads(manifest_path.read_text())
+        found = manifest.get("format_version")
+        if found != FORMAT_VERSION:
+            raise ModelArtifactError(
+                f"{folder} holds a lens model of format {found}; this code reads format {FORMAT_VERSION}."
+                " Retrain with `eyeops lens train` (or the lens-training pipeline) or use a matching release."
+            )
+        if manifest.get("features") != list(FEATURES):
+            raise ModelArtifactError(f"{folder} was trained on other features: {manifest.get('features')}")
+        for part in ("vault.txt", "propensity.joblib", "calibration.npz", "config.json"):
+            if not (folder / part).exists():
+                raise ModelArtifactError(f"{folder} is missing {part}")
+        config_data = json.loads((folder / "config.json").read_text())
+        config_data["target_um"] = tuple(config_data["target_um"])
+        config = LensConfig(**config_data)
+        with np.load(folder / "calibration.npz") as data:
+            calibration = {
+                size: Calibration(*(data[f"{size:.1f}/{name}"] for name in Calibration.__dataclass_fields__))
+                for size in SIZES_MM
+            }
+        vault = lgb.Booster(model_file=str(folder / "vault.txt"))
+        return cls(vault, joblib.load(folder / "propensity.joblib"), calibration, config, manifest)
+
+
+def monotone_bounds(
+    lower: np.ndarray, upper: np.ndarray, supported: np.ndarray, vault_max: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Replace unsupported sizes' intervals with monotone-treatment-response bounds."""
+    lo, hi = lower.copy(), upper.copy()
+    n, k = lower.shape
+    for j in range(k):
+        unsupported = ~supported[:, j]
+        if not unsupported.any():
+            continue
+        below = np.where(supported[:, :j], lower[:, :j], -np.inf).max(axis=1) if j else np.full(n, -np.inf)
+        above = (
+            np.where(supported[:, j + 1 :], upper[:, j + 1 :], np.inf).min(axis=1)
+            if j < k - 1
+            else np.full(n, np.inf)
+        )
+        lo[unsupported, j] = np.where(np.isfinite(below), below, 0.0)[unsupported]
+        hi[unsupported, j] = np.where(np.isfinite(above), above, vault_max)[unsupported]
+    return lo, hi
+
+
+def recommend(vault: np.ndarray, p_in: np.ndarray, supported: np.ndarray) -> np.ndarray:
+    """Supported size with the highest P(in range); ties go to the vault nearest 500 µm."""
+    score = np.where(supported, np.nan_to_num(p_in, nan=-1.0), -np.inf)
+    best = score.max(axis=1, keepdims=True)
+    tied = supported & (score >= best - TIE_TOLERANCE)
+    distance = np.where(tied, np.abs(vault - 500.0), np.inf)
+    return np.asarray(np.array(SIZES_MM)[distance.argmin(axis=1)])

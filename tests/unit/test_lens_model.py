@@ -1,0 +1,113 @@
+"""The lens model's rules: monotone in size, support, bounds from the neighbours, the recommendation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from eyeops.lens.cohort import simulate_cohort
+from eyeops.lens.model import (
+    Calibration,
+    LensConfig,
+    LensModel,
+    ModelArtifactError,
+    monotone_bounds,
+    recommend,
+)
+from eyeops.lens.sizes import SIZES_MM
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def model() -> LensModel:
+    return LensModel.fit(simulate_cohort(4000, seed=21), LensConfig(vault_rounds=200), version="test-1")
+
+
+@pytest.fixture(scope="module")
+def eyes() -> pd.DataFrame:
+    return simulate_cohort(400, seed=22)
+
+
+def test_predicted_vault_is_monotone_in_size_for_random_eyes(model):
+    rng = np.random.default_rng(0)
+    eyes = simulate_cohort(300, seed=23)
+    for column in ("wtw_mm", "sts_mm", "lt_mm", "acd_mm", "clr_um"):  # off the training manifold too
+        eyes[column] = eyes[column] + rng.normal(0, eyes[column].std(), len(eyes))
+    vault = model.predict(eyes).vault_um
+    assert (np.diff(vault, axis=1) >= -1e-9).all()
+
+
+def test_support_rule_and_answer_shape(model, eyes):
+    pred = model.predict(eyes)
+    assert np.array_equal(pred.supported, pred.propensity >= 0.125)
+    assert np.allclose(pred.propensity.sum(axis=1), 1.0)
+    assert pred.supported.any(axis=1).all()  # four sizes: the largest propensity is at least 0.25
+    assert np.isnan(pred.p_in_range[~pred.supported]).all()
+    assert ((pred.p_in_range[pred.supported] >= 0) & (pred.p_in_range[pred.supported] <= 1)).all()
+    answer = pred.eye(0, model.version)
+    assert [s["size_mm"] for s in answer["sizes"]] == list(SIZES_MM)
+    assert answer["model_version"] == "test-1" and answer["recommended_size_mm"] in SIZES_MM
+    assert {s["kind"] for s in answer["sizes"]} <= {"interval", "bounds"}
+
+
+def test_bounds_contain_the_intervals_of_the_neighbouring_supported_sizes():
+    lower = np.array([[100.0, 400.0, 700.0, 1000.0], [100.0, 400.0, 700.0, 1000.0]])
+    upper = lower + 300
+    supported = np.array([[True, False, True, False], [False, True, False, False]])
+    lo, hi = monotone_bounds(lower, upper, supported, 2000.0)
+    # eye 0: 12.6 lies between supported 12.1 and 13.2; 13.7 has nothing above
+    assert (lo[0, 1], hi[0, 1]) == (100.0, 1000.0) and (lo[0, 3], hi[0, 3]) == (700.0, 2000.0)
+    # eye 1: only 12.6 supported: 12.1 is [0, its upper], the larger sizes [its lower, 2000]
+    assert (lo[1, 0], hi[1, 0]) == (0.0, 700.0) and (lo[1, 2], hi[1, 2]) == (400.0, 2000.0)
+    assert (lo[supported] == lower[supported]).all() and (hi[supported] == upper[supported]).all()
+
+
+def test_real_bounds_enclose_the_supported_neighbours(model, eyes):
+    pred = model.predict(eyes)
+    for i in range(len(eyes)):
+        for j in np.flatnonzero(~pred.supported[i]):
+            below = [k for k in range(j) if pred.supported[i, k]]
+            above = [k for k in range(j + 1, 4) if pred.supported[i, k]]
+            if below:
+                assert pred.lower_um[i, j] == max(pred.lower_um[i, k] for k in below)
+            if above:
+                assert pred.upper_um[i, j] == min(pred.upper_um[i, k] for k in above)
+
+
+def test_recommendation_takes_best_supported_probability_and_breaks_ties_by_500():
+    vault = np.array(
+        [[300.0, 520.0, 800.0, 1100.0], [200.0, 480.0, 620.0, 900.0], [200.0, 400.0, 600.0, 900.0]]
+    )
+    p_in = np.array([[0.5, 0.8, np.nan, np.nan], [0.4, 0.7, 0.702, 0.1], [0.9, 0.2, 0.3, 0.1]])
+    supported = np.array([[True, True, False, False], [True, True, True, True], [False, True, True, True]])
+    assert recommend(vault, p_in, supported).tolist() == [12.6, 12.6, 13.2]
+
+
+def test_weighted_conformal_quantile_counts_the_query_mass():
+    calib = Calibration.build(np.array([-10.0, 20.0, -30.0, 40.0]), np.ones(4))
+    assert calib.radius(np.array([1.0]), alpha=0.2)[0] == 40.0  # 0.8 × 5 = 4 → 4th residual
+    assert np.isinf(calib.radius(np.array([1.0]), alpha=0.1)[0])  # 0.9 × 5 > 4: no finite radius
+    assert calib.mass_between(np.array([-15.0]), np.array([25.0]), np.array([1.0]))[0] == pytest.approx(2 / 5)
+
+
+def test_artifact_round_trip_and_refusals(model, eyes, tmp_path):
+    model.save(tmp_path / "m")
+    loaded = LensModel.load(tmp_path / "m")
+    a, b = model.predict(eyes), loaded.predict(eyes)
+    assert np.allclose(a.vault_um, b.vault_um) and np.allclose(a.upper_um, b.upper_um)
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert (
+        manifest["delta"] == 0.125
+        and manifest["alpha"] == 0.1
+        and len(manifest["training_data_sha256"]) == 64
+    )
+    manifest["format_version"] = 99
+    (tmp_path / "m" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelArtifactError, match="format 99"):
+        LensModel.load(tmp_path / "m")
+    with pytest.raises(ModelArtifactError, match="no manifest"):
+        LensModel.load(tmp_path)
