@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 def build_parser() -> argparse.ArgumentParser:
     from eyeops.gateway import cli as gateway_cli
+    from eyeops.lens import cli as lens_cli
     from eyeops.ocr import cli as ocr_cli
     from eyeops.ops import cli as ops_cli
     from eyeops.stack import cli as stack_cli
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     gateway_cli.add_parser(sub)
     ops_cli.add_parser(sub)
     synth_cli.add_parser(sub)
+    lens_cli.add_parser(sub)
     return parser
 
 

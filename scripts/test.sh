@@ -7,7 +7,7 @@ bash scripts/setup.sh
 bash scripts/services.sh
 
 echo "[test] ruff"
-.venv/bin/ruff check eyeops inference tests bench
+.venv/bin/ruff check eyeops inference tests bench feature_repo
 .venv-detectors/bin/ruff check detectors
 echo "[test] mypy (strict)"
 .venv/bin/mypy

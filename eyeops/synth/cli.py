@@ -20,12 +20,18 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _cohort(args: argparse.Namespace) -> int:
-    from eyeops.lens.cohort import COUNTERFACTUAL_COLUMNS, simulate_cohort, write_cohort
+    import json
 
-    cohort = simulate_cohort(args.n, args.seed)
+    from eyeops.lens.cohort import COUNTERFACTUAL_COLUMNS, CohortParams, simulate_cohort, write_cohort
+    from eyeops.lens.evaluate import params_sidecar
+
+    params = CohortParams()
+    cohort = simulate_cohort(args.n, args.seed, params)
     if args.no_counterfactuals:
         cohort = cohort.drop(columns=list(COUNTERFACTUAL_COLUMNS))
     write_cohort(cohort, args.out)
+    # The parameters beside the file let `eyeops lens eval` compute the oracle (true function) error.
+    params_sidecar(args.out).write_text(json.dumps({**params.to_dict(), "seed": args.seed, "n": args.n}))
     sizes = cohort["implanted_size_mm"].value_counts().sort_index()
     print(f"{args.out}: {len(cohort)} eyes of {cohort['patient_id'].nunique()} patients; implanted sizes:")
     for size, count in sizes.items():

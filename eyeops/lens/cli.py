@@ -1,0 +1,65 @@
+"""`eyeops lens train|eval`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    lens = sub.add_parser("lens", help="train and evaluate the vault model over the four ICL sizes")
+    cmds = lens.add_subparsers(dest="lens_command", required=True)
+    t = cmds.add_parser("train", help="train on a cohort file and save the model folder")
+    t.add_argument("cohort", type=Path)
+    t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--version", default="dev")
+    _model_options(t)
+    t.set_defaults(func=_train)
+    e = cmds.add_parser("eval", help="train on A, evaluate on B, print JSON")
+    e.add_argument("--train", type=Path, required=True)
+    e.add_argument("--test", type=Path, required=True)
+    e.add_argument("--json", action="store_true", help="print only the JSON")
+    _model_options(e)
+    e.set_defaults(func=_eval)
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--delta", type=float, default=0.125, help="support threshold on the propensity")
+    p.add_argument("--alpha", type=float, default=0.10, help="1 - interval coverage")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from eyeops.lens.model import LensConfig
+
+    return LensConfig(delta=args.delta, alpha=args.alpha, seed=args.seed)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from eyeops.lens.cohort import read_cohort
+    from eyeops.lens.model import LensModel
+
+    model = LensModel.fit(read_cohort(args.cohort), _config(args), version=args.version)
+    model.save(args.out)
+    print(f"{args.out}: lens model {model.version}, data {model.manifest['training_data_sha256'][:12]}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import time
+
+    from eyeops.lens.cohort import read_cohort
+    from eyeops.lens.evaluate import evaluate, load_params
+    from eyeops.lens.model import LensModel
+
+    t0 = time.perf_counter()
+    model = LensModel.fit(read_cohort(args.train), _config(args), version=f"eval-{args.train.stem}")
+    train_s = time.perf_counter() - t0
+    metrics = evaluate(model, read_cohort(args.test), load_params(args.test))
+    metrics["train_seconds"] = round(train_s, 1)
+    if not args.json:
+        for key, value in metrics.items():
+            print(f"{key:40s} {value}")
+    print(json.dumps(metrics))
+    return 0

@@ -1,0 +1,114 @@
+"""Evaluate a lens model on a cohort: accuracy, coverage (factual and, where the cohort carries the
+true counterfactuals, counterfactual), overlap, and the in-range rate of the recommendation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from eyeops.lens.cohort import COUNTERFACTUAL_COLUMNS, CohortParams, structural_vault
+from eyeops.lens.model import LensModel
+from eyeops.lens.sizes import SIZES_MM
+
+PARAMS_SUFFIX = ".params.json"
+
+
+def params_sidecar(cohort_path: Path) -> Path:
+    """Where `eyeops synth cohort` writes the parameters a cohort was drawn with."""
+    return cohort_path.with_name(cohort_path.name + PARAMS_SUFFIX)
+
+
+def _in_range(values: np.ndarray, target: tuple[float, float]) -> np.ndarray:
+    return (values >= target[0]) & (values <= target[1])
+
+
+def evaluate(model: LensModel, test: pd.DataFrame, params: CohortParams | None = None) -> dict[str, Any]:
+    """Metrics of `model` on `test`. `params` (the simulator's) gives the oracle error."""
+    pred = model.predict(test)
+    rows = np.arange(len(test))
+    idx = np.searchsorted(np.array(SIZES_MM), test["implanted_size_mm"].to_numpy(dtype=float))
+    y = test["vault_um"].to_numpy(dtype=float)
+    fitted = pred.vault_um[rows, idx]
+    factual_in = (y >= pred.lower_um[rows, idx]) & (y <= pred.upper_um[rows, idx])
+    target = model.config.target_um
+    out: dict[str, Any] = {
+        "model_version": model.version,
+        "test_eyes": len(test),
+        "mae_um": float(np.abs(y - fitted).mean()),
+        "rmse_um": float(np.sqrt(((y - fitted) ** 2).mean())),
+        "coverage_factual": float(factual_in.mean()),
+        "coverage_factual_by_size": {
+            f"{s:.1f}": float(factual_in[idx == j].mean()) for j, s in enumerate(SIZES_MM)
+        },
+        "supported_share_by_size": {
+            f"{s:.1f}": float(pred.supported[:, j].mean()) for j, s in enumerate(SIZES_MM)
+        },
+        "implanted_supported_share": float(pred.supported[rows, idx].mean()),
+        "mean_interval_width_um": float((pred.upper_um - pred.lower_um)[pred.supported].mean()),
+        "recommended_share_by_size": {
+            f"{s:.1f}": float((pred.recommended_size_mm == s).mean()) for s in SIZES_MM
+        },
+        "in_range_rate_implanted": float(_in_range(y, target).mean()),
+    }
+    if params is not None:
+        truth_fn = np.column_stack(
+            [np.clip(structural_vault(test, s, params), 0.0, params.vault_max_um) for s in SIZES_MM]
+        )
+        out["oracle_mae_um"] = float(np.abs(y - truth_fn[rows, idx]).mean())
+    else:
+        out["oracle_mae_um"] = None
+        out["oracle_note"] = "no simulator parameters beside the test cohort: the true function is unknown"
+    if all(c in test.columns for c in COUNTERFACTUAL_COLUMNS):
+        truth = test[list(COUNTERFACTUAL_COLUMNS)].to_numpy(dtype=float)
+        inside = (truth >= pred.lower_um) & (truth <= pred.upper_um)
+        counterfactual = np.ones_like(truth, dtype=bool)
+        counterfactual[rows, idx] = False
+        cf_sup = counterfactual & pred.supported
+        cf_uns = counterfactual & ~pred.supported
+        # What plain, unweighted intervals (the supported-size recipe applied everywhere) would cover.
+        naive_lower, naive_upper = _naive_intervals(model, test, pred.vault_um)
+        naive_inside = (truth >= naive_lower) & (truth <= naive_upper)
+        rec = np.searchsorted(np.array(SIZES_MM), pred.recommended_size_mm)
+        nom = np.searchsorted(np.array(SIZES_MM), pred.nomogram_size_mm)
+        out.update(
+            coverage_counterfactual_supported=float(inside[cf_sup].mean()) if cf_sup.any() else None,
+            coverage_counterfactual_unsupported=float(inside[cf_uns].mean()) if cf_uns.any() else None,
+            coverage_naive_unsupported=float(naive_inside[cf_uns].mean()) if cf_uns.any() else None,
+            counterfactual_pairs_supported=int(cf_sup.sum()),
+            counterfactual_pairs_unsupported=int(cf_uns.sum()),
+            in_range_rate_recommended=float(_in_range(truth[rows, rec], target).mean()),
+            in_range_rate_nomogram=float(_in_range(truth[rows, nom], target).mean()),
+            in_range_rate_best_possible=float(_in_range(truth, target).any(axis=1).mean()),
+            mae_counterfactual_um=float(np.abs(truth - pred.vault_um)[counterfactual].mean()),
+        )
+    return out
+
+
+def _naive_intervals(
+    model: LensModel, test: pd.DataFrame, vault: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unweighted split-conformal radius per size, applied to every eye whatever its support."""
+    lower, upper = np.zeros_like(vault), np.zeros_like(vault)
+    for j, size in enumerate(SIZES_MM):
+        calib = model.calibration[size]
+        n = len(calib.abs_sorted)
+        k = int(np.ceil((1 - model.config.alpha) * (n + 1))) - 1
+        radius = calib.abs_sorted[min(k, n - 1)] if n else np.inf
+        lower[:, j] = np.clip(vault[:, j] - radius, 0.0, model.config.vault_max_um)
+        upper[:, j] = np.clip(vault[:, j] + radius, 0.0, model.config.vault_max_um)
+    return lower, upper
+
+
+def load_params(cohort_path: Path) -> CohortParams | None:
+    sidecar = params_sidecar(cohort_path)
+    if not sidecar.exists():
+        return None
+    data = json.loads(sidecar.read_text())
+    data.pop("seed", None)
+    data.pop("n", None)
+    data["age_range"] = tuple(data["age_range"])
+    return CohortParams(**data)

@@ -1,0 +1,129 @@
+"""Feast adapter for the lens features: build offline data, apply, materialize, read, push.
+
+The definitions live in feature_repo/eyeops_features.py; this module only drives a FeatureStore.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from eyeops.lens.feature_views import FEATURE_SERVICE, JOIN_KEY, VIEWS, push_source_name
+from eyeops.settings import repo_root
+
+DEFINITIONS = "eyeops_features.py"
+
+
+def feature_repo_dir() -> Path:
+    return repo_root() / "feature_repo"
+
+
+def _utc(values: pd.Series) -> pd.Series:
+    stamps = pd.to_datetime(values)
+    return stamps.dt.tz_localize("UTC") if stamps.dt.tz is None else stamps.dt.tz_convert("UTC")
+
+
+def offline_frames(cohort: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """One frame per feature view from cohort rows (event time = the exam date)."""
+    stamps = _utc(cohort["exam_date"])
+    frames = {}
+    for view, (_, columns) in VIEWS.items():
+        frame = cohort[[JOIN_KEY, *columns]].copy()
+        frame["event_timestamp"] = stamps.to_numpy()
+        frame["created"] = stamps.to_numpy()
+        frames[view] = frame.reset_index(drop=True)
+    return frames
+
+
+def write_offline_data(cohort: pd.DataFrame, repo: Path) -> None:
+    data = repo / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    for view, frame in offline_frames(cohort).items():
+        frame.to_parquet(data / f"{view}.parquet", index=False)
+
+
+def prepare_repo(target: Path, online: str = "sqlite", redis_url: str | None = None) -> Path:
+    """A feature repository at `target`: our definitions plus a feature_store.yaml for one profile."""
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy(feature_repo_dir() / DEFINITIONS, target / DEFINITIONS)
+    if online == "sqlite":
+        store = "online_store:\n  type: sqlite\n  path: data/online.db\n"
+    elif online == "redis":
+        if not redis_url:
+            raise ValueError("the redis profile needs a connection string, e.g. 127.0.0.1:6379,db=3")
+        store = f'online_store:\n  type: redis\n  connection_string: "{redis_url}"\n'
+    else:
+        raise ValueError(f"unknown online store {online!r}; use sqlite or redis")
+    (target / "feature_store.yaml").write_text(
+        "project: eyeops\nprovider: local\nregistry: data/registry.db\n"
+        + store
+        + "offline_store:\n  type: file\nentity_key_serialization_version: 3\n"
+    )
+    (target / "data").mkdir(exist_ok=True)
+    return target
+
+
+def open_store(repo: Path) -> Any:
+    from feast import FeatureStore
+
+    return FeatureStore(repo_path=str(repo))
+
+
+def definitions(repo: Path) -> list[Any]:
+    """The Feast objects of the repository's definitions module (what `feast apply` registers)."""
+    spec = importlib.util.spec_from_file_location("eyeops_feature_definitions", repo / DEFINITIONS)
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(repo / DEFINITIONS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return [module.eye, *module.feature_views.values(), module.derived, module.lens_v1]
+
+
+def apply_and_materialize(store: Any, repo: Path, until: dt.datetime | None = None) -> None:
+    store.apply(definitions(repo))
+    end = until or dt.datetime.now(dt.UTC)
+    store.materialize(start_date=end - dt.timedelta(days=365 * 30), end_date=end)
+
+
+def online_features(store: Any, eye_ids: Sequence[str]) -> pd.DataFrame:
+    service = store.get_feature_service(FEATURE_SERVICE)
+    rows = [{JOIN_KEY: eye_id} for eye_id in eye_ids]
+    frame: pd.DataFrame = store.get_online_features(features=service, entity_rows=rows).to_df()
+    return frame
+
+
+def historical_features(store: Any, entities: pd.DataFrame) -> pd.DataFrame:
+    """Point-in-time correct features for (eye_id, event_timestamp) rows."""
+    service = store.get_feature_service(FEATURE_SERVICE)
+    frame: pd.DataFrame = store.get_historical_features(entity_df=entities, features=service).to_df()
+    return frame
+
+
+def push_exam(
+    store: Any, view: str, eye_id: str, values: Mapping[str, Any], measured_at: dt.datetime
+) -> None:
+    """Make an accepted exam's values online now (and append them to the offline log)."""
+    from feast.data_source import PushMode
+
+    columns = VIEWS[view][1]
+    missing = [c for c in columns if c not in values]
+    if missing:
+        raise KeyError(f"push to {view} needs {', '.join(missing)}")
+    stamp = (
+        pd.Timestamp(measured_at).tz_convert("UTC")
+        if pd.Timestamp(measured_at).tzinfo
+        else pd.Timestamp(measured_at, tz="UTC")
+    )
+    row = {JOIN_KEY: eye_id, **{c: values[c] for c in columns}, "event_timestamp": stamp, "created": stamp}
+    store.push(push_source_name(view), pd.DataFrame([row]), to=PushMode.ONLINE_AND_OFFLINE)
+
+
+def feature_columns() -> Iterable[str]:
+    for _, columns in VIEWS.values():
+        yield from columns

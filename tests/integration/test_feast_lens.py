@@ -1,0 +1,90 @@
+"""The lens features through real Feast: historical (point-in-time) and online agree for the same
+eye and time, on the SQLite online store and on a real Redis; a pushed exam is online at once."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import redis
+
+from eyeops.lens import feature_store as fs
+from eyeops.lens.cohort import simulate_cohort
+from eyeops.lens.feature_views import VIEWS
+from eyeops.lens.features import FEATURES, feature_matrix
+
+pytestmark = pytest.mark.integration
+REDIS_DB = 11  # a database of its own on the machine's Redis, emptied before each run
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[object, pd.DataFrame, pd.DataFrame]]:
+    current = simulate_cohort(60, seed=31)
+    # Recent exams, so that every eye is inside the views' TTL today (the offline join drops the rest).
+    days = np.random.default_rng(0).integers(1, 300, len(current))
+    current["exam_date"] = pd.Timestamp.now().normalize() - pd.to_timedelta(days, unit="D")
+    earlier = current.copy()
+    earlier["exam_date"] = current["exam_date"] - pd.Timedelta(days=400)
+    earlier["wtw_mm"] = current["wtw_mm"] - 0.3  # an older, different measurement of the same eyes
+    if request.param == "redis":
+        redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
+    repo = fs.prepare_repo(tmp_path / "repo", request.param, f"127.0.0.1:6379,db={REDIS_DB}")
+    fs.write_offline_data(pd.concat([earlier, current], ignore_index=True), repo)
+    feature_store = fs.open_store(repo)
+    fs.apply_and_materialize(feature_store, repo)
+    yield feature_store, current, earlier
+
+
+def by_eye(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.set_index("eye_id").sort_index()
+
+
+def test_historical_equals_online_for_the_same_eye_and_time(store):
+    feature_store, current, _ = store
+    eyes = list(current["eye_id"])
+    online = by_eye(fs.online_features(feature_store, eyes))
+    now = pd.DataFrame({"eye_id": eyes, "event_timestamp": pd.Timestamp.now(tz="UTC")})
+    historical = by_eye(fs.historical_features(feature_store, now).drop(columns=["event_timestamp"]))
+    columns = [*FEATURES, "sex"]
+    pd.testing.assert_frame_equal(online[columns], historical[columns], check_dtype=False, check_like=True)
+    # and the model sees the same matrix either way (the on-demand view is the training code)
+    assert np.allclose(feature_matrix(online), feature_matrix(historical))
+    assert np.allclose(online["wtw_mm"], by_eye(current)["wtw_mm"])
+
+
+def test_historical_retrieval_is_point_in_time(store):
+    feature_store, current, earlier = store
+    between = current["exam_date"] - pd.Timedelta(days=200)
+    entities = pd.DataFrame({"eye_id": current["eye_id"], "event_timestamp": between.dt.tz_localize("UTC")})
+    got = by_eye(fs.historical_features(feature_store, entities))
+    assert np.allclose(got["wtw_mm"], by_eye(earlier)["wtw_mm"])  # the later exam is not visible yet
+    assert np.allclose(got["ata_minus_wtw_mm"], by_eye(earlier)["ata_mm"] - by_eye(earlier)["wtw_mm"])
+    too_late = pd.DataFrame(
+        {
+            "eye_id": current["eye_id"],
+            "event_timestamp": (current["exam_date"] + pd.Timedelta(days=3000)).dt.tz_localize("UTC"),
+        }
+    )
+    stale = fs.historical_features(feature_store, too_late)
+    assert stale.empty or stale["wtw_mm"].isna().all()  # beyond the view's TTL nothing is returned
+
+
+def test_a_pushed_exam_is_online_at_once(store):
+    feature_store, current, _ = store
+    eye = current["eye_id"].iloc[0]
+    values = {c: float(current[c].iloc[0]) for c in VIEWS["biometry"][1]}
+    values["cct_um"] = int(values["cct_um"])
+    values["wtw_mm"] = 12.34
+    fs.push_exam(feature_store, "biometry", eye, values, dt.datetime.now(dt.UTC))
+    online = by_eye(fs.online_features(feature_store, [eye]))
+    assert online.loc[eye, "wtw_mm"] == pytest.approx(12.34)
+    later = pd.DataFrame(
+        {"eye_id": [eye], "event_timestamp": [pd.Timestamp.now(tz="UTC") + pd.Timedelta(seconds=5)]}
+    )
+    assert by_eye(fs.historical_features(feature_store, later)).loc[eye, "wtw_mm"] == pytest.approx(12.34)
