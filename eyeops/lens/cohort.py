@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from eyeops.lens.features import PLAUSIBLE
 from eyeops.lens.sizes import SIZES_MM, nomogram_offset, round_to_size, size_column
 
 COHORT_COLUMNS: tuple[str, ...] = (
@@ -217,22 +218,6 @@ def simulate_cohort(n: int, seed: int, params: CohortParams | None = None) -> pd
 
 
 # -- the schema every cohort file must follow (simulated or real) ---------------------------------
-PLAUSIBLE: dict[str, tuple[float, float]] = {
-    "age_years": (18, 60),
-    "wtw_mm": (10.0, 13.5),
-    "acd_mm": (2.0, 4.5),
-    "al_mm": (20.0, 32.0),
-    "lt_mm": (2.5, 6.0),
-    "k1_d": (38.0, 52.0),
-    "k2_d": (38.0, 52.0),
-    "cct_um": (400, 700),
-    "ata_mm": (10.0, 14.0),
-    "clr_um": (-400, 900),
-    "sts_mm": (10.0, 14.0),
-    "sphere_d": (-25.0, 10.0),
-    "cyl_d": (-8.0, 0.0),
-    "vault_um": (0, 2000),
-}
 
 
 class CohortError(ValueError):

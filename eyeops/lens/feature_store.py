@@ -127,3 +127,13 @@ def push_exam(
 def feature_columns() -> Iterable[str]:
     for _, columns in VIEWS.values():
         yield from columns
+
+
+def online_rows(store: Any, eye_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """Online features per eye, with each feature's event time in seconds under `<name>__ts`."""
+    service = store.get_feature_service(FEATURE_SERVICE)
+    rows = [{JOIN_KEY: eye_id} for eye_id in eye_ids]
+    data: dict[str, list[Any]] = store.get_online_features(features=service, entity_rows=rows).to_dict(
+        include_event_timestamps=True
+    )
+    return [{key: values[i] for key, values in data.items()} for i in range(len(eye_ids))]

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import pandas as pd
+
+from eyeops.errors import EyeopsError, InvalidRequest
 
 BASE_FEATURES: tuple[str, ...] = (
     "age_years",
@@ -23,6 +29,66 @@ BASE_FEATURES: tuple[str, ...] = (
 DERIVED_FEATURES: tuple[str, ...] = ("km_d", "ata_minus_wtw_mm", "spherical_equivalent_d")
 FEATURES: tuple[str, ...] = (*BASE_FEATURES, *DERIVED_FEATURES)
 SIZE_FEATURE = "size_mm"
+
+PLAUSIBLE: dict[str, tuple[float, float]] = {
+    "age_years": (18, 60),
+    "wtw_mm": (10.0, 13.5),
+    "acd_mm": (2.0, 4.5),
+    "al_mm": (20.0, 32.0),
+    "lt_mm": (2.5, 6.0),
+    "k1_d": (38.0, 52.0),
+    "k2_d": (38.0, 52.0),
+    "cct_um": (400, 700),
+    "ata_mm": (10.0, 14.0),
+    "clr_um": (-400, 900),
+    "sts_mm": (10.0, 14.0),
+    "sphere_d": (-25.0, 10.0),
+    "cyl_d": (-8.0, 0.0),
+    "vault_um": (0, 2000),  # outcome, checked in cohort files only
+}
+
+
+class MissingFeatures(EyeopsError):
+    """An eye lacks features the model needs; never imputed silently. HTTP 422."""
+
+    status_code = 422
+
+
+class ImplausibleFeatures(EyeopsError):
+    """A biometry value outside its plausible range (likely a misread or a unit slip). HTTP 422."""
+
+    status_code = 422
+
+
+def frame_from_instances(instances: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Validated base features of each instance: 400 for wrong types or NaN, 422 for missing or
+    implausible values (each named with its range)."""
+    if not instances:
+        raise InvalidRequest("no instances; send one object of base features per eye")
+    rows = []
+    for n, instance in enumerate(instances):
+        if not isinstance(instance, Mapping):
+            raise InvalidRequest(f"instance {n} is {type(instance).__name__}, not an object of features")
+        missing = [f for f in BASE_FEATURES if instance.get(f) is None]
+        if missing:
+            raise MissingFeatures(
+                f"instance {n} lacks {', '.join(missing)}; the model needs {', '.join(BASE_FEATURES)}"
+            )
+        row = {}
+        for name in BASE_FEATURES:
+            value = instance[name]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidRequest(f"instance {n}: {name} must be a number, got {type(value).__name__}")
+            if math.isnan(value) or math.isinf(value):
+                raise InvalidRequest(f"instance {n}: {name} is {value}; send a finite number")
+            low, high = PLAUSIBLE[name]
+            if not low <= value <= high:
+                raise ImplausibleFeatures(
+                    f"instance {n}: {name} = {value} is outside the plausible range {low}–{high}"
+                )
+            row[name] = float(value)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(BASE_FEATURES))
 
 
 def derive_features(frame: pd.DataFrame) -> pd.DataFrame:

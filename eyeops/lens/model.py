@@ -277,6 +277,41 @@ class LensModel:
         nomogram = nomogram_size(frame["wtw_mm"].to_numpy(dtype=float), frame["acd_mm"].to_numpy(dtype=float))
         return LensPrediction(vault, e, supported, lower, upper, p_in, recommended, nomogram)
 
+    def explain(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
+        """Per eye: path-dependent TreeSHAP of the predicted vault at every size (LightGBM
+        pred_contrib; contributions plus the expected value sum to the prediction), and the direct
+        size-switch contrasts f(x, s') − f(x, s) from the recommended size, which SHAP values of
+        the size feature are not."""
+        x = feature_matrix(frame)
+        pred = self.predict(frame)
+        columns = [*FEATURES, SIZE_FEATURE]
+        per_size = {}
+        for size in SIZES_MM:
+            contrib = np.asarray(self.vault.predict(_with_size(x, size), pred_contrib=True), dtype=float)
+            per_size[size] = contrib
+        out = []
+        for i in range(len(frame)):
+            rec = float(pred.recommended_size_mm[i])
+            rec_j = SIZES_MM.index(rec)
+            out.append(
+                {
+                    "recommended_size_mm": rec,
+                    "expected_value_um": float(per_size[SIZES_MM[0]][i, -1]),
+                    "contributions_um": {
+                        f"{size:.1f}": {
+                            c: float(v) for c, v in zip(columns, per_size[size][i, :-1], strict=True)
+                        }
+                        for size in SIZES_MM
+                    },
+                    "vault_um": {f"{s:.1f}": float(pred.vault_um[i, j]) for j, s in enumerate(SIZES_MM)},
+                    "size_switch_um": {
+                        f"{s:.1f}": float(pred.vault_um[i, j] - pred.vault_um[i, rec_j])
+                        for j, s in enumerate(SIZES_MM)
+                    },
+                }
+            )
+        return out
+
     # -- artifact ---------------------------------------------------------------------------------
     def save(self, folder: Path) -> None:
         import joblib

@@ -12,22 +12,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-
-from eyeops.errors import EyeopsError
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """Map eyeops errors to their HTTP status, with Retry-After where a retry will help."""
-
-    async def handle(_request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, EyeopsError)
-        headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s else None
-        return JSONResponse(status_code=exc.status_code, content={"error": exc.message}, headers=headers)
-
-    app.add_exception_handler(EyeopsError, handle)
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -48,6 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from eyeops.devices import load_layouts
     from eyeops.metrics import OcrMetrics
     from eyeops.settings import Settings
+    from inference.errors import install_error_handlers
     from inference.ocr_transformer.auth import DeviceAuthMiddleware
     from inference.ocr_transformer.model import OcrTransformer
 

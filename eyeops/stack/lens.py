@@ -1,0 +1,78 @@
+"""The lens service on one machine: the predictor and the transformer as kserve.ModelServer processes."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from eyeops.settings import repo_root
+from eyeops.stack.process import ManagedProcess, free_port
+
+
+@dataclass(frozen=True)
+class LensEndpoints:
+    lens: str
+    predictor: str
+
+
+class LensStack:
+    def __init__(self, model_dir: Path, feature_repo: Path, log_dir: Path, port: int | None = None) -> None:
+        self.model_dir = model_dir
+        self.feature_repo = feature_repo
+        self.log_dir = log_dir
+        self.port = port or free_port()
+        self.predictor_port = free_port()
+        self.processes: list[ManagedProcess] = []
+        self.endpoints = LensEndpoints(
+            f"http://127.0.0.1:{self.port}", f"http://127.0.0.1:{self.predictor_port}"
+        )
+
+    def _process(self, name: str, module: str, port: int, *extra: str) -> ManagedProcess:
+        argv = [
+            sys.executable, "-m", module, "--model_name", "lens", "--http_port", str(port),
+            "--grpc_port", str(free_port()), *extra,
+        ]  # fmt: skip
+        ready = f"http://127.0.0.1:{port}/v2/models/lens/ready"
+        return ManagedProcess(name, argv, ready, self.log_dir / f"{name}.log", cwd=repo_root())
+
+    def start(self, timeout_s: float = 120.0) -> LensEndpoints:
+        try:
+            predictor = self._process(
+                "lens-predictor",
+                "inference.lens_predictor",
+                self.predictor_port,
+                "--model_dir",
+                str(self.model_dir),
+            )
+            self.processes.append(predictor.start())
+            predictor.wait_ready(timeout_s)
+            transformer = self._process(
+                "lens-transformer",
+                "inference.lens_transformer",
+                self.port,
+                "--predictor_host",
+                f"127.0.0.1:{self.predictor_port}",
+                "--feature_repo",
+                str(self.feature_repo),
+            )
+            self.processes.append(transformer.start())
+            transformer.wait_ready(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self.endpoints
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes.clear()
+
+    def __enter__(self) -> LensEndpoints:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

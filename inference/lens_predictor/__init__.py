@@ -1,0 +1,1 @@
+"""The lens predictor: a kserve.Model around eyeops.lens.model."""

@@ -1,0 +1,35 @@
+"""Entrypoint of the lens predictor container and of `eyeops up`'s lens predictor process.
+
+python -m inference.lens_predictor --model_name lens --model_dir /mnt/models --http_port 8081
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(description="eyeops lens predictor (kserve.ModelServer)")
+    parser.add_argument("--model_name", default="lens")
+    parser.add_argument("--model_dir", default="/mnt/models", help="lens model folder (KServe storageUri)")
+    own, _ = parser.parse_known_args(argv)
+
+    import kserve
+    from kserve import model_server
+
+    from inference.errors import install_error_handlers
+    from inference.lens_predictor.model import LensPredictor
+
+    install_error_handlers(model_server.app)
+    model = LensPredictor(own.model_name, Path(own.model_dir))
+    model.load()
+    kserve.ModelServer().start([model])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The lens transformer: eye_id → Feast online features → the lens predictor."""

@@ -1,0 +1,47 @@
+"""Entrypoint of the lens transformer container and of `eyeops up`'s lens transformer process.
+
+    python -m inference.lens_transformer --model_name lens --predictor_host 127.0.0.1:8081 \
+        --feature_repo feature_repo --http_port 8082
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(description="eyeops lens transformer (kserve.ModelServer)")
+    parser.add_argument("--model_name", default="lens")
+    parser.add_argument("--predictor_host", required=True)
+    parser.add_argument("--predictor_model", default="lens")
+    parser.add_argument(
+        "--feature_repo", default="feature_repo", help="Feast repository (feature_store.yaml)"
+    )
+    own, _ = parser.parse_known_args(argv)
+
+    import kserve
+    from kserve import model_server
+
+    from eyeops.lens.feature_store import online_rows, open_store
+    from inference.errors import install_error_handlers
+    from inference.lens_transformer.model import LensTransformer
+
+    store = open_store(Path(own.feature_repo))
+    install_error_handlers(model_server.app)
+    model = LensTransformer(
+        own.model_name,
+        lambda ids: online_rows(store, ids),
+        f"http://{own.predictor_host}",
+        own.predictor_model,
+    )
+    model.load()
+    kserve.ModelServer().start([model])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
