@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from eyeops.lens.features import PLAUSIBLE
+from eyeops.lens.features import BASE_FEATURES, PLAUSIBLE
 from eyeops.lens.sizes import SIZES_MM, nomogram_offset, round_to_size, size_column
 
 COHORT_COLUMNS: tuple[str, ...] = (
@@ -26,18 +26,7 @@ COHORT_COLUMNS: tuple[str, ...] = (
     "age_years",
     "sex",
     "exam_date",
-    "wtw_mm",
-    "acd_mm",
-    "al_mm",
-    "lt_mm",
-    "k1_d",
-    "k2_d",
-    "cct_um",
-    "ata_mm",
-    "clr_um",
-    "sts_mm",
-    "sphere_d",
-    "cyl_d",
+    *BASE_FEATURES[1:],  # wtw_mm … cyl_d, in the model's order
     "implanted_size_mm",
     "surgery_date",
     "vault_um",
