@@ -22,6 +22,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     e.add_argument("--json", action="store_true", help="print only the JSON")
     _model_options(e)
     e.set_defaults(func=_eval)
+    r = cmds.add_parser("recommend", help="ask the running lens endpoint about one eye, optionally plot it")
+    r.add_argument("eye_id")
+    r.add_argument("--endpoint", default="http://127.0.0.1:8082", help="lens transformer base URL")
+    r.add_argument("--plot", type=Path, default=None, help="write a PNG of the answer here")
+    r.set_defaults(func=_recommend)
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
@@ -62,4 +67,36 @@ def _eval(args: argparse.Namespace) -> int:
         for key, value in metrics.items():
             print(f"{key:40s} {value}")
     print(json.dumps(metrics))
+    return 0
+
+
+def _recommend(args: argparse.Namespace) -> int:
+    import httpx
+
+    from eyeops.lens.plot import plot_recommendation
+
+    response = httpx.post(
+        f"{args.endpoint.rstrip('/')}/v1/models/lens:predict",
+        json={"instances": [{"eye_id": args.eye_id}]},
+        timeout=30,
+    )
+    if response.status_code != 200:
+        print(f"{response.status_code}: {response.text}")
+        return 1
+    answer = response.json()["predictions"][0]
+    print(
+        f"{answer['eye_id']}: recommended {answer['recommended_size_mm']:.1f} mm"
+        f" (nomogram {answer['nomogram_size_mm']:.1f} mm), model {answer['model_version']}"
+    )
+    for s in answer["sizes"]:
+        kind = f"interval, P(250–750) {s['p_in_range']:.2f}" if s["supported"] else "bounds (not supported)"
+        print(
+            f"  {s['size_mm']:.1f} mm  vault {s['vault_um']:7.0f} µm"
+            f"  [{s['lower_um']:5.0f}, {s['upper_um']:5.0f}]  {kind}"
+        )
+    if answer.get("stale_feature_views"):
+        print(f"  stale features: {', '.join(answer['stale_feature_views'])}")
+    if args.plot:
+        plot_recommendation(answer, args.plot)
+        print(f"plot: {args.plot}")
     return 0

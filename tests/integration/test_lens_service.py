@@ -115,3 +115,16 @@ def test_predictor_direct_v1_v2_bad_input_and_explain(service):
         assert total == pytest.approx(explanation["vault_um"][size], abs=1e-6)
     rec = f"{explanation['recommended_size_mm']:.1f}"
     assert explanation["size_switch_um"][rec] == 0.0
+
+
+def test_recommend_command_prints_and_plots(service, tmp_path, capsys):
+    from eyeops.cli import main
+
+    eye = service.eyes["eye_id"].iloc[7]
+    assert (
+        main(["lens", "recommend", eye, "--endpoint", service.lens, "--plot", str(tmp_path / "eye.png")]) == 0
+    )
+    out = capsys.readouterr().out
+    assert f"{eye}: recommended" in out and out.count(" mm  vault ") == 4
+    assert (tmp_path / "eye.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["lens", "recommend", "P0000000-OS", "--endpoint", service.lens]) == 1
