@@ -12,9 +12,12 @@ from eyeops.settings import Settings
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    up = sub.add_parser("up", help="start Triton and the OCR transformer; Ctrl-C stops them")
+    up = sub.add_parser(
+        "up", help="start Triton, the OCR transformer and the lens service; Ctrl-C stops them"
+    )
     up.add_argument("--triton-port", type=int, default=None)
     up.add_argument("--ocr-port", type=int, default=None)
+    up.add_argument("--lens-port", type=int, default=8082)
     up.set_defaults(func=_up)
     up.add_argument(
         "--device-tokens",
@@ -32,6 +35,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _up(args: argparse.Namespace) -> int:
+    from eyeops.stack.lens import LensStack, prepare_local_lens
     from eyeops.stack.local import LocalStack
 
     settings = Settings()
@@ -40,6 +44,13 @@ def _up(args: argparse.Namespace) -> int:
     )
     print("starting tritonserver and the OCR transformer ...", flush=True)
     endpoints = stack.start()
+    model_dir, repo, eye_ids = prepare_local_lens(settings.data_dir / "lens")
+    lens = LensStack(model_dir, repo, settings.data_dir / "log", port=args.lens_port)
+    try:
+        lens_endpoints = lens.start()
+    except BaseException:
+        stack.stop()
+        raise
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -48,6 +59,10 @@ def _up(args: argparse.Namespace) -> int:
     print(f"Triton (v2):        {endpoints.triton}/v2/models/trocr")
     print(f"Triton metrics:     {endpoints.triton_metrics}")
     print(f"results database:   {endpoints.database_url}")
+    print(f"lens (KServe v1):   {lens_endpoints.lens}/v1/models/lens:predict")
+    print(f"                    try: eyeops lens recommend {eye_ids[0]} --endpoint {lens_endpoints.lens}")
+    print(f"lens predictor:     {lens_endpoints.predictor}/v1/models/lens:predict (and :explain)")
+    print(f"Feast repository:   {repo}")
     if stack.device_tokens is None:
         print("device authentication is OFF (pass --device-tokens, made with `eyeops gateway token`)")
     print("Ctrl-C stops everything.", flush=True)
@@ -55,6 +70,7 @@ def _up(args: argparse.Namespace) -> int:
         stop.wait()
     finally:
         print("stopping ...", flush=True)
+        lens.stop()
         stack.stop()
     return 0
 
@@ -88,5 +104,12 @@ def _demo(args: argparse.Namespace) -> int:
     )
     print(f"results, review queue and inference log: {summary['database_url']}")
     print(f"export folders, gateway outboxes and tokens: {summary['demo_dir']}")
-    print(json.dumps({k: v for k, v in summary.items() if k != "per_device"}))
+    print("\nlens-size recommendations (simulated eyes, features through Feast):")
+    for answer in summary["recommendations"]:
+        supported = ", ".join(f"{s['size_mm']:.1f}" for s in answer["sizes"] if s["supported"])
+        print(
+            f"  {answer['eye_id']}: recommended {answer['recommended_size_mm']:.1f} mm"
+            f" (nomogram {answer['nomogram_size_mm']:.1f}; supported {supported}) plot {answer['plot']}"
+        )
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("per_device", "recommendations")}))
     return 0 if summary["exams_in_database"] == summary["files"] else 1

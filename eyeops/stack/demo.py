@@ -8,6 +8,7 @@ import shutil
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -67,6 +68,7 @@ def run_demo(
         elapsed = time.time() - started
         store = ResultsStore.from_url(endpoints.database_url)
         in_db = sum(store.get_exam(sha) is not None for sha in by_sha)
+    summary_lens = recommend_some(settings, root, log_dir, say)
     run, delivery_ms = _score(devices, by_sha)
     summary = run.summary()
     summary.update(
@@ -78,8 +80,36 @@ def run_demo(
         exams_per_s=round(len(exams) / elapsed, 2),
         database_url=endpoints.database_url,
         demo_dir=str(root),
+        recommendations=summary_lens,
     )
     return summary
+
+
+def recommend_some(
+    settings: Settings, root: Path, log_dir: Path, say: Callable[[str], None], count: int = 3
+) -> list[dict[str, Any]]:
+    """The lens service on simulated eyes: a few recommendations through Feast, each with a plot."""
+    import httpx
+
+    from eyeops.lens.plot import plot_recommendation
+    from eyeops.stack.lens import LensStack, prepare_local_lens
+
+    model_dir, repo, eye_ids = prepare_local_lens(settings.data_dir / "lens", say=say)
+    answers = []
+    with LensStack(model_dir, repo, log_dir) as endpoints:
+        say(f"lens service up: {endpoints.lens}/v1/models/lens:predict (Feast repository {repo})")
+        for eye_id in eye_ids[:count]:
+            response = httpx.post(
+                f"{endpoints.lens}/v1/models/lens:predict",
+                json={"instances": [{"eye_id": eye_id}]},
+                timeout=30,
+            )
+            response.raise_for_status()
+            answer = response.json()["predictions"][0]
+            plot = root / "recommendations" / f"{eye_id}.png"
+            plot_recommendation(answer, plot)
+            answers.append({**answer, "plot": str(plot)})
+    return answers
 
 
 def _finished(devices: list[SimulatedDevice]) -> int:

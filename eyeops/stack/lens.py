@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -76,3 +77,31 @@ class LensStack:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def prepare_local_lens(
+    root: Path, seed: int = 7, say: Callable[[str], None] = print
+) -> tuple[Path, Path, list[str]]:
+    """A lens model trained on a simulated cohort and a Feast repository holding other simulated eyes
+    (exams in the last year), under `root`; reused when already there. Returns model, repo, eye ids."""
+    import numpy as np
+    import pandas as pd
+
+    from eyeops.lens import feature_store as fs
+    from eyeops.lens.cohort import simulate_cohort
+    from eyeops.lens.model import LensConfig, LensModel
+
+    model_dir, repo = root / "lens-model", root / "feature_repo"
+    if not (model_dir / "manifest.json").exists():
+        say("training a lens model on 8,000 simulated eyes ...")
+        LensModel.fit(
+            simulate_cohort(8000, seed), LensConfig(vault_rounds=400), version=f"local-{seed}"
+        ).save(model_dir)
+    eyes = simulate_cohort(40, seed + 1)
+    days = np.random.default_rng(seed).integers(1, 300, len(eyes))
+    eyes["exam_date"] = pd.Timestamp.now().normalize() - pd.to_timedelta(days, unit="D")
+    if not (repo / "data" / "registry.db").exists():
+        fs.prepare_repo(repo)
+        fs.write_offline_data(eyes, repo)
+        fs.apply_and_materialize(fs.open_store(repo), repo)
+    return model_dir, repo, list(eyes["eye_id"])
