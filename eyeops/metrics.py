@@ -29,6 +29,12 @@ class OcrMetrics:
             ["status_code"],
             registry=registry,
         )
+        self.feature_pushes = Counter(
+            "eyeops_ocr_feature_pushes_total",
+            "Accepted exams pushed to the Feast feature store, by outcome (pushed, failed)",
+            ["outcome"],
+            registry=registry,
+        )
         self.stage_seconds = Histogram(
             "eyeops_ocr_stage_seconds",
             "Latency of each OCR stage",

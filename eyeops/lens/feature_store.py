@@ -143,3 +143,8 @@ def online_rows(store: Any, eye_ids: Sequence[str]) -> list[dict[str, Any]]:
         include_event_timestamps=True
     )
     return [{key: values[i] for key, values in data.items()} for i in range(len(eye_ids))]
+
+
+def online_rows_frame(store: Any, eye_ids: Sequence[str]) -> pd.DataFrame:
+    """online_rows as a frame (one row per eye)."""
+    return pd.DataFrame(online_rows(store, eye_ids))

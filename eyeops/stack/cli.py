@@ -39,12 +39,16 @@ def _up(args: argparse.Namespace) -> int:
     from eyeops.stack.local import LocalStack
 
     settings = Settings()
+    model_dir, repo, eye_ids = prepare_local_lens(settings.data_dir / "lens")
     stack = LocalStack(
-        settings, triton_port=args.triton_port, ocr_port=args.ocr_port, device_tokens=args.device_tokens
+        settings,
+        triton_port=args.triton_port,
+        ocr_port=args.ocr_port,
+        device_tokens=args.device_tokens,
+        feature_repo=repo,  # accepted biometry, AS-OCT and refraction exams are pushed here
     )
     print("starting tritonserver and the OCR transformer ...", flush=True)
     endpoints = stack.start()
-    model_dir, repo, eye_ids = prepare_local_lens(settings.data_dir / "lens")
     lens = LensStack(model_dir, repo, settings.data_dir / "log", port=args.lens_port)
     try:
         lens_endpoints = lens.start()

@@ -31,6 +31,7 @@ class LocalStack:
         database_url: str | None = None,
         log_dir: Path | None = None,
         device_tokens: Path | None = None,
+        feature_repo: Path | None = None,
     ) -> None:
         self.settings = settings
         self.triton_port = triton_port or settings.http_port_triton
@@ -38,6 +39,7 @@ class LocalStack:
         self.database_url = database_url or settings.resolved_database_url()
         self.log_dir = log_dir or settings.data_dir / "log"
         self.device_tokens = device_tokens or settings.device_tokens_file
+        self.feature_repo = feature_repo
         self.processes: list[ManagedProcess] = []
         self.endpoints = Endpoints(
             ocr=f"http://127.0.0.1:{self.ocr_port}",
@@ -66,6 +68,8 @@ class LocalStack:
         ]
         if self.device_tokens is not None:
             argv += ["--device_tokens", str(self.device_tokens)]
+        if self.feature_repo is not None:
+            argv += ["--feature_repo", str(self.feature_repo)]
         ready = f"{self.endpoints.ocr}/v2/models/ocr/ready"
         return ManagedProcess(
             "ocr-transformer", argv, ready, self.log_dir / "ocr-transformer.log", cwd=repo_root()

@@ -19,6 +19,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model_name", default="ocr")
     parser.add_argument("--predictor_model", default="trocr", help="model name on the Triton predictor")
     parser.add_argument("--database_url", default=None, help="SQLAlchemy URL (default: settings)")
+    parser.add_argument("--feature_repo", default=None, help="Feast repository to push accepted exams to")
     parser.add_argument(
         "--device_tokens", default=None, help="hashed device token file (default: settings; unset: no auth)"
     )
@@ -59,10 +60,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings,
         metrics,
         predictor_model=own.predictor_model,
+        feature_sink=_feast_sink(own.feature_repo) if own.feature_repo else None,
     )
     model.load()
     kserve.ModelServer().start([model])
     return 0
+
+
+def _feast_sink(repo: str):  # type: ignore[no-untyped-def]
+    from eyeops.lens.feature_store import open_store
+    from eyeops.lens.ingest import FeastExamSink
+
+    return FeastExamSink(open_store(Path(repo)))
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -24,6 +26,7 @@ from eyeops.settings import Settings
 from inference.ocr_transformer.requests import exam_from_v1, exam_from_v2
 
 PREDICTOR_RETRY_AFTER_S = 10
+log = logging.getLogger("eyeops.ocr")
 
 
 @dataclass
@@ -51,13 +54,16 @@ class OcrTransformer(Model):  # type: ignore[misc]
         settings: Settings,
         metrics: OcrMetrics,
         predictor_model: str = "trocr",
+        feature_sink: Callable[[ExamRecord], object] | None = None,
     ) -> None:
+        """`feature_sink` receives every newly stored exam (the Feast push for accepted ones)."""
         super().__init__(name)
         self.layouts = layouts
         self.store = store
         self.settings = settings
         self.metrics = metrics
         self.predictor_model = predictor_model
+        self.feature_sink = feature_sink
         self._contexts: dict[str, ExamContext] = {}
 
     def load(self) -> bool:
@@ -164,6 +170,8 @@ class OcrTransformer(Model):  # type: ignore[misc]
             stored = await asyncio.to_thread(self._save, record, ctx, 200, None)
             duplicate = not stored
             self._observe(record, ctx)
+            if stored and self.feature_sink is not None:
+                await asyncio.to_thread(self._push_features, record)
         body = {**record.to_dict(), "duplicate": duplicate}
         if ctx.protocol == "v1":
             return {"predictions": [body]}
@@ -194,6 +202,19 @@ class OcrTransformer(Model):  # type: ignore[misc]
         self.store.log_request(
             exam_id=ctx.exam.exam_id, outcome="duplicate", **self._log_values(ctx, 200, None)
         )
+
+    def _push_features(self, record: ExamRecord) -> None:
+        """The exam is stored either way; a failed push is logged and counted, never an error to
+        the gateway (the offline log and a materialization bring it online later)."""
+        assert self.feature_sink is not None
+        try:
+            pushed = self.feature_sink(record)
+        except Exception:
+            log.exception("feature push for exam %s failed", record.exam_id[:12])
+            self.metrics.feature_pushes.labels(outcome="failed").inc()
+            return
+        if pushed is not None:
+            self.metrics.feature_pushes.labels(outcome="pushed").inc()
 
     def _observe(self, record: ExamRecord, ctx: ExamContext) -> None:
         self.metrics.exams.labels(device_kind=record.device_kind, status=record.status).inc()

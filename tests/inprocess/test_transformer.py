@@ -98,6 +98,32 @@ def test_v2_request_returns_exam_output(layouts, sqlite_url, triton_host):
     assert result["device_kind"] == "noncontact_tonometer" and len(result["fields"]) == len(exam.texts)
 
 
+def test_new_exams_reach_the_feature_sink_once_and_a_failing_sink_is_only_counted(
+    layouts, sqlite_url, triton_host
+):
+    from eyeops.lens.ingest import feature_push_for
+
+    registry = CollectorRegistry()
+    model = make_model(layouts, sqlite_url, triton_host, registry)
+    seen = []
+    model.feature_sink = lambda record: seen.append(record) or feature_push_for(record)
+    exam = render_one(layouts["optical_biometer"], 11, "eval", 6)
+    first, _ = run(model(v1(exam.image, exam.device_kind), {}))
+    run(model(v1(exam.image, exam.device_kind), {}))  # a re-send is not pushed again
+    assert [r.exam_id for r in seen] == [first["predictions"][0]["exam_id"]]
+    expected = 1.0 if first["predictions"][0]["status"] == "accepted" else None
+    assert registry.get_sample_value("eyeops_ocr_feature_pushes_total", {"outcome": "pushed"}) == expected
+
+    def broken(record):  # type: ignore[no-untyped-def]
+        raise ConnectionError("feature store down")
+
+    model.feature_sink = broken
+    other = render_one(layouts["optical_biometer"], 11, "eval", 7)
+    answer, _ = run(model(v1(other.image, other.device_kind), {}))
+    assert answer["predictions"][0]["duplicate"] is False  # stored and answered regardless
+    assert registry.get_sample_value("eyeops_ocr_feature_pushes_total", {"outcome": "failed"}) == 1
+
+
 def test_alignment_failure_is_recorded_for_review(layouts, sqlite_url, triton_host):
     model = make_model(layouts, sqlite_url, triton_host, CollectorRegistry())
     with pytest.raises(AlignmentFailed) as info:

@@ -88,3 +88,19 @@ def test_a_pushed_exam_is_online_at_once(store):
         {"eye_id": [eye], "event_timestamp": [pd.Timestamp.now(tz="UTC") + pd.Timedelta(seconds=5)]}
     )
     assert by_eye(fs.historical_features(feature_store, later)).loc[eye, "wtw_mm"] == pytest.approx(12.34)
+
+
+def test_the_ocr_sink_makes_an_accepted_exam_online(store):
+    from eyeops.db.store import ExamRecord
+    from eyeops.fields import FieldReading
+    from eyeops.lens.ingest import FeastExamSink
+
+    feature_store, _, _ = store
+    values = {"ata_mm": 12.05, "clr_um": 310.0, "sts_mm": 11.9}
+    fields = [FieldReading(n, str(v), v, None, 0.99, "accepted") for n, v in values.items()]
+    header = {"patient_id": "P7777777", "laterality": "OD", "exam_date": dt.date.today().isoformat()}
+    record = ExamRecord("c" * 64, "anterior_segment_oct", "accepted", fields, header=header)
+    assert FeastExamSink(feature_store)(record) is not None
+    online = by_eye(fs.online_rows_frame(feature_store, ["P7777777-OD"]))
+    assert online.loc["P7777777-OD", "ata_mm"] == pytest.approx(12.05)
+    assert online.loc["P7777777-OD", "clr_um"] == 310
