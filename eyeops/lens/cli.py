@@ -14,6 +14,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     t.add_argument("cohort", type=Path)
     t.add_argument("--out", type=Path, required=True)
     t.add_argument("--version", default="dev")
+    t.add_argument(
+        "--eval", type=Path, default=None, help="a held-out cohort: its metrics go into the manifest"
+    )
     _model_options(t)
     t.set_defaults(func=_train)
     e = cmds.add_parser("eval", help="train on A, evaluate on B, print JSON")
@@ -46,6 +49,11 @@ def _train(args: argparse.Namespace) -> int:
     from eyeops.lens.model import LensModel
 
     model = LensModel.fit(read_cohort(args.cohort), _config(args), version=args.version)
+    if args.eval is not None:
+        from eyeops.lens.evaluate import evaluate, load_params
+
+        model.manifest["metrics"]["eval"] = evaluate(model, read_cohort(args.eval), load_params(args.eval))
+        model.manifest["metrics"]["eval_cohort"] = str(args.eval)
     model.save(args.out)
     print(f"{args.out}: lens model {model.version}, data {model.manifest['training_data_sha256'][:12]}")
     return 0

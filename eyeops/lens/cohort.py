@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -213,15 +214,47 @@ class CohortError(ValueError):
     """A cohort file that does not follow the schema; the message lists every problem found."""
 
 
+def cohort_schema(with_counterfactuals: bool) -> Any:
+    """The cohort file's data expectations as a pandera schema (ranges, categories, uniqueness)."""
+    import pandera.pandas as pa
+
+    def plausible(column: str) -> Any:
+        low, high = PLAUSIBLE[column]
+        return pa.Column(
+            float, pa.Check.in_range(low, high, error=f"outside the plausible range {low}–{high}")
+        )
+
+    columns: dict[str, Any] = {
+        "eye_id": pa.Column(str, unique=True),
+        "patient_id": pa.Column(str),
+        "laterality": pa.Column(str, pa.Check.isin(["OD", "OS"], error="not OD or OS")),
+        "sex": pa.Column(str, pa.Check.isin(["F", "M"], error="not F or M")),
+        "exam_date": pa.Column("datetime64[ns]"),
+        "surgery_date": pa.Column("datetime64[ns]"),
+        "implanted_size_mm": pa.Column(float, pa.Check.isin(list(SIZES_MM), error=f"not one of {SIZES_MM}")),
+        **{c: plausible(c) for c in PLAUSIBLE},
+    }
+    if with_counterfactuals:
+        columns.update({c: pa.Column(float, pa.Check.in_range(0, 2000)) for c in COUNTERFACTUAL_COLUMNS})
+    return pa.DataFrameSchema(
+        columns,
+        checks=pa.Check(lambda df: df["surgery_date"] >= df["exam_date"], error="surgery before the exam"),
+        coerce=True,
+    )
+
+
 def validate_cohort(frame: pd.DataFrame) -> pd.DataFrame:
-    """Check columns, types, ranges, categories and duplicates; return the frame with dates parsed."""
-    problems: list[str] = []
+    """Check columns, types, ranges, categories, duplicates and date order (pandera, every failure
+    collected); return the frame with types coerced and dates parsed, or CohortError listing all."""
+    import pandera.errors
+
     missing = [c for c in COHORT_COLUMNS if c not in frame.columns]
     if missing:
         raise CohortError(f"missing columns: {', '.join(missing)}; the schema is {', '.join(COHORT_COLUMNS)}")
     out = frame.copy()
+    problems: list[str] = []
     for column in ("exam_date", "surgery_date"):
-        out[column] = pd.to_datetime(out[column], errors="coerce")
+        out[column] = pd.to_datetime(out[column], errors="coerce").dt.tz_localize(None)
         if out[column].isna().any():
             problems.append(f"{column}: {int(out[column].isna().sum())} values are not dates")
     numeric = [*PLAUSIBLE, "implanted_size_mm", *[c for c in COUNTERFACTUAL_COLUMNS if c in out]]
@@ -230,24 +263,22 @@ def validate_cohort(frame: pd.DataFrame) -> pd.DataFrame:
         bad = int(out[column].isna().sum())
         if bad:
             problems.append(f"{column}: {bad} missing or non-numeric values")
-    for column, (low, high) in PLAUSIBLE.items():
-        outside = int(((out[column] < low) | (out[column] > high)).sum())
-        if outside:
-            problems.append(f"{column}: {outside} values outside the plausible range {low}–{high}")
-    if not out["implanted_size_mm"].isin(SIZES_MM).all():
-        problems.append(f"implanted_size_mm: values other than {SIZES_MM}")
-    if not out["laterality"].isin(["OD", "OS"]).all():
-        problems.append("laterality: values other than OD and OS")
-    if not out["sex"].isin(["F", "M"]).all():
-        problems.append("sex: values other than F and M")
-    dupes = int(out["eye_id"].duplicated().sum())
-    if dupes:
-        problems.append(f"eye_id: {dupes} duplicated")
-    if (out["surgery_date"] < out["exam_date"]).any():
-        problems.append("surgery_date: before exam_date in some rows")
     if problems:
         raise CohortError("; ".join(problems))
-    return out
+    schema = cohort_schema(all(c in out.columns for c in COUNTERFACTUAL_COLUMNS))
+    try:
+        validated: pd.DataFrame = schema.validate(out, lazy=True)
+    except pandera.errors.SchemaErrors as err:
+        cases = err.failure_cases
+        for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=False):
+            where = column if isinstance(column, str) else "rows"
+            text = "duplicated" if str(check) == "field_uniqueness" else str(check)
+            problems.append(f"{where}: {len(group)} values {text}")
+        raise CohortError("; ".join(problems)) from err
+    for column in ("age_years", "cct_um", "clr_um", "vault_um", *COUNTERFACTUAL_COLUMNS):
+        if column in validated:
+            validated[column] = validated[column].round().astype(int)
+    return validated
 
 
 def read_cohort(path: Path) -> pd.DataFrame:

@@ -219,6 +219,14 @@ class LensModel:
         calib_x = x_all[is_calib]
         e_calib = model.propensities(calib_x)
         pred_calib = model.predict_vault(calib_x)
+        calib_y, calib_idx = y[is_calib], size_idx[is_calib]
+        factual = pred_calib[np.arange(len(calib_idx)), calib_idx]
+        chosen = np.clip(e_calib[np.arange(len(calib_idx)), calib_idx], 1e-6, 1.0)
+        metrics = {  # the calibration split is out of sample for both models
+            "calibration_mae_um": float(np.abs(calib_y - factual).mean()),
+            "propensity_log_loss": float(-np.log(chosen).mean()),
+            "calibration_implanted_supported_share": float((chosen >= config.delta).mean()),
+        }
         for j, size in enumerate(SIZES_MM):
             rows = size_idx[is_calib] == j
             residuals = y[is_calib][rows] - pred_calib[rows, j]
@@ -240,7 +248,7 @@ class LensModel:
             "calibration_eyes_per_size": {
                 f"{s:.1f}": int((size_idx[is_calib] == j).sum()) for j, s in enumerate(SIZES_MM)
             },
-            "metrics": {},
+            "metrics": metrics,
         }
         return model
 

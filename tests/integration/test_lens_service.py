@@ -1,5 +1,5 @@
 """The lens service as deployed: kserve.ModelServer processes for the predictor and the
-transformer, with Feast (SQLite online store) between the eye id and the features."""
+transformer, with Feast between the eye id and the features, on SQLite and on a real Redis."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+import redis
 
 from eyeops.lens import feature_store as fs
 from eyeops.lens.cohort import simulate_cohort
@@ -21,6 +22,7 @@ from eyeops.lens.sizes import SIZES_MM
 from eyeops.stack.lens import LensStack
 
 pytestmark = pytest.mark.integration
+REDIS_DB = 12  # a database of its own on the machine's Redis, emptied before use
 
 
 @dataclass
@@ -32,9 +34,11 @@ class Service:
     partial_eye: str
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+@pytest.fixture(scope="module", params=["sqlite", "redis"])
+def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     root = tmp_path_factory.mktemp("lens")
+    if request.param == "redis":
+        redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
     model = LensModel.fit(simulate_cohort(3000, seed=41), LensConfig(vault_rounds=200), version="it-1")
     model.save(root / "model")
     eyes = simulate_cohort(30, seed=42)
@@ -43,7 +47,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     stale = eyes.iloc[[0]].copy()
     stale["eye_id"] = "P9999990-OD"
     stale["exam_date"] = pd.Timestamp.now().normalize() - pd.Timedelta(days=1000)
-    repo = fs.prepare_repo(root / "repo")
+    repo = fs.prepare_repo(root / "repo", request.param, f"127.0.0.1:6379,db={REDIS_DB}")
     fs.write_offline_data(pd.concat([eyes, stale], ignore_index=True), repo)
     store = fs.open_store(repo)
     fs.apply_and_materialize(store, repo)

@@ -86,9 +86,16 @@ def test_files_round_trip_and_bad_cohorts_are_refused(tmp_path, cohort):
     broken.loc[1, "laterality"] = "R"
     broken.loc[2, "implanted_size_mm"] = 12.9
     broken.loc[3, "eye_id"] = broken.loc[4, "eye_id"]
+    broken.loc[5, "surgery_date"] = broken.loc[5, "exam_date"] - pd.Timedelta(days=3)
     with pytest.raises(CohortError) as err:
         validate_cohort(broken)
-    for expected in ("acd_mm: 1 values outside", "laterality", "implanted_size_mm", "eye_id: 1 duplicated"):
+    for expected in (
+        "acd_mm: 1 values outside the plausible range 2.0–4.5",
+        "laterality: 1 values not OD or OS",
+        "implanted_size_mm: 1 values not one of",
+        "eye_id: 2 values duplicated",  # both rows that share the id
+        "surgery before the exam",
+    ):
         assert expected in str(err.value)
     with pytest.raises(CohortError, match="missing columns: vault_um"):
         validate_cohort(cohort.drop(columns=["vault_um"]))
