@@ -4,6 +4,7 @@ transformation is the same function training uses (eyeops.lens.features.derive_f
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import pandas as pd
@@ -27,12 +28,24 @@ eye = Entity(name=ENTITY, join_keys=[JOIN_KEY], value_type=ValueType.STRING, des
 
 feature_views: dict[str, FeatureView] = {}
 for _view, (_device, _columns) in VIEWS.items():
-    _batch = FileSource(
-        name=f"{_view}_file",
-        path=f"data/{_view}.parquet",
-        timestamp_field="event_timestamp",
-        created_timestamp_column="created",
-    )
+    if os.environ.get("EYEOPS_FEAST_OFFLINE", "file") == "postgres":  # the cluster profile
+        from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import (
+            PostgreSQLSource,
+        )
+
+        _batch = PostgreSQLSource(
+            name=f"{_view}_pg",
+            table=f"lens_{_view}",
+            timestamp_field="event_timestamp",
+            created_timestamp_column="created",
+        )
+    else:
+        _batch = FileSource(
+            name=f"{_view}_file",
+            path=f"data/{_view}.parquet",
+            timestamp_field="event_timestamp",
+            created_timestamp_column="created",
+        )
     _push = PushSource(name=push_source_name(_view), batch_source=_batch)
     feature_views[_view] = FeatureView(
         name=_view,

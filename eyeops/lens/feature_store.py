@@ -41,15 +41,31 @@ def offline_frames(cohort: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return frames
 
 
-def write_offline_data(cohort: pd.DataFrame, repo: Path) -> None:
+def write_offline_data(cohort: pd.DataFrame, repo: Path, postgres_url: str | None = None) -> None:
+    """Parquet files under the repository (local profile), or tables `lens_<view>` in PostgreSQL."""
+    if postgres_url is not None:
+        from sqlalchemy import create_engine
+
+        engine = create_engine(postgres_url)
+        try:
+            for view, frame in offline_frames(cohort).items():
+                frame.to_sql(f"lens_{view}", engine, if_exists="replace", index=False)
+        finally:
+            engine.dispose()
+        return
     data = repo / "data"
     data.mkdir(parents=True, exist_ok=True)
     for view, frame in offline_frames(cohort).items():
         frame.to_parquet(data / f"{view}.parquet", index=False)
 
 
-def prepare_repo(target: Path, online: str = "sqlite", redis_url: str | None = None) -> Path:
-    """A feature repository at `target`: our definitions plus a feature_store.yaml for one profile."""
+def prepare_repo(
+    target: Path, online: str = "sqlite", redis_url: str | None = None, postgres_url: str | None = None
+) -> Path:
+    """A feature repository at `target`: our definitions plus a feature_store.yaml for one profile.
+    With `postgres_url` (postgresql+psycopg://user@host:port/db) the registry and the offline
+    store live in PostgreSQL, as in the cluster profile (set EYEOPS_FEAST_OFFLINE=postgres when
+    applying, so the definitions use PostgreSQL sources)."""
     target.mkdir(parents=True, exist_ok=True)
     shutil.copy(feature_repo_dir() / DEFINITIONS, target / DEFINITIONS)
     if online == "sqlite":
@@ -60,10 +76,24 @@ def prepare_repo(target: Path, online: str = "sqlite", redis_url: str | None = N
         store = f'online_store:\n  type: redis\n  connection_string: "{redis_url}"\n'
     else:
         raise ValueError(f"unknown online store {online!r}; use sqlite or redis")
+    registry = "registry: data/registry.db\n"
+    offline = "offline_store:\n  type: file\n"
+    if postgres_url is not None:
+        from sqlalchemy.engine import make_url
+
+        url = make_url(postgres_url)
+        registry = f"registry:\n  registry_type: sql\n  path: {postgres_url}\n  cache_ttl_seconds: 60\n"
+        offline = (
+            f"offline_store:\n  type: postgres\n  host: {url.host}\n  port: {url.port or 5432}\n"
+            f'  database: {url.database}\n  user: {url.username}\n  password: "{url.password or ""}"\n'
+            "  sslmode: disable\n"
+        )
     (target / "feature_store.yaml").write_text(
-        "project: eyeops\nprovider: local\nregistry: data/registry.db\n"
+        "project: eyeops\nprovider: local\n"
+        + registry
         + store
-        + "offline_store:\n  type: file\nentity_key_serialization_version: 3\n"
+        + offline
+        + "entity_key_serialization_version: 3\n"
     )
     (target / "data").mkdir(exist_ok=True)
     return target
@@ -121,7 +151,33 @@ def push_exam(
         else pd.Timestamp(measured_at, tz="UTC")
     )
     row = {JOIN_KEY: eye_id, **{c: values[c] for c in columns}, "event_timestamp": stamp, "created": stamp}
-    store.push(push_source_name(view), pd.DataFrame([row]), to=PushMode.ONLINE_AND_OFFLINE)
+    frame = pd.DataFrame([row])
+    offline = store.config.offline_store
+    if getattr(offline, "type", "file") == "postgres":
+        # Feast 0.67's PostgreSQL offline store cannot take pushes: append the row ourselves.
+        store.push(push_source_name(view), frame, to=PushMode.ONLINE)
+        _append_postgres(offline, f"lens_{view}", frame)
+    else:
+        store.push(push_source_name(view), frame, to=PushMode.ONLINE_AND_OFFLINE)
+
+
+def _append_postgres(config: Any, table: str, frame: pd.DataFrame) -> None:
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import URL
+
+    url = URL.create(
+        "postgresql+psycopg",
+        username=config.user,
+        password=config.password or None,
+        host=config.host,
+        port=config.port,
+        database=config.database,
+    )
+    engine = create_engine(url)
+    try:
+        frame.to_sql(table, engine, if_exists="append", index=False)
+    finally:
+        engine.dispose()
 
 
 def feature_columns() -> Iterable[str]:

@@ -1,5 +1,7 @@
 """The lens features through real Feast: historical (point-in-time) and online agree for the same
-eye and time, on the SQLite online store and on a real Redis; a pushed exam is online at once."""
+eye and time on the local profile (SQLite), with a real Redis online store, and on the cluster
+profile (Redis online, registry and offline store in a real PostgreSQL); a pushed exam is online
+at once."""
 
 from __future__ import annotations
 
@@ -16,15 +18,18 @@ from eyeops.lens import feature_store as fs
 from eyeops.lens.cohort import simulate_cohort
 from eyeops.lens.feature_views import VIEWS
 from eyeops.lens.features import FEATURES, feature_matrix
+from tests.conftest import create_pg_database, drop_pg_database
 
 pytestmark = pytest.mark.integration
 REDIS_DB = 11  # a database of its own on the machine's Redis, emptied before each run
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "cluster"])
 def store(
-    request: pytest.FixtureRequest, tmp_path: Path
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[object, pd.DataFrame, pd.DataFrame]]:
+    """sqlite: the local profile. redis: Redis online. cluster: Redis online, registry and offline
+    store in PostgreSQL (a database of its own, dropped afterwards)."""
     current = simulate_cohort(60, seed=31)
     # Recent exams, so that every eye is inside the views' TTL today (the offline join drops the rest).
     days = np.random.default_rng(0).integers(1, 300, len(current))
@@ -32,13 +37,21 @@ def store(
     earlier = current.copy()
     earlier["exam_date"] = current["exam_date"] - pd.Timedelta(days=400)
     earlier["wtw_mm"] = current["wtw_mm"] - 0.3  # an older, different measurement of the same eyes
-    if request.param == "redis":
+    online = "sqlite" if request.param == "sqlite" else "redis"
+    if online == "redis":
         redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
-    repo = fs.prepare_repo(tmp_path / "repo", request.param, f"127.0.0.1:6379,db={REDIS_DB}")
-    fs.write_offline_data(pd.concat([earlier, current], ignore_index=True), repo)
-    feature_store = fs.open_store(repo)
-    fs.apply_and_materialize(feature_store, repo)
-    yield feature_store, current, earlier
+    pg_name, pg_url = create_pg_database() if request.param == "cluster" else (None, None)
+    try:
+        if pg_url is not None:
+            monkeypatch.setenv("EYEOPS_FEAST_OFFLINE", "postgres")
+        repo = fs.prepare_repo(tmp_path / "repo", online, f"127.0.0.1:6379,db={REDIS_DB}", pg_url)
+        fs.write_offline_data(pd.concat([earlier, current], ignore_index=True), repo, pg_url)
+        feature_store = fs.open_store(repo)
+        fs.apply_and_materialize(feature_store, repo)
+        yield feature_store, current, earlier
+    finally:
+        if pg_name is not None:
+            drop_pg_database(pg_name)
 
 
 def by_eye(frame: pd.DataFrame) -> pd.DataFrame:
