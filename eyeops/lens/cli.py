@@ -1,10 +1,12 @@
-"""`eyeops lens train|eval`."""
+"""`eyeops lens train|eval|recommend` (and `eyeops recommend`)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+
+RECOMMEND_HELP = "ask the running lens endpoint about one eye (eyeops recommend = eyeops lens recommend)"
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -25,11 +27,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     e.add_argument("--json", action="store_true", help="print only the JSON")
     _model_options(e)
     e.set_defaults(func=_eval)
-    r = cmds.add_parser("recommend", help="ask the running lens endpoint about one eye, optionally plot it")
-    r.add_argument("eye_id")
-    r.add_argument("--endpoint", default="http://127.0.0.1:8082", help="lens transformer base URL")
-    r.add_argument("--plot", type=Path, default=None, help="write a PNG of the answer here")
-    r.set_defaults(func=_recommend)
+    for parser in (
+        cmds.add_parser("recommend", help=RECOMMEND_HELP),
+        sub.add_parser("recommend", help=RECOMMEND_HELP),
+    ):
+        parser.add_argument("eye_id")
+        parser.add_argument("--endpoint", default="http://127.0.0.1:8082", help="lens transformer base URL")
+        parser.add_argument("--plot", type=Path, default=None, help="write a PNG of the answer here")
+        parser.set_defaults(func=_recommend)
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:

@@ -64,7 +64,7 @@ def _up(args: argparse.Namespace) -> int:
     print(f"Triton metrics:     {endpoints.triton_metrics}")
     print(f"results database:   {endpoints.database_url}")
     print(f"lens (KServe v1):   {lens_endpoints.lens}/v1/models/lens:predict")
-    print(f"                    try: eyeops lens recommend {eye_ids[0]} --endpoint {lens_endpoints.lens}")
+    print(f"                    try: eyeops recommend {eye_ids[0]} --endpoint {lens_endpoints.lens}")
     print(f"lens predictor:     {lens_endpoints.predictor}/v1/models/lens:predict (and :explain)")
     print(f"Feast repository:   {repo}")
     if stack.device_tokens is None:

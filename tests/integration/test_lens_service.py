@@ -131,4 +131,4 @@ def test_recommend_command_prints_and_plots(service, tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"{eye}: recommended" in out and out.count(" mm  vault ") == 4
     assert (tmp_path / "eye.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert main(["lens", "recommend", "P0000000-OS", "--endpoint", service.lens]) == 1
+    assert main(["recommend", "P0000000-OS", "--endpoint", service.lens]) == 1  # the top-level spelling
