@@ -1,0 +1,128 @@
+"""A model registry on a folder (locally) or a mounted volume (a PVC on a cluster).
+
+Layout: `<root>/<model>/<version>/` holds the artifact exactly as KServe's `storageUri` loads it,
+plus `registry.json` (metadata and metrics); `<root>/<model>/champion.json` names the serving
+version and keeps the promotion history, so a rollback is one step.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eyeops.errors import EyeopsError
+
+VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+META = "registry.json"
+
+
+class RegistryError(EyeopsError):
+    """A registry operation that cannot be done (duplicate version, unknown version, bad name)."""
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    model: str
+    version: str
+    path: Path
+    metadata: dict[str, Any]
+
+    @property
+    def storage_uri(self) -> str:
+        """The form KServe's storageUri takes for a local or mounted folder."""
+        return self.path.resolve().as_uri()
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return dict(self.metadata.get("metrics", {}))
+
+
+class ModelRegistry:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _model_dir(self, model: str) -> Path:
+        if not VERSION.match(model):
+            raise RegistryError(f"model name {model!r} is not allowed")
+        return self.root / model
+
+    def register(
+        self, model: str, version: str, artifact: Path, metrics: dict[str, Any], **metadata: Any
+    ) -> ModelVersion:
+        """Copy `artifact` (a folder) in as `version`; refuses a version that exists."""
+        if not VERSION.match(version):
+            raise RegistryError(f"version {version!r} is not allowed; use letters, digits, '.', '_' or '-'")
+        target = self._model_dir(model) / version
+        if target.exists():
+            raise RegistryError(
+                f"{model} {version} is already registered; versions are immutable, pick a new one"
+            )
+        if not artifact.is_dir():
+            raise RegistryError(f"{artifact} is not a model folder")
+        staging = target.with_name(f".{version}.staging")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(artifact, staging)
+        record = {
+            "model": model,
+            "version": version,
+            "registered_at": dt.datetime.now(dt.UTC).isoformat(),
+            "metrics": metrics,
+            **metadata,
+        }
+        (staging / META).write_text(json.dumps(record, indent=2, default=str))
+        staging.rename(target)  # a version appears whole or not at all
+        return ModelVersion(model, version, target, record)
+
+    def get(self, model: str, version: str) -> ModelVersion:
+        path = self._model_dir(model) / version
+        if not (path / META).exists():
+            raise RegistryError(
+                f"{model} has no version {version!r}; known: {', '.join(self.versions(model))}"
+            )
+        return ModelVersion(model, version, path, json.loads((path / META).read_text()))
+
+    def versions(self, model: str) -> list[str]:
+        folder = self._model_dir(model)
+        if not folder.exists():
+            return []
+        found = [p for p in folder.iterdir() if p.is_dir() and (p / META).exists()]
+        return [
+            p.name for p in sorted(found, key=lambda p: json.loads((p / META).read_text())["registered_at"])
+        ]
+
+    def _pointer(self, model: str) -> dict[str, Any]:
+        path = self._model_dir(model) / "champion.json"
+        return json.loads(path.read_text()) if path.exists() else {"champion": None, "history": []}
+
+    def champion(self, model: str) -> ModelVersion | None:
+        current = self._pointer(model)["champion"]
+        return None if current is None else self.get(model, current)
+
+    def promote(self, model: str, version: str, note: str) -> ModelVersion:
+        chosen = self.get(model, version)
+        pointer = self._pointer(model)
+        pointer["history"].append(
+            {
+                "champion": version,
+                "previous": pointer["champion"],
+                "at": dt.datetime.now(dt.UTC).isoformat(),
+                "note": note,
+            }
+        )
+        pointer["champion"] = version
+        tmp = self._model_dir(model) / ".champion.json.tmp"
+        tmp.write_text(json.dumps(pointer, indent=2))
+        tmp.replace(self._model_dir(model) / "champion.json")
+        return chosen
+
+    def rollback(self, model: str, note: str = "rollback") -> ModelVersion:
+        """Make the previous champion the champion again."""
+        pointer = self._pointer(model)
+        if not pointer["history"] or pointer["history"][-1]["previous"] is None:
+            raise RegistryError(f"{model} has no earlier champion to roll back to")
+        return self.promote(model, pointer["history"][-1]["previous"], note)

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from eyeops.lens.gate import GateTolerances, gate
+from eyeops.registry import ModelRegistry, RegistryError
+
+pytestmark = pytest.mark.unit
+GOOD = {
+    "mae_um": 95.0,
+    "coverage_factual": 0.90,
+    "coverage_factual_by_size": {"12.1": 0.9, "12.6": 0.91, "13.2": 0.9, "13.7": 0.87},
+    "in_range_rate_recommended": 0.65,
+}
+
+
+def artifact(tmp_path, name: str):  # type: ignore[no-untyped-def]
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "manifest.json").write_text(json.dumps({"version": name}))
+    return folder
+
+
+def test_register_promote_rollback_and_refuse_duplicates(tmp_path):
+    registry = ModelRegistry(tmp_path / "registry")
+    assert registry.champion("lens") is None
+    v1 = registry.register("lens", "1", artifact(tmp_path, "a"), {"mae_um": 95.0}, data_sha256="abc")
+    assert (v1.path / "manifest.json").exists() and v1.metrics == {"mae_um": 95.0}
+    assert v1.storage_uri.startswith("file://") and v1.metadata["data_sha256"] == "abc"
+    with pytest.raises(RegistryError, match="already registered"):
+        registry.register("lens", "1", artifact(tmp_path, "b"), {})
+    registry.register("lens", "2", artifact(tmp_path, "c"), {"mae_um": 93.0})
+    assert registry.versions("lens") == ["1", "2"]
+    registry.promote("lens", "1", "first model")
+    registry.promote("lens", "2", "better MAE")
+    assert registry.champion("lens").version == "2"  # type: ignore[union-attr]
+    assert registry.rollback("lens").version == "1"
+    with pytest.raises(RegistryError, match="no version"):
+        registry.promote("lens", "9", "typo")
+    with pytest.raises(RegistryError, match="not allowed"):
+        registry.register("lens", "../x", artifact(tmp_path, "d"), {})
+
+
+def test_gate_promotes_first_model_and_refuses_a_worse_one():
+    first = gate(GOOD, None)
+    assert first.promote and "no champion" in first.reasons[0]
+    degraded = {**GOOD, "mae_um": 130.0, "in_range_rate_recommended": 0.55}
+    decision = gate(degraded, GOOD)
+    assert not decision.promote
+    assert any("MAE 130.0" in r for r in decision.reasons) and any(
+        "in-range rate" in r for r in decision.reasons
+    )
+    miscalibrated = {**GOOD, "coverage_factual": 0.80, "coverage_factual_by_size": {"13.7": 0.7}}
+    assert not gate(miscalibrated, None).promote
+    assert gate({**GOOD, "mae_um": 99.0}, GOOD).promote  # within 5 %
+    assert not gate({**GOOD, "mae_um": 99.0}, GOOD, GateTolerances(mae_relative=0.01)).promote
