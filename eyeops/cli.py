@@ -12,6 +12,7 @@ def build_parser() -> argparse.ArgumentParser:
     from eyeops.lens import cli as lens_cli
     from eyeops.ocr import cli as ocr_cli
     from eyeops.ops import cli as ops_cli
+    from eyeops.pipelines import cli as pipelines_cli
     from eyeops.stack import cli as stack_cli
     from eyeops.synth import cli as synth_cli
 
@@ -23,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     ops_cli.add_parser(sub)
     synth_cli.add_parser(sub)
     lens_cli.add_parser(sub)
+    pipelines_cli.add_parser(sub)
+    pipelines_cli.add_registry_parser(sub)
     return parser
 
 

@@ -56,3 +56,19 @@ def test_gate_promotes_first_model_and_refuses_a_worse_one():
     assert not gate(miscalibrated, None).promote
     assert gate({**GOOD, "mae_um": 99.0}, GOOD).promote  # within 5 %
     assert not gate({**GOOD, "mae_um": 99.0}, GOOD, GateTolerances(mae_relative=0.01)).promote
+
+
+def test_registry_commands(tmp_path, capsys):
+    from eyeops.cli import main
+
+    registry = ModelRegistry(tmp_path)
+    registry.register("lens", "1", artifact(tmp_path, "a"), GOOD)
+    registry.register("lens", "2", artifact(tmp_path, "b"), {**GOOD, "mae_um": 90.0})
+    root = ["registry", "--root", str(tmp_path)]
+    assert main([*root, "promote", "lens", "1", "--note", "first"]) == 0
+    assert main([*root, "promote", "lens", "2", "--note", "better"]) == 0
+    assert main([*root, "rollback", "lens"]) == 0
+    capsys.readouterr()
+    assert main([*root, "list", "lens"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("* 1 ") and "MAE   95.0" in lines[0] and lines[1].startswith("  2 ")

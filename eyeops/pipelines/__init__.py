@@ -1,0 +1,1 @@
+"""Compile, run locally and submit the Kubeflow pipelines in kfp_pipelines/."""

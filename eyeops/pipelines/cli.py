@@ -1,0 +1,165 @@
+"""`eyeops pipelines compile|run`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from eyeops.settings import repo_root
+
+COMPILED_DIR = "kfp_pipelines/compiled"
+
+
+def pipelines() -> dict[str, Any]:
+    from kfp_pipelines.lens_training import lens_training
+
+    return {"lens-training": lens_training}
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("pipelines", help="compile, run locally, or submit the Kubeflow pipelines")
+    cmds = p.add_subparsers(dest="pipelines_command", required=True)
+    c = cmds.add_parser("compile", help=f"write the compiled YAML (committed, in {COMPILED_DIR})")
+    c.add_argument("--out", type=Path, default=None)
+    c.add_argument("--check", action="store_true", help="fail if the committed YAML is stale")
+    c.set_defaults(func=_compile)
+    r = cmds.add_parser("run", help="run a pipeline locally (kfp.local) or submit it to a KFP endpoint")
+    r.add_argument("name", choices=["lens-training"])
+    where = r.add_mutually_exclusive_group(required=True)
+    where.add_argument("--local", action="store_true")
+    where.add_argument("--host", default=None, help="KFP endpoint URL")
+    r.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE", help="pipeline argument")
+    r.add_argument("--pipeline-root", type=Path, default=None, help="local outputs (default var/pipelines)")
+    r.add_argument("--no-cache", action="store_true")
+    r.set_defaults(func=_run)
+
+
+def compile_all(out: Path) -> dict[str, str]:
+    """Compile every pipeline to `out/<name>.yaml`; returns the YAML texts."""
+    import tempfile
+
+    from kfp import compiler
+
+    out.mkdir(parents=True, exist_ok=True)
+    texts = {}
+    for name, pipeline in pipelines().items():
+        with tempfile.TemporaryDirectory() as tmp:
+            target = Path(tmp) / f"{name}.yaml"
+            compiler.Compiler().compile(pipeline, str(target))
+            texts[name] = target.read_text()
+        (out / f"{name}.yaml").write_text(texts[name])
+    return texts
+
+
+def _compile(args: argparse.Namespace) -> int:
+    out = args.out or repo_root() / COMPILED_DIR
+    if args.check:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            fresh = compile_all(Path(tmp))
+        stale = [
+            n
+            for n, text in fresh.items()
+            if not (out / f"{n}.yaml").exists() or (out / f"{n}.yaml").read_text() != text
+        ]
+        if stale:
+            print(f"stale compiled pipelines: {', '.join(stale)}; run `eyeops pipelines compile` and commit")
+            return 1
+        print("compiled pipelines are up to date")
+        return 0
+    for name in compile_all(out):
+        print(f"{out / (name + '.yaml')}")
+    return 0
+
+
+def _arguments(pairs: list[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--arg takes KEY=VALUE, got {pair!r}")
+        try:
+            values[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key] = raw
+    return values
+
+
+def _run(args: argparse.Namespace) -> int:
+    arguments = _arguments(args.arg)
+    pipeline = pipelines()[args.name]
+    if args.host:
+        import kfp
+
+        client = kfp.Client(host=args.host)
+        run = client.create_run_from_pipeline_func(pipeline, arguments=arguments)
+        print(f"submitted {args.name}: run {run.run_id}")
+        return 0
+    from kfp import local
+
+    from eyeops.settings import Settings
+
+    root = args.pipeline_root or Settings().data_dir / "pipelines"
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(root),
+        enable_caching=not args.no_cache,  # a re-run after an interruption reuses finished steps
+    )
+    pipeline(**arguments)
+    print(f"{args.name} finished; outputs under {root}")
+    return 0
+
+
+def add_registry_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    reg = sub.add_parser("registry", help="list, promote and roll back registered model versions")
+    reg.add_argument("--root", type=Path, default=None, help="registry folder (default var/registry)")
+    cmds = reg.add_subparsers(dest="registry_command", required=True)
+    ls = cmds.add_parser("list", help="versions with their key metrics; * marks the champion")
+    ls.add_argument("model")
+    ls.set_defaults(func=_registry_list)
+    pr = cmds.add_parser("promote", help="make a version the champion (a person overriding the gate)")
+    pr.add_argument("model")
+    pr.add_argument("version")
+    pr.add_argument("--note", required=True, help="why; kept in the promotion history")
+    pr.set_defaults(func=_registry_promote)
+    rb = cmds.add_parser("rollback", help="make the previous champion the champion again")
+    rb.add_argument("model")
+    rb.set_defaults(func=_registry_rollback)
+
+
+def _registry(args: argparse.Namespace) -> Any:
+    from eyeops.registry import ModelRegistry
+    from eyeops.settings import Settings
+
+    return ModelRegistry(args.root or Settings().data_dir / "registry")
+
+
+def _registry_list(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    champion = registry.champion(args.model)
+    for version in registry.versions(args.model):
+        entry = registry.get(args.model, version)
+        nan = float("nan")
+        mae, coverage = entry.metrics.get("mae_um", nan), entry.metrics.get("coverage_factual", nan)
+        in_range = entry.metrics.get("in_range_rate_recommended", nan)
+        mark = "*" if champion is not None and champion.version == version else " "
+        print(
+            f"{mark} {version:16s} MAE {mae:6.1f} µm  coverage {coverage:.3f}  in range {in_range:.3f}"
+            f"  {entry.storage_uri}"
+        )
+    return 0
+
+
+def _registry_promote(args: argparse.Namespace) -> int:
+    chosen = _registry(args).promote(args.model, args.version, args.note)
+    print(f"{args.model} champion: {chosen.version} ({chosen.storage_uri})")
+    return 0
+
+
+def _registry_rollback(args: argparse.Namespace) -> int:
+    chosen = _registry(args).rollback(args.model)
+    print(f"{args.model} champion: {chosen.version} ({chosen.storage_uri})")
+    return 0

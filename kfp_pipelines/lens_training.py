@@ -1,0 +1,175 @@
+"""The `lens-training` pipeline: point-in-time features → validation → train → evaluate → gate →
+register. Every component imports the shared code (eyeops.lens.*); none re-implements it.
+
+Components are KFP v2 lightweight Python components. On a cluster they run in the pipeline image
+(which has eyeops installed); locally `kfp.local.SubprocessRunner(use_venv=False)` runs them in the
+current environment. (No `from __future__ import annotations` here: KFP reads the real types.)
+"""
+
+from kfp import dsl
+from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Model, Output
+
+PIPELINE_IMAGE = "eyeops-pipelines:0.1.0"  # built from the repository's Dockerfile (issue 7)
+
+
+def _component(func):  # type: ignore[no-untyped-def]
+    return dsl.component(base_image=PIPELINE_IMAGE, install_kfp_package=False)(func)
+
+
+@_component
+def point_in_time_features(cohort_uri: str, feature_repo: str, features: Output[Dataset]) -> None:
+    """Labels from the cohort file; features from Feast as they were when each surgery was planned.
+    With no feature_repo, a repository is built from the cohort's own exams (local runs)."""
+    import tempfile
+    from pathlib import Path
+
+    import pandas as pd
+
+    from eyeops.lens import feature_store as fs
+    from eyeops.lens.features import BASE_FEATURES
+
+    cohort = pd.read_parquet(cohort_uri) if cohort_uri.endswith(".parquet") else pd.read_csv(cohort_uri)
+    if feature_repo:
+        repo = Path(feature_repo)
+    else:
+        repo = fs.prepare_repo(Path(tempfile.mkdtemp(prefix="lens-features-")) / "repo")
+        fs.write_offline_data(cohort, repo)
+        fs.open_store(repo).apply(fs.definitions(repo))
+    store = fs.open_store(repo)
+    # As of the surgery date (minus a day): what the surgeon could have known.
+    stamps = pd.to_datetime(cohort["surgery_date"]) - pd.Timedelta(days=1)
+    entities = pd.DataFrame({"eye_id": cohort["eye_id"], "event_timestamp": stamps.dt.tz_localize("UTC")})
+    joined = fs.historical_features(store, entities).drop(columns=["event_timestamp"])
+    labels = cohort.drop(columns=[c for c in (*BASE_FEATURES, "sex") if c in cohort.columns])
+    out = labels.merge(joined, on="eye_id", how="left")
+    out.to_parquet(features.path, index=False)
+
+
+@_component
+def validate_cohort_data(data: Input[Dataset], validated: Output[Dataset], report: Output[Markdown]) -> None:
+    """Schema, ranges, missingness, duplicates. A failing cohort stops the run here; the report says why."""
+    import pandas as pd
+
+    from eyeops.lens.cohort import CohortError, validate_cohort
+
+    frame = pd.read_parquet(data.path)
+    missing = frame.isna().sum()
+    gaps = ", ".join(f"{c} ({n})" for c, n in missing[missing > 0].items()) or "none"
+    lines = [
+        "# Cohort validation",
+        "",
+        f"- rows: {len(frame)}",
+        f"- eyes: {frame['eye_id'].nunique()}",
+        f"- columns with missing values: {gaps}",
+    ]
+    try:
+        checked = validate_cohort(frame)
+    except CohortError as exc:
+        lines += ["", "**FAILED**", "", *(f"- {p.strip()}" for p in str(exc).split(";"))]
+        with open(report.path, "w") as handle:
+            handle.write("\n".join(lines) + "\n")
+        raise
+    lines += ["", "**passed**: every column in range, no duplicates, surgery after exam"]
+    with open(report.path, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    checked.to_parquet(validated.path, index=False)
+
+
+@_component
+def train_lens_model(
+    data: Input[Dataset], version: str, delta: float, alpha: float, model: Output[Model]
+) -> None:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from eyeops.lens.model import LensConfig, LensModel
+
+    fitted = LensModel.fit(pd.read_parquet(data.path), LensConfig(delta=delta, alpha=alpha), version=version)
+    fitted.save(Path(model.path))
+    model.metadata.update(
+        {"version": version, "training_data_sha256": fitted.manifest["training_data_sha256"]}
+    )
+
+
+@_component
+def evaluate_lens_model(
+    model: Input[Model], test_uri: str, metrics: Output[Metrics], report: Output[HTML]
+) -> str:
+    """Metrics on a held-out cohort (counterfactual coverage when it carries the true outcomes)."""
+    import html
+    import json
+    from pathlib import Path
+
+    from eyeops.lens.cohort import read_cohort
+    from eyeops.lens.evaluate import evaluate, load_params
+    from eyeops.lens.model import LensModel
+
+    result = evaluate(
+        LensModel.load(Path(model.path)), read_cohort(Path(test_uri)), load_params(Path(test_uri))
+    )
+    for key, value in result.items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            metrics.log_metric(key, float(value))
+    rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in result.items()
+    )
+    with open(report.path, "w") as handle:
+        handle.write(f"<html><body><h1>Lens model evaluation</h1><table>{rows}</table></body></html>")
+    return json.dumps(result)
+
+
+@_component
+def gate_and_register(
+    model: Input[Model], evaluation: str, registry_root: str, version: str, decision: Output[Markdown]
+) -> bool:
+    """Register the candidate; promote it only if the gate passes against the current champion."""
+    import json
+    from pathlib import Path
+
+    from eyeops.lens.gate import gate
+    from eyeops.registry import ModelRegistry
+
+    metrics = json.loads(evaluation)
+    registry = ModelRegistry(Path(registry_root))
+    champion = registry.champion("lens")
+    verdict = gate(metrics, champion.metrics if champion else None)
+    registered = registry.register("lens", version, Path(model.path), metrics, gate_reasons=verdict.reasons)
+    if verdict.promote:
+        registry.promote("lens", version, "; ".join(verdict.reasons))
+    lines = [
+        f"# lens {version}: {'PROMOTED' if verdict.promote else 'NOT promoted'}",
+        "",
+        f"champion before: {champion.version if champion else 'none'}",
+        f"storage URI: {registered.storage_uri}",
+        "",
+        *(f"- {r}" for r in verdict.reasons),
+    ]
+    with open(decision.path, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    return verdict.promote
+
+
+@dsl.pipeline(
+    name="lens-training", description="Feast features → validate → train → evaluate → gate → register"
+)
+def lens_training(
+    cohort_uri: str,
+    test_uri: str,
+    registry_root: str,
+    version: str,
+    feature_repo: str = "",
+    delta: float = 0.125,
+    alpha: float = 0.1,
+) -> None:
+    features = point_in_time_features(cohort_uri=cohort_uri, feature_repo=feature_repo)
+    checked = validate_cohort_data(data=features.outputs["features"])
+    trained = train_lens_model(data=checked.outputs["validated"], version=version, delta=delta, alpha=alpha)
+    evaluated = evaluate_lens_model(model=trained.outputs["model"], test_uri=test_uri)
+    registered = gate_and_register(
+        model=trained.outputs["model"],
+        evaluation=evaluated.outputs["Output"],
+        registry_root=registry_root,
+        version=version,
+    )
+    registered.set_caching_options(False)  # it changes the registry: never answered from a cache

@@ -1,0 +1,77 @@
+"""The lens-training pipeline end to end with kfp.local (SubprocessRunner): artifacts, metrics, the
+gate refusing a degraded model, a failing cohort stopped at validation with its report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from kfp import local
+
+from eyeops.lens.cohort import simulate_cohort, write_cohort
+from eyeops.registry import ModelRegistry
+from kfp_pipelines.lens_training import lens_training
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def newest(root: Path, task: str, name: str) -> Path:
+    found = sorted(root.glob(f"lens-training-*/{task}/{name}"), key=lambda p: p.stat().st_mtime)
+    assert found, f"no {task}/{name} under {root}"
+    return found[-1]
+
+
+def test_lens_training_registers_promotes_and_gates(tmp_path):
+    write_cohort(simulate_cohort(3000, 61), tmp_path / "train.parquet")
+    write_cohort(simulate_cohort(800, 62), tmp_path / "test.parquet")
+    outputs = tmp_path / "outputs"
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(outputs), enable_caching=True)
+    common = {
+        "cohort_uri": str(tmp_path / "train.parquet"),
+        "test_uri": str(tmp_path / "test.parquet"),
+        "registry_root": str(tmp_path / "registry"),
+    }
+    lens_training(version="1", **common)
+    registry = ModelRegistry(tmp_path / "registry")
+    champion = registry.champion("lens")
+    assert champion is not None and champion.version == "1"
+    assert (champion.path / "manifest.json").exists() and (champion.path / "vault.txt").exists()
+    assert 0.85 < champion.metrics["coverage_factual"] < 0.95 and champion.metrics["mae_um"] < 140
+    assert "coverage_counterfactual_unsupported" in champion.metrics
+    decision = newest(outputs, "gate-and-register", "decision").read_text()
+    assert "PROMOTED" in decision and "no champion yet" in decision
+    report = newest(outputs, "validate-cohort-data", "report").read_text()
+    assert "**passed**" in report and "rows: 3000" in report
+
+    # A deliberately degraded model: 50 % intervals. Registered, refused by the gate.
+    lens_training(version="2-degraded", alpha=0.5, **common)
+    assert registry.champion("lens").version == "1"  # type: ignore[union-attr]
+    degraded = registry.get("lens", "2-degraded")
+    assert degraded.metrics["coverage_factual"] < 0.6
+    assert any("coverage" in r for r in degraded.metadata["gate_reasons"])
+    assert "NOT promoted" in newest(outputs, "gate-and-register", "decision").read_text()
+
+    # The same version twice is refused.
+    with pytest.raises(RuntimeError):
+        lens_training(version="1", **common)
+
+
+def test_a_bad_cohort_stops_at_validation_with_its_report(tmp_path):
+    bad = simulate_cohort(400, 63)
+    bad.loc[:9, "acd_mm"] = 7.0  # ten chambers no eye has
+    write_cohort(bad, tmp_path / "bad.parquet")
+    write_cohort(simulate_cohort(200, 64), tmp_path / "test.parquet")
+    outputs = tmp_path / "outputs"
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(outputs))
+    with pytest.raises(RuntimeError):
+        lens_training(
+            cohort_uri=str(tmp_path / "bad.parquet"),
+            test_uri=str(tmp_path / "test.parquet"),
+            registry_root=str(tmp_path / "registry"),
+            version="1",
+        )
+    report = newest(outputs, "validate-cohort-data", "report").read_text()
+    assert "**FAILED**" in report and "acd_mm: 10 values outside the plausible range" in report
+    assert not (tmp_path / "registry").exists()
+    json.dumps(report)  # the report is plain text a run page can show
