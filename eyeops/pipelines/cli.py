@@ -75,22 +75,24 @@ def _compile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _arguments(pairs: list[str]) -> dict[str, Any]:
+def _arguments(pairs: list[str], pipeline: Any) -> dict[str, Any]:
+    """KEY=VALUE pairs typed by the pipeline's own inputs (a string stays a string: version=1)."""
+    inputs = pipeline.component_spec.inputs or {}
     values: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep:
             raise SystemExit(f"--arg takes KEY=VALUE, got {pair!r}")
-        try:
-            values[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            values[key] = raw
+        if key not in inputs:
+            raise SystemExit(f"{pipeline.name} has no input {key!r}; its inputs: {', '.join(inputs)}")
+        kind = str(inputs[key].type).upper()
+        values[key] = raw if "STRING" in kind else json.loads(raw)
     return values
 
 
 def _run(args: argparse.Namespace) -> int:
-    arguments = _arguments(args.arg)
     pipeline = pipelines()[args.name]
+    arguments = _arguments(args.arg, pipeline)
     if args.host:
         import kfp
 
