@@ -71,19 +71,15 @@ def _state_args(p: argparse.ArgumentParser) -> None:
 
 
 def _outbox_path(args: argparse.Namespace) -> Path:
-    from eyeops.gateway.config import GatewayConfig
-    from eyeops.settings import Settings
+    """The outbox of the gateway named by --state-dir, --config (as `watch` reads it) or --device-id."""
+    from eyeops.gateway.config import default_state_dir, load_gateway_config
 
     if args.state_dir is not None:
         return Path(args.state_dir) / "outbox.db"
     if args.config is not None:
-        import yaml
-
-        data: dict[str, Any] = yaml.safe_load(args.config.read_text(encoding="utf-8")) or {}
-        path: Path = GatewayConfig.model_validate(data).outbox_path()
+        path: Path = load_gateway_config(args.config, {}).outbox_path()
         return path
-    root: Path = Settings().data_dir
-    return root / "gateway" / str(args.device_id) / "outbox.db"
+    return default_state_dir(str(args.device_id)) / "outbox.db"
 
 
 def _open_existing(path: Path) -> Any:

@@ -63,7 +63,7 @@ class GatewayConfig(BaseModel):
         return value
 
     def resolved_state_dir(self) -> Path:
-        return self.state_dir or Settings().data_dir / "gateway" / self.device_id
+        return self.state_dir or default_state_dir(self.device_id)
 
     def outbox_path(self) -> Path:
         return self.resolved_state_dir() / "outbox.db"
@@ -80,6 +80,11 @@ class GatewayConfig(BaseModel):
             self.max_image_bytes or settings.max_image_bytes,
             self.max_image_pixels or settings.max_image_pixels,
         )
+
+
+def default_state_dir(device_id: str) -> Path:
+    """Where a gateway keeps its outbox and quarantine unless told otherwise."""
+    return Settings().data_dir / "gateway" / device_id
 
 
 def _env_value(raw: str) -> Any:

@@ -42,14 +42,19 @@ class SendPolicy:
     settle_s: float = 2.0
 
 
+QUARANTINE_KINDS = (  # first match in the refusal message → the metric's low-cardinality label
+    ("extension", "extension"),
+    ("dicom", "dicom"),
+    ("truncated", "truncated"),
+    ("named", "wrong_extension"),
+)
+
+
 def quarantine_kind(exc: EyeopsError) -> str:
     if isinstance(exc, PayloadTooLarge):
         return "too_large"
     text = exc.message.lower()
-    for word in ("extension", "dicom", "truncated", "named"):
-        if word in text:
-            return {"named": "wrong_extension"}.get(word, word)
-    return "not_an_image"
+    return next((kind for word, kind in QUARANTINE_KINDS if word in text), "not_an_image")
 
 
 class Gateway:

@@ -15,7 +15,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from watchdog.events import FileClosedEvent, FileMovedEvent, FileSystemEvent, FileSystemEventHandler
@@ -27,12 +26,6 @@ from eyeops.gateway.outbox import Outbox
 log = logging.getLogger("eyeops.gateway")
 # Names editors and copy tools use while a file is not finished yet.
 PARTIAL_NAMES = ("*.part", "*.tmp", "*.crdownload", "*~", ".*")
-
-
-@dataclass
-class CaptureStats:
-    captured: int = 0
-    duplicates: int = 0
 
 
 class Capturer:
@@ -53,7 +46,6 @@ class Capturer:
         self.max_bytes = max_bytes
         self.metrics = metrics
         self.on_capture = on_capture
-        self.stats = CaptureStats()
 
     def wanted(self, path: Path) -> bool:
         name = path.name.lower()
@@ -91,12 +83,7 @@ class Capturer:
             str(path), self.device_kind, data, digest, after.st_size, after.st_mtime_ns
         )
         self.metrics.ack_seconds.observe(time.perf_counter() - noticed)
-        if result.new:
-            self.stats.captured += 1
-            self.metrics.captured.inc()
-        else:
-            self.stats.duplicates += 1
-            self.metrics.duplicates.inc()
+        (self.metrics.captured if result.new else self.metrics.duplicates).inc()
         self.on_capture()
         return True
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -178,11 +178,6 @@ def _append_postgres(config: Any, table: str, frame: pd.DataFrame) -> None:
         frame.to_sql(table, engine, if_exists="append", index=False)
     finally:
         engine.dispose()
-
-
-def feature_columns() -> Iterable[str]:
-    for _, columns in VIEWS.values():
-        yield from columns
 
 
 def online_rows(store: Any, eye_ids: Sequence[str]) -> list[dict[str, Any]]:

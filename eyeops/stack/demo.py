@@ -69,7 +69,8 @@ def run_demo(
         store = ResultsStore.from_url(endpoints.database_url)
         in_db = sum(store.get_exam(sha) is not None for sha in by_sha)
     summary_lens = recommend_some(settings, root, log_dir, say)
-    run, delivery_ms = _score(devices, by_sha)
+    run = _score(devices, by_sha)
+    delivery_ms = run.latencies_ms  # file captured -> result stored
     summary = run.summary()
     summary.update(
         seed=seed,
@@ -136,9 +137,9 @@ def _wait_delivered(
     raise TimeoutError(f"gateways delivered {_finished(devices)} of {expected} exams in {timeout_s:.0f}s")
 
 
-def _score(devices: list[SimulatedDevice], by_sha: dict[str, RenderedExam]) -> tuple[EvalRun, list[float]]:
+def _score(devices: list[SimulatedDevice], by_sha: dict[str, RenderedExam]) -> EvalRun:
+    """Score every delivered exam; the run's latencies are the delivery times."""
     run = EvalRun()
-    delivery_ms: list[float] = []
     for d in devices:
         outbox = Outbox(d.outbox_path)
         try:
@@ -152,10 +153,9 @@ def _score(devices: list[SimulatedDevice], by_sha: dict[str, RenderedExam]) -> t
             if row["state"] == "done" and row["result"] is not None:
                 run.score(exam, row["result"])
                 run.duplicates += bool(row["result"].get("duplicate"))
-                delivery_ms.append((row["finished_at"] - row["received_at"]) * 1e3)
+                run.latencies_ms.append((row["finished_at"] - row["received_at"]) * 1e3)
             elif row["http_status"] == 422:
                 run.score(exam, {"status": "failed", "fields": []})
             else:
                 run.http_errors[str(row["http_status"] or row["state"])] += 1
-    run.latencies_ms = delivery_ms
-    return run, delivery_ms
+    return run

@@ -115,8 +115,3 @@ class LensTransformer(Model):  # type: ignore[misc]
             prediction["stale_feature_views"] = eye.stale
             prediction["measured_at"] = eye.measured_at
         return {"predictions": predictions}
-
-    async def postprocess(
-        self, result: dict[str, Any], headers: dict[str, str] | None = None
-    ) -> dict[str, Any]:
-        return result
