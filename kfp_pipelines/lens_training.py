@@ -1,19 +1,12 @@
 """The `lens-training` pipeline: point-in-time features → validation → train → evaluate → gate →
-register. Every component imports the shared code (eyeops.lens.*); none re-implements it.
-
-Components are KFP v2 lightweight Python components. On a cluster they run in the pipeline image
-(which has eyeops installed); locally `kfp.local.SubprocessRunner(use_venv=False)` runs them in the
-current environment. (No `from __future__ import annotations` here: KFP reads the real types.)
+register (→ roll out). Every component imports the shared code (eyeops.lens.*); none re-implements
+it. See kfp_pipelines/common.py for images and local runs.
 """
 
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Model, Output
 
-PIPELINE_IMAGE = "eyeops-pipelines:0.1.0"  # built from the repository's Dockerfile (issue 7)
-
-
-def _component(func):  # type: ignore[no-untyped-def]
-    return dsl.component(base_image=PIPELINE_IMAGE, install_kfp_package=False)(func)
+from kfp_pipelines.common import _component, gate_and_register
 
 
 @_component
@@ -119,37 +112,6 @@ def evaluate_lens_model(
     return json.dumps(result)
 
 
-@_component
-def gate_and_register(
-    model: Input[Model], evaluation: str, registry_root: str, version: str, decision: Output[Markdown]
-) -> bool:
-    """Register the candidate; promote it only if the gate passes against the current champion."""
-    import json
-    from pathlib import Path
-
-    from eyeops.lens.gate import gate
-    from eyeops.registry import ModelRegistry
-
-    metrics = json.loads(evaluation)
-    registry = ModelRegistry(Path(registry_root))
-    champion = registry.champion("lens")
-    verdict = gate(metrics, champion.metrics if champion else None)
-    registered = registry.register("lens", version, Path(model.path), metrics, gate_reasons=verdict.reasons)
-    if verdict.promote:
-        registry.promote("lens", version, "; ".join(verdict.reasons))
-    lines = [
-        f"# lens {version}: {'PROMOTED' if verdict.promote else 'NOT promoted'}",
-        "",
-        f"champion before: {champion.version if champion else 'none'}",
-        f"storage URI: {registered.storage_uri}",
-        "",
-        *(f"- {r}" for r in verdict.reasons),
-    ]
-    with open(decision.path, "w") as handle:
-        handle.write("\n".join(lines) + "\n")
-    return verdict.promote
-
-
 @dsl.pipeline(
     name="lens-training", description="Feast features → validate → train → evaluate → gate → register"
 )
@@ -161,6 +123,10 @@ def lens_training(
     feature_repo: str = "",
     delta: float = 0.125,
     alpha: float = 0.1,
+    registry_uri_prefix: str = "",
+    inference_service: str = "",
+    namespace: str = "",
+    canary_percent: int = 100,
 ) -> None:
     features = point_in_time_features(cohort_uri=cohort_uri, feature_repo=feature_repo)
     checked = validate_cohort_data(data=features.outputs["features"])
@@ -171,5 +137,10 @@ def lens_training(
         evaluation=evaluated.outputs["Output"],
         registry_root=registry_root,
         version=version,
+        model_name="lens",
+        registry_uri_prefix=registry_uri_prefix,
+        inference_service=inference_service,
+        namespace=namespace,
+        canary_percent=canary_percent,
     )
     registered.set_caching_options(False)  # it changes the registry: never answered from a cache

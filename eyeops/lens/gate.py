@@ -3,8 +3,10 @@ within stated tolerances, and calibrated in absolute terms whatever the champion
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from eyeops.registry.store import GateDecision
 
 
 @dataclass(frozen=True)
@@ -13,12 +15,6 @@ class GateTolerances:
     coverage_range: tuple[float, float] = (0.86, 0.94)  # factual coverage of the 90 % intervals
     coverage_per_size_min: float = 0.84
     in_range_drop: float = 0.02  # recommended in-range rate may fall by at most 2 points
-
-
-@dataclass
-class GateDecision:
-    promote: bool
-    reasons: list[str] = field(default_factory=list)
 
 
 def gate(

@@ -28,14 +28,15 @@ class CropSet:
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(
-            path,
-            crops=self.crops,
-            texts=np.array(self.texts),
-            grammars=np.array(self.grammars),
-            kinds=np.array(self.kinds),
-            fields=np.array(self.fields),
-        )
+        with path.open("wb") as handle:  # exactly `path`: savez would append ".npz" to a bare name
+            np.savez_compressed(
+                handle,
+                crops=self.crops,
+                texts=np.array(self.texts),
+                grammars=np.array(self.grammars),
+                kinds=np.array(self.kinds),
+                fields=np.array(self.fields),
+            )
 
     @classmethod
     def load(cls, path: Path) -> CropSet:

@@ -108,7 +108,7 @@ def _day(value: dt.datetime | str) -> str:
 
 
 # -- rendering -------------------------------------------------------------------------------------
-def _figure_html(fig: Any, alt: str) -> str:
+def figure_html(fig: Any, alt: str) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     import matplotlib.pyplot as plt
@@ -157,7 +157,7 @@ def render_html(data: OpsData, title: str = "eyeops OCR operations") -> str:
         ax.set_ylabel("exams")
         ax.legend(fontsize=8, ncols=2)
         ax.tick_params(axis="x", rotation=45)
-        parts.append(_figure_html(fig, "exams per day by device kind"))
+        parts.append(figure_html(fig, "exams per day by device kind"))
     if data.status_by_kind:
         fig, ax = plt.subplots(figsize=(9, 0.5 + 0.45 * len(data.status_by_kind)))
         names = list(data.status_by_kind)
@@ -171,14 +171,14 @@ def render_html(data: OpsData, title: str = "eyeops OCR operations") -> str:
         ax.set_xlim(0, 1)
         ax.set_title("Exam status by device kind (share)")
         ax.legend(fontsize=8, loc="lower right")
-        parts.append(_figure_html(fig, "exam status by device kind"))
+        parts.append(figure_html(fig, "exam status by device kind"))
     if data.review_reasons:
         top = data.review_reasons.most_common(12)
         fig, ax = plt.subplots(figsize=(9, 0.5 + 0.4 * len(top)))
         ax.barh([k for k, _ in reversed(top)], [n for _, n in reversed(top)], color="#f9a825")
         ax.set_title("Why fields and exams went to review")
         ax.set_xlabel("items")
-        parts.append(_figure_html(fig, "review reasons"))
+        parts.append(figure_html(fig, "review reasons"))
     if data.requests_per_day:
         req_days = list(data.requests_per_day)
         rates = [data.errors_per_day[d] / data.requests_per_day[d] for d in req_days]
@@ -187,7 +187,7 @@ def render_html(data: OpsData, title: str = "eyeops OCR operations") -> str:
         ax.set_title("Error rate per day (HTTP ≥ 400)")
         ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
         ax.tick_params(axis="x", rotation=45)
-        parts.append(_figure_html(fig, "error rate per day"))
+        parts.append(figure_html(fig, "error rate per day"))
         if data.errors_by_status:
             rows = "".join(
                 f"<tr><td>{code}</td><td>{n}</td></tr>" for code, n in sorted(data.errors_by_status.items())
@@ -208,14 +208,14 @@ def render_html(data: OpsData, title: str = "eyeops OCR operations") -> str:
         ax.set_ylabel("ms")
         ax.legend(fontsize=8)
         ax.tick_params(axis="x", rotation=45)
-        parts.append(_figure_html(fig, "latency percentiles per day"))
+        parts.append(figure_html(fig, "latency percentiles per day"))
     if data.stage_ms:
         stages = [s for s in STAGES if data.stage_ms.get(s)]
         fig, ax = plt.subplots(figsize=(9, 3))
         ax.boxplot([data.stage_ms[s] for s in stages], showfliers=False)
         ax.set_xticks(range(1, len(stages) + 1), [s.removesuffix("_ms") for s in stages])
         ax.set_title("Time per stage (ms, whiskers 1.5 IQR)")
-        parts.append(_figure_html(fig, "time per stage"))
+        parts.append(figure_html(fig, "time per stage"))
     if not exams and not data.requests:
         parts.append("<p>No exams or requests in this period.</p>")
     since = f" since {data.since.isoformat()}" if data.since else ""

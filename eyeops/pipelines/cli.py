@@ -10,12 +10,20 @@ from typing import Any
 from eyeops.settings import repo_root
 
 COMPILED_DIR = "kfp_pipelines/compiled"
+NAMES = ("lens-training", "ocr-training", "detector-fitting")
+SCHEDULES = "k8s/pipelines/recurring-runs.yaml"
 
 
 def pipelines() -> dict[str, Any]:
+    from kfp_pipelines.detector_fitting import detector_fitting
     from kfp_pipelines.lens_training import lens_training
+    from kfp_pipelines.ocr_training import ocr_training
 
-    return {"lens-training": lens_training}
+    return {
+        "lens-training": lens_training,
+        "ocr-training": ocr_training,
+        "detector-fitting": detector_fitting,
+    }
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     c.add_argument("--check", action="store_true", help="fail if the committed YAML is stale")
     c.set_defaults(func=_compile)
     r = cmds.add_parser("run", help="run a pipeline locally (kfp.local) or submit it to a KFP endpoint")
-    r.add_argument("name", choices=["lens-training"])
+    r.add_argument("name", choices=NAMES)
     where = r.add_mutually_exclusive_group(required=True)
     where.add_argument("--local", action="store_true")
     where.add_argument("--host", default=None, help="KFP endpoint URL")
@@ -34,6 +42,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     r.add_argument("--pipeline-root", type=Path, default=None, help="local outputs (default var/pipelines)")
     r.add_argument("--no-cache", action="store_true")
     r.set_defaults(func=_run)
+    s = cmds.add_parser("schedule", help="create the declared recurring runs on a KFP endpoint")
+    s.add_argument("--host", required=True, help="KFP endpoint URL")
+    s.add_argument("--file", type=Path, default=repo_root() / SCHEDULES)
+    s.set_defaults(func=_schedule)
 
 
 def compile_all(out: Path) -> dict[str, str]:
@@ -100,10 +112,16 @@ def _run(args: argparse.Namespace) -> int:
         run = client.create_run_from_pipeline_func(pipeline, arguments=arguments)
         print(f"submitted {args.name}: run {run.run_id}")
         return 0
+    import os
+
     from kfp import local
 
     from eyeops.settings import Settings
 
+    # Locally the detectors step runs the detectors environment's interpreter (its image on a cluster).
+    detectors_python = repo_root() / ".venv-detectors" / "bin" / "python"
+    if detectors_python.exists():
+        os.environ.setdefault("EYEOPS_DETECTORS_PYTHON", str(detectors_python))
     root = args.pipeline_root or Settings().data_dir / "pipelines"
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
@@ -164,4 +182,56 @@ def _registry_promote(args: argparse.Namespace) -> int:
 def _registry_rollback(args: argparse.Namespace) -> int:
     chosen = _registry(args).rollback(args.model)
     print(f"{args.model} champion: {chosen.version} ({chosen.storage_uri})")
+    return 0
+
+
+def load_schedules(path: Path) -> dict[str, Any]:
+    """The recurring-runs file, checked against the pipelines' own inputs."""
+    import yaml
+
+    spec = yaml.safe_load(path.read_text())
+    known = pipelines()
+    names = set()
+    for run in spec["runs"]:
+        if run["pipeline"] not in known:
+            raise SystemExit(f"{path}: {run['name']} names unknown pipeline {run['pipeline']!r}")
+        if run["name"] in names:
+            raise SystemExit(f"{path}: recurring run {run['name']!r} is declared twice")
+        names.add(run["name"])
+        inputs = known[run["pipeline"]].component_spec.inputs or {}
+        unknown = sorted(set(run["arguments"]) - set(inputs))
+        if unknown:
+            raise SystemExit(
+                f"{path}: {run['name']} passes {', '.join(unknown)}, not inputs of {run['pipeline']}"
+            )
+        required = {k for k, v in inputs.items() if v.default is None and not v.optional}
+        missing = sorted(required - set(run["arguments"]))
+        if missing:
+            raise SystemExit(f"{path}: {run['name']} lacks required {', '.join(missing)}")
+        if len(str(run["cron"]).split()) != 6:
+            raise SystemExit(f"{path}: {run['name']} cron {run['cron']!r} needs KFP's six fields")
+    return dict(spec)
+
+
+def _schedule(args: argparse.Namespace) -> int:
+    import kfp
+
+    spec = load_schedules(args.file)
+    client = kfp.Client(host=args.host)
+    experiment = client.create_experiment(spec["experiment"]) if spec.get("experiment") else None
+    existing = {r.display_name for r in (client.list_recurring_runs(page_size=1000).recurring_runs or [])}
+    compiled = repo_root() / COMPILED_DIR
+    for run in spec["runs"]:
+        if run["name"] in existing:
+            print(f"{run['name']}: exists, left as it is")
+            continue
+        client.create_recurring_run(
+            experiment_id=experiment.experiment_id if experiment else None,
+            job_name=run["name"],
+            cron_expression=run["cron"],
+            max_concurrency=run.get("max_concurrency", 1),
+            pipeline_package_path=str(compiled / f"{run['pipeline']}.yaml"),
+            params={k: str(v) if isinstance(v, str) else v for k, v in run["arguments"].items()},
+        )
+        print(f"{run['name']}: created ({run['cron']})")
     return 0

@@ -1,5 +1,5 @@
 """Versioned model artifacts under a storage root, with metadata, metrics and a champion pointer."""
 
-from eyeops.registry.store import ModelRegistry, ModelVersion, RegistryError
+from eyeops.registry.store import GateDecision, ModelRegistry, ModelVersion, RegistryError
 
-__all__ = ["ModelRegistry", "ModelVersion", "RegistryError"]
+__all__ = ["GateDecision", "ModelRegistry", "ModelVersion", "RegistryError"]

@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,14 @@ from eyeops.errors import EyeopsError
 
 VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 META = "registry.json"
+
+
+@dataclass
+class GateDecision:
+    """A promotion gate's verdict; `reasons` say why, in words a person reads on the run page."""
+
+    promote: bool
+    reasons: list[str] = field(default_factory=list)
 
 
 class RegistryError(EyeopsError):
@@ -32,9 +40,15 @@ class ModelVersion:
     path: Path
     metadata: dict[str, Any]
 
+    uri_prefix: str = ""
+
     @property
     def storage_uri(self) -> str:
-        """The form KServe's storageUri takes for a local or mounted folder."""
+        """The form KServe's storageUri takes: `<uri_prefix>/<model>/<version>` where the registry
+        root is also reachable as a PVC or bucket (`pvc://models`, `s3://bucket/registry`),
+        otherwise the folder's file URI."""
+        if self.uri_prefix:
+            return f"{self.uri_prefix.rstrip('/')}/{self.model}/{self.version}"
         return self.path.resolve().as_uri()
 
     @property
@@ -43,8 +57,9 @@ class ModelVersion:
 
 
 class ModelRegistry:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, uri_prefix: str = "") -> None:
         self.root = root
+        self.uri_prefix = uri_prefix
 
     def _model_dir(self, model: str) -> Path:
         if not VERSION.match(model):
@@ -76,7 +91,7 @@ class ModelRegistry:
         }
         (staging / META).write_text(json.dumps(record, indent=2, default=str))
         staging.rename(target)  # a version appears whole or not at all
-        return ModelVersion(model, version, target, record)
+        return ModelVersion(model, version, target, record, self.uri_prefix)
 
     def get(self, model: str, version: str) -> ModelVersion:
         path = self._model_dir(model) / version
@@ -84,7 +99,7 @@ class ModelRegistry:
             raise RegistryError(
                 f"{model} has no version {version!r}; known: {', '.join(self.versions(model))}"
             )
-        return ModelVersion(model, version, path, json.loads((path / META).read_text()))
+        return ModelVersion(model, version, path, json.loads((path / META).read_text()), self.uri_prefix)
 
     def versions(self, model: str) -> list[str]:
         folder = self._model_dir(model)

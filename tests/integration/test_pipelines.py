@@ -11,18 +11,20 @@ from kfp import local
 
 from eyeops.lens.cohort import simulate_cohort, write_cohort
 from eyeops.registry import ModelRegistry
+from eyeops.settings import repo_root
+from kfp_pipelines.detector_fitting import detector_fitting
 from kfp_pipelines.lens_training import lens_training
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def newest(root: Path, task: str, name: str) -> Path:
-    found = sorted(root.glob(f"lens-training-*/{task}/{name}"), key=lambda p: p.stat().st_mtime)
+    found = sorted(root.glob(f"*/{task}/{name}"), key=lambda p: p.stat().st_mtime)
     assert found, f"no {task}/{name} under {root}"
     return found[-1]
 
 
-def test_lens_training_registers_promotes_and_gates(tmp_path):
+def test_lens_training_registers_promotes_and_gates_then_detectors_fit(tmp_path, monkeypatch):
     write_cohort(simulate_cohort(3000, 61), tmp_path / "train.parquet")
     write_cohort(simulate_cohort(800, 62), tmp_path / "test.parquet")
     outputs = tmp_path / "outputs"
@@ -55,6 +57,20 @@ def test_lens_training_registers_promotes_and_gates(tmp_path):
     # The same version twice is refused.
     with pytest.raises(RuntimeError):
         lens_training(version="1", **common)
+
+    # Detectors fitted on the champion's answers for the training cohort, in the detectors environment.
+    monkeypatch.setenv("EYEOPS_DETECTORS_PYTHON", str(repo_root() / ".venv-detectors" / "bin" / "python"))
+    detector_fitting(
+        cohort_uri=common["cohort_uri"], registry_root=common["registry_root"], version="1", ert=300
+    )
+    fitted = registry.champion("detectors")
+    assert fitted is not None and fitted.version == "1"
+    manifest = json.loads((fitted.path / "manifest.json").read_text())
+    assert manifest["detectors"]["lens_features"]["features"][1] == "wtw_mm"
+    assert manifest["config"]["ert"] == 300
+    assert fitted.metrics["reference_rows"] == 3000 and fitted.metrics["fit_rows"] == 2100
+    assert fitted.metrics["heldout_false_alarm_rate"] <= fitted.metrics["false_alarm_budget"]
+    assert fitted.metrics["shift_detected"] and fitted.metrics["shift_feature"] == "wtw_mm"
 
 
 def test_a_bad_cohort_stops_at_validation_with_its_report(tmp_path):

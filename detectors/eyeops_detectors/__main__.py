@@ -1,0 +1,38 @@
+"""`python -m eyeops_detectors fit|serve` (the detectors image's entrypoint)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="eyeops_detectors")
+    cmds = parser.add_subparsers(dest="command", required=True)
+    fit = cmds.add_parser("fit", help="fit the drift detectors on a reference .npz and save them")
+    fit.add_argument("--reference", type=Path, required=True)
+    fit.add_argument("--out", type=Path, required=True)
+    fit.add_argument("--window", type=int, default=200)
+    fit.add_argument("--p-val", type=float, default=0.01)
+    fit.add_argument("--ert", type=int, default=20000)
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--heldout-fraction", type=float, default=0.3)
+    fit.add_argument("--summary", type=Path, default=None, help="also write the summary JSON here")
+    args = parser.parse_args(argv)
+    if args.command == "fit":
+        from eyeops_detectors.detectors import DetectorConfig
+        from eyeops_detectors.fit import fit_and_save
+
+        config = DetectorConfig(window=args.window, p_val=args.p_val, ert=args.ert, seed=args.seed)
+        summary = fit_and_save(args.reference, args.out, config, args.heldout_fraction)
+        text = json.dumps(summary, indent=2)
+        if args.summary:
+            args.summary.write_text(text)
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Reference data for the drift detectors: what the services saw and answered on training data.
+
+The reference is one `.npz` file, the contract between this environment and the detectors'
+(`detectors/`, numpy<2): plain arrays, no pickles.
+
+- `feature_names` (k,), `features` (n, k): the lens predictor's inputs (its base features)
+- `prediction_names` (4,), `predictions` (n, 4): predicted vault per ICL size, µm
+- `recommended` (n,): recommended size, mm
+- optional, from the results database: `ocr_device_kind` (m,), `ocr_confidence` (m,),
+  `ocr_review` (m,) one row per field read (review = 1)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from eyeops.lens.features import BASE_FEATURES
+from eyeops.lens.model import LensModel
+from eyeops.lens.sizes import SIZES_MM
+
+
+def lens_reference(model: LensModel, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Features and the model's answers for every eye of `frame` (the training cohort)."""
+    base = frame[list(BASE_FEATURES)].astype(float)
+    if base.isna().any().any():
+        base = base.dropna()
+    prediction = model.predict(base.reset_index(drop=True))
+    return {
+        "feature_names": np.array(BASE_FEATURES),
+        "features": base.to_numpy(dtype=np.float64),
+        "prediction_names": np.array([f"vault_um_{s}" for s in SIZES_MM]),
+        "predictions": np.asarray(prediction.vault_um, dtype=np.float64),
+        "recommended": np.asarray(prediction.recommended_size_mm, dtype=np.float64),
+    }
+
+
+def ocr_reference(database_url: str, limit: int = 200_000) -> dict[str, np.ndarray]:
+    """Per field read: device kind, confidence, whether it went to review (newest `limit`)."""
+    from sqlalchemy import create_engine, select
+
+    from eyeops.db.schema import Exam, FieldRow
+
+    engine = create_engine(database_url)
+    query = (
+        select(Exam.device_kind, FieldRow.confidence, FieldRow.status)
+        .join(FieldRow, FieldRow.exam_id == Exam.id)
+        .order_by(Exam.received_at.desc())
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    engine.dispose()
+    return {
+        "ocr_device_kind": np.array([r[0] for r in rows], dtype=str),
+        "ocr_confidence": np.array([r[1] for r in rows], dtype=np.float64),
+        "ocr_review": np.array([r[2] == "review" for r in rows], dtype=np.int64),
+    }
+
+
+def save_reference(arrays: dict[str, np.ndarray], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as handle:
+        np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]
+    return path

@@ -1,0 +1,153 @@
+"""Offline OCR evaluation and export, for the `ocr-training` pipeline.
+
+`compare_with_tesseract` reads held-out synthetic exams (fonts and noise seeds training never saw)
+with a recogniser checkpoint and with Tesseract 5 on the same aligned regions, through the same
+align/crop code the OCR transformer runs. `export_model_repository` lays a checkpoint out as a
+Triton model repository (the form KServe's Triton runtime loads from a `storageUri`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from eyeops.align import align_to_template, crop_regions, decode_grey
+from eyeops.devices.layout import LayoutRegistry
+from eyeops.errors import AlignmentFailed
+from eyeops.ocr.decode import recognize
+from eyeops.ocr.model import Recognizer
+from eyeops.settings import repo_root
+from eyeops.synth.exams import synthesize_exams
+
+MODEL_NAME = "trocr"
+
+
+def compare_with_tesseract(
+    recognizer: Recognizer,
+    layouts: LayoutRegistry,
+    exams: int,
+    seed: int,
+    tesseract: bool = True,
+) -> dict[str, Any]:
+    """Field and exam exact-match rates of the recogniser (grammar-constrained decoding, as served)
+    and of Tesseract on the same held-out exams, overall and per device kind. An exam that fails to
+    align counts as every field wrong for both readers."""
+    from eyeops.ocr.tesseract import read_region
+
+    tally: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for exam in synthesize_exams(list(layouts), exams, seed, split="eval"):
+        layout = layouts[exam.device_kind]
+        specs = list(layout.all_fields())
+        counts = tally[exam.device_kind]
+        counts["exams"] += 1
+        counts["fields"] += len(specs)
+        try:
+            aligned = align_to_template(decode_grey(exam.image), layout)
+        except AlignmentFailed:
+            counts["unaligned"] += 1
+            continue
+        ours = recognize(recognizer, crop_regions(aligned, specs), [s.grammar for s in specs])
+        ours_hits = [r.text == exam.texts[s.name] for r, s in zip(ours, specs, strict=True)]
+        counts["model_fields"] += sum(ours_hits)
+        counts["model_exams"] += all(ours_hits)
+        if tesseract:
+            theirs = []
+            for spec in specs:
+                x, y, w, h = spec.box
+                theirs.append(read_region(aligned[y : y + h, x : x + w], spec) == exam.texts[spec.name])
+            counts["tesseract_fields"] += sum(theirs)
+            counts["tesseract_exams"] += all(theirs)
+
+    def rates(c: dict[str, int]) -> dict[str, float]:
+        out = {
+            "exams": float(c["exams"]),
+            "fields": float(c["fields"]),
+            "unaligned": float(c["unaligned"]),
+            "field_accuracy": c["model_fields"] / max(c["fields"], 1),
+            "exam_accuracy": c["model_exams"] / max(c["exams"], 1),
+        }
+        if tesseract:
+            out["tesseract_field_accuracy"] = c["tesseract_fields"] / max(c["fields"], 1)
+            out["tesseract_exam_accuracy"] = c["tesseract_exams"] / max(c["exams"], 1)
+        return out
+
+    total: dict[str, int] = defaultdict(int)
+    for counts in tally.values():
+        for key, value in counts.items():
+            total[key] += value
+    return {**rates(total), "per_device": {kind: rates(c) for kind, c in sorted(tally.items())}}
+
+
+def export_model_repository(checkpoint: Path, out: Path, version: int = 1) -> Path:
+    """`out/trocr/{config.pbtxt, <version>/model.py, <version>/checkpoint/}`: the shipped model
+    definition with a new checkpoint. Returns `out` (the repository root a storageUri points at)."""
+    template = repo_root() / "inference" / "triton" / MODEL_NAME
+    if not (checkpoint / "config.json").is_file():
+        raise FileNotFoundError(f"{checkpoint} is not a TrOCR checkpoint folder (no config.json)")
+    model_dir = out / MODEL_NAME
+    (model_dir / str(version)).mkdir(parents=True, exist_ok=False)
+    shutil.copy2(template / "config.pbtxt", model_dir / "config.pbtxt")
+    shutil.copy2(template / "1" / "model.py", model_dir / str(version) / "model.py")
+    shutil.copytree(checkpoint, model_dir / str(version) / "checkpoint")
+    if (template.parent / "requirements.txt").is_file():
+        shutil.copy2(template.parent / "requirements.txt", out / "requirements.txt")
+    return out
+
+
+def evaluation_html(result: dict[str, Any], title: str = "OCR recogniser evaluation") -> str:
+    """The run page's report: accuracy overall and per device kind, the model against Tesseract
+    (and the champion, when it was read on the same exams), with a bar chart."""
+    import html
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from eyeops.ops.report import figure_html
+
+    kinds = list(result["per_device"])
+    readers = [("model", "field_accuracy")]
+    if "tesseract_field_accuracy" in result:
+        readers.append(("Tesseract 5", "tesseract_field_accuracy"))
+    champion = result.get("champion_same_set")
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    x = np.arange(len(kinds))
+    width = 0.8 / (len(readers) + (champion is not None))
+    for n, (label, key) in enumerate(readers):
+        ax.bar(x + n * width, [result["per_device"][k][key] for k in kinds], width, label=label)
+    if champion is not None:
+        ax.bar(
+            x + len(readers) * width,
+            [champion["per_device"][k]["field_accuracy"] for k in kinds],
+            width,
+            label="champion",
+        )
+    ax.set_xticks(x + width * (len(readers) - 1) / 2, [k.replace("_", "\n") for k in kinds], fontsize=7)
+    ax.set_ylabel("field accuracy")
+    ax.set_ylim(0, 1.0)
+    ax.legend(fontsize=8)
+    rows = []
+    for kind in ["all", *kinds]:
+        r = result if kind == "all" else result["per_device"][kind]
+        cells = [kind, f"{r['exams']:.0f}", f"{r['field_accuracy']:.4f}", f"{r['exam_accuracy']:.3f}"]
+        if "tesseract_field_accuracy" in r:
+            cells += [f"{r['tesseract_field_accuracy']:.4f}", f"{r['tesseract_exam_accuracy']:.3f}"]
+        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    head = "<th>device kind</th><th>exams</th><th>field acc.</th><th>exam acc.</th>"
+    if "tesseract_field_accuracy" in result:
+        head += "<th>Tesseract field acc.</th><th>Tesseract exam acc.</th>"
+    note = ""
+    if champion is not None:
+        note = (
+            f"<p>champion on the same exams: field accuracy {champion['field_accuracy']:.4f},"
+            f" exam accuracy {champion['exam_accuracy']:.3f}</p>"
+        )
+    return (
+        f"<html><body><h1>{html.escape(title)}</h1><p>held-out synthetic exams: fonts and noise seeds"
+        f" training never saw</p>{note}<table><tr>{head}</tr>{''.join(rows)}</table>"
+        f"{figure_html(fig, 'field accuracy per device kind')}</body></html>"
+    )

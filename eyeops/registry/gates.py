@@ -1,0 +1,34 @@
+"""Which gate decides promotion for which registered model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from eyeops.registry.store import GateDecision, RegistryError
+
+Gate = Callable[[dict[str, Any], dict[str, Any] | None], GateDecision]
+
+
+def detectors_gate(candidate: dict[str, Any], champion: dict[str, Any] | None) -> GateDecision:
+    """Detectors are fitted, not trained: they pass if held-out reference windows (data with no
+    shift) raise no more false alarms than their stated rate allows and a known shift is caught."""
+    reasons = []
+    if candidate["heldout_false_alarm_rate"] > candidate["false_alarm_budget"]:
+        reasons.append(
+            f"held-out reference windows raised alarms at {candidate['heldout_false_alarm_rate']:.3f},"
+            f" above the budget {candidate['false_alarm_budget']:.3f}"
+        )
+    if not candidate["shift_detected"]:
+        reasons.append("a 0.5 SD shift in the first feature was not detected on a held-out window")
+    return GateDecision(not reasons, reasons or ["quiet on held-out reference data; catches a known shift"])
+
+
+def gate_for(model: str) -> Gate:
+    from eyeops.lens.gate import gate as lens_gate
+    from eyeops.ocr.gate import gate as ocr_gate
+
+    gates: dict[str, Gate] = {"lens": lens_gate, "ocr": ocr_gate, "detectors": detectors_gate}
+    if model not in gates:
+        raise RegistryError(f"no promotion gate for {model!r}; known: {', '.join(gates)}")
+    return gates[model]

@@ -1,0 +1,70 @@
+"""What every eyeops pipeline shares: the component images and the gate-and-register step.
+
+Components are KFP v2 lightweight Python components. On a cluster they run in the pipeline image
+(which has eyeops installed) or the detectors image; locally `kfp.local.SubprocessRunner(use_venv=False)`
+runs them in the current environment. (No `from __future__ import annotations` here: KFP reads the
+real types.)
+"""
+
+from kfp import dsl
+from kfp.dsl import Input, Markdown, Model, Output
+
+PIPELINE_IMAGE = "eyeops-pipelines:0.1.0"  # built from the repository's Dockerfile (issue 7)
+DETECTORS_IMAGE = "eyeops-detectors:0.1.0"  # detectors/ environment: alibi-detect, numpy<2
+
+
+def _component(func):  # type: ignore[no-untyped-def]
+    return dsl.component(base_image=PIPELINE_IMAGE, install_kfp_package=False)(func)
+
+
+@_component
+def gate_and_register(
+    model: Input[Model],
+    evaluation: str,
+    registry_root: str,
+    version: str,
+    model_name: str,
+    decision: Output[Markdown],
+    registry_uri_prefix: str = "",
+    inference_service: str = "",
+    namespace: str = "",
+    canary_percent: int = 100,
+) -> bool:
+    """Register the candidate; promote it only if its gate passes against the current champion. On a
+    cluster (inference_service set) promotion also points that InferenceService at the new
+    storageUri, as a canary when canary_percent < 100."""
+    import json
+    from pathlib import Path
+
+    from eyeops.registry import ModelRegistry
+    from eyeops.registry.gates import gate_for
+
+    metrics = json.loads(evaluation)
+    registry = ModelRegistry(Path(registry_root), uri_prefix=registry_uri_prefix)
+    champion = registry.champion(model_name)
+    verdict = gate_for(model_name)(metrics, champion.metrics if champion else None)
+    registered = registry.register(
+        model_name, version, Path(model.path), metrics, gate_reasons=verdict.reasons
+    )
+    rollout = "not deployed (no InferenceService named)"
+    if verdict.promote:
+        registry.promote(model_name, version, "; ".join(verdict.reasons))
+        if inference_service:
+            from eyeops.registry.deploy import in_cluster_api, promote_inference_service
+
+            promote_inference_service(
+                in_cluster_api(), inference_service, namespace, registered.storage_uri, canary_percent
+            )
+            rollout = f"InferenceService {namespace}/{inference_service}: {canary_percent}% of traffic"
+    lines = [
+        f"# {model_name} {version}: {'PROMOTED' if verdict.promote else 'NOT promoted'}",
+        "",
+        f"champion before: {champion.version if champion else 'none'}",
+        f"storage URI: {registered.storage_uri}",
+        f"rollout: {rollout if verdict.promote else 'none'}",
+        "",
+        *(f"- {r}" for r in verdict.reasons),
+    ]
+    with open(decision.path, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    return verdict.promote

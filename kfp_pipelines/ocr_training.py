@@ -1,0 +1,174 @@
+"""The `ocr-training` pipeline: synthesize (or take labelled) crops → train or fine-tune the TrOCR
+recogniser → evaluate field accuracy against Tesseract on held-out exams (and the champion on the
+same exams) → export a Triton model repository → gate → register (→ roll out). The components call
+eyeops.ocr.*, the code the OCR service runs. See kfp_pipelines/common.py for images and local runs.
+"""
+
+from kfp import dsl
+from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
+
+from kfp_pipelines.common import _component, gate_and_register
+
+
+@_component
+def prepare_crops(crops_uri: str, exams: int, seed: int, crops: Output[Dataset]) -> None:
+    """Labelled crops from `crops_uri` (a CropSet .npz, e.g. reviewed production fields), or crops of
+    `exams` synthetic training exams cut by the transformer's own align/crop code."""
+    import os
+    from pathlib import Path
+
+    from eyeops.devices import load_layouts
+    from eyeops.ocr.dataset import CropSet, build_crop_set
+
+    if crops_uri:
+        data = CropSet.load(Path(crops_uri))
+    else:
+        data = build_crop_set(load_layouts(), exams, seed, "train", workers=min(4, os.cpu_count() or 1))
+    if len(data) == 0:
+        raise ValueError("no crops: every exam failed to align, or the labelled set is empty")
+    data.save(Path(crops.path))
+    crops.metadata.update({"crops": len(data), "source": crops_uri or f"synthetic seed {seed}"})
+
+
+@_component
+def train_recognizer(
+    crops: Input[Dataset],
+    init_checkpoint: str,
+    registry_root: str,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    max_minutes: float,
+    model: Output[Model],
+    metrics: Output[Metrics],
+) -> None:
+    """Fine-tune the champion ("champion"; the shipped checkpoint on a first run), train from
+    scratch ("scratch"), or continue from a checkpoint folder."""
+    from pathlib import Path
+
+    from eyeops.ocr.cli import default_checkpoint
+    from eyeops.ocr.dataset import CropSet
+    from eyeops.ocr.offline import MODEL_NAME
+    from eyeops.ocr.train import TrainConfig, train
+    from eyeops.registry import ModelRegistry
+
+    init: str | None = init_checkpoint
+    if init_checkpoint == "champion":
+        champion = ModelRegistry(Path(registry_root)).champion("ocr")
+        init = str(champion.path / MODEL_NAME / "1" / "checkpoint") if champion else str(default_checkpoint())
+    elif init_checkpoint == "scratch":
+        init = None
+    config = TrainConfig(
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        warmup=min(300, max(1, steps // 10)),
+        seed=seed,
+        max_minutes=max_minutes,
+        init=init,
+    )
+    result = train(CropSet.load(Path(crops.path)), None, config, Path(model.path), log=False)
+    for key, value in result.items():
+        metrics.log_metric(key, float(value))
+    model.metadata.update({"init": init or "scratch", "steps": int(result["steps"])})
+
+
+@_component
+def evaluate_recognizer(
+    model: Input[Model],
+    exams: int,
+    seed: int,
+    registry_root: str,
+    metrics: Output[Metrics],
+    report: Output[HTML],
+) -> str:
+    """Field and exam accuracy on held-out exams, against Tesseract and the champion on the same
+    exams; returns the evaluation as JSON for the gate."""
+    import json
+    from pathlib import Path
+
+    from eyeops.devices import load_layouts
+    from eyeops.ocr.model import load_recognizer
+    from eyeops.ocr.offline import MODEL_NAME, compare_with_tesseract, evaluation_html
+    from eyeops.registry import ModelRegistry
+
+    layouts = load_layouts()
+    result = compare_with_tesseract(load_recognizer(Path(model.path)), layouts, exams, seed)
+    champion = ModelRegistry(Path(registry_root)).champion("ocr")
+    if champion is not None:
+        checkpoint = champion.path / MODEL_NAME / "1" / "checkpoint"
+        result["champion_same_set"] = compare_with_tesseract(
+            load_recognizer(checkpoint), layouts, exams, seed, tesseract=False
+        )
+        result["champion_version"] = champion.version
+    result["eval_exams"], result["eval_seed"] = exams, seed
+    for key in ("field_accuracy", "exam_accuracy", "tesseract_field_accuracy", "tesseract_exam_accuracy"):
+        metrics.log_metric(key, float(result[key]))
+    with open(report.path, "w") as handle:
+        handle.write(evaluation_html(result))
+    return json.dumps(result)
+
+
+@_component
+def export_model_repository(model: Input[Model], repository: Output[Model]) -> None:
+    """The checkpoint as a Triton model repository: what a storageUri for the Triton runtime loads."""
+    from pathlib import Path
+
+    from eyeops.ocr.offline import export_model_repository as export
+
+    export(Path(model.path), Path(repository.path))
+    repository.metadata.update({"format": "triton-model-repository", "model": "trocr"})
+
+
+@dsl.pipeline(
+    name="ocr-training",
+    description="crops → train/fine-tune TrOCR → evaluate vs Tesseract → export Triton repository → register",
+)
+def ocr_training(
+    registry_root: str,
+    version: str,
+    crops_uri: str = "",
+    train_exams: int = 5000,
+    train_seed: int = 0,
+    init_checkpoint: str = "champion",
+    steps: int = 2000,
+    batch_size: int = 64,
+    lr: float = 3e-4,
+    max_minutes: float = 120.0,
+    eval_exams: int = 300,
+    eval_seed: int = 1000,
+    registry_uri_prefix: str = "",
+    inference_service: str = "",
+    namespace: str = "",
+    canary_percent: int = 100,
+) -> None:
+    crops = prepare_crops(crops_uri=crops_uri, exams=train_exams, seed=train_seed)
+    trained = train_recognizer(
+        crops=crops.outputs["crops"],
+        init_checkpoint=init_checkpoint,
+        registry_root=registry_root,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        seed=train_seed,
+        max_minutes=max_minutes,
+    )
+    trained.set_caching_options(False)  # "champion" resolves at run time: never answer from a cache
+    evaluated = evaluate_recognizer(
+        model=trained.outputs["model"], exams=eval_exams, seed=eval_seed, registry_root=registry_root
+    )
+    evaluated.set_caching_options(False)  # it reads the champion, which changes between runs
+    exported = export_model_repository(model=trained.outputs["model"])
+    registered = gate_and_register(
+        model=exported.outputs["repository"],
+        evaluation=evaluated.outputs["Output"],
+        registry_root=registry_root,
+        version=version,
+        model_name="ocr",
+        registry_uri_prefix=registry_uri_prefix,
+        inference_service=inference_service,
+        namespace=namespace,
+        canary_percent=canary_percent,
+    )
+    registered.set_caching_options(False)  # it changes the registry: never answered from a cache
