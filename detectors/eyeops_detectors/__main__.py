@@ -20,6 +20,20 @@ def main(argv: list[str] | None = None) -> int:
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--heldout-fraction", type=float, default=0.3)
     fit.add_argument("--summary", type=Path, default=None, help="also write the summary JSON here")
+    serve = cmds.add_parser("serve", help="run the monitoring service (KServe logger sink)")
+    serve.add_argument(
+        "--detectors", type=Path, required=True, help="a fitted detector set (registry version)"
+    )
+    serve.add_argument("--state", type=Path, required=True, help="SQLite file for windows and state")
+    serve.add_argument(
+        "--service",
+        action="append",
+        default=[],
+        metavar="NAME=ROLE",
+        help="an InferenceService whose events to read, and its role (lens or ocr); repeat",
+    )
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)
     if args.command == "fit":
         from eyeops_detectors.detectors import DetectorConfig
@@ -31,6 +45,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.summary:
             args.summary.write_text(text)
         print(text)
+    elif args.command == "serve":
+        import uvicorn
+
+        from eyeops_detectors.service import build_monitor, create_app
+
+        services = dict(pair.split("=", 1) for pair in args.service) or {"lens": "lens", "ocr": "ocr"}
+        app = create_app(build_monitor(args.detectors, args.state, services))
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
 

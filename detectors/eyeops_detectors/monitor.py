@@ -1,0 +1,285 @@
+"""The monitor, apart from any web framework: logged inference events in → windows → detectors →
+metrics; ground truth (implanted size by feedback, postoperative vault by OCR) joined to the
+prediction that was made."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from eyeops_detectors.detectors import SIZES_MM, AnyArray, DetectorSet, size_index
+from eyeops_detectors.payloads import PayloadError, lens_answers, lens_features, ocr_exams
+from eyeops_detectors.store import MonitorStore
+
+REQUEST = "org.kubeflow.serving.inference.request"
+RESPONSE = "org.kubeflow.serving.inference.response"
+TARGET_VAULT_UM = (250.0, 750.0)  # DOMAIN.md §3, the range most clinics use
+OUTCOME_DEVICE = "anterior_segment_oct"
+OUTCOME_FIELD = "vault_um"
+
+
+class UnknownService(LookupError):
+    """An event from an InferenceService this monitor was not told about."""
+
+
+@dataclass(frozen=True)
+class LoggedEvent:
+    ce_id: str
+    ce_type: str
+    service: str
+    component: str
+    data: Any
+
+
+class MonitorMetrics:
+    """Low-cardinality labels only: detector, feature name, device kind, service. Never eye ids."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events = Counter(
+            "eyeops_monitor_events", "Logger events accepted", ["service", "component", "type"], registry=r
+        )
+        self.rejected = Counter(
+            "eyeops_monitor_rejected", "Events refused, by reason", ["reason"], registry=r
+        )
+        self.duplicates = Counter("eyeops_monitor_duplicate_events", "Events seen before (Ce-Id)", registry=r)
+        self.is_drift = Gauge(
+            "eyeops_drift_is_drift", "1 if the last check flagged drift", ["detector"], registry=r
+        )
+        self.p_value = Gauge(
+            "eyeops_drift_p_value",
+            "Last p-value per detector and feature",
+            ["detector", "feature"],
+            registry=r,
+        )
+        self.alarms = Counter("eyeops_drift_alarms", "Drift alarms raised", ["detector"], registry=r)
+        self.checks = Counter("eyeops_drift_checks", "Detector checks run", ["detector"], registry=r)
+        self.window_fill = Gauge(
+            "eyeops_drift_window_rows", "Rows waiting in a window", ["stream"], registry=r
+        )
+        self.mae = Gauge(
+            "eyeops_lens_mae_um", "Rolling MAE of the implanted size's predicted vault", registry=r
+        )
+        self.coverage = Gauge(
+            "eyeops_lens_interval_coverage", "Rolling share of outcomes inside the implanted size's interval",
+            registry=r,
+        )  # fmt: skip
+        self.in_range = Gauge(
+            "eyeops_lens_in_range_rate", "Rolling share of vaults in 250–750 µm", registry=r
+        )
+        self.outcomes = Gauge("eyeops_lens_outcomes", "Outcomes in the rolling window", registry=r)
+        self.review_rate = Gauge(
+            "eyeops_ocr_review_rate", "Rolling share of fields sent to review", ["device_kind"], registry=r
+        )
+
+
+class Monitor:
+    def __init__(
+        self,
+        detectors: DetectorSet,
+        store: MonitorStore,
+        services: dict[str, str],
+        metrics: MonitorMetrics | None = None,
+        rolling: int = 200,
+    ) -> None:
+        """`services` maps InferenceService names to their role, "lens" or "ocr"."""
+        bad = {v for v in services.values()} - {"lens", "ocr"}
+        if bad:
+            raise ValueError(f"service roles must be lens or ocr, got {', '.join(sorted(bad))}")
+        self.detectors = detectors
+        self.store = store
+        self.services = services
+        self.metrics = metrics or MonitorMetrics()
+        self.rolling = rolling
+        self.window = detectors.config.window
+        self._online_keep = 2 * max(detectors.config.online_window_sizes)
+
+    def start(self) -> None:
+        """Continue where the last process stopped: replay the online detector's recent events."""
+        self.detectors.online.reset()
+        for row in self.store.online_rows():
+            self.detectors.online.update(np.asarray(row))
+        self._refresh_gauges()
+
+    # -- events ----------------------------------------------------------------------------------
+    def ingest(self, event: LoggedEvent) -> str:
+        role = self.services.get(event.service)
+        if role is None:
+            self.metrics.rejected.labels("unknown_service").inc()
+            raise UnknownService(
+                f"no InferenceService {event.service!r} here; known: {', '.join(sorted(self.services))}"
+            )
+        if event.ce_type not in (REQUEST, RESPONSE):
+            self.metrics.rejected.labels("unknown_type").inc()
+            raise PayloadError(f"Ce-Type {event.ce_type!r} is neither {REQUEST} nor {RESPONSE}")
+        try:
+            with self.store.transaction() as tx:
+                if not tx.first_sight(event.ce_id, event.ce_type, event.component):
+                    self.metrics.duplicates.inc()
+                    return "duplicate"
+                if role == "lens":
+                    self._lens(tx, event)
+                else:
+                    self._ocr(tx, event)
+        except PayloadError:
+            self.metrics.rejected.labels("malformed").inc()
+            raise
+        kind = "request" if event.ce_type == REQUEST else "response"
+        self.metrics.events.labels(event.service, event.component, kind).inc()
+        self._refresh_gauges()
+        return "accepted"
+
+    def _lens(self, tx: MonitorStore, event: LoggedEvent) -> None:
+        if event.ce_type == REQUEST:
+            if event.component == "transformer":
+                return  # eye ids only; the features are in the predictor's request
+            rows = lens_features(event.data, self.detectors.reference.feature_names)
+            self._window(tx, "lens_features", rows.tolist())
+            self._online(tx, rows)
+            return
+        answers = lens_answers(event.data)
+        for answer in answers:
+            if answer.eye_id:
+                tx.record_answer(event.ce_id, answer.eye_id, answer.__dict__)
+        if event.component != "transformer":  # count each prediction once, from the predictor
+            predicted = [[*a.vault_um, float(size_index([a.recommended_size_mm])[0])] for a in answers]
+            self._window(tx, "lens_predictions", predicted)
+
+    def _ocr(self, tx: MonitorStore, event: LoggedEvent) -> None:
+        if event.ce_type == REQUEST:
+            return  # images; the monitor reads what the OCR made of them
+        for exam in ocr_exams(event.data):
+            kind = str(exam["device_kind"])
+            fields = [f for f in exam["fields"] if isinstance(f, dict)]
+            reviews = [f.get("status") == "review" for f in fields]
+            tx.record_ocr_fields(kind, reviews)
+            rows = [
+                [float(f.get("confidence") or 0.0), float(r)] for f, r in zip(fields, reviews, strict=True)
+            ]
+            if kind in self.detectors.ocr_confidence:
+                self._window(tx, f"ocr/{kind}", rows)
+            if kind == OUTCOME_DEVICE:
+                self._outcome(tx, exam)
+
+    # -- windows ---------------------------------------------------------------------------------
+    def _window(self, tx: MonitorStore, stream: str, rows: list[list[float]]) -> None:
+        if tx.append_rows(stream, rows) < self.window:
+            return
+        window = np.asarray(tx.take_window(stream, self.window), dtype=np.float64)
+        if stream == "lens_features":
+            self._record(tx, "lens_features", self.detectors.features.check(window), len(window))
+        elif stream == "lens_predictions":
+            self._record(tx, "lens_predictions", self.detectors.predictions.check(window[:, :4]), len(window))
+            result = self.detectors.recommended.check(window[:, 4].astype(np.int64))
+            self._record(tx, "recommended_size", result, len(window))
+        else:
+            kind = stream.split("/", 1)[1]
+            self._record(
+                tx,
+                f"ocr_confidence/{kind}",
+                self.detectors.ocr_confidence[kind].check(window[:, :1]),
+                len(window),
+            )
+            self._record(
+                tx,
+                f"ocr_review/{kind}",
+                self.detectors.ocr_review[kind].check(window[:, 1].astype(np.int64)),
+                len(window),
+            )
+
+    def _online(self, tx: MonitorStore, rows: AnyArray) -> None:
+        for row in rows:
+            if self.detectors.online.update(row):
+                self._record_flag(tx, "lens_features_online", True, {}, 1)
+                self.detectors.online.reset()
+                tx.clear_online()
+            else:
+                tx.append_online([row.tolist()], self._online_keep)
+
+    def _record(self, tx: MonitorStore, detector: str, result: Any, rows: int) -> None:
+        self._record_flag(tx, detector, result.is_drift, result.p_values, rows)
+
+    def _record_flag(
+        self, tx: MonitorStore, detector: str, is_drift: bool, p_values: dict[str, float], rows: int
+    ) -> None:
+        tx.record_result(detector, is_drift, p_values, rows)
+        self.metrics.checks.labels(detector).inc()
+        self.metrics.is_drift.labels(detector).set(float(is_drift))
+        if is_drift:
+            self.metrics.alarms.labels(detector).inc()
+        for feature, p in p_values.items():
+            self.metrics.p_value.labels(detector, feature).set(p)
+
+    # -- ground truth ----------------------------------------------------------------------------
+    def feedback(
+        self, eye_id: str, implanted_size_mm: float, surgery_date: str, request_id: str | None
+    ) -> str:
+        if round(implanted_size_mm, 1) not in SIZES_MM:
+            raise PayloadError(f"implanted_size_mm must be one of {', '.join(map(str, SIZES_MM))}")
+        with self.store.transaction() as tx:
+            tx.record_feedback(eye_id, implanted_size_mm, surgery_date, request_id)
+            joined = self._join(tx, eye_id)
+        self._refresh_gauges()
+        return "joined" if joined else "recorded"
+
+    def _outcome(self, tx: MonitorStore, exam: dict[str, Any]) -> None:
+        patient, side = exam.get("patient_id"), exam.get("laterality")
+        field = next((f for f in exam["fields"] if f.get("name") == OUTCOME_FIELD), None)
+        if not patient or not side or field is None or field.get("status") != "accepted":
+            return  # no identity or a vault nobody has checked: not ground truth
+        eye_id = f"{patient}-{side}"
+        tx.record_outcome(eye_id, str(exam.get("exam_date") or ""), float(field["value"]), None, None, None)
+        self._join(tx, eye_id)
+
+    def _join(self, tx: MonitorStore, eye_id: str) -> bool:
+        observed = tx.outcome_for(eye_id)
+        given = tx.feedback_for(eye_id)
+        if observed is None or given is None:
+            return False
+        exam_date, vault = observed
+        size, surgery_date, request_id = given
+        if exam_date and surgery_date and exam_date < surgery_date:
+            return False  # a preoperative AS-OCT: not the outcome
+        answer = tx.answer_for(eye_id, request_id)
+        if answer is None:
+            return False
+        j = SIZES_MM.index(round(size, 1))
+        error = abs(answer["vault_um"][j] - vault)
+        covered = answer["lower_um"][j] <= vault <= answer["upper_um"][j]
+        in_range = TARGET_VAULT_UM[0] <= vault <= TARGET_VAULT_UM[1]
+        tx.record_outcome(eye_id, exam_date, vault, error, covered, in_range)
+        return True
+
+    def _refresh_gauges(self) -> None:
+        recent = self.store.recent_outcomes(self.rolling)
+        self.metrics.outcomes.set(len(recent))
+        if recent:
+            self.metrics.mae.set(float(np.mean([e for e, _, _ in recent])))
+            self.metrics.coverage.set(float(np.mean([c for _, c, _ in recent])))
+            self.metrics.in_range.set(float(np.mean([r for _, _, r in recent])))
+        for kind, rate in self.store.review_rates(self.rolling * 10).items():
+            self.metrics.review_rate.labels(kind).set(rate)
+        fill = self.store.window_fill()
+        for stream in (
+            "lens_features",
+            "lens_predictions",
+            *(f"ocr/{k}" for k in self.detectors.ocr_confidence),
+        ):
+            self.metrics.window_fill.labels(stream).set(fill.get(stream, 0))
+
+    def status(self) -> dict[str, Any]:
+        latest: dict[str, Any] = {}
+        for result in self.store.results():
+            latest[result["detector"]] = result
+        recent = self.store.recent_outcomes(self.rolling)
+        return {
+            "detectors": latest,
+            "window_rows": self.store.window_fill(),
+            "outcomes": len(recent),
+            "mae_um": float(np.mean([e for e, _, _ in recent])) if recent else None,
+            "coverage": float(np.mean([c for _, c, _ in recent])) if recent else None,
+        }

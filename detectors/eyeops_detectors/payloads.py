@@ -1,0 +1,140 @@
+"""What the monitor reads out of KServe logger payloads (v1 and v2), as plain rows.
+
+- lens predictor request: one feature row per eye (its base features, in the reference's order)
+- lens predictor/transformer response: per eye the predicted vault per size, interval or bounds,
+  the recommended size, and (transformer) the eye id
+- OCR transformer response: the exam with its fields (value, confidence, status)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from eyeops_detectors.detectors import SIZES_MM, AnyArray
+
+
+class PayloadError(ValueError):
+    """A payload the monitor cannot read; the message says what was expected."""
+
+
+@dataclass(frozen=True)
+class LensAnswer:
+    vault_um: list[float]  # per size, SIZES_MM order
+    lower_um: list[float]
+    upper_um: list[float]
+    recommended_size_mm: float
+    eye_id: str | None = None
+
+
+def as_json(data: Any) -> Any:
+    if isinstance(data, bytes | bytearray | str):
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise PayloadError(f"payload is not JSON: {exc}") from exc
+    return data
+
+
+def _v2_inputs(body: dict[str, Any], key: str) -> dict[str, AnyArray]:
+    out = {}
+    for tensor in body.get(key) or []:
+        if not isinstance(tensor, dict) or "name" not in tensor or "data" not in tensor:
+            raise PayloadError(f"v2 {key} entries need name, shape, datatype and data")
+        data = tensor["data"]
+        if tensor.get("datatype") == "BYTES":
+            out[tensor["name"]] = np.asarray(data, dtype=object)
+        else:
+            out[tensor["name"]] = np.asarray(data, dtype=np.float64).reshape(tensor.get("shape") or [-1])
+    return out
+
+
+def lens_features(body: Any, feature_names: Sequence[str]) -> AnyArray:
+    """(n, k) feature rows from a lens predictor request."""
+    body = as_json(body)
+    if not isinstance(body, dict):
+        raise PayloadError("lens request must be a JSON object")
+    if "instances" in body:
+        rows = body["instances"]
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise PayloadError("v1 lens request: instances must be a list of objects")
+        try:
+            return np.array([[float(r[name]) for name in feature_names] for r in rows], dtype=np.float64)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PayloadError(f"v1 lens request lacks or garbles feature {exc}") from exc
+    if "inputs" in body:
+        inputs = _v2_inputs(body, "inputs")
+        missing = [n for n in feature_names if n not in inputs]
+        if missing:
+            raise PayloadError(f"v2 lens request lacks inputs {', '.join(missing)}")
+        return np.column_stack([inputs[n].reshape(-1) for n in feature_names]).astype(np.float64)
+    raise PayloadError("lens request has neither instances (v1) nor inputs (v2)")
+
+
+def _answer(p: dict[str, Any]) -> LensAnswer:
+    try:
+        by_size = {round(float(s["size_mm"]), 1): s for s in p["sizes"]}
+        sizes = [by_size[size] for size in SIZES_MM]
+        return LensAnswer(
+            [float(s["vault_um"]) for s in sizes],
+            [float(s["lower_um"]) for s in sizes],
+            [float(s["upper_um"]) for s in sizes],
+            float(p["recommended_size_mm"]),
+            p.get("eye_id"),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PayloadError(
+            f"lens prediction lacks or garbles {exc}; expected sizes[4] and recommended_size_mm"
+        ) from exc
+
+
+def lens_answers(body: Any) -> list[LensAnswer]:
+    """Per eye answers from a lens predictor or transformer response (v1 or v2)."""
+    body = as_json(body)
+    if not isinstance(body, dict):
+        raise PayloadError("lens response must be a JSON object")
+    if "predictions" in body:
+        predictions = body["predictions"]
+        if not isinstance(predictions, list):
+            raise PayloadError("v1 lens response: predictions must be a list")
+        return [_answer(p) for p in predictions]
+    if "outputs" in body:
+        outputs = _v2_inputs(body, "outputs")
+        if "prediction" in outputs:
+            return [_answer(as_json(p)) for p in outputs["prediction"]]
+        needed = ("vault_um", "lower_um", "upper_um", "recommended_size_mm")
+        if any(n not in outputs for n in needed):
+            raise PayloadError(f"v2 lens response needs outputs {', '.join(needed)}")
+        vault, low, high = (outputs[n].reshape(-1, 4) for n in needed[:3])
+        rec = outputs["recommended_size_mm"].reshape(-1)
+        return [
+            LensAnswer(list(vault[i]), list(low[i]), list(high[i]), float(rec[i])) for i in range(len(rec))
+        ]
+    raise PayloadError("lens response has neither predictions (v1) nor outputs (v2)")
+
+
+def ocr_exams(body: Any) -> list[dict[str, Any]]:
+    """Exams from an OCR transformer response: v1 {"predictions": [exam]} or v2 output "exam"."""
+    body = as_json(body)
+    if not isinstance(body, dict):
+        raise PayloadError("OCR response must be a JSON object")
+    if "predictions" in body:
+        exams = body["predictions"]
+    elif "outputs" in body:
+        exams = [as_json(e) for e in _v2_inputs(body, "outputs").get("exam", [])]
+    else:
+        raise PayloadError("OCR response has neither predictions (v1) nor outputs (v2)")
+    if not isinstance(exams, list) or not exams:
+        raise PayloadError("OCR response holds no exam")
+    for exam in exams:
+        if (
+            not isinstance(exam, dict)
+            or "device_kind" not in exam
+            or not isinstance(exam.get("fields"), list)
+        ):
+            raise PayloadError("an OCR exam needs device_kind and fields")
+    return exams

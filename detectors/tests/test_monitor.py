@@ -1,0 +1,236 @@
+"""The monitoring service: CloudEvents in both modes, de-duplication, refusals counted, windows
+checked, ground truth joined, and a killed process that continues its window after a restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from eyeops_detectors.detectors import DetectorConfig, DetectorSet, Reference
+from eyeops_detectors.monitor import REQUEST, RESPONSE, Monitor
+from eyeops_detectors.service import create_app
+from eyeops_detectors.store import MonitorStore
+from tests.reference_data import write_reference
+
+pytestmark = pytest.mark.unit
+
+WINDOW = 50
+
+
+@pytest.fixture(scope="module")
+def detector_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("det")
+    config = DetectorConfig(window=WINDOW, p_val=0.01, ert=200, online_reference=150)
+    DetectorSet.fit(Reference.load(write_reference(tmp / "ref.npz", n=800)), config).save(tmp / "det")
+    return tmp / "det"
+
+
+@pytest.fixture
+def client(detector_dir: Path, tmp_path: Path) -> TestClient:
+    monitor = Monitor(
+        DetectorSet.load(detector_dir), MonitorStore(tmp_path / "m.db"), {"lens": "lens", "ocr": "ocr"}
+    )
+    monitor.start()
+    return TestClient(create_app(monitor))
+
+
+def headers(
+    ce_id: str, ce_type: str = REQUEST, service: str = "lens", component: str = "predictor"
+) -> dict[str, str]:
+    return {
+        "ce-specversion": "1.0",
+        "ce-id": ce_id,
+        "ce-type": ce_type,
+        "ce-source": "http://localhost:9081/",
+        "ce-inferenceservicename": service,
+        "ce-component": component,
+        "ce-namespace": "eyeops",
+        "ce-endpoint": "default",
+        "content-type": "application/json",
+    }
+
+
+def features_body(rng: np.random.Generator, wtw_shift: float = 0.0) -> dict[str, Any]:
+    return {
+        "instances": [
+            {
+                "age_years": rng.normal(35, 8),
+                "wtw_mm": rng.normal(11.7 + wtw_shift, 0.4),
+                "acd_mm": rng.normal(3.2, 0.3),
+            }
+        ]
+    }
+
+
+def answer(eye_id: str | None = None) -> dict[str, Any]:
+    sizes = [
+        {"size_mm": s, "vault_um": v, "lower_um": v - 200, "upper_um": v + 200}
+        for s, v in zip((12.1, 12.6, 13.2, 13.7), (300.0, 450.0, 600.0, 750.0), strict=True)
+    ]
+    out: dict[str, Any] = {"sizes": sizes, "recommended_size_mm": 12.6}
+    if eye_id:
+        out["eye_id"] = eye_id
+    return out
+
+
+def metric(client: TestClient, name: str) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if (
+            line.startswith(name + " ")
+            or line.startswith(name + "{")
+            and line.split(" ")[0] == name.split(" ")[0]
+        ):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not exposed")
+
+
+def test_binary_and_structured_events_and_duplicates(client: TestClient) -> None:
+    rng = np.random.default_rng(1)
+    body = json.dumps(features_body(rng))
+    assert client.post("/", headers=headers("r1"), content=body).status_code == 202
+    again = client.post("/", headers=headers("r1"), content=body)
+    assert again.status_code == 200 and again.json() == {"outcome": "duplicate"}
+    structured = {
+        "specversion": "1.0", "id": "r2", "type": REQUEST, "source": "http://x/",
+        "inferenceservicename": "lens", "component": "predictor", "datacontenttype": "application/json",
+        "data": features_body(rng),
+    }  # fmt: skip
+    reply = client.post(
+        "/", headers={"content-type": "application/cloudevents+json"}, content=json.dumps(structured)
+    )
+    assert reply.status_code == 202
+    text = client.get("/metrics").text
+    assert 'eyeops_monitor_events_total{component="predictor",service="lens",type="request"} 2.0' in text
+    assert "eyeops_monitor_duplicate_events_total 1.0" in text
+    assert 'eyeops_drift_window_rows{stream="lens_features"} 2.0' in text
+
+
+def test_refusals_say_why_and_are_counted(client: TestClient) -> None:
+    not_event = client.post("/", headers={"content-type": "application/json"}, content=b"{}")
+    assert not_event.status_code == 400 and "CloudEvent" in not_event.json()["error"]
+    unknown = client.post("/", headers=headers("u1", service="iris"), content=b"{}")
+    assert unknown.status_code == 404 and "no InferenceService 'iris'" in unknown.json()["error"]
+    bad = client.post("/", headers=headers("b1"), content=json.dumps({"instances": [{"age_years": 30}]}))
+    assert bad.status_code == 400 and "wtw_mm" in bad.json()["error"]
+    garbled = client.post("/", headers=headers("b2"), content=b"{not json")
+    assert garbled.status_code == 400
+    text = client.get("/metrics").text
+    assert 'eyeops_monitor_rejected_total{reason="unknown_service"} 1.0' in text
+    assert 'eyeops_monitor_rejected_total{reason="malformed"} 3.0' in text
+    # A refused event is not remembered as seen: sent again correctly, it counts.
+    fixed = client.post(
+        "/", headers=headers("b1"), content=json.dumps(features_body(np.random.default_rng(0)))
+    )
+    assert fixed.status_code == 202
+
+
+def test_a_shifted_window_raises_the_drift_flag(client: TestClient) -> None:
+    rng = np.random.default_rng(2)
+    for i in range(WINDOW):
+        client.post("/", headers=headers(f"s{i}"), content=json.dumps(features_body(rng, wtw_shift=0.6)))
+    text = client.get("/metrics").text
+    assert 'eyeops_drift_is_drift{detector="lens_features"} 1.0' in text
+    assert 'eyeops_drift_checks_total{detector="lens_features"} 1.0' in text
+    status = client.get("/status").json()
+    assert status["detectors"]["lens_features"]["p_values"]["wtw_mm"] < 1e-3
+    assert status["window_rows"].get("lens_features", 0) == 0
+
+
+def test_ground_truth_is_joined_to_the_prediction(client: TestClient) -> None:
+    reply = client.post(
+        "/", headers=headers("L1", RESPONSE, component="transformer"),
+        content=json.dumps({"predictions": [answer("P0000042-OD")]}),
+    )  # fmt: skip
+    assert reply.status_code == 202
+    fb = client.post(
+        "/feedback",
+        json={
+            "eye_id": "P0000042-OD",
+            "implanted_size_mm": 12.6,
+            "surgery_date": "2026-03-01",
+            "request_id": "L1",
+        },
+    )
+    assert fb.status_code == 202 and fb.json() == {"outcome": "recorded"}
+    exam = {
+        "device_kind": "anterior_segment_oct", "patient_id": "P0000042", "laterality": "OD",
+        "exam_date": "2026-04-01",
+        "fields": [{"name": "vault_um", "value": 520.0, "confidence": 0.99, "status": "accepted"}],
+    }  # fmt: skip
+    reply = client.post(
+        "/", headers=headers("O1", RESPONSE, service="ocr", component="transformer"),
+        content=json.dumps({"predictions": [exam]}),
+    )  # fmt: skip
+    assert reply.status_code == 202
+    text = client.get("/metrics").text
+    assert "eyeops_lens_outcomes 1.0" in text
+    assert "eyeops_lens_mae_um 70.0" in text  # |450 − 520|
+    assert "eyeops_lens_interval_coverage 1.0" in text and "eyeops_lens_in_range_rate 1.0" in text
+    assert 'eyeops_ocr_review_rate{device_kind="anterior_segment_oct"} 0.0' in text
+    bad = client.post(
+        "/feedback", json={"eye_id": "P1-OS", "implanted_size_mm": 12.0, "surgery_date": "2026-03-01"}
+    )
+    assert bad.status_code == 422 and "12.1" in bad.json()["error"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve(detector_dir: Path, state: Path, port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "eyeops_detectors", "serve", "--detectors", str(detector_dir),
+         "--state", str(state), "--port", str(port), "--host", "127.0.0.1", "--service", "lens=lens"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("monitor did not start")
+
+
+def test_killed_mid_window_the_window_continues_after_restart(detector_dir: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    state, port = tmp_path / "state.db", free_port()
+    proc = serve(detector_dir, state, port)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for i in range(30):
+            r = httpx.post(url, headers=headers(f"k{i}"), content=json.dumps(features_body(rng, 0.6)))
+            assert r.status_code == 202
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    proc = serve(detector_dir, state, port)
+    try:
+        assert (
+            httpx.post(url, headers=headers("k29"), content=json.dumps(features_body(rng, 0.6))).status_code
+            == 200
+        )
+        for i in range(30, WINDOW):
+            httpx.post(url, headers=headers(f"k{i}"), content=json.dumps(features_body(rng, 0.6)))
+        status = httpx.get(f"http://127.0.0.1:{port}/status").json()
+    finally:
+        proc.terminate()
+        proc.wait()
+    assert status["detectors"]["lens_features"]["rows"] == WINDOW
+    assert status["detectors"]["lens_features"]["is_drift"]
