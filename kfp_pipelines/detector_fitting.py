@@ -89,7 +89,7 @@ def detector_fitting(
     results_db_url: str = "",
     window: int = 200,
     p_val: float = 0.05,
-    ert: int = 20000,
+    ert: int = 5000,
     seed: int = 0,
     registry_uri_prefix: str = "",
 ) -> None:

@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     fit.add_argument("--out", type=Path, required=True)
     fit.add_argument("--window", type=int, default=200)
     fit.add_argument("--p-val", type=float, default=0.01)
-    fit.add_argument("--ert", type=int, default=20000)
+    fit.add_argument("--ert", type=int, default=5000)
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--heldout-fraction", type=float, default=0.3)
     fit.add_argument("--summary", type=Path, default=None, help="also write the summary JSON here")

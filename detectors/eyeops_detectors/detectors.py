@@ -32,7 +32,7 @@ ARRAYS = "reference.npz"
 class DetectorConfig:
     window: int = 200  # events per window for the windowed tests
     p_val: float = 0.01  # family-wise (FDR-corrected) false-alarm rate per window
-    ert: int = 20000  # online detector: expected events between false alarms with no drift
+    ert: int = 5000  # online detector: expected events between false alarms with no drift
     online_window_sizes: tuple[int, ...] = (20, 50, 100)
     online_reference: int = 300  # reference rows for the online detector (its cost grows with the square)
     seed: int = 0
