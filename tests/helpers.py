@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -66,3 +67,10 @@ def dicom_bytes(
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
+
+
+def newest_output(root: Path, task: str, name: str) -> Path:
+    """The newest `task/name` artifact kfp.local wrote under a pipeline root."""
+    found = sorted(root.glob(f"*/{task}/{name}"), key=lambda p: p.stat().st_mtime)
+    assert found, f"no {task}/{name} under {root}"
+    return found[-1]

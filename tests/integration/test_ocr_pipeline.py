@@ -4,8 +4,6 @@ and the gate refuses a recogniser trained for a handful of steps from scratch.""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import httpx
 import numpy as np
 import pytest
@@ -18,14 +16,9 @@ from eyeops.settings import Settings
 from eyeops.stack.process import free_port
 from eyeops.stack.triton import triton_process
 from kfp_pipelines.ocr_training import ocr_training
+from tests.helpers import newest_output
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def newest(root: Path, task: str, name: str) -> Path:
-    found = sorted(root.glob(f"ocr-training-*/{task}/{name}"), key=lambda p: p.stat().st_mtime)
-    assert found, f"no {task}/{name} under {root}"
-    return found[-1]
 
 
 def test_ocr_training_exports_a_servable_repository_and_gates(tmp_path, layouts):
@@ -45,9 +38,9 @@ def test_ocr_training_exports_a_servable_repository_and_gates(tmp_path, layouts)
     assert (repo / MODEL_NAME / "config.pbtxt").is_file()
     assert (repo / MODEL_NAME / "1" / "model.py").is_file()
     assert (repo / MODEL_NAME / "1" / "checkpoint" / "model.safetensors").is_file()
-    report = newest(outputs, "evaluate-recognizer", "report").read_text()
+    report = newest_output(outputs, "evaluate-recognizer", "report").read_text()
     assert "Tesseract field acc." in report and "data:image/png;base64," in report
-    assert "PROMOTED" in newest(outputs, "gate-and-register", "decision").read_text()
+    assert "PROMOTED" in newest_output(outputs, "gate-and-register", "decision").read_text()
 
     # A recogniser trained for five steps from scratch: registered, refused, champion unchanged.
     ocr_training(version="2-untrained", steps=5, lr=1e-3, init_checkpoint="scratch", **common)
@@ -55,7 +48,7 @@ def test_ocr_training_exports_a_servable_repository_and_gates(tmp_path, layouts)
     refused = registry.get("ocr", "2-untrained")
     assert refused.metrics["champion_same_set"]["field_accuracy"] == pytest.approx(m["field_accuracy"])
     assert any("Tesseract" in r or "floor" in r for r in refused.metadata["gate_reasons"])
-    assert "NOT promoted" in newest(outputs, "gate-and-register", "decision").read_text()
+    assert "NOT promoted" in newest_output(outputs, "gate-and-register", "decision").read_text()
 
     # The registered repository is what Triton loads from a storageUri: serve it and read a crop.
     crops = build_crop_set(layouts, 1, 7, "eval", workers=1)

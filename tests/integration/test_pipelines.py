@@ -4,7 +4,6 @@ gate refusing a degraded model, a failing cohort stopped at validation with its 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from kfp import local
@@ -14,14 +13,9 @@ from eyeops.registry import ModelRegistry
 from eyeops.settings import repo_root
 from kfp_pipelines.detector_fitting import detector_fitting
 from kfp_pipelines.lens_training import lens_training
+from tests.helpers import newest_output
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def newest(root: Path, task: str, name: str) -> Path:
-    found = sorted(root.glob(f"*/{task}/{name}"), key=lambda p: p.stat().st_mtime)
-    assert found, f"no {task}/{name} under {root}"
-    return found[-1]
 
 
 def test_lens_training_registers_promotes_and_gates_then_detectors_fit(tmp_path, monkeypatch):
@@ -41,9 +35,9 @@ def test_lens_training_registers_promotes_and_gates_then_detectors_fit(tmp_path,
     assert (champion.path / "manifest.json").exists() and (champion.path / "vault.txt").exists()
     assert 0.85 < champion.metrics["coverage_factual"] < 0.95 and champion.metrics["mae_um"] < 140
     assert "coverage_counterfactual_unsupported" in champion.metrics
-    decision = newest(outputs, "gate-and-register", "decision").read_text()
+    decision = newest_output(outputs, "gate-and-register", "decision").read_text()
     assert "PROMOTED" in decision and "no champion yet" in decision
-    report = newest(outputs, "validate-cohort-data", "report").read_text()
+    report = newest_output(outputs, "validate-cohort-data", "report").read_text()
     assert "**passed**" in report and "rows: 3000" in report
 
     # A deliberately degraded model: 50 % intervals. Registered, refused by the gate.
@@ -52,7 +46,7 @@ def test_lens_training_registers_promotes_and_gates_then_detectors_fit(tmp_path,
     degraded = registry.get("lens", "2-degraded")
     assert degraded.metrics["coverage_factual"] < 0.6
     assert any("coverage" in r for r in degraded.metadata["gate_reasons"])
-    assert "NOT promoted" in newest(outputs, "gate-and-register", "decision").read_text()
+    assert "NOT promoted" in newest_output(outputs, "gate-and-register", "decision").read_text()
 
     # The same version twice is refused.
     with pytest.raises(RuntimeError):
@@ -87,7 +81,7 @@ def test_a_bad_cohort_stops_at_validation_with_its_report(tmp_path):
             registry_root=str(tmp_path / "registry"),
             version="1",
         )
-    report = newest(outputs, "validate-cohort-data", "report").read_text()
+    report = newest_output(outputs, "validate-cohort-data", "report").read_text()
     assert "**FAILED**" in report and "acd_mm: 10 values outside the plausible range" in report
     assert not (tmp_path / "registry").exists()
     json.dumps(report)  # the report is plain text a run page can show
