@@ -19,6 +19,7 @@ def build_reference(
     is given. Written as one .npz (the contract with the detectors environment)."""
     from pathlib import Path
 
+    import numpy as np
     import pandas as pd
 
     from eyeops.lens.model import LensModel
@@ -29,6 +30,8 @@ def build_reference(
     if champion is None:
         raise RuntimeError("no lens champion in the registry: run lens-training first")
     arrays = lens_reference(LensModel.load(champion.path), pd.read_parquet(data.path))
+    if "mae_um" in champion.metrics:
+        arrays["training_mae_um"] = np.asarray(champion.metrics["mae_um"], dtype=np.float64)
     if results_db_url:
         arrays.update(ocr_reference(results_db_url))
     save_reference(arrays, Path(reference.path))

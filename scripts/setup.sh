@@ -2,6 +2,7 @@
 # One set-up for a fresh machine: system packages, the main environment (.venv), the Triton model's
 # environment (.venv-triton, numpy<2 for the 2.51 Python-backend stub), the detectors environment
 # (.venv-detectors, alibi-detect's numpy<2 pins), and the tritonserver binary (.triton).
+# Debian packages: Tesseract, fonts, and promtool/amtool (Prometheus, Alertmanager) to test alert rules.
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +11,7 @@ TRITON_WHEEL_VERSION=0.7.0
 
 log() { printf '[setup] %s\n' "$*"; }
 
-apt_packages="tesseract-ocr fonts-dejavu-core fonts-dejavu-extra fonts-liberation fonts-freefont-ttf fonts-noto-mono fonts-roboto-unhinted fonts-croscore fonts-crosextra-carlito fonts-urw-base35 fonts-open-sans fonts-lato fonts-inconsolata fonts-hack fonts-firacode fonts-cantarell fonts-go fonts-jetbrains-mono"
+apt_packages="tesseract-ocr prometheus prometheus-alertmanager fonts-dejavu-core fonts-dejavu-extra fonts-liberation fonts-freefont-ttf fonts-noto-mono fonts-roboto-unhinted fonts-croscore fonts-crosextra-carlito fonts-urw-base35 fonts-open-sans fonts-lato fonts-inconsolata fonts-hack fonts-firacode fonts-cantarell fonts-go fonts-jetbrains-mono"
 missing=""
 for p in $apt_packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

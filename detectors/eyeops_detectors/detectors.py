@@ -52,6 +52,7 @@ class Reference:
     ocr_device_kind: AnyArray | None = None
     ocr_confidence: FloatArray | None = None
     ocr_review: AnyArray | None = None
+    training_mae_um: float | None = None  # the lens model's evaluation MAE, for the MAE alert
 
     @classmethod
     def load(cls, path: Path) -> Reference:
@@ -71,6 +72,7 @@ class Reference:
                 np.asarray(data["ocr_device_kind"]).astype(str) if ocr else None,
                 np.asarray(data["ocr_confidence"], dtype=np.float64) if ocr else None,
                 np.asarray(data["ocr_review"], dtype=np.int64) if ocr else None,
+                float(data["training_mae_um"]) if "training_mae_um" in data.files else None,
             )
 
 
@@ -221,6 +223,8 @@ class DetectorSet:
             "recommended": r.recommended,
             "online_thresholds": self.online.thresholds,
         }
+        if r.training_mae_um is not None:
+            arrays["training_mae_um"] = np.asarray(r.training_mae_um)
         if r.ocr_device_kind is not None:
             assert r.ocr_confidence is not None and r.ocr_review is not None
             arrays |= {
@@ -312,6 +316,7 @@ def split(reference: Reference, heldout_fraction: float, seed: int) -> tuple[Ref
             reference.ocr_device_kind if ocr else None,
             reference.ocr_confidence if ocr else None,
             reference.ocr_review if ocr else None,
+            reference.training_mae_um,
         )
 
     return part(fit_rows, True), part(held_rows, False)

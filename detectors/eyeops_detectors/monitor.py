@@ -72,6 +72,9 @@ class MonitorMetrics:
             "eyeops_lens_in_range_rate", "Rolling share of vaults in 250–750 µm", registry=r
         )
         self.outcomes = Gauge("eyeops_lens_outcomes", "Outcomes in the rolling window", registry=r)
+        self.training_mae = Gauge(
+            "eyeops_lens_training_mae_um", "The served lens model's MAE on its evaluation cohort", registry=r
+        )
         self.review_rate = Gauge(
             "eyeops_ocr_review_rate", "Rolling share of fields sent to review", ["device_kind"], registry=r
         )
@@ -100,6 +103,8 @@ class Monitor:
 
     def start(self) -> None:
         """Continue where the last process stopped: replay the online detector's recent events."""
+        if self.detectors.reference.training_mae_um is not None:
+            self.metrics.training_mae.set(self.detectors.reference.training_mae_um)
         self.detectors.online.reset()
         for row in self.store.online_rows():
             self.detectors.online.update(np.asarray(row))

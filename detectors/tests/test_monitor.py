@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -234,3 +235,17 @@ def test_killed_mid_window_the_window_continues_after_restart(detector_dir: Path
         proc.wait()
     assert status["detectors"]["lens_features"]["rows"] == WINDOW
     assert status["detectors"]["lens_features"]["is_drift"]
+
+
+def test_metrics_named_in_the_alert_rules_exist() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from eyeops_detectors.monitor import MonitorMetrics
+
+    registry = CollectorRegistry()
+    MonitorMetrics(registry)
+    exposed = {f.name + ("_total" if f.type == "counter" else "") for f in registry.collect()}
+    rules = (Path(__file__).parents[2] / "charts" / "eyeops" / "files" / "alerts" / "rules.yaml").read_text()
+    named = set(re.findall(r"\beyeops_(?:drift|lens|monitor)_[a-z_]+\b", rules))
+    named |= set(re.findall(r"\beyeops_ocr_review_rate\b", rules))
+    assert len(named) >= 7 and named <= exposed, named - exposed

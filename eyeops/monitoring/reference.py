@@ -6,6 +6,7 @@ The reference is one `.npz` file, the contract between this environment and the 
 - `feature_names` (k,), `features` (n, k): the lens predictor's inputs (its base features)
 - `prediction_names` (4,), `predictions` (n, 4): predicted vault per ICL size, µm
 - `recommended` (n,): recommended size, mm
+- optional `training_mae_um` (scalar): the lens model's evaluation MAE
 - optional, from the results database: `ocr_device_kind` (m,), `ocr_confidence` (m,),
   `ocr_review` (m,) one row per field read (review = 1)
 """
