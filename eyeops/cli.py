@@ -10,6 +10,7 @@ from collections.abc import Sequence
 def build_parser() -> argparse.ArgumentParser:
     from eyeops.gateway import cli as gateway_cli
     from eyeops.lens import cli as lens_cli
+    from eyeops.monitoring import cli as monitoring_cli
     from eyeops.ocr import cli as ocr_cli
     from eyeops.ops import cli as ops_cli
     from eyeops.pipelines import cli as pipelines_cli
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth_cli.add_parser(sub)
     lens_cli.add_parser(sub)
     pipelines_cli.add_parser(sub)
+    monitoring_cli.add_parser(sub)
     pipelines_cli.add_registry_parser(sub)
     return parser
 

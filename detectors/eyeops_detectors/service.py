@@ -98,6 +98,11 @@ def create_app(monitor: Monitor) -> FastAPI:
     async def status() -> dict[str, Any]:
         return monitor.status()
 
+    @app.get("/history")
+    async def history(detector: str | None = None) -> list[dict[str, Any]]:
+        """Every check each detector made: time, flag, p-values, rows (for `eyeops monitor report`)."""
+        return monitor.store.results(detector)
+
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}

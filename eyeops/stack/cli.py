@@ -37,23 +37,34 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def _up(args: argparse.Namespace) -> int:
     from eyeops.stack.lens import LensStack, prepare_local_lens
     from eyeops.stack.local import LocalStack
+    from eyeops.stack.monitor import MonitorStack, prepare_local_detectors
 
     settings = Settings()
     model_dir, repo, eye_ids = prepare_local_lens(settings.data_dir / "lens")
+    detectors = prepare_local_detectors(settings.data_dir / "lens", model_dir)
+    monitor = MonitorStack(detectors, settings.data_dir / "monitor.db", settings.data_dir / "log")
+    print("starting the monitoring service ...", flush=True)
+    monitor_url = monitor.start()
     stack = LocalStack(
         settings,
         triton_port=args.triton_port,
         ocr_port=args.ocr_port,
         device_tokens=args.device_tokens,
         feature_repo=repo,  # accepted biometry, AS-OCT and refraction exams are pushed here
+        logger_url=monitor_url,
     )
     print("starting tritonserver and the OCR transformer ...", flush=True)
-    endpoints = stack.start()
-    lens = LensStack(model_dir, repo, settings.data_dir / "log", port=args.lens_port)
+    try:
+        endpoints = stack.start()
+    except BaseException:
+        monitor.stop()
+        raise
+    lens = LensStack(model_dir, repo, settings.data_dir / "log", port=args.lens_port, logger_url=monitor_url)
     try:
         lens_endpoints = lens.start()
     except BaseException:
         stack.stop()
+        monitor.stop()
         raise
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -67,6 +78,7 @@ def _up(args: argparse.Namespace) -> int:
     print(f"                    try: eyeops recommend {eye_ids[0]} --endpoint {lens_endpoints.lens}")
     print(f"lens predictor:     {lens_endpoints.predictor}/v1/models/lens:predict (and :explain)")
     print(f"Feast repository:   {repo}")
+    print(f"monitor:            {monitor_url}/metrics  {monitor_url}/status  POST {monitor_url}/feedback")
     if stack.device_tokens is None:
         print("device authentication is OFF (pass --device-tokens, made with `eyeops gateway token`)")
     print("Ctrl-C stops everything.", flush=True)
@@ -76,6 +88,7 @@ def _up(args: argparse.Namespace) -> int:
         print("stopping ...", flush=True)
         lens.stop()
         stack.stop()
+        monitor.stop()
     return 0
 
 

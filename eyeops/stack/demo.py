@@ -20,7 +20,9 @@ from eyeops.imageio import file_extension
 from eyeops.ocr.evaluate import EvalRun
 from eyeops.settings import Settings
 from eyeops.stack.devices import SimulatedDevice, gateway_process, provision_devices
+from eyeops.stack.lens import LensEndpoints, LensStack, prepare_local_lens
 from eyeops.stack.local import LocalStack
+from eyeops.stack.monitor import MonitorStack, prepare_local_detectors
 from eyeops.synth.exams import synthesize_exams
 from eyeops.synth.render import RenderedExam
 
@@ -48,8 +50,13 @@ def run_demo(
     exams = list(synthesize_exams(list(layouts), count, seed, split="eval"))
     by_sha = {hashlib.sha256(e.image).hexdigest(): e for e in exams}
     log_dir = settings.data_dir / "log"
+    model_dir, repo, eye_ids = prepare_local_lens(settings.data_dir / "lens", say=say)
+    detectors = prepare_local_detectors(settings.data_dir / "lens", model_dir, say=say)
     with ExitStack() as stack:
-        endpoints = stack.enter_context(LocalStack(settings, device_tokens=registry))
+        (root / "monitor.db").unlink(missing_ok=True)
+        monitor = stack.enter_context(MonitorStack(detectors, root / "monitor.db", log_dir))
+        say(f"monitor up: {monitor}/metrics (the servers log to it as KServe's logger would)")
+        endpoints = stack.enter_context(LocalStack(settings, device_tokens=registry, logger_url=monitor))
         say(f"stack up: OCR {endpoints.ocr}; starting {len(devices)} device gateways")
         gateways = [gateway_process(d, endpoints.ocr, log_dir) for d in devices]
         for g in gateways:
@@ -68,7 +75,10 @@ def run_demo(
         elapsed = time.time() - started
         store = ResultsStore.from_url(endpoints.database_url)
         in_db = sum(store.get_exam(sha) is not None for sha in by_sha)
-    summary_lens = recommend_some(settings, root, log_dir, say)
+        lens = stack.enter_context(LensStack(model_dir, repo, log_dir, logger_url=monitor))
+        say(f"lens service up: {lens.lens}/v1/models/lens:predict (Feast repository {repo})")
+        summary_lens = recommend_some(lens, eye_ids, root)
+        drift = inject_shift(monitor, lens, seed, say)
     run = _score(devices, by_sha)
     delivery_ms = run.latencies_ms  # file captured -> result stored
     summary = run.summary()
@@ -82,34 +92,31 @@ def run_demo(
         database_url=endpoints.database_url,
         demo_dir=str(root),
         recommendations=summary_lens,
+        drift=drift,
     )
     return summary
 
 
 def recommend_some(
-    settings: Settings, root: Path, log_dir: Path, say: Callable[[str], None], count: int = 3
+    endpoints: LensEndpoints, eye_ids: list[str], root: Path, count: int = 3
 ) -> list[dict[str, Any]]:
     """The lens service on simulated eyes: a few recommendations through Feast, each with a plot."""
     import httpx
 
     from eyeops.lens.plot import plot_recommendation
-    from eyeops.stack.lens import LensStack, prepare_local_lens
 
-    model_dir, repo, eye_ids = prepare_local_lens(settings.data_dir / "lens", say=say)
     answers = []
-    with LensStack(model_dir, repo, log_dir) as endpoints:
-        say(f"lens service up: {endpoints.lens}/v1/models/lens:predict (Feast repository {repo})")
-        for eye_id in eye_ids[:count]:
-            response = httpx.post(
-                f"{endpoints.lens}/v1/models/lens:predict",
-                json={"instances": [{"eye_id": eye_id}]},
-                timeout=30,
-            )
-            response.raise_for_status()
-            answer = response.json()["predictions"][0]
-            plot = root / "recommendations" / f"{eye_id}.png"
-            plot_recommendation(answer, plot)
-            answers.append({**answer, "plot": str(plot)})
+    for eye_id in eye_ids[:count]:
+        response = httpx.post(
+            f"{endpoints.lens}/v1/models/lens:predict",
+            json={"instances": [{"eye_id": eye_id}]},
+            timeout=30,
+        )
+        response.raise_for_status()
+        answer = response.json()["predictions"][0]
+        plot = root / "recommendations" / f"{eye_id}.png"
+        plot_recommendation(answer, plot)
+        answers.append({**answer, "plot": str(plot)})
     return answers
 
 
@@ -159,3 +166,41 @@ def _score(devices: list[SimulatedDevice], by_sha: dict[str, RenderedExam]) -> E
             else:
                 run.http_errors[str(row["http_status"] or row["state"])] += 1
     return run
+
+
+def inject_shift(
+    monitor: str, endpoints: LensEndpoints, seed: int, say: Callable[[str], None]
+) -> dict[str, Any]:
+    """A device whose white-to-white reads 0.6 mm too large: eyes with shifted WTW go through the
+    lens predictor (as the transformer would send them) until the monitor's detectors flag it."""
+    import httpx
+
+    from eyeops.lens.cohort import simulate_cohort
+    from eyeops.lens.features import BASE_FEATURES
+
+    eyes = simulate_cohort(400, seed % 100_000 + 17)
+    eyes["wtw_mm"] += 0.6
+    say("injecting a shift: WTW +0.6 mm on 400 eyes sent to the lens predictor ...")
+    status: dict[str, Any] = {}
+    n = 0
+    for n, (_, eye) in enumerate(eyes.iterrows(), start=1):
+        instance = {f: float(eye[f]) for f in BASE_FEATURES}
+        httpx.post(
+            f"{endpoints.predictor}/v1/models/lens:predict", json={"instances": [instance]}, timeout=30
+        ).raise_for_status()
+        if n % 50 == 0:
+            time.sleep(0.5)  # the logger sends asynchronously; let it catch up
+            status = httpx.get(f"{monitor}/status", timeout=10).json()
+            if any(d["is_drift"] for d in status["detectors"].values()):
+                break
+    fired = {k: v for k, v in status.get("detectors", {}).items() if v["is_drift"]}
+    metrics = httpx.get(f"{monitor}/metrics", timeout=10).text
+    flags = [line for line in metrics.splitlines() if line.startswith("eyeops_drift_is_drift{")]
+    if fired:
+        say(f"drift detected after {n} shifted eyes by {', '.join(sorted(fired))}; the monitor exposes")
+        for line in flags:
+            say(f"  {line}")
+        say("  → Prometheus alert EyeopsLensFeatureDrift / EyeopsLensFeatureDriftOnline fires on these")
+    else:
+        say(f"no drift flagged after {n} shifted eyes")
+    return {"shifted_eyes_sent": n, "detectors_flagged": sorted(fired)}

@@ -19,8 +19,17 @@ class LensEndpoints:
 
 
 class LensStack:
-    def __init__(self, model_dir: Path, feature_repo: Path, log_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        feature_repo: Path,
+        log_dir: Path,
+        port: int | None = None,
+        logger_url: str | None = None,
+    ) -> None:
+        """`logger_url`: send every request and response to this monitor (KServe logger mode all)."""
         self.model_dir = model_dir
+        self.logger_url = logger_url
         self.feature_repo = feature_repo
         self.log_dir = log_dir
         self.port = port or free_port()
@@ -36,7 +45,12 @@ class LensStack:
             "--grpc_port", str(free_port()), *extra,
         ]  # fmt: skip
         ready = f"http://127.0.0.1:{port}/v2/models/lens/ready"
-        return ManagedProcess(name, argv, ready, self.log_dir / f"{name}.log", cwd=repo_root())
+        env = None
+        if self.logger_url:
+            from eyeops.stack.monitor import logger_env
+
+            env = logger_env(self.logger_url, "all")
+        return ManagedProcess(name, argv, ready, self.log_dir / f"{name}.log", env=env, cwd=repo_root())
 
     def start(self, timeout_s: float = 120.0) -> LensEndpoints:
         try:

@@ -32,8 +32,12 @@ class LocalStack:
         log_dir: Path | None = None,
         device_tokens: Path | None = None,
         feature_repo: Path | None = None,
+        logger_url: str | None = None,
     ) -> None:
+        """`logger_url`: send the OCR transformer's responses to this monitor (KServe logger mode
+        response)."""
         self.settings = settings
+        self.logger_url = logger_url
         self.triton_port = triton_port or settings.http_port_triton
         self.ocr_port = ocr_port or settings.http_port_ocr
         self.database_url = database_url or settings.resolved_database_url()
@@ -71,8 +75,13 @@ class LocalStack:
         if self.feature_repo is not None:
             argv += ["--feature_repo", str(self.feature_repo)]
         ready = f"{self.endpoints.ocr}/v2/models/ocr/ready"
+        env = None
+        if self.logger_url:
+            from eyeops.stack.monitor import logger_env
+
+            env = logger_env(self.logger_url, "response")
         return ManagedProcess(
-            "ocr-transformer", argv, ready, self.log_dir / "ocr-transformer.log", cwd=repo_root()
+            "ocr-transformer", argv, ready, self.log_dir / "ocr-transformer.log", env=env, cwd=repo_root()
         )
 
     def start(self, timeout_s: float = 180.0) -> Endpoints:

@@ -23,8 +23,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from inference.errors import install_error_handlers
     from inference.lens_predictor.model import LensPredictor
+    from inference.payload_logger import install_payload_logger
 
     install_error_handlers(model_server.app)
+    install_payload_logger(model_server.app, "predictor", own.model_name)
     model = LensPredictor(own.model_name, Path(own.model_dir))
     model.load()
     kserve.ModelServer().start([model])

@@ -29,9 +29,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from eyeops.lens.feature_store import online_rows, open_store
     from inference.errors import install_error_handlers
     from inference.lens_transformer.model import LensTransformer
+    from inference.payload_logger import install_payload_logger
 
     store = open_store(Path(own.feature_repo))
     install_error_handlers(model_server.app)
+    install_payload_logger(model_server.app, "transformer", own.model_name)
     model = LensTransformer(
         own.model_name,
         lambda ids: online_rows(store, ids),

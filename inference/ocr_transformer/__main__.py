@@ -36,11 +36,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from inference.errors import install_error_handlers
     from inference.ocr_transformer.auth import DeviceAuthMiddleware
     from inference.ocr_transformer.model import OcrTransformer
+    from inference.payload_logger import install_payload_logger
 
     settings = Settings()
     url = own.database_url or settings.resolved_database_url()
     migrate(url)
     install_error_handlers(model_server.app)
+    install_payload_logger(model_server.app, "transformer", own.model_name)
     metrics = OcrMetrics()
     tokens_file = own.device_tokens or settings.device_tokens_file
     if tokens_file:

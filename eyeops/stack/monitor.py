@@ -1,0 +1,89 @@
+"""The monitoring service on one machine: detectors fitted once for the local lens model, the
+monitor process (the detectors environment's `python -m eyeops_detectors serve`), and the
+environment that makes the local model servers send it what KServe's logger would."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from eyeops.settings import repo_root
+from eyeops.stack.process import ManagedProcess, free_port
+
+
+class DetectorsEnvironmentMissing(RuntimeError):
+    pass
+
+
+def detectors_python() -> Path:
+    python = repo_root() / ".venv-detectors" / "bin" / "python"
+    if not python.exists():
+        raise DetectorsEnvironmentMissing(f"{python} not found; run: bash scripts/setup.sh")
+    return python
+
+
+def prepare_local_detectors(
+    root: Path, model_dir: Path, seed: int = 7, ert: int = 1000, say: Callable[[str], None] = print
+) -> Path:
+    """Detectors fitted on the local lens model's answers for its training cohort (the cohort
+    prepare_local_lens trains on); reused when already there."""
+    out = root / "detectors"
+    if (out / "manifest.json").exists():
+        return out
+    from eyeops.lens.cohort import simulate_cohort
+    from eyeops.lens.model import LensModel
+    from eyeops.monitoring.reference import lens_reference, save_reference
+
+    say(f"fitting drift detectors on the lens model's training cohort (ERT {ert}) ...")
+    reference = save_reference(
+        lens_reference(LensModel.load(model_dir), simulate_cohort(8000, seed)), root / "reference.npz"
+    )
+    subprocess.run(
+        [str(detectors_python()), "-m", "eyeops_detectors", "fit", "--reference", str(reference),
+         "--out", str(out), "--ert", str(ert)],
+        check=True, cwd=repo_root() / "detectors", stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    return out
+
+
+def logger_env(url: str, mode: str) -> dict[str, str]:
+    """What makes inference.payload_logger send a server's traffic to the monitor."""
+    import os
+
+    return {**os.environ, "EYEOPS_LOGGER_URL": url, "EYEOPS_LOGGER_MODE": mode}
+
+
+class MonitorStack:
+    def __init__(self, detectors: Path, state: Path, log_dir: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        argv = [
+            str(detectors_python()), "-m", "eyeops_detectors", "serve", "--detectors", str(detectors),
+            "--state", str(state), "--host", "127.0.0.1", "--port", str(self.port),
+            "--service", "lens=lens", "--service", "ocr=ocr",
+        ]  # fmt: skip
+        self.process = ManagedProcess(
+            "monitor", argv, f"{self.url}/healthz", log_dir / "monitor.log", cwd=repo_root() / "detectors"
+        )
+
+    def start(self, timeout_s: float = 120.0) -> str:
+        self.process.start()
+        try:
+            self.process.wait_ready(timeout_s)
+        except BaseException:
+            self.process.stop()
+            raise
+        return self.url
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
