@@ -154,6 +154,8 @@ def main() -> None:
     wtw, ata = np.zeros(len(names)), np.zeros(len(names))
     wtw[names.index("wtw_mm")] = 0.5 * reference[:, names.index("wtw_mm")].std()
     ata[names.index("ata_mm")] = 0.3
+    shuffled = stream[np.random.default_rng(4).permutation(len(stream))]
+    same_font, new_font = ocr["ocr_same_font"], ocr["ocr_new_font"]
     started = time.perf_counter()
     result = {
         "config": {"window": config.window, "p_val": config.p_val, "ert": config.ert,
@@ -162,8 +164,8 @@ def main() -> None:
         "wtw_plus_0.5sd": lens_delays(detectors, stream, wtw, args.trials, 1),
         "ata_plus_0.3mm": lens_delays(detectors, stream, ata, args.trials, 2),
         "no_shift_in_exam_order": lens_false_alarms(detectors, stream),
-        "no_shift_shuffled": lens_false_alarms(detectors, stream[np.random.default_rng(4).permutation(len(stream))]),
-        f"ocr_{ocr_kind}": ocr_run(ocr["ocr_reference"], ocr["ocr_same_font"], ocr["ocr_new_font"], config, 3),
+        "no_shift_shuffled": lens_false_alarms(detectors, shuffled),
+        f"ocr_{ocr_kind}": ocr_run(ocr["ocr_reference"], same_font, new_font, config, 3),
     }  # fmt: skip
     result["run_seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(result, indent=2))
