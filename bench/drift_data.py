@@ -48,7 +48,9 @@ def main() -> None:
     parser.add_argument("--ocr-exams", type=int, default=400)
     args = parser.parse_args()
     reference = simulate_cohort(20000, 11)[list(BASE_FEATURES)].to_numpy(dtype=np.float64)
-    stream = simulate_cohort(30000, 12)[list(BASE_FEATURES)].to_numpy(dtype=np.float64)
+    cohort = simulate_cohort(30000, 12)  # exam order: both eyes of a patient one after the other
+    stream = cohort[list(BASE_FEATURES)].to_numpy(dtype=np.float64)
+    patients = cohort["eye_id"].str.rsplit("-", n=1).str[0].to_numpy()
     ref_conf, ref_review = ocr_stream(args.ocr_kind, args.ocr_exams, 21, "train")
     same_conf, same_review = ocr_stream(args.ocr_kind, args.ocr_exams, 22, "train")
     font_conf, font_review = ocr_stream(args.ocr_kind, args.ocr_exams // 2, 23, "eval")
@@ -59,6 +61,7 @@ def main() -> None:
             feature_names=np.array(BASE_FEATURES),
             reference=reference,
             stream=stream,
+            stream_patients=patients.astype(str),
             ocr_kind=np.array(args.ocr_kind),
             ocr_reference=np.column_stack([ref_conf, ref_review]),
             ocr_same_font=np.column_stack([same_conf, same_review]),

@@ -91,8 +91,8 @@ def detector_fitting(
     feature_repo: str = "",
     results_db_url: str = "",
     window: int = 200,
-    p_val: float = 0.05,
-    ert: int = 5000,
+    p_val: float = 0.005,
+    ert: int = 10000,
     seed: int = 0,
     registry_uri_prefix: str = "",
 ) -> None:

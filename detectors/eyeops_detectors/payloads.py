@@ -53,6 +53,21 @@ def _v2_inputs(body: dict[str, Any], key: str) -> dict[str, AnyArray]:
     return out
 
 
+def lens_eye_ids(body: Any) -> list[str | None]:
+    """The eye id of each instance of a lens predictor request, where the transformer put one."""
+    body = as_json(body)
+    instances = body.get("instances") if isinstance(body, dict) else None
+    if isinstance(instances, list):
+        return [
+            i.get("eye_id") if isinstance(i, dict) and isinstance(i.get("eye_id"), str) else None
+            for i in instances
+        ]
+    inputs = _v2_inputs(body, "inputs") if isinstance(body, dict) and "inputs" in body else {}
+    if "eye_id" in inputs:
+        return [str(e) for e in inputs["eye_id"].reshape(-1)]
+    return []
+
+
 def lens_features(body: Any, feature_names: Sequence[str]) -> AnyArray:
     """(n, k) feature rows from a lens predictor request."""
     body = as_json(body)

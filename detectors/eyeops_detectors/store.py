@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS feedback (eye_id TEXT PRIMARY KEY, implanted_size_mm 
     surgery_date TEXT, request_id TEXT, at REAL);
 CREATE TABLE IF NOT EXISTS outcomes (eye_id TEXT PRIMARY KEY, exam_date TEXT, vault_um REAL,
     error_um REAL, covered INTEGER, in_range INTEGER, at REAL);
+CREATE TABLE IF NOT EXISTS patients (patient TEXT PRIMARY KEY, seq INTEGER);
 CREATE TABLE IF NOT EXISTS ocr_fields (id INTEGER PRIMARY KEY AUTOINCREMENT, device_kind TEXT,
     review INTEGER, at REAL);
 """
@@ -85,6 +86,15 @@ class MonitorStore:
 
     def online_rows(self) -> list[list[float]]:
         return [json.loads(r) for (r,) in self._conn.execute("SELECT row FROM online_rows ORDER BY seq")]
+
+    def first_eye(self, patient: str, keep: int) -> bool:
+        """True for the first eye of a patient among the last `keep` patients seen."""
+        (top,) = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM patients").fetchone()
+        cur = self._conn.execute("INSERT OR IGNORE INTO patients VALUES (?, ?)", (patient, top + 1))
+        if cur.rowcount == 1:
+            self._conn.execute("DELETE FROM patients WHERE seq <= ?", (top + 1 - keep,))
+            return True
+        return False
 
     # -- results ---------------------------------------------------------------------------------
     def record_result(self, detector: str, is_drift: bool, p_values: dict[str, float], rows: int) -> None:

@@ -249,3 +249,12 @@ def test_metrics_named_in_the_alert_rules_exist() -> None:
     named = set(re.findall(r"\beyeops_(?:drift|lens|monitor)_[a-z_]+\b", rules))
     named |= set(re.findall(r"\beyeops_ocr_review_rate\b", rules))
     assert len(named) >= 7 and named <= exposed, named - exposed
+
+
+def test_only_the_first_eye_of_a_patient_feeds_the_feature_detectors(client: TestClient) -> None:
+    rng = np.random.default_rng(6)
+    for n, eye in enumerate(["P0000007-OD", "P0000007-OS", "P0000008-OS"]):
+        body = features_body(rng)
+        body["instances"][0]["eye_id"] = eye
+        assert client.post("/", headers=headers(f"e{n}"), content=json.dumps(body)).status_code == 202
+    assert client.get("/status").json()["window_rows"]["lens_features"] == 2

@@ -85,7 +85,9 @@ class LensTransformer(Model):  # type: ignore[misc]
         eyes = eye_features(rows, ids, self.clock())
         key = uuid.uuid4().hex
         self._contexts[key] = eyes
-        return {"instances": [e.features for e in eyes], "_context": key}
+        # The eye id travels with its features so the predictor's logged request says whose eye it is
+        # (the monitor counts one eye per patient; the predictor reads only the features).
+        return {"instances": [{"eye_id": e.eye_id, **e.features} for e in eyes], "_context": key}
 
     async def predict(self, payload: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
         key = payload.pop("_context")
