@@ -141,7 +141,6 @@ class Monitor:
             raise
         kind = "request" if event.ce_type == REQUEST else "response"
         self.metrics.events.labels(event.service, event.component, kind).inc()
-        self._refresh_gauges()
         return "accepted"
 
     def _lens(self, tx: MonitorStore, event: LoggedEvent) -> None:
@@ -174,7 +173,8 @@ class Monitor:
             kind = str(exam["device_kind"])
             fields = [f for f in exam["fields"] if isinstance(f, dict)]
             reviews = [f.get("status") == "review" for f in fields]
-            tx.record_ocr_fields(kind, reviews)
+            rate = tx.record_ocr_fields(kind, reviews, self.rolling * 10)
+            self.metrics.review_rate.labels(kind).set(rate)
             rows = [
                 [float(f.get("confidence") or 0.0), float(r)] for f, r in zip(fields, reviews, strict=True)
             ]
@@ -185,9 +185,12 @@ class Monitor:
 
     # -- windows ---------------------------------------------------------------------------------
     def _window(self, tx: MonitorStore, stream: str, rows: list[list[float]]) -> None:
-        if tx.append_rows(stream, rows) < self.window:
+        filled = tx.append_rows(stream, rows)
+        if filled < self.window:
+            self.metrics.window_fill.labels(stream).set(filled)
             return
         window = np.asarray(tx.take_window(stream, self.window), dtype=np.float64)
+        self.metrics.window_fill.labels(stream).set(filled - len(window))
         if stream == "lens_features":
             self._record(tx, "lens_features", self.detectors.features.check(window), len(window))
         elif stream == "lens_predictions":
@@ -241,7 +244,6 @@ class Monitor:
         with self.store.transaction() as tx:
             tx.record_feedback(eye_id, implanted_size_mm, surgery_date, request_id)
             joined = self._join(tx, eye_id)
-        self._refresh_gauges()
         return "joined" if joined else "recorded"
 
     def _outcome(self, tx: MonitorStore, exam: dict[str, Any]) -> None:
@@ -270,16 +272,21 @@ class Monitor:
         covered = answer["lower_um"][j] <= vault <= answer["upper_um"][j]
         in_range = TARGET_VAULT_UM[0] <= vault <= TARGET_VAULT_UM[1]
         tx.record_outcome(eye_id, exam_date, vault, error, covered, in_range)
+        self._outcome_gauges(tx)
         return True
 
-    def _refresh_gauges(self) -> None:
-        recent = self.store.recent_outcomes(self.rolling)
+    def _outcome_gauges(self, store: MonitorStore) -> None:
+        recent = store.recent_outcomes(self.rolling)
         self.metrics.outcomes.set(len(recent))
         if recent:
             self.metrics.mae.set(float(np.mean([e for e, _, _ in recent])))
             self.metrics.coverage.set(float(np.mean([c for _, c, _ in recent])))
             self.metrics.in_range.set(float(np.mean([r for _, _, r in recent])))
-        for kind, rate in self.store.review_rates(self.rolling * 10).items():
+
+    def _refresh_gauges(self) -> None:
+        """Every gauge from the stored state (at start; events then update what they touch)."""
+        self._outcome_gauges(self.store)
+        for kind, rate in self.store.review_rates().items():
             self.metrics.review_rate.labels(kind).set(rate)
         fill = self.store.window_fill()
         for stream in (

@@ -55,10 +55,6 @@ def create_app(monitor: Monitor) -> FastAPI:
     app = FastAPI(title="eyeops monitor")
     lock = threading.Lock()  # detectors hold state: one event at a time
 
-    def ingest(event: LoggedEvent) -> str:
-        with lock:
-            return monitor.ingest(event)
-
     @app.post("/")
     @app.post("/events")
     async def events(request: Request) -> JSONResponse:
@@ -69,7 +65,10 @@ def create_app(monitor: Monitor) -> FastAPI:
             monitor.metrics.rejected.labels("malformed").inc()
             return JSONResponse({"error": str(exc)}, status_code=400)
         try:
-            outcome = await asyncio.to_thread(ingest, event)
+            # Inline, not in a thread: an event costs about half a millisecond of CPU, less than
+            # a thread hop, and the detectors take one event at a time anyway.
+            with lock:
+                outcome = monitor.ingest(event)
         except UnknownService as exc:
             return JSONResponse({"error": str(exc)}, status_code=404)
         except PayloadError as exc:  # counted by the monitor

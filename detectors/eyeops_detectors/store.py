@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS outcomes (eye_id TEXT PRIMARY KEY, exam_date TEXT, va
 CREATE TABLE IF NOT EXISTS patients (patient TEXT PRIMARY KEY, seq INTEGER);
 CREATE TABLE IF NOT EXISTS ocr_fields (id INTEGER PRIMARY KEY AUTOINCREMENT, device_kind TEXT,
     review INTEGER, at REAL);
+CREATE INDEX IF NOT EXISTS ocr_fields_kind ON ocr_fields (device_kind, id);
 """
 
 
@@ -172,19 +173,27 @@ class MonitorStore:
         ).fetchall()
         return [(float(e), bool(c), bool(r)) for e, c, r in rows]
 
-    def record_ocr_fields(self, device_kind: str, reviews: list[bool]) -> None:
+    def record_ocr_fields(self, device_kind: str, reviews: list[bool], keep: int) -> float:
+        """Add one exam's fields; keep the newest `keep` of the kind; return their review rate."""
         now = time.time()
         self._conn.executemany(
             "INSERT INTO ocr_fields (device_kind, review, at) VALUES (?, ?, ?)",
             [(device_kind, int(r), now) for r in reviews],
         )
+        self._conn.execute(
+            "DELETE FROM ocr_fields WHERE device_kind = ? AND id <= (SELECT id FROM ocr_fields"
+            " WHERE device_kind = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+            (device_kind, device_kind, keep),
+        )
+        (rate,) = self._conn.execute(
+            "SELECT AVG(review) FROM ocr_fields WHERE device_kind = ?", (device_kind,)
+        ).fetchone()
+        return float(rate or 0.0)
 
-    def review_rates(self, limit: int) -> dict[str, float]:
+    def review_rates(self) -> dict[str, float]:
+        """Review rate of the fields kept for each device kind (record_ocr_fields keeps the newest)."""
         rows = self._conn.execute(
-            "SELECT device_kind, AVG(review) FROM (SELECT device_kind, review, ROW_NUMBER() OVER"
-            " (PARTITION BY device_kind ORDER BY id DESC) AS n FROM ocr_fields) WHERE n <= ?"
-            " GROUP BY device_kind",
-            (limit,),
+            "SELECT device_kind, AVG(review) FROM ocr_fields GROUP BY device_kind"
         ).fetchall()
         return {k: float(v) for k, v in rows}
 

@@ -12,7 +12,8 @@ Gate = Callable[[dict[str, Any], dict[str, Any] | None], GateDecision]
 
 def detectors_gate(candidate: dict[str, Any], champion: dict[str, Any] | None) -> GateDecision:
     """Detectors are fitted, not trained: they pass if held-out reference windows (data with no
-    shift) raise no more false alarms than their stated rate allows and a known shift is caught."""
+    shift) raise no more false alarms than their stated rate allows (the 99 % binomial quantile at
+    p_val) and a known shift is caught."""
     reasons = []
     if candidate["heldout_false_alarm_rate"] > candidate["false_alarm_budget"]:
         reasons.append(
