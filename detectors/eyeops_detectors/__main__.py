@@ -24,7 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument(
         "--detectors", type=Path, required=True, help="a fitted detector set (registry version)"
     )
-    serve.add_argument("--state", type=Path, required=True, help="SQLite file for windows and state")
+    serve.add_argument(
+        "--state", required=True, help="SQLite file, or postgresql://… URL (a cluster), for windows and state"
+    )
     serve.add_argument(
         "--service",
         action="append",

@@ -112,9 +112,10 @@ class Monitor:
         if self.detectors.reference.training_mae_um is not None:
             self.metrics.training_mae.set(self.detectors.reference.training_mae_um)
         self.detectors.online.reset()
-        for row in self.store.online_rows():
-            self.detectors.online.update(np.asarray(row))
-        self._refresh_gauges()
+        with self.store.transaction() as tx:
+            for row in tx.online_rows():
+                self.detectors.online.update(np.asarray(row))
+            self._refresh_gauges(tx)
 
     # -- events ----------------------------------------------------------------------------------
     def ingest(self, event: LoggedEvent) -> str:
@@ -283,12 +284,12 @@ class Monitor:
             self.metrics.coverage.set(float(np.mean([c for _, c, _ in recent])))
             self.metrics.in_range.set(float(np.mean([r for _, _, r in recent])))
 
-    def _refresh_gauges(self) -> None:
+    def _refresh_gauges(self, store: MonitorStore) -> None:
         """Every gauge from the stored state (at start; events then update what they touch)."""
-        self._outcome_gauges(self.store)
-        for kind, rate in self.store.review_rates().items():
+        self._outcome_gauges(store)
+        for kind, rate in store.review_rates().items():
             self.metrics.review_rate.labels(kind).set(rate)
-        fill = self.store.window_fill()
+        fill = store.window_fill()
         for stream in (
             "lens_features",
             "lens_predictions",
@@ -297,14 +298,19 @@ class Monitor:
             self.metrics.window_fill.labels(stream).set(fill.get(stream, 0))
 
     def status(self) -> dict[str, Any]:
+        with self.store.transaction() as tx:
+            results, fill, recent = tx.results(), tx.window_fill(), tx.recent_outcomes(self.rolling)
         latest: dict[str, Any] = {}
-        for result in self.store.results():
+        for result in results:
             latest[result["detector"]] = result
-        recent = self.store.recent_outcomes(self.rolling)
         return {
             "detectors": latest,
-            "window_rows": self.store.window_fill(),
+            "window_rows": fill,
             "outcomes": len(recent),
             "mae_um": float(np.mean([e for e, _, _ in recent])) if recent else None,
             "coverage": float(np.mean([c for _, c, _ in recent])) if recent else None,
         }
+
+    def history(self, detector: str | None = None) -> list[dict[str, Any]]:
+        with self.store.transaction() as tx:
+            return tx.results(detector)

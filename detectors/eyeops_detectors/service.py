@@ -100,7 +100,7 @@ def create_app(monitor: Monitor) -> FastAPI:
     @app.get("/history")
     async def history(detector: str | None = None) -> list[dict[str, Any]]:
         """Every check each detector made: time, flag, p-values, rows (for `eyeops monitor report`)."""
-        return monitor.store.results(detector)
+        return monitor.history(detector)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -109,7 +109,7 @@ def create_app(monitor: Monitor) -> FastAPI:
     return app
 
 
-def build_monitor(detectors: Path, state: Path, services: dict[str, str]) -> Monitor:
+def build_monitor(detectors: Path, state: Path | str, services: dict[str, str]) -> Monitor:
     monitor = Monitor(DetectorSet.load(detectors), MonitorStore(state), services)
     monitor.start()
     return monitor
