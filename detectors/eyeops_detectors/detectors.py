@@ -54,6 +54,8 @@ class Reference:
     ocr_confidence: FloatArray | None = None
     ocr_review: AnyArray | None = None
     training_mae_um: float | None = None  # the lens model's evaluation MAE, for the MAE alert
+    # per device kind: names of its numeric fields and one row of accepted values per exam
+    ocr_values: dict[str, tuple[list[str], FloatArray]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> Reference:
@@ -74,6 +76,14 @@ class Reference:
                 np.asarray(data["ocr_confidence"], dtype=np.float64) if ocr else None,
                 np.asarray(data["ocr_review"], dtype=np.int64) if ocr else None,
                 float(data["training_mae_um"]) if "training_mae_um" in data.files else None,
+                {
+                    key.removeprefix("ocr_values__"): (
+                        [str(n) for n in data[f"ocr_value_names__{key.removeprefix('ocr_values__')}"]],
+                        np.asarray(data[key], dtype=np.float64),
+                    )
+                    for key in data.files
+                    if key.startswith("ocr_values__")
+                },
             )
 
 
@@ -174,6 +184,7 @@ class DetectorSet:
     online: OnlineFeatureDetector
     ocr_confidence: dict[str, AlibiKSDetector] = field(default_factory=dict)
     ocr_review: dict[str, ChiSquareDetector] = field(default_factory=dict)
+    ocr_values: dict[str, AlibiKSDetector] = field(default_factory=dict)
 
     @classmethod
     def fit(
@@ -195,6 +206,11 @@ class DetectorSet:
                     reference.ocr_confidence[mask].reshape(-1, 1), ["confidence"], config.p_val
                 )
                 ocr_rev[kind] = ChiSquareDetector(reference.ocr_review[mask], "review", 2, config.p_val)
+        ocr_val = {
+            kind: AlibiKSDetector(values, names, config.p_val)
+            for kind, (names, values) in reference.ocr_values.items()
+            if len(values) >= 30
+        }
         return cls(
             config,
             reference,
@@ -211,6 +227,7 @@ class DetectorSet:
             ),
             ocr_conf,
             ocr_rev,
+            ocr_val,
         )
 
     def save(self, out: Path) -> None:
@@ -226,6 +243,9 @@ class DetectorSet:
         }
         if r.training_mae_um is not None:
             arrays["training_mae_um"] = np.asarray(r.training_mae_um)
+        for kind, (names, values) in r.ocr_values.items():
+            arrays[f"ocr_value_names__{kind}"] = np.array(names)
+            arrays[f"ocr_values__{kind}"] = values
         if r.ocr_device_kind is not None:
             assert r.ocr_confidence is not None and r.ocr_review is not None
             arrays |= {
@@ -246,6 +266,10 @@ class DetectorSet:
                 "recommended_size": {"kind": "ChiSquareDrift", "categories": list(SIZES_MM)},
                 **{f"ocr_confidence/{k}": {"kind": "KSDrift"} for k in self.ocr_confidence},
                 **{f"ocr_review/{k}": {"kind": "ChiSquareDrift"} for k in self.ocr_review},
+                **{
+                    f"ocr_values/{k}": {"kind": "KSDrift", "correction": "fdr", "features": d.feature_names}
+                    for k, d in self.ocr_values.items()
+                },
             },
         }
         (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
@@ -321,6 +345,7 @@ def split(reference: Reference, heldout_fraction: float, seed: int) -> tuple[Ref
             reference.ocr_confidence if ocr else None,
             reference.ocr_review if ocr else None,
             reference.training_mae_um,
+            reference.ocr_values if ocr else {},
         )
 
     return part(fit_rows, True), part(held_rows, False)

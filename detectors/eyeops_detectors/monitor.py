@@ -181,6 +181,15 @@ class Monitor:
             ]
             if kind in self.detectors.ocr_confidence:
                 self._window(tx, f"ocr/{kind}", rows)
+            values = self.detectors.ocr_values.get(kind)
+            if values is not None:
+                read: dict[str, float] = {
+                    str(f.get("name")): float(f["value"])
+                    for f in fields
+                    if f.get("status") == "accepted" and isinstance(f.get("value"), int | float)
+                }
+                if all(name in read for name in values.feature_names):  # exams with every value
+                    self._window(tx, f"ocr_values/{kind}", [[float(read[n]) for n in values.feature_names]])
             if kind == OUTCOME_DEVICE:
                 self._outcome(tx, exam)
 
@@ -198,6 +207,9 @@ class Monitor:
             self._record(tx, "lens_predictions", self.detectors.predictions.check(window[:, :4]), len(window))
             result = self.detectors.recommended.check(window[:, 4].astype(np.int64))
             self._record(tx, "recommended_size", result, len(window))
+        elif stream.startswith("ocr_values/"):
+            kind = stream.split("/", 1)[1]
+            self._record(tx, stream, self.detectors.ocr_values[kind].check(window), len(window))
         else:
             kind = stream.split("/", 1)[1]
             self._record(

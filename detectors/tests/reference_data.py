@@ -24,6 +24,10 @@ def write_reference(path: Path, n: int = 600, ocr: bool = True, seed: int = 0) -
             "ocr_device_kind": np.array(["optical_biometer"] * 200 + ["autorefractor"] * 10),
             "ocr_confidence": rng.beta(20, 1, 210),
             "ocr_review": (rng.random(210) < 0.05).astype(np.int64),
+            "ocr_value_names__optical_biometer": np.array(["al_mm", "acd_mm"]),
+            "ocr_values__optical_biometer": np.column_stack(
+                [rng.normal(24, 1.2, 300), rng.normal(3.2, 0.3, 300)]
+            ),
         }
     with path.open("wb") as handle:
         np.savez_compressed(handle, **arrays)

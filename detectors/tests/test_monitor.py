@@ -258,3 +258,22 @@ def test_only_the_first_eye_of_a_patient_feeds_the_feature_detectors(client: Tes
         body["instances"][0]["eye_id"] = eye
         assert client.post("/", headers=headers(f"e{n}"), content=json.dumps(body)).status_code == 202
     assert client.get("/status").json()["window_rows"]["lens_features"] == 2
+
+
+def test_ocr_values_of_a_device_kind_drift(client: TestClient) -> None:
+    rng = np.random.default_rng(8)
+    for i in range(WINDOW):
+        exam = {
+            "device_kind": "optical_biometer", "patient_id": f"P{i:07d}", "laterality": "OD",
+            "fields": [
+                {"name": "al_mm", "value": float(rng.normal(25.5, 1.2)), "confidence": 0.99, "status": "accepted"},
+                {"name": "acd_mm", "value": float(rng.normal(3.2, 0.3)), "confidence": 0.99, "status": "accepted"},
+            ],
+        }  # fmt: skip
+        reply = client.post(
+            "/", headers=headers(f"v{i}", RESPONSE, service="ocr", component="transformer"),
+            content=json.dumps({"predictions": [exam]}),
+        )  # fmt: skip
+        assert reply.status_code == 202
+    result = client.get("/status").json()["detectors"]["ocr_values/optical_biometer"]
+    assert result["is_drift"] and result["p_values"]["al_mm"] < 1e-4 and result["p_values"]["acd_mm"] > 0.01

@@ -8,7 +8,9 @@ The reference is one `.npz` file, the contract between this environment and the 
 - `recommended` (n,): recommended size, mm
 - optional `training_mae_um` (scalar): the lens model's evaluation MAE
 - optional, from the results database: `ocr_device_kind` (m,), `ocr_confidence` (m,),
-  `ocr_review` (m,) one row per field read (review = 1)
+  `ocr_review` (m,) one row per field read (review = 1); and per device kind K
+  `ocr_value_names__K` (f,) and `ocr_values__K` (e, f): the accepted numeric values of each exam
+  that has all of them
 """
 
 from __future__ import annotations
@@ -53,12 +55,27 @@ def ocr_reference(database_url: str, limit: int = 200_000) -> dict[str, np.ndarr
     )
     with engine.connect() as conn:
         rows = conn.execute(query).all()
+        values = conn.execute(
+            select(Exam.id, Exam.device_kind, FieldRow.name, FieldRow.value_number)
+            .join(FieldRow, FieldRow.exam_id == Exam.id)
+            .where(FieldRow.status == "accepted", FieldRow.value_number.is_not(None))
+            .order_by(Exam.received_at.desc())
+            .limit(limit)
+        ).all()
     engine.dispose()
-    return {
+    arrays = {
         "ocr_device_kind": np.array([r[0] for r in rows], dtype=str),
         "ocr_confidence": np.array([r[1] for r in rows], dtype=np.float64),
         "ocr_review": np.array([r[2] == "review" for r in rows], dtype=np.int64),
     }
+    frame = pd.DataFrame(values, columns=["exam_id", "device_kind", "name", "value"])
+    for kind, part in frame.groupby("device_kind"):
+        table = part.pivot_table(index="exam_id", columns="name", values="value", aggfunc="first")
+        table = table.dropna(axis=1, thresh=max(1, len(table) // 2)).dropna()  # fields most exams have
+        if len(table) and len(table.columns):
+            arrays[f"ocr_value_names__{kind}"] = np.array(table.columns.astype(str))
+            arrays[f"ocr_values__{kind}"] = table.to_numpy(dtype=np.float64)
+    return arrays
 
 
 def save_reference(arrays: dict[str, np.ndarray], path: Path) -> Path:
