@@ -6,10 +6,9 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from eyeops.settings import repo_root
-from eyeops.stack.process import ManagedProcess, free_port
+from eyeops.stack.process import ManagedProcess, Stack, free_port
 
 
 @dataclass(frozen=True)
@@ -18,7 +17,7 @@ class LensEndpoints:
     predictor: str
 
 
-class LensStack:
+class LensStack(Stack[LensEndpoints]):
     def __init__(
         self,
         model_dir: Path,
@@ -83,14 +82,6 @@ class LensStack:
         for process in reversed(self.processes):
             process.stop()
         self.processes.clear()
-
-    def __enter__(self) -> LensEndpoints:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 def prepare_local_lens(

@@ -5,10 +5,9 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from eyeops.settings import Settings, repo_root
-from eyeops.stack.process import ManagedProcess, free_port
+from eyeops.stack.process import ManagedProcess, Stack, free_port
 from eyeops.stack.triton import triton_process
 
 
@@ -20,7 +19,7 @@ class Endpoints:
     database_url: str
 
 
-class LocalStack:
+class LocalStack(Stack[Endpoints]):
     """Starts Triton, waits for its model, then the transformer; stops both in reverse order."""
 
     def __init__(
@@ -111,11 +110,3 @@ class LocalStack:
         for process in reversed(self.processes):
             process.stop()
         self.processes.clear()
-
-    def __enter__(self) -> Endpoints:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

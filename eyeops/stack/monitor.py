@@ -7,10 +7,9 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 
 from eyeops.settings import repo_root
-from eyeops.stack.process import ManagedProcess, free_port
+from eyeops.stack.process import ManagedProcess, Stack, free_port
 
 
 class DetectorsEnvironmentMissing(RuntimeError):
@@ -55,7 +54,7 @@ def logger_env(url: str, mode: str) -> dict[str, str]:
     return {**os.environ, "EYEOPS_LOGGER_URL": url, "EYEOPS_LOGGER_MODE": mode}
 
 
-class MonitorStack:
+class MonitorStack(Stack[str]):
     def __init__(self, detectors: Path, state: Path, log_dir: Path, port: int | None = None) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -79,11 +78,3 @@ class MonitorStack:
 
     def stop(self) -> None:
         self.process.stop()
-
-    def __enter__(self) -> str:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

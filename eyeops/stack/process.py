@@ -9,12 +9,33 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Generic, TypeVar
 
 import httpx
+
+T = TypeVar("T")
 
 
 class ServiceFailed(RuntimeError):
     pass
+
+
+class Stack(Generic[T]):
+    """Something started and stopped as a whole; `with` starts it and always stops it."""
+
+    def start(self) -> T:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> T:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
 
 
 class ManagedProcess:
