@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The entrypoint's arguments; the Helm chart's tests parse the args it renders with this."""
     parser = argparse.ArgumentParser(prog="eyeops_detectors")
     cmds = parser.add_subparsers(dest="command", required=True)
     fit = cmds.add_parser("fit", help="fit the drift detectors on a reference .npz and save them")
@@ -36,7 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=8080)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "fit":
         from eyeops_detectors.detectors import DetectorConfig
         from eyeops_detectors.fit import fit_and_save
