@@ -139,3 +139,11 @@ def test_monitor_args_are_accepted_by_the_entrypoint_parser(values: Path | None)
     parsed = json.loads(done.stdout.strip().splitlines()[-1])
     assert parsed["command"] == "serve" and parsed["port"] == 8080
     assert sorted(parsed["service"]) == ["lens=lens", "ocr=ocr"]
+
+
+def test_namespace_enforces_restricted_pod_security() -> None:
+    namespace = yaml.safe_load((repo_root() / "k8s" / "base" / "namespace.yaml").read_text())
+    kubernetes_validate.validate(namespace, KUBERNETES, strict=True)
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    kustomization = yaml.safe_load((repo_root() / "k8s" / "base" / "kustomization.yaml").read_text())
+    assert kustomization["resources"] == ["namespace.yaml"]
