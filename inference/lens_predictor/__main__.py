@@ -11,12 +11,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def build_parser() -> argparse.ArgumentParser:
+    """This entrypoint's own arguments; kserve.model_server.parser takes the rest (the chart's
+    tests parse the args it renders with both)."""
     parser = argparse.ArgumentParser(description="eyeops lens predictor (kserve.ModelServer)")
     parser.add_argument("--model_name", default="lens")
     parser.add_argument("--model_dir", default="/mnt/models", help="lens model folder (KServe storageUri)")
-    own, _ = parser.parse_known_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    own, _ = build_parser().parse_known_args(argv)
 
     import kserve
     from kserve import model_server

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def build_parser() -> argparse.ArgumentParser:
+    """This entrypoint's own arguments; kserve.model_server.parser takes the rest (the chart's
+    tests parse the args it renders with both)."""
     parser = argparse.ArgumentParser(description="eyeops OCR transformer (kserve.ModelServer)")
     parser.add_argument("--model_name", default="ocr")
     parser.add_argument("--predictor_model", default="trocr", help="model name on the Triton predictor")
@@ -23,7 +24,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--device_tokens", default=None, help="hashed device token file (default: settings; unset: no auth)"
     )
-    own, _ = parser.parse_known_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    own, _ = build_parser().parse_known_args(argv)
 
     import kserve
     from kserve import model_server

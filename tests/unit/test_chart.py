@@ -62,7 +62,10 @@ def test_chart_lints_without_errors() -> None:
 
 
 def test_core_objects_validate_strictly(objects: list[dict[str, Any]]) -> None:
-    core = [o for o in objects if not o["apiVersion"].startswith("monitoring.coreos.com/")]
+    # Custom resources are checked elsewhere: KServe's against its SDK, the PrometheusRule by promtool.
+    core = [
+        o for o in objects if not o["apiVersion"].startswith(("monitoring.coreos.com/", "serving.kserve.io/"))
+    ]
     assert {o["kind"] for o in core} >= {"Deployment", "Service", "NetworkPolicy"}
     for o in core:
         kubernetes_validate.validate(o, KUBERNETES, strict=True)
@@ -147,3 +150,117 @@ def test_namespace_enforces_restricted_pod_security() -> None:
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     kustomization = yaml.safe_load((repo_root() / "k8s" / "base" / "kustomization.yaml").read_text())
     assert kustomization["resources"] == ["namespace.yaml"]
+
+
+def unknown_fields(data: Any, klass: str, where: str = "") -> list[str]:
+    """Paths in `data` that the kserve SDK's (or the Kubernetes client's) model `klass` does not
+    have: what the SDK would drop, and the API server would refuse."""
+    import re
+
+    import kserve
+    import kubernetes.client
+
+    if klass in ("str", "int", "bool", "float", "object", "datetime") or klass.startswith("ResourceQuantity"):
+        return []
+    if m := re.fullmatch(r"list\[(.+)\]", klass):
+        return [p for i, item in enumerate(data) for p in unknown_fields(item, m.group(1), f"{where}[{i}]")]
+    if m := re.fullmatch(r"dict\(str, (.+)\)", klass):
+        return [p for k, v in data.items() for p in unknown_fields(v, m.group(1), f"{where}.{k}")]
+    model = getattr(kserve, klass, None) or getattr(kubernetes.client, klass, None)
+    if model is None:
+        return []  # IntOrString and the like: free-form
+    by_json = {json_name: attr for attr, json_name in model.attribute_map.items()}
+    found = []
+    for key, value in data.items():
+        if key not in by_json:
+            found.append(f"{where}.{key}")
+        elif value is not None:
+            found += unknown_fields(value, model.openapi_types[by_json[key]], f"{where}.{key}")
+    return found
+
+
+def test_kserve_objects_have_no_unknown_fields() -> None:
+    objects = render(values_of(CHART / "ci" / "values-prod.yaml"))
+    kinds = {"InferenceService": "V1beta1InferenceService", "ServingRuntime": "V1alpha1ServingRuntime"}
+    checked = [o for o in objects if o["kind"] in kinds]
+    assert sorted(o["kind"] for o in checked) == ["InferenceService"] * 2 + ["ServingRuntime"] * 2
+    for o in checked:
+        assert unknown_fields(o, kinds[o["kind"]]) == [], o["metadata"]["name"]
+    assert unknown_fields({"spec": {"predictor": {"modle": {}}}}, "V1beta1InferenceService") == [
+        ".spec.predictor.modle"
+    ]
+
+
+def kserve_containers(objects: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(name, pod-level spec, container) of every container an InferenceService or runtime runs."""
+    found = []
+    for o in objects:
+        if o["kind"] == "ServingRuntime":
+            found += [(o["metadata"]["name"], o["spec"], c) for c in o["spec"]["containers"]]
+        elif o["kind"] == "InferenceService":
+            for component in ("predictor", "transformer"):
+                spec = o["spec"].get(component)
+                if spec:
+                    found += [
+                        (f"{o['metadata']['name']}/{component}", spec, c) for c in spec.get("containers", [])
+                    ]
+    return found
+
+
+def test_kserve_pods_run_restricted_and_log_to_the_monitor() -> None:
+    objects = render(values_of(CHART / "ci" / "values-prod.yaml"))
+    for name, _, container in kserve_containers(objects):
+        sc = container["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"] == {"drop": ["ALL"]}, name
+        assert sc["readOnlyRootFilesystem"] is True and container["resources"]["limits"], name
+    for o in (o for o in objects if o["kind"] == "InferenceService"):
+        for component in ("predictor", "transformer"):
+            spec = o["spec"][component]
+            assert spec["automountServiceAccountToken"] is False
+            assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    isvc = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "InferenceService"}
+    monitor = "http://clinic-eyeops-monitor.eyeops.svc.cluster.local"
+    assert isvc["ocr"]["transformer"]["logger"] == {"mode": "response", "url": monitor}
+    assert isvc["lens"]["predictor"]["logger"] == {"mode": "all", "url": monitor}
+    assert isvc["ocr"]["predictor"]["model"]["protocolVersion"] == "v2"
+
+
+def test_kserve_container_args_are_accepted_by_the_entrypoints_parsers() -> None:
+    from kserve import model_server
+
+    from inference.lens_predictor.__main__ import build_parser as lens_predictor
+    from inference.lens_transformer.__main__ import build_parser as lens_transformer
+    from inference.ocr_transformer.__main__ import build_parser as ocr_transformer
+
+    parsers = {
+        "inference.ocr_transformer": ocr_transformer,
+        "inference.lens_transformer": lens_transformer,
+        "inference.lens_predictor": lens_predictor,
+    }
+    # What KServe adds to a transformer's args: its name, the predictor's host and the port.
+    injected = ["--predictor_host", "ocr-predictor.eyeops", "--http_port", "8080"]
+    checked = set()
+    for name, _, container in kserve_containers(render(values_of(CHART / "ci" / "values-prod.yaml"))):
+        command = container.get("command", [])
+        if command[:2] != ["python", "-m"]:
+            assert command == ["tritonserver"], name
+            continue
+        args = [a.replace("{{.Name}}", "lens") for a in container["args"]]
+        if "transformer" in name:
+            args += injected
+        own, rest = parsers[command[2]]().parse_known_args(args)
+        _, unknown = model_server.parser.parse_known_args(rest)
+        assert unknown == [], (name, unknown)
+        assert own.model_name in ("ocr", "lens")
+        checked.add(command[2])
+    assert checked == set(parsers)
+
+
+def test_every_inference_service_is_covered_by_a_network_policy() -> None:
+    objects = render(values_of(CHART / "ci" / "values-prod.yaml"))
+    selected = {
+        p["spec"]["podSelector"]["matchLabels"].get("serving.kserve.io/inferenceservice")
+        for p in objects
+        if p["kind"] == "NetworkPolicy"
+    }
+    assert {o["metadata"]["name"] for o in objects if o["kind"] == "InferenceService"} <= selected

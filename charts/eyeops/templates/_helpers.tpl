@@ -45,3 +45,23 @@ seccompProfile:
 {{- $v := toString .value -}}
 {{- if or (eq $v "true") (and (eq $v "auto") (.root.Capabilities.APIVersions.Has "monitoring.coreos.com/v1")) -}}yes{{- end -}}
 {{- end -}}
+
+{{- define "eyeops.monitorUrl" -}}
+{{ printf "http://%s-monitor.%s.svc.cluster.local" (include "eyeops.fullname" .) .Release.Namespace }}
+{{- end -}}
+
+{{/* Environment of the Feast cluster profile (feature_repo/feature_store.cluster.yaml) from a Secret. */}}
+{{- define "eyeops.feastEnv" -}}
+{{- $secret := .secret -}}
+{{- range $var, $key := dict "EYEOPS_FEAST_REGISTRY_URL" "registry_url" "EYEOPS_FEAST_REDIS" "redis" "EYEOPS_FEAST_PG_HOST" "pg_host" "EYEOPS_FEAST_PG_DATABASE" "pg_database" "EYEOPS_FEAST_PG_USER" "pg_user" "EYEOPS_FEAST_PG_PASSWORD" "pg_password" }}
+- name: {{ $var }}
+  valueFrom:
+    secretKeyRef: {name: {{ $secret }}, key: {{ $key }}}
+{{- end }}
+{{- end -}}
+
+{{- define "eyeops.componentPod" -}}
+automountServiceAccountToken: false
+securityContext:
+  {{- include "eyeops.podSecurityContext" . | nindent 2 }}
+{{- end -}}
