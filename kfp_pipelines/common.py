@@ -9,8 +9,8 @@ real types.)
 from kfp import dsl
 from kfp.dsl import Input, Markdown, Model, Output
 
-PIPELINE_IMAGE = "eyeops-pipelines:0.1.0"  # built from the repository's Dockerfile (issue 7)
-DETECTORS_IMAGE = "eyeops-detectors:0.1.0"  # detectors/ environment: alibi-detect, numpy<2
+PIPELINE_IMAGE = "eyeops/pipelines:0.1.0"  # Dockerfile, target pipelines
+DETECTORS_IMAGE = "eyeops/detectors:0.1.0"  # detectors/Dockerfile: alibi-detect, numpy<2
 
 
 def _component(func):  # type: ignore[no-untyped-def]

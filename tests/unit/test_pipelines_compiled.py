@@ -31,8 +31,8 @@ def test_compiled_yaml_loads_back_with_its_images(name):
     assert loaded.name == name and "registry_root" in loaded.component_spec.inputs
     executors = yaml.safe_load(path.read_text())["deploymentSpec"]["executors"]
     images = {e["container"]["image"] for e in executors.values()}
-    expected = {"eyeops-pipelines:0.1.0"} | (
-        {"eyeops-detectors:0.1.0"} if name == "detector-fitting" else set()
+    expected = {"eyeops/pipelines:0.1.0"} | (
+        {"eyeops/detectors:0.1.0"} if name == "detector-fitting" else set()
     )
     assert images == expected
 
