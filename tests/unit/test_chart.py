@@ -124,7 +124,11 @@ def test_a_missing_secret_is_named_at_template_time() -> None:
 
 @pytest.mark.parametrize("values", [None, *EXAMPLES], ids=["defaults", *(p.stem for p in EXAMPLES)])
 def test_monitor_args_are_accepted_by_the_entrypoint_parser(values: Path | None) -> None:
-    deployment = next(o for o in render(values_of(values)) if o["kind"] == "Deployment")
+    deployment = next(
+        o
+        for o in render(values_of(values))
+        if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-monitor")
+    )
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["python", "-m", "eyeops_detectors"]
     # Kubernetes expands $(VAR) from the container's env before the process sees its args.
@@ -264,3 +268,48 @@ def test_every_inference_service_is_covered_by_a_network_policy() -> None:
         if p["kind"] == "NetworkPolicy"
     }
     assert {o["metadata"]["name"] for o in objects if o["kind"] == "InferenceService"} <= selected
+
+
+def test_feast_server_and_jobs_run_the_feast_cli_on_the_cluster_profile() -> None:
+    import click
+    from feast.cli.cli import cli
+
+    objects = render(values_of(CHART / "ci" / "values-prod.yaml"))
+    by_component = {w["metadata"]["labels"]["app.kubernetes.io/component"]: t for w, t in pods(objects)}
+    commands = {}
+    for component in ("feast", "feast-apply", "feast-materialize"):
+        container = by_component[component]["spec"]["containers"][0]
+        env = {e["name"] for e in container["env"]}
+        assert {"EYEOPS_FEAST_REGISTRY_URL", "EYEOPS_FEAST_REDIS", "EYEOPS_FEAST_PG_PASSWORD"} <= env
+        argv = container["command"] + container.get("args", [])
+        if argv[:2] == ["sh", "-c"]:  # the shell supplies the timestamp
+            argv = (
+                argv[2]
+                .removeprefix("exec ")
+                .replace('"$(date -u +%Y-%m-%dT%H:%M:%S)"', "2026-11-21T00:00:00")
+                .split()
+            )
+        assert argv[0] == "feast"
+        with cli.make_context("feast", argv[1:], resilient_parsing=False) as ctx:
+            sub = cli.get_command(ctx, ctx.protected_args[0] if ctx.protected_args else ctx.args[0])
+            assert isinstance(sub, click.Command)
+            rest = (ctx.protected_args + ctx.args)[1:]
+            sub.make_context(sub.name, rest)  # raises on an argument the real CLI does not take
+            commands[component] = sub.name
+    assert commands == {
+        "feast": "serve",
+        "feast-apply": "apply",
+        "feast-materialize": "materialize-incremental",
+    }
+    apply_job = next(o for o in objects if o["kind"] == "Job")
+    assert apply_job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+    assert any(o["kind"] == "PodDisruptionBudget" for o in objects)  # two feature servers
+    single = render(
+        {
+            **values_of(CHART / "ci" / "values-prod.yaml"),
+            "feast": {"enabled": True, "secret": "s", "server": {"replicas": 1}},
+        }
+    )
+    assert not any(o["kind"] == "PodDisruptionBudget" for o in single)
+    with pytest.raises(helm_python.HelmRenderError, match=r"feast\.secret"):
+        render({"feast": {"enabled": True}})

@@ -65,3 +65,16 @@ automountServiceAccountToken: false
 securityContext:
   {{- include "eyeops.podSecurityContext" . | nindent 2 }}
 {{- end -}}
+
+{{- define "eyeops.feastContainer" -}}
+image: {{ include "eyeops.image" (dict "root" .root "image" .root.Values.feast.image) }}
+imagePullPolicy: {{ .root.Values.imagePullPolicy }}
+env:
+  - {name: HOME, value: /tmp}
+  - {name: EYEOPS_FEAST_OFFLINE, value: postgres}
+  {{- include "eyeops.feastEnv" (dict "secret" .root.Values.feast.secret) | nindent 2 }}
+securityContext:
+  {{- include "eyeops.containerSecurityContext" .root | nindent 2 }}
+volumeMounts:
+  - {name: tmp, mountPath: /tmp}
+{{- end -}}
