@@ -31,7 +31,8 @@ def render(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         out = chart.render(values or {}, name="clinic", namespace="eyeops", is_install=True)
     finally:
         chart.close()
-    return [d for text in out.values() for d in yaml.safe_load_all(text) if d]
+    manifests = [text for path, text in out.items() if not path.endswith("NOTES.txt")]
+    return [d for text in manifests for d in yaml.safe_load_all(text) if d]
 
 
 def values_of(path: Path | None) -> dict[str, Any]:
@@ -44,10 +45,12 @@ def objects(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
 
 
 def pods(objects: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(workload, its pod template) for every Deployment, StatefulSet, Job and CronJob."""
+    """(workload, its pod template) for every Pod, Deployment, StatefulSet, Job and CronJob."""
     found = []
     for o in objects:
-        if o["kind"] in ("Deployment", "StatefulSet", "Job"):
+        if o["kind"] == "Pod":
+            found.append((o, o))
+        elif o["kind"] in ("Deployment", "StatefulSet", "Job"):
             found.append((o, o["spec"]["template"]))
         elif o["kind"] == "CronJob":
             found.append((o, o["spec"]["jobTemplate"]["spec"]["template"]))
@@ -313,3 +316,27 @@ def test_feast_server_and_jobs_run_the_feast_cli_on_the_cluster_profile() -> Non
     assert not any(o["kind"] == "PodDisruptionBudget" for o in single)
     with pytest.raises(helm_python.HelmRenderError, match=r"feast\.secret"):
         render({"feast": {"enabled": True}})
+
+
+def test_helm_test_checks_every_endpoint_and_notes_render() -> None:
+    objects = render(values_of(CHART / "ci" / "values-prod.yaml"))
+    pod = next(o for o in objects if o["kind"] == "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    container = pod["spec"]["containers"][0]
+    assert container["command"] == ["python", "-m", "eyeops.readiness"]
+    assert [u.split("/")[2].split(".")[0] for u in container["args"]] == [
+        "clinic-eyeops-monitor", "clinic-eyeops-feast", "ocr", "lens"
+    ]  # fmt: skip
+    chart = helm_python.Chart.load(str(CHART))
+    try:
+        notes = chart.render(values_of(CHART / "ci" / "values-prod.yaml"), name="clinic", namespace="eyeops")
+    finally:
+        chart.close()
+    text = notes["eyeops/templates/NOTES.txt"]
+    assert "helm test clinic -n eyeops" in text and "pvc://eyeops-models/registry/lens/7" in text
+
+
+def test_readiness_reports_what_is_not_ready() -> None:
+    from eyeops.readiness import check
+
+    assert check(["http://127.0.0.1:9/never"], attempts=1) == ["http://127.0.0.1:9/never"]
