@@ -341,3 +341,29 @@ def test_readiness_reports_what_is_not_ready() -> None:
     from eyeops.readiness import check
 
     assert check(["http://127.0.0.1:9/never"], attempts=1) == ["http://127.0.0.1:9/never"]
+
+
+def test_dashboards_ship_and_their_queries_parse(tmp_path: Path) -> None:
+    objects = render()
+    maps = [
+        o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["labels"].get("grafana_dashboard")
+    ]
+    boards = [json.loads(text) for m in maps for text in m["data"].values()]
+    assert {b["uid"] for b in boards} == {"eyeops-ocr", "eyeops-lens"}
+    exprs = [t["expr"] for b in boards for p in b["panels"] for t in p["targets"]]
+    titles = " ".join(p["title"] for b in boards for p in b["panels"]).lower()
+    for topic in ("exams per minute", "review rate", "latency", "triton", "coverage", "drift"):
+        assert topic in titles
+    # promtool parses PromQL: every query as a recording rule.
+    rules = {
+        "groups": [{"name": "q", "rules": [{"record": f"q:{i}", "expr": e} for i, e in enumerate(exprs)]}]
+    }
+    (tmp_path / "queries.yaml").write_text(yaml.safe_dump(rules))
+    import shutil
+
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is not installed; run: bash scripts/setup.sh"
+    done = subprocess.run(
+        [promtool, "check", "rules", str(tmp_path / "queries.yaml")], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
