@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from eyeops import chartdocs
     from eyeops.gateway import cli as gateway_cli
     from eyeops.lens import cli as lens_cli
     from eyeops.monitoring import cli as monitoring_cli
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     lens_cli.add_parser(sub)
     pipelines_cli.add_parser(sub)
     monitoring_cli.add_parser(sub)
+    chartdocs.add_parser(sub)
     pipelines_cli.add_registry_parser(sub)
     return parser
 

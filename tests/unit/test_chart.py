@@ -367,3 +367,12 @@ def test_dashboards_ship_and_their_queries_parse(tmp_path: Path) -> None:
         [promtool, "check", "rules", str(tmp_path / "queries.yaml")], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_chart_readme_is_generated_from_the_values_comments(capsys: pytest.CaptureFixture[str]) -> None:
+    from eyeops.chartdocs import documented_values
+    from eyeops.cli import main
+
+    assert main(["chart", "docs", "--check"]) == 0, capsys.readouterr().out
+    keys = [k for k, _ in documented_values((CHART / "values.yaml").read_text())]
+    assert "monitor.state" in keys and "ocr.storageUri" in keys and "networkPolicy.enabled" in keys
