@@ -22,7 +22,8 @@ pytestmark = pytest.mark.unit
 
 CHART = repo_root() / "charts" / "eyeops"
 KUBERNETES = "1.30"
-EXAMPLES = sorted((CHART / "ci").glob("values-*.yaml"))
+PROD = repo_root() / "k8s" / "overlays" / "prod" / "values.yaml"
+EXAMPLES = sorted((repo_root() / "k8s" / "overlays").glob("*/values.yaml"))  # the dev and prod overlays
 
 
 def render(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -39,7 +40,7 @@ def values_of(path: Path | None) -> dict[str, Any]:
     return {} if path is None else dict(yaml.safe_load(path.read_text()))
 
 
-@pytest.fixture(params=[None, *EXAMPLES], ids=["defaults", *(p.stem for p in EXAMPLES)])
+@pytest.fixture(params=[None, *EXAMPLES], ids=["defaults", *(p.parent.name for p in EXAMPLES)])
 def objects(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
     return render(values_of(request.param))
 
@@ -126,7 +127,7 @@ def test_a_missing_secret_is_named_at_template_time() -> None:
         render({"monitor": {"detectors": {"claimName": ""}}})
 
 
-@pytest.mark.parametrize("values", [None, *EXAMPLES], ids=["defaults", *(p.stem for p in EXAMPLES)])
+@pytest.mark.parametrize("values", [None, *EXAMPLES], ids=["defaults", *(p.parent.name for p in EXAMPLES)])
 def test_monitor_args_are_accepted_by_the_entrypoint_parser(values: Path | None) -> None:
     deployment = next(
         o
@@ -160,6 +161,17 @@ def test_namespace_enforces_restricted_pod_security() -> None:
     assert kustomization["resources"] == ["namespace.yaml"]
 
 
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_overlays_render_the_chart_with_their_values(overlay: str) -> None:
+    folder = repo_root() / "k8s" / "overlays" / overlay
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    assert kustomization["resources"] == ["../../base"]
+    chart_home = (folder / kustomization["helmGlobals"]["chartHome"]).resolve()
+    (chart,) = kustomization["helmCharts"]
+    assert chart_home / chart["name"] == CHART.resolve() and (folder / chart["valuesFile"]).is_file()
+    assert any(o["kind"] == "Deployment" for o in render(values_of(folder / chart["valuesFile"])))
+
+
 def unknown_fields(data: Any, klass: str, where: str = "") -> list[str]:
     """Paths in `data` that the kserve SDK's (or the Kubernetes client's) model `klass` does not
     have: what the SDK would drop, and the API server would refuse."""
@@ -188,7 +200,7 @@ def unknown_fields(data: Any, klass: str, where: str = "") -> list[str]:
 
 
 def test_kserve_objects_have_no_unknown_fields() -> None:
-    objects = render(values_of(CHART / "ci" / "values-prod.yaml"))
+    objects = render(values_of(PROD))
     kinds = {"InferenceService": "V1beta1InferenceService", "ServingRuntime": "V1alpha1ServingRuntime"}
     checked = [o for o in objects if o["kind"] in kinds]
     assert sorted(o["kind"] for o in checked) == ["InferenceService"] * 2 + ["ServingRuntime"] * 2
@@ -216,7 +228,7 @@ def kserve_containers(objects: list[dict[str, Any]]) -> list[tuple[str, dict[str
 
 
 def test_kserve_pods_run_restricted_and_log_to_the_monitor() -> None:
-    objects = render(values_of(CHART / "ci" / "values-prod.yaml"))
+    objects = render(values_of(PROD))
     for name, _, container in kserve_containers(objects):
         sc = container["securityContext"]
         assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"] == {"drop": ["ALL"]}, name
@@ -248,7 +260,7 @@ def test_kserve_container_args_are_accepted_by_the_entrypoints_parsers() -> None
     # What KServe adds to a transformer's args: its name, the predictor's host and the port.
     injected = ["--predictor_host", "ocr-predictor.eyeops", "--http_port", "8080"]
     checked = set()
-    for name, _, container in kserve_containers(render(values_of(CHART / "ci" / "values-prod.yaml"))):
+    for name, _, container in kserve_containers(render(values_of(PROD))):
         command = container.get("command", [])
         if command[:2] != ["python", "-m"]:
             assert command == ["tritonserver"], name
@@ -265,7 +277,7 @@ def test_kserve_container_args_are_accepted_by_the_entrypoints_parsers() -> None
 
 
 def test_every_inference_service_is_covered_by_a_network_policy() -> None:
-    objects = render(values_of(CHART / "ci" / "values-prod.yaml"))
+    objects = render(values_of(PROD))
     selected = {
         p["spec"]["podSelector"]["matchLabels"].get("serving.kserve.io/inferenceservice")
         for p in objects
@@ -278,7 +290,7 @@ def test_feast_server_and_jobs_run_the_feast_cli_on_the_cluster_profile() -> Non
     import click
     from feast.cli.cli import cli
 
-    objects = render(values_of(CHART / "ci" / "values-prod.yaml"))
+    objects = render(values_of(PROD))
     by_component = {w["metadata"]["labels"]["app.kubernetes.io/component"]: t for w, t in pods(objects)}
     commands = {}
     for component in ("feast", "feast-apply", "feast-materialize"):
@@ -310,7 +322,7 @@ def test_feast_server_and_jobs_run_the_feast_cli_on_the_cluster_profile() -> Non
     assert any(o["kind"] == "PodDisruptionBudget" for o in objects)  # two feature servers
     single = render(
         {
-            **values_of(CHART / "ci" / "values-prod.yaml"),
+            **values_of(PROD),
             "feast": {"enabled": True, "secret": "s", "server": {"replicas": 1}},
         }
     )
@@ -320,7 +332,7 @@ def test_feast_server_and_jobs_run_the_feast_cli_on_the_cluster_profile() -> Non
 
 
 def test_helm_test_checks_every_endpoint_and_notes_render() -> None:
-    objects = render(values_of(CHART / "ci" / "values-prod.yaml"))
+    objects = render(values_of(PROD))
     pod = next(o for o in objects if o["kind"] == "Pod")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     container = pod["spec"]["containers"][0]
@@ -330,7 +342,7 @@ def test_helm_test_checks_every_endpoint_and_notes_render() -> None:
     ]  # fmt: skip
     chart = helm_python.Chart.load(str(CHART))
     try:
-        notes = chart.render(values_of(CHART / "ci" / "values-prod.yaml"), name="clinic", namespace="eyeops")
+        notes = chart.render(values_of(PROD), name="clinic", namespace="eyeops")
     finally:
         chart.close()
     text = notes["eyeops/templates/NOTES.txt"]
