@@ -388,3 +388,39 @@ def test_chart_readme_is_generated_from_the_values_comments(capsys: pytest.Captu
     assert main(["chart", "docs", "--check"]) == 0, capsys.readouterr().out
     keys = [k for k, _ in documented_values((CHART / "values.yaml").read_text())]
     assert "monitor.state" in keys and "ocr.storageUri" in keys and "networkPolicy.enabled" in keys
+
+
+def test_feature_store_yaml_comes_from_values_and_matches_the_repository_profile() -> None:
+    objects = render(values_of(PROD))
+    config = next(
+        o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("feature-store")
+    )
+    shipped = yaml.safe_load(config["data"]["feature_store.yaml"])
+    assert shipped == yaml.safe_load(
+        (repo_root() / "feature_repo" / "feature_store.cluster.yaml").read_text()
+    )
+    mounted = [
+        name
+        for name, spec, c in kserve_containers(objects)
+        + [(w["metadata"]["name"], t["spec"], t["spec"]["containers"][0]) for w, t in pods(objects)]
+        if any(m.get("subPath") == "feature_store.yaml" for m in c.get("volumeMounts", []))
+    ]
+    assert "lens/transformer" in mounted and "ocr/transformer" in mounted
+    assert sum(n.startswith("clinic-eyeops-feast") for n in mounted) == 3  # server, apply, materialize
+
+
+def test_inference_services_above_one_replica_get_disruption_budgets() -> None:
+    values = values_of(PROD)
+    assert not [
+        o for o in render(values) if o["kind"] == "PodDisruptionBudget" and "-ocr-" in o["metadata"]["name"]
+    ]
+    values["ocr"]["minReplicas"] = 2
+    budgets = [
+        o for o in render(values) if o["kind"] == "PodDisruptionBudget" and "-ocr-" in o["metadata"]["name"]
+    ]
+    assert sorted(b["spec"]["selector"]["matchLabels"]["component"] for b in budgets) == [
+        "predictor",
+        "transformer",
+    ]
+    for budget in budgets:
+        kubernetes_validate.validate(budget, KUBERNETES, strict=True)

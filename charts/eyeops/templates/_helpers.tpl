@@ -77,4 +77,14 @@ securityContext:
   {{- include "eyeops.containerSecurityContext" .root | nindent 2 }}
 volumeMounts:
   - {name: tmp, mountPath: /tmp}
+  {{- include "eyeops.featureStoreMount" . | nindent 2 }}
+{{- end -}}
+
+{{- define "eyeops.featureStoreMount" -}}
+- {name: feature-store, mountPath: /app/feature_repo/feature_store.yaml, subPath: feature_store.yaml, readOnly: true}
+{{- end -}}
+
+{{- define "eyeops.featureStoreVolume" -}}
+- name: feature-store
+  configMap: {name: {{ include "eyeops.fullname" . }}-feature-store}
 {{- end -}}
