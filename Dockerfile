@@ -28,25 +28,24 @@ COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/tmp
 WORKDIR /app
 
-FROM runtime AS ocr-transformer
+# What the services share: the Feast repository with the cluster profile (the chart mounts its own
+# feature_store.yaml over it), a non-root user.
+FROM runtime AS app
 COPY feature_repo /app/feature_repo
 RUN cp /app/feature_repo/feature_store.cluster.yaml /app/feature_repo/feature_store.yaml
 USER 10001
 EXPOSE 8080
+
+FROM app AS ocr-transformer
 ENTRYPOINT ["python", "-m", "inference.ocr_transformer"]
 
-FROM runtime AS lens
-COPY feature_repo /app/feature_repo
-RUN cp /app/feature_repo/feature_store.cluster.yaml /app/feature_repo/feature_store.yaml
-USER 10001
-EXPOSE 8080
-# The lens ServingRuntime runs inference.lens_predictor; the transformer container this default.
+FROM app AS lens
+# The lens transformer runs this entrypoint; the lens ServingRuntime runs inference.lens_predictor.
 ENTRYPOINT ["python", "-m", "inference.lens_transformer"]
 
-FROM runtime AS pipelines
+FROM app AS pipelines
 USER 0
 RUN apt-get update && apt-get install -y --no-install-recommends tesseract-ocr fonts-dejavu-core fonts-liberation \
  && rm -rf /var/lib/apt/lists/*
-COPY feature_repo /app/feature_repo
 USER 10001
 ENTRYPOINT ["python"]
