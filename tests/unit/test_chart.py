@@ -424,3 +424,19 @@ def test_inference_services_above_one_replica_get_disruption_budgets() -> None:
     ]
     for budget in budgets:
         kubernetes_validate.validate(budget, KUBERNETES, strict=True)
+
+
+def test_pipelines_may_patch_only_the_two_inference_services() -> None:
+    objects = render(values_of(PROD))
+    role = next(o for o in objects if o["kind"] == "Role")
+    assert role["rules"] == [
+        {"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"],
+         "resourceNames": ["ocr", "lens"], "verbs": ["get", "patch"]}
+    ]  # fmt: skip
+    binding = next(o for o in objects if o["kind"] == "RoleBinding")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "default-editor", "namespace": "eyeops"}
+    ]
+    from eyeops.registry.deploy import KSERVE_GROUP
+
+    assert role["rules"][0]["apiGroups"] == [KSERVE_GROUP]
