@@ -19,7 +19,9 @@ COPY pyproject.toml README.md ./
 COPY eyeops ./eyeops
 COPY inference ./inference
 COPY kfp_pipelines ./kfp_pipelines
-RUN pip install .
+COPY docker/constraints-main.txt /tmp/constraints.txt
+# every dependency at the version the tests ran with
+RUN pip install -c /tmp/constraints.txt .
 
 FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --gid 10001 eyeops && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin eyeops \
