@@ -19,7 +19,7 @@ COPY pyproject.toml README.md ./
 COPY eyeops ./eyeops
 COPY inference ./inference
 COPY kfp_pipelines ./kfp_pipelines
-COPY docker/constraints-main.txt /tmp/constraints.txt
+COPY images/constraints-main.txt /tmp/constraints.txt
 # every dependency at the version the tests ran with
 RUN pip install -c /tmp/constraints.txt .
 

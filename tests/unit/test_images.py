@@ -107,9 +107,9 @@ def test_images_install_every_dependency_at_an_exact_version(
     import tomllib
 
     text = (ROOT / dockerfile).read_text()
-    assert f"docker/{constraints}" in text and "-c /tmp/constraints.txt" in text
+    assert f"images/{constraints}" in text and "-c /tmp/constraints.txt" in text
     pinned = {}
-    for line in (ROOT / "docker" / constraints).read_text().splitlines():
+    for line in (ROOT / "images" / constraints).read_text().splitlines():
         if line and not line.startswith("#"):
             name, _, version = line.partition("==")
             assert version and re.fullmatch(r"[0-9][0-9A-Za-z.+!-]*", version), line
