@@ -68,3 +68,31 @@ def gate_and_register(
     with open(decision.path, "w") as handle:
         handle.write("\n".join(lines) + "\n")
     return verdict.promote
+
+
+def register_step(  # type: ignore[no-untyped-def]
+    model,
+    evaluation,
+    model_name: str,
+    registry_root,
+    version,
+    registry_uri_prefix,
+    inference_service="",
+    namespace="",
+    canary_percent=100,
+):
+    """Every pipeline's last step: gate_and_register, never answered from a cache (it changes the
+    registry and, on a cluster, the InferenceService)."""
+    registered = gate_and_register(
+        model=model,
+        evaluation=evaluation,
+        registry_root=registry_root,
+        version=version,
+        model_name=model_name,
+        registry_uri_prefix=registry_uri_prefix,
+        inference_service=inference_service,
+        namespace=namespace,
+        canary_percent=canary_percent,
+    )
+    registered.set_caching_options(False)
+    return registered

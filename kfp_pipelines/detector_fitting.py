@@ -7,7 +7,7 @@ windows, catches a known shift) → register. The monitoring service loads what 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
-from kfp_pipelines.common import DETECTORS_IMAGE, _component, gate_and_register
+from kfp_pipelines.common import DETECTORS_IMAGE, _component, register_step
 from kfp_pipelines.lens_training import point_in_time_features
 
 
@@ -104,12 +104,11 @@ def detector_fitting(
     fitted = fit_detectors(
         reference=reference.outputs["reference"], window=window, p_val=p_val, ert=ert, seed=seed
     )
-    registered = gate_and_register(
-        model=fitted.outputs["detectors"],
-        evaluation=fitted.outputs["Output"],
-        registry_root=registry_root,
-        version=version,
-        model_name="detectors",
-        registry_uri_prefix=registry_uri_prefix,
+    register_step(
+        fitted.outputs["detectors"],
+        fitted.outputs["Output"],
+        "detectors",
+        registry_root,
+        version,
+        registry_uri_prefix,
     )
-    registered.set_caching_options(False)  # it changes the registry: never answered from a cache

@@ -6,7 +6,7 @@ it. See kfp_pipelines/common.py for images and local runs.
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Model, Output
 
-from kfp_pipelines.common import _component, gate_and_register
+from kfp_pipelines.common import _component, register_step
 
 
 @_component
@@ -132,15 +132,14 @@ def lens_training(
     checked = validate_cohort_data(data=features.outputs["features"])
     trained = train_lens_model(data=checked.outputs["validated"], version=version, delta=delta, alpha=alpha)
     evaluated = evaluate_lens_model(model=trained.outputs["model"], test_uri=test_uri)
-    registered = gate_and_register(
-        model=trained.outputs["model"],
-        evaluation=evaluated.outputs["Output"],
-        registry_root=registry_root,
-        version=version,
-        model_name="lens",
-        registry_uri_prefix=registry_uri_prefix,
-        inference_service=inference_service,
-        namespace=namespace,
-        canary_percent=canary_percent,
+    register_step(
+        trained.outputs["model"],
+        evaluated.outputs["Output"],
+        "lens",
+        registry_root,
+        version,
+        registry_uri_prefix,
+        inference_service,
+        namespace,
+        canary_percent,
     )
-    registered.set_caching_options(False)  # it changes the registry: never answered from a cache

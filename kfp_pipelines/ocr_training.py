@@ -7,7 +7,7 @@ eyeops.ocr.*, the code the OCR service runs. See kfp_pipelines/common.py for ima
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
 
-from kfp_pipelines.common import _component, gate_and_register
+from kfp_pipelines.common import _component, register_step
 
 
 @_component
@@ -160,15 +160,14 @@ def ocr_training(
     )
     evaluated.set_caching_options(False)  # it reads the champion, which changes between runs
     exported = export_model_repository(model=trained.outputs["model"])
-    registered = gate_and_register(
-        model=exported.outputs["repository"],
-        evaluation=evaluated.outputs["Output"],
-        registry_root=registry_root,
-        version=version,
-        model_name="ocr",
-        registry_uri_prefix=registry_uri_prefix,
-        inference_service=inference_service,
-        namespace=namespace,
-        canary_percent=canary_percent,
+    register_step(
+        exported.outputs["repository"],
+        evaluated.outputs["Output"],
+        "ocr",
+        registry_root,
+        version,
+        registry_uri_prefix,
+        inference_service,
+        namespace,
+        canary_percent,
     )
-    registered.set_caching_options(False)  # it changes the registry: never answered from a cache
