@@ -96,17 +96,15 @@ class EvalRun:
 
 
 def tesseract_hits(exam: RenderedExam, layouts: LayoutRegistry) -> tuple[int, int]:
-    from eyeops.ocr.tesseract import read_region
+    from eyeops.ocr.tesseract import read_fields
 
     layout = layouts[exam.device_kind]
     try:
         aligned = align_to_template(decode_grey(exam.image), layout)
     except Exception:
         return 0, len(exam.texts)
-    hits = 0
-    for spec in layout.all_fields():
-        x, y, w, h = spec.box
-        hits += read_region(aligned[y : y + h, x : x + w], spec) == exam.texts[spec.name]
+    specs = list(layout.all_fields())
+    hits = sum(t == exam.texts[s.name] for t, s in zip(read_fields(aligned, specs), specs, strict=True))
     return hits, len(exam.texts)
 
 

@@ -34,7 +34,7 @@ def compare_with_tesseract(
     """Field and exam exact-match rates of the recogniser (grammar-constrained decoding, as served)
     and of Tesseract on the same held-out exams, overall and per device kind. An exam that fails to
     align counts as every field wrong for both readers."""
-    from eyeops.ocr.tesseract import read_region
+    from eyeops.ocr.tesseract import read_fields
 
     tally: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for exam in synthesize_exams(list(layouts), exams, seed, split="eval"):
@@ -53,10 +53,8 @@ def compare_with_tesseract(
         counts["model_fields"] += sum(ours_hits)
         counts["model_exams"] += all(ours_hits)
         if tesseract:
-            theirs = []
-            for spec in specs:
-                x, y, w, h = spec.box
-                theirs.append(read_region(aligned[y : y + h, x : x + w], spec) == exam.texts[spec.name])
+            read = read_fields(aligned, specs)
+            theirs = [t == exam.texts[s.name] for t, s in zip(read, specs, strict=True)]
             counts["tesseract_fields"] += sum(theirs)
             counts["tesseract_exams"] += all(theirs)
 

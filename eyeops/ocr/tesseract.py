@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 import cv2
 import numpy as np
@@ -36,3 +37,12 @@ def read_region(region: np.ndarray, spec: FieldSpec) -> str:
     config = f"--psm 7 --oem 1 -c tessedit_char_whitelist={whitelist(spec)}"
     text: str = pytesseract.image_to_string(big, config=config)
     return text.strip().replace(" ", "")
+
+
+def read_fields(aligned: np.ndarray, specs: Iterable[FieldSpec]) -> list[str]:
+    """Tesseract on every field region of an aligned exam image, in the order of `specs`."""
+    texts = []
+    for spec in specs:
+        x, y, w, h = spec.box
+        texts.append(read_region(aligned[y : y + h, x : x + w], spec))
+    return texts
