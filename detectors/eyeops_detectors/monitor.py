@@ -288,13 +288,22 @@ class Monitor:
         self._outcome_gauges(tx)
         return True
 
+    def _rolling(self, store: MonitorStore) -> dict[str, Any]:
+        """Outcome count, MAE, coverage and in-range rate over the newest `rolling` outcomes."""
+        recent = np.asarray(store.recent_outcomes(self.rolling), dtype=np.float64).reshape(-1, 3)
+        means = [float(m) for m in recent.mean(axis=0)] if len(recent) else [None, None, None]
+        return {
+            "outcomes": len(recent),
+            **dict(zip(("mae_um", "coverage", "in_range_rate"), means, strict=True)),
+        }
+
     def _outcome_gauges(self, store: MonitorStore) -> None:
-        recent = store.recent_outcomes(self.rolling)
-        self.metrics.outcomes.set(len(recent))
-        if recent:
-            self.metrics.mae.set(float(np.mean([e for e, _, _ in recent])))
-            self.metrics.coverage.set(float(np.mean([c for _, c, _ in recent])))
-            self.metrics.in_range.set(float(np.mean([r for _, _, r in recent])))
+        rolling = self._rolling(store)
+        self.metrics.outcomes.set(rolling["outcomes"])
+        if rolling["outcomes"]:
+            self.metrics.mae.set(rolling["mae_um"])
+            self.metrics.coverage.set(rolling["coverage"])
+            self.metrics.in_range.set(rolling["in_range_rate"])
 
     def _refresh_gauges(self, store: MonitorStore) -> None:
         """Every gauge from the stored state (at start; events then update what they touch)."""
@@ -311,17 +320,9 @@ class Monitor:
 
     def status(self) -> dict[str, Any]:
         with self.store.transaction() as tx:
-            results, fill, recent = tx.results(), tx.window_fill(), tx.recent_outcomes(self.rolling)
-        latest: dict[str, Any] = {}
-        for result in results:
-            latest[result["detector"]] = result
-        return {
-            "detectors": latest,
-            "window_rows": fill,
-            "outcomes": len(recent),
-            "mae_um": float(np.mean([e for e, _, _ in recent])) if recent else None,
-            "coverage": float(np.mean([c for _, c, _ in recent])) if recent else None,
-        }
+            results, fill, rolling = tx.results(), tx.window_fill(), self._rolling(tx)
+        latest = {result["detector"]: result for result in results}  # the last check of each
+        return {"detectors": latest, "window_rows": fill, **rolling}
 
     def history(self, detector: str | None = None) -> list[dict[str, Any]]:
         with self.store.transaction() as tx:
