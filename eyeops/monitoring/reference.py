@@ -27,9 +27,7 @@ from eyeops.lens.sizes import SIZES_MM
 
 def lens_reference(model: LensModel, frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """Features and the model's answers for every eye of `frame` (the training cohort)."""
-    base = frame[list(BASE_FEATURES)].astype(float)
-    if base.isna().any().any():
-        base = base.dropna()
+    base = frame[list(BASE_FEATURES)].astype(float).dropna()  # eyes with every feature
     prediction = model.predict(base.reset_index(drop=True))
     return {
         "feature_names": np.array(BASE_FEATURES),

@@ -231,7 +231,7 @@ def _schedule(args: argparse.Namespace) -> int:
             cron_expression=run["cron"],
             max_concurrency=run.get("max_concurrency", 1),
             pipeline_package_path=str(compiled / f"{run['pipeline']}.yaml"),
-            params={k: str(v) if isinstance(v, str) else v for k, v in run["arguments"].items()},
+            params=dict(run["arguments"]),
         )
         print(f"{run['name']}: created ({run['cron']})")
     return 0
