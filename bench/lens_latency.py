@@ -21,9 +21,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from eyeops.lens.cohort import simulate_cohort
-from eyeops.lens.features import BASE_FEATURES
-from eyeops.stack.lens import LensStack, prepare_local_lens
+from eyeops.stack.lens import LensStack, local_eye_features, prepare_local_lens
 
 
 async def open_loop(
@@ -73,10 +71,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="eyeops-lens-bench-") as tmp:
         root = Path(tmp)
         model_dir, repo, eye_ids = prepare_local_lens(root, say=lambda m: None)
-        eyes = simulate_cohort(40, 8)  # the same draw prepare_local_lens stored (seed + 1)
-        features = {
-            row.eye_id: {c: float(getattr(row, c)) for c in BASE_FEATURES} for row in eyes.itertuples()
-        }
+        features = local_eye_features()
         lens_bodies = [{"instances": [{"eye_id": e}]} for e in eye_ids]
         predictor_bodies = [{"instances": [features[e]]} for e in eye_ids]
         with LensStack(model_dir, repo, root / "log") as endpoints:

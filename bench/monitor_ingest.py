@@ -24,9 +24,7 @@ from typing import Any
 
 import httpx
 
-from eyeops.lens.cohort import simulate_cohort
-from eyeops.lens.features import BASE_FEATURES
-from eyeops.stack.lens import LensStack, prepare_local_lens
+from eyeops.stack.lens import LensStack, local_eye_features, prepare_local_lens
 from eyeops.stack.monitor import MonitorStack, prepare_local_detectors
 
 EVENTS_PER_LENS_REQUEST = 4
@@ -76,8 +74,7 @@ def main() -> None:
         root = Path(tmp)
         model_dir, repo, eye_ids = prepare_local_lens(root, say=lambda m: None)
         detectors = prepare_local_detectors(root, model_dir, ert=1000, say=lambda m: None)
-        eyes = simulate_cohort(40, 8)  # the draw prepare_local_lens stored
-        features = {r.eye_id: {c: float(getattr(r, c)) for c in BASE_FEATURES} for r in eyes.itertuples()}
+        features = local_eye_features()
         monitor = MonitorStack(detectors, root / "monitor.db", root / "log")
         with monitor, LensStack(model_dir, repo, root / "log") as lens:
             url = f"{lens.lens}/v1/models/lens:predict"

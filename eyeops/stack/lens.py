@@ -84,6 +84,16 @@ class LensStack(Stack[LensEndpoints]):
         self.processes.clear()
 
 
+def local_eye_features(seed: int = 7) -> dict[str, dict[str, float]]:
+    """Base features of the eyes prepare_local_lens(seed) stores, by eye id (for benchmarks that send
+    the same eyes to the predictor directly)."""
+    from eyeops.lens.cohort import simulate_cohort
+    from eyeops.lens.features import BASE_FEATURES
+
+    eyes = simulate_cohort(40, seed + 1)
+    return {str(row.eye_id): {c: float(getattr(row, c)) for c in BASE_FEATURES} for row in eyes.itertuples()}
+
+
 def prepare_local_lens(
     root: Path, seed: int = 7, say: Callable[[str], None] = print
 ) -> tuple[Path, Path, list[str]]:
