@@ -32,9 +32,22 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     t.add_argument("--warmup", type=int, default=300)
     t.add_argument("--init", type=Path, default=None, help="continue from this checkpoint folder")
     t.add_argument("--workers", type=int, default=2)
+    t.add_argument(
+        "--faces", type=int, default=None, help="train on the first N training fonts (rounds 1-2 used 20)"
+    )
+    t.add_argument(
+        "--stop-at", type=int, default=None, help="stop after this step; the LR schedule still spans --steps"
+    )
     t.add_argument("--out", type=Path, default=None, help="checkpoint folder (default: the Triton repo's)")
     t.add_argument("--cache", type=Path, default=None, help="folder to cache rendered crop sets in")
     t.set_defaults(func=_train)
+    a = cmds.add_parser(
+        "average", help="average the weights of checkpoints fine-tuned from one another (a model soup)"
+    )
+    a.add_argument("checkpoints", type=Path, nargs="+", help="two or more checkpoint folders")
+    a.add_argument("--weights", type=float, nargs="+", default=None, help="one each (default: equal)")
+    a.add_argument("--out", type=Path, default=None, help="checkpoint folder (default: the Triton repo's)")
+    a.set_defaults(func=_average)
     e = cmds.add_parser("eval", help="render a held-out set, send it through the running OCR endpoint")
     e.add_argument("--count", type=int, default=300)
     e.add_argument("--seed", type=int, default=1000)
@@ -45,14 +58,19 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     e.set_defaults(func=_eval)
 
 
-def _crop_set(cache: Path | None, exams: int, seed: int, split: str, workers: int) -> CropSet:
+def _crop_set(
+    cache: Path | None, exams: int, seed: int, split: str, workers: int, faces: int | None = None
+) -> CropSet:
     from eyeops.devices import load_layouts
     from eyeops.ocr.dataset import CropSet, build_crop_set
+    from eyeops.synth.fonts import EVAL_FONTS, TRAIN_FONTS
 
-    path = cache / f"crops-{split}-{seed}-{exams}.npz" if cache else None
+    # The face count is in the name: a cache rendered before the font list grew is not reused.
+    n_faces = min(faces or 10**6, len(TRAIN_FONTS if split == "train" else EVAL_FONTS))
+    path = cache / f"crops-{split}-{seed}-{exams}-faces{n_faces}.npz" if cache else None
     if path is not None and path.is_file():
         return CropSet.load(path)
-    data = build_crop_set(load_layouts(), exams, seed, split, workers=workers)
+    data = build_crop_set(load_layouts(), exams, seed, split, workers=workers, faces=faces)
     if path is not None:
         data.save(path)
     return data
@@ -62,7 +80,7 @@ def _train(args: argparse.Namespace) -> int:
     from eyeops.ocr.train import TrainConfig, train
 
     cache = args.cache or Settings().data_dir / "cache"
-    train_set = _crop_set(cache, args.exams, args.seed, "train", args.workers)
+    train_set = _crop_set(cache, args.exams, args.seed, "train", args.workers, args.faces)
     eval_set = (
         _crop_set(cache, args.eval_exams, args.seed + 1, "eval", args.workers) if args.eval_exams else None
     )
@@ -75,9 +93,19 @@ def _train(args: argparse.Namespace) -> int:
         max_minutes=args.max_minutes,
         eval_every=args.eval_every,
         init=str(args.init) if args.init else None,
+        stop_at=args.stop_at,
     )
     metrics = train(train_set, eval_set, config, args.out or default_checkpoint())
     print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _average(args: argparse.Namespace) -> int:
+    from eyeops.ocr.average import average_checkpoints
+
+    out = args.out or default_checkpoint()
+    average_checkpoints(args.checkpoints, out, args.weights)
+    print(f"wrote the average of {len(args.checkpoints)} checkpoints to {out}")
     return 0
 
 

@@ -59,14 +59,14 @@ def _set_layouts(layouts: list[DeviceLayout]) -> None:
 
 
 def _exam_crops(
-    args: tuple[int, str, int, float],
+    args: tuple[int, str, int, float, int | None],
 ) -> tuple[np.ndarray, list[str], list[str], list[str], list[str]] | None:
-    seed, split, index, random_fraction = args
+    seed, split, index, random_fraction, faces = args
     layouts = _LAYOUTS
     layout = layouts[index % len(layouts)]
     rng = np.random.default_rng([seed, index, 99])
     mode: ValueMode = "random" if rng.random() < random_fraction else "realistic"
-    exam = render_one(layout, seed, split, index, mode)
+    exam = render_one(layout, seed, split, index, mode, faces=faces)
     try:
         aligned = align_to_template(decode_grey(exam.image), layout)
     except AlignmentFailed:
@@ -89,10 +89,12 @@ def build_crop_set(
     split: str,
     random_fraction: float = 0.6,
     workers: int = 2,
+    faces: int | None = None,
 ) -> CropSet:
-    """Render `exams` exams, align and crop each; exams that fail to align are left out."""
+    """Render `exams` exams, align and crop each; exams that fail to align are left out.
+    `faces` limits the fonts to the split's first N."""
     layouts = list(registry)
-    jobs = [(seed, split, i, random_fraction) for i in range(exams)]
+    jobs = [(seed, split, i, random_fraction, faces) for i in range(exams)]
     if workers > 1:
         with get_context("spawn").Pool(workers, initializer=_set_layouts, initargs=(layouts,)) as pool:
             results = pool.map(_exam_crops, jobs, chunksize=16)

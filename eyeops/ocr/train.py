@@ -36,6 +36,7 @@ class TrainConfig:
     threads: int = 2
     shift_px: int = 2
     init: str | None = None  # continue from this checkpoint folder instead of from scratch
+    stop_at: int | None = None  # stop after this step; the LR schedule still spans `steps`
 
 
 def _batch_labels(vocab: CharVocab, texts: list[str]) -> torch.Tensor:
@@ -121,7 +122,7 @@ def train(
                 json.dumps({"step": step, "loss": round(last_loss, 4), "minutes": round(minutes, 2)}),
                 flush=True,
             )
-        if minutes > config.max_minutes:
+        if minutes > config.max_minutes or (config.stop_at is not None and step + 1 >= config.stop_at):
             break
     model.eval()  # type: ignore[no-untyped-call]
     metrics: dict[str, float] = {

@@ -28,9 +28,11 @@ def render_one(
     index: int,
     mode: ValueMode = "realistic",
     clean: bool = False,
+    faces: int | None = None,
 ) -> RenderedExam:
+    """One exam; `faces` limits the split's fonts to its first N (earlier training rounds used 20)."""
     rng = exam_rng(seed, split, index)
-    fonts = font_paths(split)
+    fonts = font_paths(split)[:faces]
     style = sample_style(rng, fonts, clean=clean)
     values = sample_values(layout, rng, mode)
     texts = format_values(layout, values)

@@ -34,8 +34,10 @@ ACCURACY_FLOOR = 0.98
 
 def test_training_smoke_learns_and_saves_a_loadable_checkpoint(layouts, tmp_path: Path):
     data = build_crop_set(layouts, exams=18, seed=3, split="train", workers=1)
-    config = TrainConfig(steps=40, batch_size=16, warmup=5, eval_every=1000, threads=2)
+    # The schedule spans 60 steps; stop_at ends the run after 40 of them.
+    config = TrainConfig(steps=60, stop_at=40, batch_size=16, warmup=5, eval_every=1000, threads=2)
     metrics = train(data, None, config, tmp_path / "ckpt", log=False)
+    assert metrics["steps"] == 40
     assert metrics["final_loss"] < metrics["first_loss"] * 0.8
     recognizer = load_recognizer(tmp_path / "ckpt")
     results = recognize(recognizer, data.crops[:8], data.grammars[:8])

@@ -4,7 +4,7 @@ import pytest
 from eyeops.align import align_to_template, crop_regions, decode_grey
 from eyeops.errors import AlignmentFailed
 from eyeops.synth.exams import exam_rng, render_one
-from eyeops.synth.fonts import font_paths
+from eyeops.synth.fonts import EVAL_FONTS, TRAIN_FONTS, font_paths
 from eyeops.synth.render import render_clean, sample_style
 from eyeops.synth.values import format_values, sample_values
 
@@ -40,6 +40,20 @@ def test_deterministic_by_seed(layouts):
 
 def test_train_and_eval_fonts_are_disjoint():
     assert not set(font_paths("train")) & set(font_paths("eval"))
+
+
+def test_no_training_face_belongs_to_a_held_out_design_family():
+    # Every Helvetica/Arial, Times and Courier clone is held out, Nimbus (URW's clones) included,
+    # even though no evaluation face is a Nimbus file: a metric twin in training would leak.
+    held_out = ("Arimo", "Tinos", "Cousine", "Liberation", "Free", "Nimbus")
+    assert not [f for f in TRAIN_FONTS if f.startswith(held_out)]
+    assert all(f.startswith(held_out) for f in EVAL_FONTS)
+
+
+def test_faces_limits_rendering_to_the_first_training_fonts(layouts):
+    first_two = font_paths("train")[:2]
+    fonts = {render_one(layouts["autorefractor"], 3, "train", i, faces=2).style.font for i in range(12)}
+    assert fonts == set(first_two)
 
 
 def test_blank_or_foreign_image_fails_alignment(layouts):
