@@ -55,6 +55,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     e.add_argument("--concurrency", type=int, default=4)
     e.add_argument("--no-tesseract", action="store_true")
     e.add_argument("--json", action="store_true", help="print only the JSON summary")
+    e.add_argument(
+        "--offline",
+        action="store_true",
+        help="score a checkpoint in this process (the service's align, crop and decoding code), no stack",
+    )
+    e.add_argument("--checkpoint", type=Path, default=None, help="with --offline (default: the shipped one)")
     e.set_defaults(func=_eval)
 
 
@@ -112,6 +118,20 @@ def _average(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from eyeops.ocr.evaluate import run_eval
 
+    if args.checkpoint is not None and not args.offline:
+        raise SystemExit("--checkpoint is for --offline; the stack serves the Triton repository's checkpoint")
+    if args.offline:
+        from eyeops.devices import load_layouts
+        from eyeops.ocr.model import load_recognizer
+        from eyeops.ocr.offline import compare_with_tesseract
+
+        recognizer = load_recognizer(args.checkpoint or default_checkpoint())
+        result = compare_with_tesseract(
+            recognizer, load_layouts(), args.count, args.seed, tesseract=not args.no_tesseract
+        )
+        summary = {"count": args.count, "seed": args.seed, "version": recognizer.version, **result}
+        print(json.dumps(summary, indent=2))
+        return 0
     summary = run_eval(
         count=args.count,
         seed=args.seed,

@@ -111,3 +111,20 @@ def test_a_folder_that_is_not_a_checkpoint_is_refused(tmp_path: Path):
 
     with pytest.raises(CheckpointError, match=r"config\.json is missing"):
         load_recognizer(tmp_path)
+
+
+def test_offline_eval_scores_a_checkpoint_on_held_out_exams_without_a_stack(capsys, tmp_path: Path):
+    import json
+
+    from eyeops.cli import main
+
+    args = ["ocr", "eval", "--offline", "--count", "12", "--seed", "77", "--no-tesseract", "--json"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["exams"] == 12 and len(summary["per_device"]) == 6
+    assert summary["field_accuracy"] >= ACCURACY_FLOOR
+    # a checkpoint that is not one is refused before anything is rendered
+    with pytest.raises(Exception, match=r"config\.json is missing"):
+        main([*args, "--checkpoint", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--checkpoint is for --offline"):
+        main(["ocr", "eval", "--checkpoint", str(tmp_path)])
