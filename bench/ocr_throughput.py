@@ -34,33 +34,15 @@ from eyeops.settings import Settings
 from eyeops.stack.local import LocalStack
 from eyeops.stack.process import free_port
 from eyeops.synth.exams import synthesize_exams
+from inference.ocr_transformer.model import recognizer_request
 
 
 def _binary_request(crop: np.ndarray, grammar: str) -> tuple[bytes, int]:
-    """A v2 request with Triton's binary tensor extension, as the OCR transformer sends it
-    (`binary_data=True`): a JSON header, then the raw tensors; BYTES elements are length-prefixed."""
-    pixels = np.ascontiguousarray(crop, dtype=np.uint8).tobytes()
-    text = grammar.encode()
-    grammar_bytes = len(text).to_bytes(4, "little") + text
-    header = json.dumps(
-        {
-            "inputs": [
-                {
-                    "name": "CROPS",
-                    "shape": [1, *crop.shape],
-                    "datatype": "UINT8",
-                    "parameters": {"binary_data_size": len(pixels)},
-                },
-                {
-                    "name": "GRAMMAR",
-                    "shape": [1, 1],
-                    "datatype": "BYTES",
-                    "parameters": {"binary_data_size": len(grammar_bytes)},
-                },
-            ]
-        }
-    ).encode()
-    return header + pixels + grammar_bytes, len(header)
+    """The request the OCR transformer sends (`recognizer_request`), for one crop, encoded by
+    KServe's own v2 REST encoder: a JSON header, then the raw tensors."""
+    body, header_length = recognizer_request("trocr", crop[None], [grammar], "bench").to_rest()
+    assert isinstance(body, bytes) and header_length is not None
+    return body, header_length
 
 
 async def _triton_clients(url: str, crops: np.ndarray, grammars: list[str], clients: int) -> float:

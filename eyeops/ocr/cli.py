@@ -69,10 +69,10 @@ def _crop_set(
 ) -> CropSet:
     from eyeops.devices import load_layouts
     from eyeops.ocr.dataset import CropSet, build_crop_set
-    from eyeops.synth.fonts import EVAL_FONTS, TRAIN_FONTS
+    from eyeops.synth.fonts import font_names
 
     # The face count is in the name: a cache rendered before the font list grew is not reused.
-    n_faces = min(faces or 10**6, len(TRAIN_FONTS if split == "train" else EVAL_FONTS))
+    n_faces = len(font_names(split)[:faces])
     path = cache / f"crops-{split}-{seed}-{exams}-faces{n_faces}.npz" if cache else None
     if path is not None and path.is_file():
         return CropSet.load(path)

@@ -30,7 +30,7 @@ TRAIN_FONTS = (
     "JetBrainsMono-Regular.ttf",
     "Inconsolata.otf",
     "Hack-Regular.ttf",
-    # Other weights and widths of the same families (added for the second training round): the
+    # Other weights and widths of the same families (added for the third training round): the
     # held-out faces include a thin Courier (FreeMono), a narrow Helvetica and light Times clones,
     # which the regular weights above left the recogniser unprepared for.
     "DejaVuSans-ExtraLight.ttf",
@@ -99,9 +99,14 @@ def _index() -> dict[str, Path]:
     return found
 
 
+def font_names(split: str) -> tuple[str, ...]:
+    """File names of the 'train' or 'eval' fonts."""
+    return TRAIN_FONTS if split == "train" else EVAL_FONTS
+
+
 def font_paths(split: str) -> list[Path]:
     """Paths of the 'train' or 'eval' fonts; raise with the install command when some are missing."""
-    names = TRAIN_FONTS if split == "train" else EVAL_FONTS
+    names = font_names(split)
     index = _index()
     missing = [n for n in names if n not in index]
     if missing:

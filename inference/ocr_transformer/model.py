@@ -7,7 +7,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -27,6 +27,19 @@ from inference.ocr_transformer.requests import exam_from_v1, exam_from_v2
 
 PREDICTOR_RETRY_AFTER_S = 10
 log = logging.getLogger("eyeops.ocr")
+
+
+def recognizer_request(
+    model: str, crops: np.ndarray, grammars: Sequence[str], request_id: str
+) -> InferRequest:
+    """One v2 request for the recogniser: every crop of an exam with its field grammar, sent with
+    the binary tensor extension (raw bytes after the JSON header, not lists of numbers)."""
+    pixels = InferInput("CROPS", list(crops.shape), "UINT8")
+    pixels.set_data_from_numpy(crops, binary_data=True)
+    grammar = InferInput("GRAMMAR", [len(grammars), 1], "BYTES")
+    rows = np.array([[g.encode()] for g in grammars], dtype=np.object_)
+    grammar.set_data_from_numpy(rows, binary_data=True)
+    return InferRequest(model, [pixels, grammar], request_id=request_id)
 
 
 @dataclass
@@ -106,13 +119,7 @@ class OcrTransformer(Model):  # type: ignore[misc]
         self._contexts[key] = ctx
         if ctx.prepared is None:
             return InferRequest(self.predictor_model, [], request_id=key)
-        crops = InferInput("CROPS", list(ctx.prepared.crops.shape), "UINT8")
-        crops.set_data_from_numpy(ctx.prepared.crops, binary_data=True)
-        grammar = InferInput("GRAMMAR", [len(ctx.prepared.specs), 1], "BYTES")
-        grammar.set_data_from_numpy(
-            np.array([[g.encode()] for g in ctx.prepared.grammars], dtype=np.object_), binary_data=True
-        )
-        return InferRequest(self.predictor_model, [crops, grammar], request_id=key)
+        return recognizer_request(self.predictor_model, ctx.prepared.crops, ctx.prepared.grammars, key)
 
     # -- predict: one v2 request to Triton for all crops of the exam ------------------------------
     async def predict(self, payload: InferRequest, headers: dict[str, str] | None = None) -> ExamContext:
