@@ -103,7 +103,14 @@ def evaluate_recognizer(
         )
         result["champion_version"] = champion.version
     result["eval_exams"], result["eval_seed"] = exams, seed
-    for key in ("field_accuracy", "exam_accuracy", "tesseract_field_accuracy", "tesseract_exam_accuracy"):
+    for key in (
+        "field_accuracy",
+        "exam_accuracy",
+        "silent_error_rate",
+        "review_rate",
+        "tesseract_field_accuracy",
+        "tesseract_exam_accuracy",
+    ):
         metrics.log_metric(key, float(result[key]))
     with open(report.path, "w") as handle:
         handle.write(evaluation_html(result))

@@ -16,11 +16,44 @@ import numpy as np
 
 from eyeops.align import align_to_template, decode_grey
 from eyeops.devices import load_layouts
-from eyeops.devices.layout import LayoutRegistry
+from eyeops.devices.layout import DeviceLayout, LayoutRegistry
+from eyeops.fields import read_fields
 from eyeops.ocr.client import OcrClient
 from eyeops.settings import Settings
 from eyeops.synth.exams import synthesize_exams
 from eyeops.synth.render import RenderedExam
+
+# Confidence thresholds every evaluation also scores, besides the one the service applied: the
+# trade-off between silent errors and review work that `EYEOPS_CONFIDENCE_THRESHOLD` is chosen on.
+SWEEP_THRESHOLDS = (0.5, 0.8, 0.9, 0.95, 0.97, 0.99, 0.995)
+
+
+def outcomes_at(
+    layout: DeviceLayout,
+    truths: dict[str, str],
+    texts: dict[str, tuple[str, float]],
+    thresholds: tuple[float, ...],
+) -> dict[float, tuple[int, int]]:
+    """(fields sent to review, silent errors) of one exam at each threshold, from what the
+    recogniser read ({field: (raw text, confidence)}), through the service's own validation
+    (grammar, range, step, confidence, cross-field checks). An empty `texts` (an exam that failed
+    to align) is every field in review."""
+    out: dict[float, tuple[int, int]] = {}
+    for threshold in thresholds:
+        readings = read_fields(layout, texts, threshold) if texts else []
+        accepted = {r.name: r.raw_text.strip() for r in readings if r.status == "accepted"}
+        silent = sum(accepted[name] != truth for name, truth in truths.items() if name in accepted)
+        out[threshold] = (len(truths) - len(accepted), silent)
+    return out
+
+
+def threshold_rates(sweep: dict[float, list[int]], fields: int) -> dict[str, dict[str, float]]:
+    """{threshold: {review_rate, silent_error_rate}} from {threshold: [review, silent errors]}."""
+    n = max(fields, 1)
+    return {
+        f"{t:g}": {"review_rate": review / n, "silent_error_rate": silent / n}
+        for t, (review, silent) in sorted(sweep.items())
+    }
 
 
 @dataclass
@@ -34,9 +67,16 @@ class Tally:
     tesseract_correct: int = 0
     tesseract_fields: int = 0
     failed: int = 0
+    # threshold -> [review, silent errors], recomputed from the raw texts and confidences
+    sweep: dict[float, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
 
-    def rates(self) -> dict[str, float | int]:
-        out: dict[str, float | int] = {
+    def add_sweep(self, outcomes: dict[float, tuple[int, int]]) -> None:
+        for threshold, (review, silent) in outcomes.items():
+            self.sweep[threshold][0] += review
+            self.sweep[threshold][1] += silent
+
+    def rates(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
             "exams": self.exams,
             "fields": self.fields,
             "field_accuracy": self.correct / max(self.fields, 1),
@@ -47,6 +87,8 @@ class Tally:
         }
         if self.tesseract_fields:
             out["tesseract_field_accuracy"] = self.tesseract_correct / self.tesseract_fields
+        if self.sweep:
+            out["thresholds"] = threshold_rates(self.sweep, self.fields)
         return out
 
 
@@ -57,15 +99,33 @@ class EvalRun:
     latencies_ms: list[float] = field(default_factory=list)
     http_errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     duplicates: int = 0
+    # Every field read wrong: what it was, what was read, and whether the service caught it.
+    wrong_fields: list[dict[str, Any]] = field(default_factory=list)
+    # With layouts, every exam is also scored at SWEEP_THRESHOLDS (see outcomes_at).
+    layouts: LayoutRegistry | None = None
 
     def score(self, exam: RenderedExam, result: dict[str, Any]) -> None:
         tallies = (self.total, self.per_device[exam.device_kind])
         fields = {f["name"]: f for f in result.get("fields", [])}
+        if self.layouts is not None:
+            texts = {n: (f["raw_text"], float(f["confidence"])) for n, f in fields.items()}
+            outcomes = outcomes_at(self.layouts[exam.device_kind], exam.texts, texts, SWEEP_THRESHOLDS)
+            for t in tallies:
+                t.add_sweep(outcomes)
         all_right = result.get("status") != "failed"
         for name, truth in exam.texts.items():
             got = fields.get(name)
             right = got is not None and got["raw_text"].strip() == truth
             all_right &= right
+            if got is not None and not right:
+                self.wrong_fields.append(
+                    {
+                        "device_kind": exam.device_kind,
+                        "field": name,
+                        "truth": truth,
+                        **{k: got[k] for k in ("raw_text", "confidence", "status", "reason")},
+                    }
+                )
             for t in tallies:
                 t.fields += 1
                 t.correct += right
@@ -91,6 +151,7 @@ class EvalRun:
             "latency_ms_p95": float(np.percentile(lat, 95)),
             "duplicates": self.duplicates,
             "http_errors": dict(self.http_errors),
+            "wrong_fields": self.wrong_fields,
             "per_device": {k: v.rates() for k, v in sorted(self.per_device.items())},
         }
 
@@ -150,7 +211,7 @@ def run_eval(
 
     layouts = load_layouts()
     exams = list(synthesize_exams(list(layouts), count, seed, split="eval"))
-    run = EvalRun()
+    run = EvalRun(layouts=layouts)
     with ExitStack() as stack:
         if endpoint is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="eyeops-eval-")))

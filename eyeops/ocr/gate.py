@@ -13,6 +13,8 @@ from eyeops.registry.store import GateDecision
 class OcrGateTolerances:
     field_accuracy_drop: float = 0.001  # one field in a thousand
     exam_accuracy_drop: float = 0.01
+    # wrong *and* accepted at the served threshold: about one field more in 2,000
+    silent_error_rate_rise: float = 0.0005
     field_accuracy_min: float = 0.95  # below this a model is not fit to serve, champion or not
 
 
@@ -39,4 +41,12 @@ def gate(
         if candidate[key] < reference[key] - drop:
             label = key.replace("_", " ")
             reasons.append(f"{label} {candidate[key]:.4f} below the champion's {reference[key]:.4f} − {drop}")
+    # Compared only when both were scored (metrics registered before the evaluation scored statuses
+    # lack it), and only at the same threshold.
+    key, rise = "silent_error_rate", tol.silent_error_rate_rise
+    same_threshold = candidate.get("confidence_threshold") == reference.get("confidence_threshold")
+    if key in candidate and key in reference and same_threshold and candidate[key] > reference[key] + rise:
+        reasons.append(
+            f"silent error rate {candidate[key]:.5f} above the champion's {reference[key]:.5f} + {rise}"
+        )
     return GateDecision(not reasons, reasons or ["no worse than the champion within tolerances"])

@@ -18,7 +18,7 @@ from eyeops.devices.layout import LayoutRegistry
 from eyeops.errors import AlignmentFailed
 from eyeops.ocr.decode import recognize
 from eyeops.ocr.model import Recognizer
-from eyeops.settings import repo_root
+from eyeops.settings import Settings, repo_root
 from eyeops.synth.exams import synthesize_exams
 
 MODEL_NAME = "trocr"
@@ -30,13 +30,23 @@ def compare_with_tesseract(
     exams: int,
     seed: int,
     tesseract: bool = True,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
     """Field and exam exact-match rates of the recogniser (grammar-constrained decoding, as served)
     and of Tesseract on the same held-out exams, overall and per device kind. An exam that fails to
-    align counts as every field wrong for both readers."""
+    align counts as every field wrong for both readers.
+
+    The recogniser's readings also go through the service's validation: `silent_error_rate` and
+    `review_rate` at `threshold` (default: the configured confidence threshold), and `thresholds`,
+    the same two rates at each of SWEEP_THRESHOLDS."""
+    from eyeops.ocr.evaluate import SWEEP_THRESHOLDS, outcomes_at, threshold_rates
     from eyeops.ocr.tesseract import read_fields
 
+    served = Settings().confidence_threshold if threshold is None else threshold
+    sweep = tuple(sorted({served, *SWEEP_THRESHOLDS}))
     tally: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    # per device kind and "all": threshold -> [review, silent errors]
+    statuses: dict[str, dict[float, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
     for exam in synthesize_exams(list(layouts), exams, seed, split="eval"):
         layout = layouts[exam.device_kind]
         specs = list(layout.all_fields())
@@ -46,25 +56,38 @@ def compare_with_tesseract(
         try:
             aligned = align_to_template(decode_grey(exam.image), layout)
         except AlignmentFailed:
+            aligned = None
             counts["unaligned"] += 1
+        texts: dict[str, tuple[str, float]] = {}
+        if aligned is not None:
+            ours = recognize(recognizer, crop_regions(aligned, specs), [s.grammar for s in specs])
+            texts = {s.name: (r.text, r.confidence) for r, s in zip(ours, specs, strict=True)}
+            ours_hits = [r.text == exam.texts[s.name] for r, s in zip(ours, specs, strict=True)]
+            counts["model_fields"] += sum(ours_hits)
+            counts["model_exams"] += all(ours_hits)
+        for t, (review, silent) in outcomes_at(layout, exam.texts, texts, sweep).items():
+            for kind in (exam.device_kind, "all"):
+                statuses[kind][t][0] += review
+                statuses[kind][t][1] += silent
+        if aligned is None:
             continue
-        ours = recognize(recognizer, crop_regions(aligned, specs), [s.grammar for s in specs])
-        ours_hits = [r.text == exam.texts[s.name] for r, s in zip(ours, specs, strict=True)]
-        counts["model_fields"] += sum(ours_hits)
-        counts["model_exams"] += all(ours_hits)
         if tesseract:
             read = read_fields(aligned, specs)
             theirs = [t == exam.texts[s.name] for t, s in zip(read, specs, strict=True)]
             counts["tesseract_fields"] += sum(theirs)
             counts["tesseract_exams"] += all(theirs)
 
-    def rates(c: dict[str, int]) -> dict[str, float]:
-        out = {
+    def rates(c: dict[str, int], status: dict[float, list[int]]) -> dict[str, Any]:
+        by_threshold = threshold_rates(status, c["fields"])
+        out: dict[str, Any] = {
             "exams": float(c["exams"]),
             "fields": float(c["fields"]),
             "unaligned": float(c["unaligned"]),
             "field_accuracy": c["model_fields"] / max(c["fields"], 1),
             "exam_accuracy": c["model_exams"] / max(c["exams"], 1),
+            "confidence_threshold": served,
+            **by_threshold[f"{served:g}"],
+            "thresholds": by_threshold,
         }
         if tesseract:
             out["tesseract_field_accuracy"] = c["tesseract_fields"] / max(c["fields"], 1)
@@ -75,7 +98,10 @@ def compare_with_tesseract(
     for counts in tally.values():
         for key, value in counts.items():
             total[key] += value
-    return {**rates(total), "per_device": {kind: rates(c) for kind, c in sorted(tally.items())}}
+    return {
+        **rates(total, statuses["all"]),
+        "per_device": {kind: rates(c, statuses[kind]) for kind, c in sorted(tally.items())},
+    }
 
 
 def export_model_repository(checkpoint: Path, out: Path, version: int = 1) -> Path:

@@ -110,7 +110,16 @@ def _demo(args: argparse.Namespace) -> int:
         f"{'all':26s} {summary['exams']:5d} {summary['field_accuracy']:9.4f} {summary['exam_accuracy']:8.3f}"
         f" {summary['review_rate']:7.3f}"
     )
-    print(f"silent errors (wrong and accepted): {summary['silent_error_rate']:.4f} of fields")
+    print(
+        f"silent errors (wrong and accepted): {summary['silent_error_rate']:.4f} of fields"
+        f" at confidence threshold {settings.confidence_threshold}"
+    )
+    for wrong in summary["wrong_fields"]:
+        if wrong["status"] == "accepted":
+            print(
+                f"  {wrong['device_kind']} {wrong['field']}: read {wrong['raw_text']!r} for"
+                f" {wrong['truth']!r} (confidence {wrong['confidence']})"
+            )
     print(
         f"{summary['files']} files dropped -> {summary['exams_in_database']} exams in the database"
         f" ({summary['exams_per_s']} exams/s through the gateways)"

@@ -440,3 +440,25 @@ def test_pipelines_may_patch_only_the_two_inference_services() -> None:
     from eyeops.registry.deploy import KSERVE_GROUP
 
     assert role["rules"][0]["apiGroups"] == [KSERVE_GROUP]
+
+
+def test_ocr_transformer_gets_the_confidence_threshold_settings_accepts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from eyeops.settings import Settings
+
+    def threshold(values: dict[str, Any]) -> str:
+        for name, _, container in kserve_containers(render(values)):
+            if name.startswith("ocr") and container.get("command", [])[2:3] == ["inference.ocr_transformer"]:
+                env = {e["name"]: e.get("value") for e in container["env"]}
+                return str(env["EYEOPS_CONFIDENCE_THRESHOLD"])
+        raise AssertionError("no OCR transformer rendered")
+
+    prod = values_of(PROD)
+    assert threshold(prod) == str(Settings().confidence_threshold)  # chart and service agree
+    prod["ocr"]["transformer"]["confidenceThreshold"] = 0.99
+    monkeypatch.setenv("EYEOPS_CONFIDENCE_THRESHOLD", threshold(prod))
+    assert Settings().confidence_threshold == 0.99
+    with pytest.raises(Exception, match="confidenceThreshold"):
+        prod["ocr"]["transformer"]["confidenceThreshold"] = 1.5
+        render(prod)

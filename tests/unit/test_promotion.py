@@ -75,6 +75,19 @@ def test_ocr_gate() -> None:
     assert ocr_gate(same_set, champion).promote
 
 
+def test_ocr_gate_refuses_more_silent_errors_at_the_same_threshold() -> None:
+    champion = {**_ocr(0.995, 0.97), "silent_error_rate": 0.0002, "confidence_threshold": 0.97}
+    riskier = {**_ocr(0.996, 0.98), "silent_error_rate": 0.0011, "confidence_threshold": 0.97}
+    decision = ocr_gate(riskier, champion)
+    assert not decision.promote
+    assert decision.reasons == ["silent error rate 0.00110 above the champion's 0.00020 + 0.0005"]
+    assert ocr_gate({**riskier, "silent_error_rate": 0.0006}, champion).promote  # within 0.0005
+    # Rates at different thresholds are not comparable; a champion scored before statuses were is
+    # judged on accuracy alone.
+    assert ocr_gate({**riskier, "confidence_threshold": 0.9}, champion).promote
+    assert ocr_gate(riskier, _ocr(0.995, 0.97)).promote
+
+
 def test_detectors_gate_and_unknown_model() -> None:
     quiet = {"heldout_false_alarm_rate": 0.01, "false_alarm_budget": 0.02, "shift_detected": True}
     assert gate_for("detectors")(quiet, None).promote
