@@ -80,8 +80,13 @@ def parse_field(spec: FieldSpec, raw_text: str, confidence: float, threshold: fl
     return FieldReading(spec.name, raw_text, value, spec.unit, confidence, "accepted", None)
 
 
-def check_holds(check: CrossCheck, values: Mapping[str, float]) -> bool:
-    """Whether a cross-field relation holds for the given numeric values."""
+def check_holds(check: CrossCheck, values: Mapping[str, float], layout: DeviceLayout) -> bool:
+    """Whether a cross-field relation holds for the given numeric values.
+
+    A reciprocal relation (K = 337.5 / r) is judged within what the display's rounding allows: the
+    device divides by the radius it measured, then shows both rounded, so the pair can disagree by
+    half a unit of the target plus how far constant / source moves over half a unit of the source.
+    The check's own `tolerance` is extra slack on top. A misread digit beyond that goes to review."""
     if check.rule == "ordered":
         low, high = (values[n] for n in check.fields)
         return high >= low - check.tolerance
@@ -90,9 +95,11 @@ def check_holds(check: CrossCheck, values: Mapping[str, float]) -> bool:
         return abs(target - sum(sources) / len(sources)) <= check.tolerance + 1e-9
     assert check.constant is not None
     target, source = (values[n] for n in check.fields)
-    if source == 0:
+    half_target, half_source = (0.5 * 10.0 ** -layout.field(n).decimals for n in check.fields)
+    if source - half_source <= 0:
         return False
-    return abs(target - check.constant / source) <= check.tolerance + 1e-9
+    rounding = half_target + check.constant * half_source / (source * (source - half_source))
+    return abs(target - check.constant / source) <= rounding + check.tolerance + 1e-9
 
 
 def apply_cross_checks(layout: DeviceLayout, readings: Sequence[FieldReading]) -> list[FieldReading]:
@@ -108,7 +115,7 @@ def apply_cross_checks(layout: DeviceLayout, readings: Sequence[FieldReading]) -
         if any(m is None or not isinstance(m.value, float) for m in members):
             continue
         values = {m.name: float(m.value) for m in members if m is not None and m.value is not None}
-        if check_holds(check, values):
+        if check_holds(check, values, layout):
             continue
         for name in check.fields:
             current = out[name]

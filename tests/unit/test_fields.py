@@ -1,8 +1,9 @@
 """Field parsing against the OCR failure modes of DOMAIN.md §2, and the cross-field checks."""
 
+import numpy as np
 import pytest
 
-from eyeops.fields import FieldReading, apply_cross_checks, parse_field, read_fields
+from eyeops.fields import FieldReading, apply_cross_checks, check_holds, parse_field, read_fields
 
 pytestmark = pytest.mark.unit
 T = 0.9
@@ -105,6 +106,26 @@ def test_keratometry_from_radius(layouts):
     wrong = {**base, "k1_d": "48.27"}  # 3 → 8 in K1: 337.5 / 7.80 = 43.27
     out = {r.name: r for r in read_fields(layout, _texts(wrong), T)}
     assert out["k1_d"].status == "review" and out["r1_mm"].status == "review"
+
+
+@pytest.mark.parametrize("radius", [6.5, 7.08, 7.8, 9.0])
+def test_keratometry_allows_display_rounding_and_nothing_more(layouts, radius):
+    """A device divides by the radius it measured and shows both rounded to 0.01: every such pair
+    passes. A misread last digit of K outside that slack (47.67 read as 47.61, seen in evaluation)
+    goes to review."""
+    check = layouts["autorefractor"].checks[0]
+    layout = layouts["autorefractor"]
+    measured = radius + np.linspace(-0.005, 0.00499, 41)  # what the device measured, shown as radius
+    for r in measured:
+        pair = {"k1_d": round(337.5 / r, 2), "r1_mm": radius}
+        assert check_holds(check, pair, layout), pair
+    shown = round(337.5 / radius, 2)
+    slack = 0.005 + 337.5 * 0.005 / (radius * (radius - 0.005))
+    for misread in (shown + 0.01 * d for d in range(-9, 10)):
+        pair = {"k1_d": misread, "r1_mm": radius}
+        outside = abs(misread - 337.5 / radius) > slack + 1e-9
+        assert check_holds(check, pair, layout) is not outside, pair
+    assert not check_holds(check, {"k1_d": 47.61, "r1_mm": 7.08}, layout)
 
 
 def test_mean_of_readings(layouts):

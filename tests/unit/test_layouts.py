@@ -59,7 +59,7 @@ def test_realistic_values_satisfy_cross_checks(layouts):
             values = sample_values(layout, rng, "realistic")
             for check in layout.checks:
                 nums = {n: values[n] for n in check.fields}
-                assert check_holds(check, nums), (layout.kind, check.describe(), nums)  # type: ignore[arg-type]
+                assert check_holds(check, nums, layout), (layout.kind, check.describe(), nums)  # type: ignore[arg-type]
 
 
 def test_adding_a_device_kind_is_adding_a_file(tmp_path: Path):
