@@ -199,6 +199,7 @@ class Gateway:
                 request_id=item.sha256,
                 patient_id=item.patient_id,
                 laterality=item.laterality,
+                exam_date=item.exam_date,
             )
             status, body, retry_after = reply.status_code, reply.body, parse_retry_after(reply.retry_after)
         except httpx.TransportError as exc:

@@ -9,6 +9,7 @@ through a per-device regular expression with named groups ``patient_id``, ``late
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import re
 import struct
@@ -71,6 +72,23 @@ def normalise_laterality(value: str | None) -> str | None:
     return _LATERALITY.get(value.strip().upper())
 
 
+def normalise_exam_date(value: str | None) -> str | None:
+    """YYYY-MM-DD or YYYYMMDD (DICOM's DA) as an ISO date. Anything else is refused: day-first and
+    month-first dates cannot be told apart, and a date the service cannot compare is a lost check."""
+    if not value:
+        return None
+    match = re.fullmatch(r"(\d{4})-?(\d{2})-?(\d{2})", value.strip())
+    if match is not None:
+        try:
+            return dt.date(*(int(g) for g in match.groups())).isoformat()
+        except ValueError:
+            pass
+    raise InvalidImage(
+        f"exam date {value!r} from the file name is not a date in YYYY-MM-DD or YYYYMMDD;"
+        " capture it in one of those forms in the device's filename_pattern"
+    )
+
+
 def identity_from_name(name: str, pattern: re.Pattern[str] | None) -> dict[str, str | None]:
     """Identity from a file name by the device's pattern; empty when no pattern or no match."""
     if pattern is None:
@@ -82,7 +100,7 @@ def identity_from_name(name: str, pattern: re.Pattern[str] | None) -> dict[str, 
     return {
         "patient_id": groups.get("patient_id"),
         "laterality": normalise_laterality(groups.get("laterality")),
-        "exam_date": groups.get("exam_date"),
+        "exam_date": normalise_exam_date(groups.get("exam_date")),
     }
 
 

@@ -52,13 +52,19 @@ class OcrClient:
         request_id: str | None = None,
         patient_id: str | None = None,
         laterality: str | None = None,
+        exam_date: str | None = None,
     ) -> OcrReply:
         """Send one exam. Transport failures raise httpx.TransportError; every answer is a reply."""
         encoded = base64.b64encode(image).decode("ascii")
         headers = {"ce-id": request_id} if request_id else {}
         if device_id:
             headers["x-eyeops-device-id"] = device_id  # for the service's log when a token is refused
-        extra = {"device_id": device_id, "patient_id": patient_id, "laterality": laterality}
+        extra = {
+            "device_id": device_id,
+            "patient_id": patient_id,
+            "laterality": laterality,
+            "exam_date": exam_date,
+        }
         given = {k: v for k, v in extra.items() if v}
         if self.protocol == "v1":
             instance = {"image_b64": encoded, "device_kind": device_kind, **given}

@@ -27,6 +27,7 @@ class ExamInput:
     device_id: str | None = None
     patient_id: str | None = None
     laterality: str | None = None
+    exam_date: str | None = None  # ISO YYYY-MM-DD
     request_id: str | None = None
 
     @cached_property
@@ -64,7 +65,7 @@ def prepare_exam(exam: ExamInput, layouts: LayoutRegistry, settings: Settings) -
 
 def _identity_checks(exam: ExamInput, readings: list[FieldReading]) -> list[FieldReading]:
     """What the image's header says must agree with what the gateway says; else review."""
-    expected = {"patient_id": exam.patient_id, "laterality": exam.laterality}
+    expected = {"patient_id": exam.patient_id, "laterality": exam.laterality, "exam_date": exam.exam_date}
     out = []
     for r in readings:
         hint = expected.get(r.name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,7 +13,8 @@ from eyeops.ocr.pipeline import ExamInput
 
 V1_HINT = (
     'send {"instances": [{"image_b64": "<base64 PNG/JPEG/TIFF>", "device_kind": "<kind>", '
-    '"device_id": "<optional>"}]}'
+    '"device_id": "<optional>"}]} (optional identity hints: "patient_id", "laterality", '
+    '"exam_date" as YYYY-MM-DD)'
 )
 V2_HINT = (
     'send one BYTES input named "image" (base64 in JSON, or raw with the binary extension) and '
@@ -36,6 +38,19 @@ def _opt_str(source: Mapping[str, Any], key: str) -> str | None:
     return None if value is None else str(value)
 
 
+def _opt_date(source: Mapping[str, Any], key: str) -> str | None:
+    """An ISO date (YYYY-MM-DD), as the gateway sends it; anything else is refused, not ignored."""
+    value = _opt_str(source, key)
+    if value is None:
+        return None
+    try:
+        if len(value) == 10:  # fromisoformat also takes 20260314; the contract is the extended form
+            return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        pass
+    raise InvalidRequest(f"{key} must be an ISO date YYYY-MM-DD, got {value!r}")
+
+
 def exam_from_v1(body: Mapping[str, Any], request_id: str | None) -> ExamInput:
     instances = body.get("instances")
     if not isinstance(instances, list) or len(instances) != 1 or not isinstance(instances[0], dict):
@@ -51,6 +66,7 @@ def exam_from_v1(body: Mapping[str, Any], request_id: str | None) -> ExamInput:
         device_id=_opt_str(inst, "device_id"),
         patient_id=_opt_str(inst, "patient_id"),
         laterality=_opt_str(inst, "laterality"),
+        exam_date=_opt_date(inst, "exam_date"),
         request_id=request_id,
     )
 
@@ -80,5 +96,6 @@ def exam_from_v2(
         device_id=_opt_str(params, "device_id"),
         patient_id=_opt_str(params, "patient_id"),
         laterality=_opt_str(params, "laterality"),
+        exam_date=_opt_date(params, "exam_date"),
         request_id=request_id,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import os
 from collections.abc import Iterator
 
@@ -43,11 +44,11 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalSta
         drop_pg_database(name)
 
 
-def send(stack: LocalStack, image: bytes, kind: str, protocol: str = "v1") -> OcrReply:
+def send(stack: LocalStack, image: bytes, kind: str, protocol: str = "v1", **hints: str) -> OcrReply:
     async def go() -> OcrReply:
         client = OcrClient(stack.endpoints.ocr, protocol=protocol)
         try:
-            return await client.read_exam(image, kind, device_id="it-1")
+            return await client.read_exam(image, kind, device_id="it-1", **hints)
         finally:
             await client.aclose()
 
@@ -109,6 +110,28 @@ def test_malformed_requests_say_what_to_send(service):
     }
     r = httpx.post(v2, json=body, timeout=30)
     assert r.status_code == 400 and "device_kind" in r.json()["error"]
+
+
+@pytest.mark.parametrize("protocol", ["v1", "v2"])
+def test_the_gateways_exam_date_is_checked_against_the_header(service, layouts, protocol):
+    stack, _, _ = service
+    layout = layouts["optical_biometer"]
+    spec = layout.field("exam_date")
+    assert spec.date_format is not None
+    index = {"v1": 0, "v2": 1}[protocol]
+    same, other = (render_one(layout, 31, "eval", 2 * index + i, clean=True) for i in range(2))
+    iso = dt.datetime.strptime(same.texts["exam_date"], spec.date_format).date().isoformat()
+    agreed = send(stack, same.image, same.device_kind, protocol, exam_date=iso)
+    assert agreed.status_code == 200, agreed.body
+    date = {f["name"]: f for f in agreed.exam["fields"]}["exam_date"]
+    assert not (date["reason"] or "").startswith("identity_mismatch"), date
+    wrong = send(stack, other.image, other.device_kind, protocol, exam_date="1999-01-01")
+    assert wrong.status_code == 200, wrong.body
+    date = {f["name"]: f for f in wrong.exam["fields"]}["exam_date"]
+    assert date["status"] == "review" and date["reason"].startswith("identity_mismatch"), date
+    assert "gateway says '1999-01-01'" in date["reason"]
+    refused = send(stack, other.image, other.device_kind, protocol, exam_date="01.01.1999")
+    assert refused.status_code == 400 and "YYYY-MM-DD" in refused.body["error"]
 
 
 def test_unalignable_image_is_422_and_queued(service):

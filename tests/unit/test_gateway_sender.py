@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import time
 
 import httpx
@@ -45,7 +46,9 @@ def scripted(answers: list[int | str]) -> tuple[httpx.MockTransport, list[httpx.
     return httpx.MockTransport(handle), seen
 
 
-def make_gateway(tmp_path, transport: httpx.MockTransport) -> tuple[Gateway, Outbox, CollectorRegistry]:
+def make_gateway(
+    tmp_path, transport: httpx.MockTransport, name_pattern: re.Pattern[str] | None = None
+) -> tuple[Gateway, Outbox, CollectorRegistry]:
     outbox = Outbox(tmp_path / "outbox.db")
     registry = CollectorRegistry()
     metrics = GatewayMetrics(registry)
@@ -58,6 +61,7 @@ def make_gateway(tmp_path, transport: httpx.MockTransport) -> tuple[Gateway, Out
         tmp_path / "quarantine",
         metrics,
         SendPolicy(concurrency=2, retry_base_s=0.01, retry_max_s=0.05),
+        name_pattern=name_pattern,
         rng=random.Random(0),
     )
     return gateway, outbox, registry
@@ -92,6 +96,22 @@ def test_transient_failures_are_retried_until_done(tmp_path, answers):
     assert request.headers["authorization"] == "Bearer t0k"
     assert request.headers["ce-id"] == sha and request.headers["x-eyeops-device-id"] == "dev-1"
     assert json.loads(request.content)["parameters"]["device_kind"] == "autorefractor"
+
+
+def test_identity_from_the_file_name_travels_with_the_exam(tmp_path):
+    """Patient id, laterality and exam date (as an ISO date) reach the service, which checks them
+    against the header it reads; none of them is kept back in the outbox."""
+    transport, seen = scripted([200])
+    pattern = re.compile(r"^(?P<patient_id>P\d{7})_(?P<laterality>[RL])_(?P<exam_date>\d{8})")
+    gateway, outbox, _ = make_gateway(tmp_path, transport, pattern)
+    drop(outbox, tmp_path, "P0012345_L_20260314_scan.png", noise_png(20, 20, seed=5))
+    drain(gateway)
+    parameters = json.loads(seen[0].content)["parameters"]
+    assert {k: parameters[k] for k in ("patient_id", "laterality", "exam_date")} == {
+        "patient_id": "P0012345",
+        "laterality": "OS",
+        "exam_date": "2026-03-14",
+    }
 
 
 def test_retry_after_holds_every_upload(tmp_path):

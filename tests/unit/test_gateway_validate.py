@@ -60,6 +60,18 @@ def test_identity_comes_from_the_file_name_pattern():
     assert other.patient_id is None and other.laterality is None
 
 
+def test_exam_date_from_the_file_name_is_sent_as_an_iso_date():
+    pattern = re.compile(r"^(?P<patient_id>P\d{7})_(?P<exam_date>[\d.-]+)_")
+    exam = validate_exam_file("P0012345_20260314_scan.png", noise_png(10, 10), LIMITS, pattern)
+    assert exam.exam_date == "2026-03-14"  # DICOM's DA form, normalised
+    for name, says in [
+        ("P0012345_14.03.2026_scan.png", "not a date in YYYY-MM-DD or YYYYMMDD"),  # day or month first?
+        ("P0012345_2026-02-30_scan.png", "2026-02-30"),  # no such day
+    ]:
+        with pytest.raises(InvalidImage, match=says):
+            validate_exam_file(name, noise_png(10, 10), LIMITS, pattern)
+
+
 def test_dicom_secondary_capture_becomes_png_with_identity():
     pixels = (np.arange(48 * 64, dtype=np.uint32).reshape(48, 64) % 256).astype(np.uint8)
     exam = validate_exam_file("exam.dcm", dicom_bytes(pixels, laterality="L"), LIMITS)

@@ -36,6 +36,9 @@ def test_v1_parsing_and_refusals():
         ({"instances": [{"image_b64": "AAAA"}]}, "device_kind"),
         ({"instances": [{"image_b64": "***", "device_kind": "x"}]}, "base64"),
         ({"instances": [{"image_b64": 5, "device_kind": "x"}]}, "base64 string"),
+        ({"instances": [{"image_b64": "AAAA", "device_kind": "x", "exam_date": "14.03.2026"}]}, "YYYY-MM-DD"),
+        ({"instances": [{"image_b64": "AAAA", "device_kind": "x", "exam_date": "20260314"}]}, "YYYY-MM-DD"),
+        ({"instances": [{"image_b64": "AAAA", "device_kind": "x", "exam_date": "2026-02-30"}]}, "2026-02-30"),
     ]:
         with pytest.raises(InvalidRequest, match=says):
             exam_from_v1(bad, None)
@@ -45,6 +48,8 @@ def test_v2_parsing_accepts_base64_and_raw_bytes():
     image = b"\xff\xd8\xff rest of a jpeg"
     as_json = InferInput("image", [1], "BYTES", data=[base64.b64encode(image).decode()])
     assert exam_from_v2([as_json], {"device_kind": "autorefractor"}, None).image == image
+    hinted = exam_from_v2([as_json], {"device_kind": "autorefractor", "exam_date": "2026-03-14"}, None)
+    assert hinted.exam_date == "2026-03-14"
     raw = InferInput("image", [1], "BYTES")
     raw.set_data_from_numpy(np.array([image], dtype=np.object_), binary_data=True)
     assert exam_from_v2([raw], {"device_kind": "autorefractor"}, None).image == image
@@ -76,3 +81,29 @@ def test_identity_mismatch_goes_to_review(layouts):
     assert fields["laterality"].status == "accepted"
     assert record.status == "review" and record.header["patient_id"] is None
     assert record.exam_id == exam.exam_id and len(record.exam_id) == 64
+
+
+def test_exam_date_from_the_gateway_is_checked_against_the_header(layouts):
+    layout = layouts["specular_microscope"]
+    specs = list(layout.all_fields())
+    texts = {
+        "patient_id": "P1234567",
+        "laterality": "OS",
+        "exam_date": "2018-01-09",  # the screen says 2018-07-09; 7 read as 1 with confidence 0.997
+        "ecd_cells_mm2": "2650",
+        "cv_pct": "33",
+        "hex_pct": "48",
+        "cct_um": "520",
+    }
+    readings = [(texts[s.name], 0.997) for s in specs]
+
+    def exam_date_field(hint):
+        exam = ExamInput(image=b"img", device_kind=layout.kind, exam_date=hint)
+        prepared = PreparedExam(exam, layout, specs, np.zeros((len(specs), 32, 128), np.uint8))
+        return {f.name: f for f in finish_exam(prepared, readings, 0.97, "trocr", "1").fields}["exam_date"]
+
+    caught = exam_date_field("2018-07-09")
+    assert caught.status == "review"
+    assert caught.reason == "identity_mismatch: image says '2018-01-09', gateway says '2018-07-09'"
+    assert exam_date_field("2018-01-09").status == "accepted"
+    assert exam_date_field(None).status == "accepted"  # no hint, nothing to compare
