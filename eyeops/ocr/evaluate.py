@@ -6,6 +6,7 @@ import asyncio
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -47,6 +48,14 @@ def outcomes_at(
     return out
 
 
+def add_outcomes(into: dict[float, list[int]], outcomes: Mapping[float, Sequence[int]]) -> None:
+    """Add one exam's outcomes_at() to running [review, silent errors] counts per threshold."""
+    for threshold, (review, silent) in outcomes.items():
+        counts = into.setdefault(threshold, [0, 0])
+        counts[0] += review
+        counts[1] += silent
+
+
 def threshold_rates(sweep: dict[float, list[int]], fields: int) -> dict[str, dict[str, float]]:
     """{threshold: {review_rate, silent_error_rate}} from {threshold: [review, silent errors]}."""
     n = max(fields, 1)
@@ -68,12 +77,10 @@ class Tally:
     tesseract_fields: int = 0
     failed: int = 0
     # threshold -> [review, silent errors], recomputed from the raw texts and confidences
-    sweep: dict[float, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
+    sweep: dict[float, list[int]] = field(default_factory=dict)
 
     def add_sweep(self, outcomes: dict[float, tuple[int, int]]) -> None:
-        for threshold, (review, silent) in outcomes.items():
-            self.sweep[threshold][0] += review
-            self.sweep[threshold][1] += silent
+        add_outcomes(self.sweep, outcomes)
 
     def rates(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -39,14 +39,14 @@ def compare_with_tesseract(
     The recogniser's readings also go through the service's validation: `silent_error_rate` and
     `review_rate` at `threshold` (default: the configured confidence threshold), and `thresholds`,
     the same two rates at each of SWEEP_THRESHOLDS."""
-    from eyeops.ocr.evaluate import SWEEP_THRESHOLDS, outcomes_at, threshold_rates
+    from eyeops.ocr.evaluate import SWEEP_THRESHOLDS, add_outcomes, outcomes_at, threshold_rates
     from eyeops.ocr.tesseract import read_fields
 
     served = Settings().confidence_threshold if threshold is None else threshold
     sweep = tuple(sorted({served, *SWEEP_THRESHOLDS}))
     tally: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    # per device kind and "all": threshold -> [review, silent errors]
-    statuses: dict[str, dict[float, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+    # per device kind: threshold -> [review, silent errors]
+    statuses: dict[str, dict[float, list[int]]] = defaultdict(dict)
     for exam in synthesize_exams(list(layouts), exams, seed, split="eval"):
         layout = layouts[exam.device_kind]
         specs = list(layout.all_fields())
@@ -62,16 +62,11 @@ def compare_with_tesseract(
         if aligned is not None:
             ours = recognize(recognizer, crop_regions(aligned, specs), [s.grammar for s in specs])
             texts = {s.name: (r.text, r.confidence) for r, s in zip(ours, specs, strict=True)}
-            ours_hits = [r.text == exam.texts[s.name] for r, s in zip(ours, specs, strict=True)]
+            ours_hits = [texts[name][0] == truth for name, truth in exam.texts.items()]
             counts["model_fields"] += sum(ours_hits)
             counts["model_exams"] += all(ours_hits)
-        for t, (review, silent) in outcomes_at(layout, exam.texts, texts, sweep).items():
-            for kind in (exam.device_kind, "all"):
-                statuses[kind][t][0] += review
-                statuses[kind][t][1] += silent
-        if aligned is None:
-            continue
-        if tesseract:
+        add_outcomes(statuses[exam.device_kind], outcomes_at(layout, exam.texts, texts, sweep))
+        if tesseract and aligned is not None:
             read = read_fields(aligned, specs)
             theirs = [t == exam.texts[s.name] for t, s in zip(read, specs, strict=True)]
             counts["tesseract_fields"] += sum(theirs)
@@ -95,11 +90,13 @@ def compare_with_tesseract(
         return out
 
     total: dict[str, int] = defaultdict(int)
-    for counts in tally.values():
+    total_statuses: dict[float, list[int]] = {}
+    for kind, counts in tally.items():
         for key, value in counts.items():
             total[key] += value
+        add_outcomes(total_statuses, statuses[kind])
     return {
-        **rates(total, statuses["all"]),
+        **rates(total, total_statuses),
         "per_device": {kind: rates(c, statuses[kind]) for kind, c in sorted(tally.items())},
     }
 
