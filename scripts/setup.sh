@@ -3,7 +3,9 @@
 # environment (.venv-triton, numpy<2 for the 2.51 Python-backend stub), the detectors environment
 # (.venv-detectors, alibi-detect's numpy<2 pins), and the tritonserver binary (.triton).
 # Debian packages: Tesseract, fonts, and promtool/amtool (Prometheus, Alertmanager) to test alert rules.
-# Idempotent: a second run only checks.
+# Every environment is installed from its lock (images/constraints-*.txt, made by scripts/lock.sh),
+# the same files the images install from, so this machine tests what the images ship.
+# Idempotent: a second run only checks (and brings a drifted environment back to its lock).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -28,7 +30,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # torch first, by this exact spelling: it resolves to the machine's CPU build (see README).
 .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/pip install -q torch==2.13.0
-.venv/bin/pip install -q -e ".[dev]"
+.venv/bin/pip install -q -c images/constraints-main.txt -e ".[server,dev]"
 
 if [ ! -x .triton/pytriton/tritonserver/backends/python/triton_python_backend_stub ]; then
   log "extracting tritonserver from nvidia-pytriton==$TRITON_WHEEL_VERSION (binary only; its Python side pins numpy<2)"
@@ -54,12 +56,12 @@ if [ ! -x .venv-triton/bin/python ]; then
   .venv-triton/bin/pip install -q --upgrade pip
 fi
 .venv-triton/bin/python -c "import torch" 2>/dev/null || .venv-triton/bin/pip install -q torch==2.13.0
-.venv-triton/bin/pip install -q -r inference/triton/requirements.txt
+.venv-triton/bin/pip install -q -c images/constraints-triton.txt -r inference/triton/requirements.txt
 
 if [ ! -x .venv-detectors/bin/python ]; then
   log "creating .venv-detectors (alibi-detect pins numpy<2)"
   "$PY" -m venv .venv-detectors
   .venv-detectors/bin/pip install -q --upgrade pip
 fi
-.venv-detectors/bin/pip install -q -e "detectors[dev]"
+.venv-detectors/bin/pip install -q -c images/constraints-detectors.txt -e "detectors[dev,pipelines]"
 log "done"

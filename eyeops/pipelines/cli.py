@@ -65,6 +65,12 @@ def compile_all(out: Path) -> dict[str, str]:
     return texts
 
 
+def pipeline_body(text: str) -> str:
+    """A compiled pipeline without the SDK's own `sdkVersion` line: a KFP patch release that
+    compiles the same pipeline identically apart from that stamp is not a stale pipeline."""
+    return "\n".join(line for line in text.splitlines() if not line.startswith("sdkVersion:"))
+
+
 def _compile(args: argparse.Namespace) -> int:
     out = args.out or repo_root() / COMPILED_DIR
     if args.check:
@@ -75,7 +81,8 @@ def _compile(args: argparse.Namespace) -> int:
         stale = [
             n
             for n, text in fresh.items()
-            if not (out / f"{n}.yaml").exists() or (out / f"{n}.yaml").read_text() != text
+            if not (out / f"{n}.yaml").exists()
+            or pipeline_body((out / f"{n}.yaml").read_text()) != pipeline_body(text)
         ]
         if stale:
             print(f"stale compiled pipelines: {', '.join(stale)}; run `eyeops pipelines compile` and commit")

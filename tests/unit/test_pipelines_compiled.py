@@ -53,3 +53,11 @@ def test_declared_recurring_runs_fit_the_pipelines(tmp_path):
     bad.write_text("runs:\n  - {name: x, pipeline: lens-training, cron: '0 2 * * 1', arguments: {}}\n")
     with pytest.raises(SystemExit, match="lacks required cohort_uri"):
         load_schedules(bad)
+
+
+def test_staleness_ignores_the_sdk_stamp_but_not_the_pipeline():
+    from eyeops.pipelines.cli import pipeline_body
+
+    compiled = "pipelineInfo:\n  name: lens-training\nsdkVersion: kfp-2.17.0\n"
+    assert pipeline_body(compiled) == pipeline_body(compiled.replace("2.17.0", "2.17.3"))
+    assert pipeline_body(compiled) != pipeline_body(compiled.replace("lens-training", "lens-trainin"))
