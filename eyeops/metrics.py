@@ -31,7 +31,8 @@ class OcrMetrics:
         )
         self.feature_pushes = Counter(
             "eyeops_ocr_feature_pushes_total",
-            "Accepted exams pushed to the Feast feature store, by outcome (pushed, failed)",
+            "Feature-store pushes of stored exams, by outcome"
+            " (pushed; skipped: feeds no view; failed: stays queued and is retried)",
             ["outcome"],
             registry=registry,
         )

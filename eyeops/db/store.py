@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
 from sqlalchemy.orm import Session, sessionmaker
 
-from eyeops.db.schema import Exam, FieldRow, InferenceLog, ReviewItem
+from eyeops.db.schema import Exam, FeaturePushRow, FieldRow, InferenceLog, ReviewItem
 from eyeops.errors import DatabaseUnavailable
 from eyeops.fields import FieldReading, Status
 
@@ -151,8 +152,10 @@ class ResultsStore:
                 },
             )
 
-    def save_exam(self, record: ExamRecord, log: Mapping[str, object]) -> bool:
-        """Write exam, fields, review items and the log row in one transaction.
+    def save_exam(self, record: ExamRecord, log: Mapping[str, object], push_features: bool = False) -> bool:
+        """Write exam, fields, review items and the log row in one transaction; with
+        `push_features`, an accepted exam's feature push is queued in the same transaction (so an
+        exam is never stored without its push, nor pushed without being stored).
 
         Returns False (and writes only the log row) when the exam already exists: a concurrent
         re-send of the same image lost the race, which is not an error.
@@ -190,6 +193,8 @@ class ResultsStore:
                             )
                         )
                 s.add(InferenceLog(exam_id=record.exam_id, outcome="stored", **log))
+                if push_features and record.status == "accepted":
+                    s.add(FeaturePushRow(exam_id=record.exam_id, attempts=0))
         except IntegrityError:
             self.log_request(exam_id=record.exam_id, outcome="duplicate", **log)
             return False
@@ -216,3 +221,45 @@ class ResultsStore:
                 .limit(limit)
             )
             return [(r[0], r[1], r[2]) for r in rows]
+
+    # -- the feature outbox: one serialized writer drains it (eyeops.db.feature_outbox) -----------
+    def due_feature_pushes(self, now: dt.datetime, limit: int = 100) -> list[tuple[int, str, int]]:
+        """(id, exam_id, attempts) of queued pushes due at `now`, oldest first."""
+        with self._session() as s:
+            rows = s.execute(
+                select(FeaturePushRow.id, FeaturePushRow.exam_id, FeaturePushRow.attempts)
+                .where(FeaturePushRow.pushed_at.is_(None))
+                .where(
+                    FeaturePushRow.next_attempt_at.is_(None) | (FeaturePushRow.next_attempt_at <= now)
+                )
+                .order_by(FeaturePushRow.id)
+                .limit(limit)
+            )
+            return [(int(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+    def feature_push_done(self, push_id: int, now: dt.datetime) -> None:
+        with self._session() as s:
+            row = s.get(FeaturePushRow, push_id)
+            if row is not None:
+                row.pushed_at = now
+                row.attempts += 1
+                row.last_error = None
+
+    def feature_push_failed(self, push_id: int, error: str, retry_at: dt.datetime) -> None:
+        with self._session() as s:
+            row = s.get(FeaturePushRow, push_id)
+            if row is not None:
+                row.attempts += 1
+                row.last_error = error[:500]
+                row.next_attempt_at = retry_at
+
+    def feature_push_counts(self) -> dict[str, int]:
+        """Queued (not yet pushed) and pushed feature pushes."""
+        with self._session() as s:
+            queued = s.scalar(
+                select(func.count()).select_from(FeaturePushRow).where(FeaturePushRow.pushed_at.is_(None))
+            )
+            pushed = s.scalar(
+                select(func.count()).select_from(FeaturePushRow).where(FeaturePushRow.pushed_at.is_not(None))
+            )
+            return {"queued": int(queued or 0), "pushed": int(pushed or 0)}

@@ -153,12 +153,56 @@ def push_exam(
     row = {JOIN_KEY: eye_id, **{c: values[c] for c in columns}, "event_timestamp": stamp, "created": stamp}
     frame = pd.DataFrame([row])
     offline = store.config.offline_store
+    # Online through Feast; the offline log we append ourselves. Feast 0.67's PostgreSQL offline
+    # store cannot take pushes, and its file store rewrites the parquet file in place after reading
+    # it memory-mapped: two writers (or a reader and a writer) then meet a truncated file, which
+    # crashed the OCR service with SIGBUS under 32 clients and left the files at 0 bytes.
+    store.push(push_source_name(view), frame, to=PushMode.ONLINE)
     if getattr(offline, "type", "file") == "postgres":
-        # Feast 0.67's PostgreSQL offline store cannot take pushes: append the row ourselves.
-        store.push(push_source_name(view), frame, to=PushMode.ONLINE)
         _append_postgres(offline, f"lens_{view}", frame)
     else:
-        store.push(push_source_name(view), frame, to=PushMode.ONLINE_AND_OFFLINE)
+        append_parquet(offline_file(store, view), frame)
+
+
+def offline_file(store: Any, view: str) -> Path:
+    """The parquet file of a view's offline log (its FileSource path, under the repository)."""
+    source = store.get_feature_view(view).batch_source
+    path = Path(source.path)
+    return path if path.is_absolute() else Path(store.config.repo_path) / path
+
+
+def append_parquet(path: Path, frame: pd.DataFrame) -> bool:
+    """Append rows to a parquet file atomically and at most once.
+
+    The new file is written beside the old one, flushed, and renamed over it, so a reader sees the
+    old rows or all of them and a crash mid-write leaves the old file whole. A row already in the
+    file (same values and timestamps: a retried push) is not appended again. Returns whether
+    anything was written. Callers serialize writes to one file (eyeops.db.feature_outbox).
+    """
+    import os
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if path.exists():
+        previous = pq.read_table(path, memory_map=False)
+        table = table.select(previous.schema.names).cast(previous.schema)
+        have = {tuple(r.values()) for r in previous.to_pylist()}
+        fresh = [i for i, r in enumerate(table.to_pylist()) if tuple(r.values()) not in have]
+        if not fresh:
+            return False
+        table = pa.concat_tables([previous, table.take(fresh)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        pq.write_table(table, temporary)
+        with temporary.open("rb") as written:
+            os.fsync(written.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return True
 
 
 def _append_postgres(config: Any, table: str, frame: pd.DataFrame) -> None:

@@ -61,14 +61,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.info("device authentication on: %d devices in %s", len(registry), tokens_file)
     else:
         logging.warning("device authentication OFF: no --device_tokens / EYEOPS_DEVICE_TOKENS_FILE")
+    store = ResultsStore.from_url(url)
+    features = None
+    if own.feature_repo:
+        from eyeops.db.feature_outbox import FeatureOutboxWriter
+
+        features = FeatureOutboxWriter(
+            store,
+            _feast_sink(own.feature_repo),
+            on_outcome=lambda outcome: metrics.feature_pushes.labels(outcome=outcome).inc(),
+        )
     model = OcrTransformer(
         own.model_name,
         load_layouts(),
-        ResultsStore.from_url(url),
+        store,
         settings,
         metrics,
         predictor_model=own.predictor_model,
-        feature_sink=_feast_sink(own.feature_repo) if own.feature_repo else None,
+        features=features,
     )
     model.load()
     kserve.ModelServer().start([model])

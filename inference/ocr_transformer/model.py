@@ -7,7 +7,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -17,6 +17,7 @@ from kserve import Model
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
 
 from eyeops.auth import Forbidden
+from eyeops.db.feature_outbox import FeatureOutboxWriter
 from eyeops.db.store import ExamRecord, ResultsStore
 from eyeops.devices.layout import LayoutRegistry
 from eyeops.errors import AlignmentFailed, EyeopsError, PredictorUnavailable
@@ -67,19 +68,22 @@ class OcrTransformer(Model):  # type: ignore[misc]
         settings: Settings,
         metrics: OcrMetrics,
         predictor_model: str = "trocr",
-        feature_sink: Callable[[ExamRecord], object] | None = None,
+        features: FeatureOutboxWriter | None = None,
     ) -> None:
-        """`feature_sink` receives every newly stored exam (the Feast push for accepted ones)."""
+        """`features`: the writer that drains the feature outbox (the Feast push of accepted
+        exams); with it, every accepted exam's push is queued in the exam's own transaction."""
         super().__init__(name)
         self.layouts = layouts
         self.store = store
         self.settings = settings
         self.metrics = metrics
         self.predictor_model = predictor_model
-        self.feature_sink = feature_sink
+        self.features = features
         self._contexts: dict[str, ExamContext] = {}
 
     def load(self) -> bool:
+        if self.features is not None:
+            self.features.start()  # drains what an earlier process left queued, then new pushes
         self.ready = True
         return True
 
@@ -177,8 +181,8 @@ class OcrTransformer(Model):  # type: ignore[misc]
             stored = await asyncio.to_thread(self._save, record, ctx, 200, None)
             duplicate = not stored
             self._observe(record, ctx)
-            if stored and self.feature_sink is not None:
-                await asyncio.to_thread(self._push_features, record)
+            if stored and self.features is not None:
+                self.features.notify()
         body = {**record.to_dict(), "duplicate": duplicate}
         if ctx.protocol == "v1":
             return {"predictions": [body]}
@@ -203,25 +207,14 @@ class OcrTransformer(Model):  # type: ignore[misc]
         }
 
     def _save(self, record: ExamRecord, ctx: ExamContext, status: int, error: str | None) -> bool:
-        return self.store.save_exam(record, self._log_values(ctx, status, error))
+        return self.store.save_exam(
+            record, self._log_values(ctx, status, error), push_features=self.features is not None
+        )
 
     def _log_duplicate(self, ctx: ExamContext) -> None:
         self.store.log_request(
             exam_id=ctx.exam.exam_id, outcome="duplicate", **self._log_values(ctx, 200, None)
         )
-
-    def _push_features(self, record: ExamRecord) -> None:
-        """The exam is stored either way; a failed push is logged and counted, never an error to
-        the gateway (the offline log and a materialization bring it online later)."""
-        assert self.feature_sink is not None
-        try:
-            pushed = self.feature_sink(record)
-        except Exception:
-            log.exception("feature push for exam %s failed", record.exam_id[:12])
-            self.metrics.feature_pushes.labels(outcome="failed").inc()
-            return
-        if pushed is not None:
-            self.metrics.feature_pushes.labels(outcome="pushed").inc()
 
     def _observe(self, record: ExamRecord, ctx: ExamContext) -> None:
         self.metrics.exams.labels(device_kind=record.device_kind, status=record.status).inc()

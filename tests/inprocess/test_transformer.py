@@ -98,30 +98,56 @@ def test_v2_request_returns_exam_output(layouts, sqlite_url, triton_host):
     assert result["device_kind"] == "noncontact_tonometer" and len(result["fields"]) == len(exam.texts)
 
 
-def test_new_exams_reach_the_feature_sink_once_and_a_failing_sink_is_only_counted(
+def test_accepted_exams_queue_one_feature_push_that_survives_a_failing_store(
     layouts, sqlite_url, triton_host
 ):
+    import datetime as dt
+
+    from eyeops.db.feature_outbox import FeatureOutboxWriter
     from eyeops.lens.ingest import feature_push_for
 
     registry = CollectorRegistry()
     model = make_model(layouts, sqlite_url, triton_host, registry)
+    now = [dt.datetime(2026, 11, 1, tzinfo=dt.UTC)]
     seen = []
-    model.feature_sink = lambda record: seen.append(record) or feature_push_for(record)
-    exam = render_one(layouts["optical_biometer"], 11, "eval", 6)
-    first, _ = run(model(v1(exam.image, exam.device_kind), {}))
-    run(model(v1(exam.image, exam.device_kind), {}))  # a re-send is not pushed again
-    assert [r.exam_id for r in seen] == [first["predictions"][0]["exam_id"]]
-    expected = 1.0 if first["predictions"][0]["status"] == "accepted" else None
-    assert registry.get_sample_value("eyeops_ocr_feature_pushes_total", {"outcome": "pushed"}) == expected
+    healthy = [True]
 
-    def broken(record):  # type: ignore[no-untyped-def]
-        raise ConnectionError("feature store down")
+    def sink(record):  # type: ignore[no-untyped-def]
+        if not healthy[0]:
+            raise ConnectionError("feature store down")
+        seen.append(record.exam_id)
+        return feature_push_for(record)
 
-    model.feature_sink = broken
-    other = render_one(layouts["optical_biometer"], 11, "eval", 7)
-    answer, _ = run(model(v1(other.image, other.device_kind), {}))
-    assert answer["predictions"][0]["duplicate"] is False  # stored and answered regardless
-    assert registry.get_sample_value("eyeops_ocr_feature_pushes_total", {"outcome": "failed"}) == 1
+    writer = FeatureOutboxWriter(
+        model.store,
+        sink,
+        on_outcome=lambda outcome: model.metrics.feature_pushes.labels(outcome=outcome).inc(),
+        clock=lambda: now[0],
+    )
+    model.features = writer  # not started: the test drains it itself
+    accepted = []
+    for index in range(6, 16):
+        exam = render_one(layouts["optical_biometer"], 11, "eval", index)
+        answer, _ = run(model(v1(exam.image, exam.device_kind), {}))
+        if answer["predictions"][0]["status"] == "accepted":
+            accepted.append(exam)
+        if len(accepted) == 2:
+            break
+    assert len(accepted) == 2, "the recogniser should accept most rendered biometry exams"
+    first, second = (hashlib.sha256(e.image).hexdigest() for e in accepted)
+    run(model(v1(accepted[0].image, "optical_biometer"), {}))  # a re-send queues nothing more
+    assert model.store.feature_push_counts() == {"queued": 2, "pushed": 0}
+
+    healthy[0] = False
+    assert writer.drain() == 0  # the store is down: the answer was 200 and the pushes stay queued
+    assert model.store.feature_push_counts() == {"queued": 2, "pushed": 0}
+    assert registry.get_sample_value("eyeops_ocr_feature_pushes_total", {"outcome": "failed"}) == 2
+    healthy[0] = True
+    assert writer.drain() == 0  # not due before the backoff has passed
+    now[0] += dt.timedelta(seconds=writer.backoff_s(1))
+    assert writer.drain() == 2 and seen == [first, second]  # oldest first, each once
+    assert writer.drain() == 0 and model.store.feature_push_counts() == {"queued": 0, "pushed": 2}
+    assert registry.get_sample_value("eyeops_ocr_feature_pushes_total", {"outcome": "pushed"}) == 2
 
 
 def test_alignment_failure_is_recorded_for_review(layouts, sqlite_url, triton_host):

@@ -1,0 +1,121 @@
+"""The one serialized writer of feature pushes, fed by the durable queue in the results database.
+
+The OCR service queues an accepted exam's push in the exam's own transaction
+(`ResultsStore.save_exam(..., push_features=True)`); this writer, one thread per process, takes the
+due pushes oldest first and hands each stored exam to a sink (the Feast push). A push is marked done
+only after the sink returned; one that raised is tried again later with exponential backoff. So a
+push is never lost (a crash leaves it queued, the next start drains it), never runs concurrently
+with another write from this process, and a failing feature store never fails an exam.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable
+
+from eyeops.db.store import ExamRecord, ResultsStore
+from eyeops.errors import DatabaseUnavailable
+
+log = logging.getLogger("eyeops.features")
+
+Sink = Callable[[ExamRecord], object]
+Clock = Callable[[], dt.datetime]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class FeatureOutboxWriter:
+    """Drains the feature outbox through `sink`, one push at a time.
+
+    `on_outcome` is called with "pushed" (the sink made a push), "skipped" (the exam feeds no
+    feature view), or "failed" (the sink raised; the push stays queued).
+    """
+
+    def __init__(
+        self,
+        store: ResultsStore,
+        sink: Sink,
+        *,
+        on_outcome: Callable[[str], None] | None = None,
+        poll_s: float = 2.0,
+        max_backoff_s: float = 300.0,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.store = store
+        self.sink = sink
+        self.on_outcome = on_outcome or (lambda _outcome: None)
+        self.poll_s = poll_s
+        self.max_backoff_s = max_backoff_s
+        self.clock = clock
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # one drain at a time, also when a test calls drain() itself
+        self._thread: threading.Thread | None = None
+
+    def backoff_s(self, attempts: int) -> float:
+        """Seconds before the next try after `attempts` failed tries: 1, 2, 4, ... capped."""
+        return float(min(self.max_backoff_s, 2 ** max(0, attempts - 1)))
+
+    def drain(self, limit: int = 100) -> int:
+        """Push every due queued exam once; returns how many pushes the sink took."""
+        done = 0
+        with self._lock:
+            for push_id, exam_id, attempts in self.store.due_feature_pushes(self.clock(), limit):
+                record = self.store.get_exam(exam_id)
+                if record is None:  # the exam was deleted: nothing left to push
+                    self.store.feature_push_done(push_id, self.clock())
+                    continue
+                try:
+                    made = self.sink(record)
+                except Exception as exc:  # a feature-store failure must not stop the queue
+                    retry = self.clock() + dt.timedelta(seconds=self.backoff_s(attempts + 1))
+                    log.warning(
+                        "feature push of exam %s failed (attempt %d, next at %s): %s",
+                        exam_id[:12],
+                        attempts + 1,
+                        retry.isoformat(timespec="seconds"),
+                        type(exc).__name__,
+                    )
+                    self.store.feature_push_failed(push_id, f"{type(exc).__name__}: {exc}", retry)
+                    self.on_outcome("failed")
+                    continue
+                self.store.feature_push_done(push_id, self.clock())
+                self.on_outcome("pushed" if made is not None else "skipped")
+                done += 1
+        return done
+
+    def notify(self) -> None:
+        """A push was queued: wake the writer now instead of at its next poll."""
+        self._wake.set()
+
+    def start(self) -> FeatureOutboxWriter:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="feature-outbox", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Finish the push in hand and stop; what is still queued stays queued for the next start."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                pushed = self.drain()
+            except DatabaseUnavailable as exc:
+                log.warning("feature outbox paused: %s", exc.message)
+                pushed = 0
+            except Exception:
+                log.exception("feature outbox writer failed; retrying")
+                pushed = 0
+            if pushed == 0:
+                self._wake.wait(self.poll_s)
+                self._wake.clear()
