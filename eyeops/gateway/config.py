@@ -5,18 +5,23 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from eyeops.auth import check_device_id
+from eyeops.errors import EyeopsError, UnknownDeviceKind
 from eyeops.gateway.validate import EXTENSIONS, Limits
 from eyeops.settings import Settings
 
 ENV_PREFIX = "EYEOPS_GATEWAY_"
+
+
+class GatewaySetupError(EyeopsError):
+    """A gateway configuration that is incomplete, or would run without ever delivering an exam."""
 
 
 class GatewayConfig(BaseModel):
@@ -49,6 +54,9 @@ class GatewayConfig(BaseModel):
     max_image_bytes: int | None = None
     max_image_pixels: int | None = None
     metrics_port: int | None = None
+    # The service may know device kinds this gateway's layouts do not (a newer release); it then
+    # answers 400 with its known kinds, so sending anyway is a choice, never a default.
+    allow_unknown_kind: bool = False
 
     @field_validator("device_id")
     @classmethod
@@ -85,6 +93,51 @@ class GatewayConfig(BaseModel):
 def default_state_dir(device_id: str) -> Path:
     """Where a gateway keeps its outbox and quarantine unless told otherwise."""
     return Settings().data_dir / "gateway" / device_id
+
+
+def check_watch_setup(config: GatewayConfig, known_kinds: Collection[str] | None = None) -> None:
+    """Refuse, before anything is created, a gateway that would run but never deliver: a watch folder
+    that does not exist (a typo would otherwise be watched, empty, forever), a device kind no layout
+    describes, a token file that is not there. `known_kinds` defaults to the shipped layouts."""
+    folder = config.watch_dir
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise GatewaySetupError(
+            f"watch folder {folder} {what}; give the device's export folder (the gateway never creates it)"
+        )
+    if not config.allow_unknown_kind:
+        if known_kinds is None:
+            from eyeops.devices import load_layouts
+
+            known_kinds = load_layouts().kinds()
+        if config.device_kind not in known_kinds:
+            raise UnknownDeviceKind(
+                f"unknown device kind {config.device_kind!r}; known kinds: {', '.join(sorted(known_kinds))}"
+                " (--allow-unknown-kind sends it anyway, for a service that knows more kinds)"
+            )
+    if config.token_file is not None and not config.token_file.is_file():
+        raise GatewaySetupError(
+            f"token file {config.token_file} does not exist; create it with `eyeops gateway token"
+            f" --device-id {config.device_id} --registry <the service's token file>"
+            f" --token-file {config.token_file}`"
+        )
+
+
+def describe_config_problems(exc: ValidationError, option_names: Mapping[str, str]) -> str:
+    """One line naming each bad or missing option as the user can give it (a flag, a key of the
+    config file, an EYEOPS_GATEWAY_* variable), never echoing the values."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        key = str(error["loc"][0]) if error["loc"] else ""
+        flag = option_names.get(key)
+        where = f"{flag} (or {key}: in --config, or {ENV_PREFIX}{key.upper()})" if flag else key
+        if error["type"] == "missing":
+            problems.append(f"missing {where}")
+        elif error["type"] == "extra_forbidden":
+            problems.append(f"unknown option {key!r} (in --config or {ENV_PREFIX}*)")
+        else:
+            problems.append(f"{where}: {error['msg']}")
+    return "; ".join(problems)
 
 
 def _env_value(raw: str) -> Any:

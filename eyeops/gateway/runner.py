@@ -10,7 +10,7 @@ from pathlib import Path
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 
 from eyeops.auth import read_token_file
-from eyeops.gateway.config import GatewayConfig
+from eyeops.gateway.config import GatewayConfig, check_watch_setup
 from eyeops.gateway.metrics import GatewayMetrics
 from eyeops.gateway.outbox import Outbox
 from eyeops.gateway.service import Gateway, SendPolicy
@@ -30,7 +30,16 @@ def make_client(
 async def run_watch(
     config: GatewayConfig, stop: asyncio.Event, registry: CollectorRegistry = REGISTRY
 ) -> None:
-    """Resume what the outbox holds, watch the folder, deliver until `stop` is set."""
+    """Resume what the outbox holds, watch the folder, deliver until `stop` is set. A configuration
+    that could never deliver is refused first (GatewaySetupError, UnknownDeviceKind)."""
+    check_watch_setup(config)
+    if config.token_file is None:
+        log.warning(
+            "gateway %s has no device token (--token-file): a service that checks tokens refuses every"
+            " upload with 401; create one with `eyeops gateway token --device-id %s`",
+            config.device_id,
+            config.device_id,
+        )
     # A capture (the device-facing acknowledgement) runs in the watcher's thread and must not wait
     # out the default 5 ms GIL hand-over behind an upload being encoded in the event loop.
     sys.setswitchinterval(0.0005)
