@@ -201,17 +201,17 @@ def describe_database_error(exc: sqlalchemy.exc.SQLAlchemyError, args: argparse.
     except Exception:  # an unparseable URL is itself the problem; show only its scheme
         shown = url.split(":", 1)[0] + ":…"
     where = f"results database {shown}"
-    fix = "start the stack once (`eyeops up`) to create it, or pass --database-url"
     if not isinstance(exc, DBAPIError):
-        return f"{where}: {type(exc).__name__}; {fix}"
+        return f"{where}: {type(exc).__name__} (run with --debug for the details)"
     # Only an OperationalError's first line is shown (missing table, refused connection, locked
     # file): other driver messages may quote the values of a row.
     driver = type(exc.orig).__name__
     detail = str(exc.orig).splitlines()[0] if isinstance(exc, OperationalError) and str(exc.orig) else ""
     if "no such table" in detail or "does not exist" in detail:
-        return f"{where} has no tables ({detail}); {fix}"
+        create = "create it by starting the stack once (`eyeops up`), or pass --database-url"
+        return f"{where} has no tables ({detail}); {create}"
     if detail:
-        return f"{where}: {detail} ({driver}); {fix}"
+        return f"{where}: {detail} ({driver}); start it with `eyeops up`, or pass --database-url"
     return f"{where}: the query failed with {driver} (run with --debug for the statement)"
 
 
