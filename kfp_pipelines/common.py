@@ -36,8 +36,8 @@ def gate_and_register(
     import json
     from pathlib import Path
 
+    from eyeops.pipelines.gates import gate_for
     from eyeops.registry import ModelRegistry
-    from eyeops.registry.gates import gate_for
 
     metrics = json.loads(evaluation)
     registry = ModelRegistry(Path(registry_root), uri_prefix=registry_uri_prefix)

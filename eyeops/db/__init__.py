@@ -1,5 +1,6 @@
-"""Results database: exams, fields, review queue and inference log (SQLAlchemy 2 + Alembic)."""
+"""Results database: exams, fields, review queue, inference log and feature outbox (SQLAlchemy 2 +
+Alembic). The domain types it stores live in eyeops.exams."""
 
-from eyeops.db.store import ExamRecord, ResultsStore, migrate
+from eyeops.db.store import ResultsStore, migrate
 
-__all__ = ["ExamRecord", "ResultsStore", "migrate"]
+__all__ = ["ResultsStore", "migrate"]

@@ -15,8 +15,9 @@ import logging
 import threading
 from collections.abc import Callable
 
-from eyeops.db.store import ExamRecord, ResultsStore
+from eyeops.db.store import ResultsStore
 from eyeops.errors import DatabaseUnavailable
+from eyeops.exams import ExamRecord
 
 log = logging.getLogger("eyeops.features")
 

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from eyeops.db.store import ExamRecord
+from eyeops.exams import ExamRecord
 from eyeops.lens.feature_views import VIEWS
 
 log = logging.getLogger("eyeops.lens")

@@ -8,11 +8,9 @@ from typing import Any
 
 
 def plot_recommendation(answer: dict[str, Any], out: Path) -> None:
-    import matplotlib
+    from eyeops.plots import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     sizes = answer["sizes"]
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     ax.axhspan(250, 750, color="#2e7d32", alpha=0.12, label="target 250–750 µm")
@@ -45,6 +43,4 @@ def plot_recommendation(answer: dict[str, Any], out: Path) -> None:
         fontsize=9,
     )
     ax.legend(fontsize=8, loc="upper left")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_png(fig, out)

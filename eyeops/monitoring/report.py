@@ -9,13 +9,10 @@ from typing import Any
 
 
 def render_report(history: list[dict[str, Any]], status: dict[str, Any], title: str = "eyeops drift") -> str:
-    import matplotlib
+    from eyeops.plots import figure_html, pyplot
 
-    matplotlib.use("Agg")
+    plt = pyplot()
     import matplotlib.dates as mdates
-    import matplotlib.pyplot as plt
-
-    from eyeops.ops.report import figure_html
 
     by_detector: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for check in history:

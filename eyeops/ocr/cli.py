@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from eyeops.settings import Settings, repo_root
+from eyeops.settings import Settings, source_checkout
 
 if TYPE_CHECKING:
     from eyeops.ocr.dataset import CropSet
 
 
 def default_checkpoint() -> Path:
-    return repo_root() / "inference" / "triton" / "trocr" / "1" / "checkpoint"
+    """The recogniser checkpoint shipped in the package (what Triton serves by default)."""
+    from eyeops.resources import trocr_checkpoint
+
+    return trocr_checkpoint()
+
+
+def checkpoint_out(out: Path | None) -> Path:
+    """Where a trained or averaged checkpoint goes: `out`, or in a source checkout the shipped
+    checkpoint (then committed); an installed package is never written to."""
+    if out is not None:
+        return out
+    checkout = source_checkout()
+    if checkout is None:
+        raise SystemExit("--out is required: an installed eyeops never overwrites its shipped checkpoint")
+    return checkout / "inference" / "triton" / "trocr" / "1" / "checkpoint"
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -101,7 +116,7 @@ def _train(args: argparse.Namespace) -> int:
         init=str(args.init) if args.init else None,
         stop_at=args.stop_at,
     )
-    metrics = train(train_set, eval_set, config, args.out or default_checkpoint())
+    metrics = train(train_set, eval_set, config, checkpoint_out(args.out))
     print(json.dumps(metrics, indent=2))
     return 0
 
@@ -109,7 +124,7 @@ def _train(args: argparse.Namespace) -> int:
 def _average(args: argparse.Namespace) -> int:
     from eyeops.ocr.average import average_checkpoints
 
-    out = args.out or default_checkpoint()
+    out = checkpoint_out(args.out)
     average_checkpoints(args.checkpoints, out, args.weights)
     print(f"wrote the average of {len(args.checkpoints)} checkpoints to {out}")
     return 0
@@ -132,13 +147,23 @@ def _eval(args: argparse.Namespace) -> int:
         summary = {"count": args.count, "seed": args.seed, "version": recognizer.version, **result}
         print(json.dumps(summary, indent=2))
         return 0
-    summary = run_eval(
-        count=args.count,
-        seed=args.seed,
-        endpoint=args.endpoint,
-        concurrency=args.concurrency,
-        tesseract=not args.no_tesseract,
-        verbose=not args.json,
-    )
+    with contextlib.ExitStack() as stack:
+        endpoint = args.endpoint
+        if endpoint is None:  # a fresh local stack, stopped afterwards
+            import tempfile
+
+            from eyeops.stack.local import LocalStack
+
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="eyeops-eval-")))
+            if not args.json:
+                print(f"starting a local stack (logs in {workdir / 'log'})", flush=True)
+            endpoint = stack.enter_context(LocalStack(Settings(data_dir=workdir))).ocr
+        summary = run_eval(
+            count=args.count,
+            seed=args.seed,
+            endpoint=endpoint,
+            concurrency=args.concurrency,
+            tesseract=not args.no_tesseract,
+        )
     print(json.dumps(summary, indent=2))
     return 0

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +17,6 @@ from eyeops.devices import load_layouts
 from eyeops.devices.layout import DeviceLayout, LayoutRegistry
 from eyeops.fields import read_fields
 from eyeops.ocr.client import OcrClient
-from eyeops.settings import Settings
 from eyeops.synth.exams import synthesize_exams
 from eyeops.synth.render import RenderedExam
 
@@ -206,27 +202,17 @@ async def send_all(
 def run_eval(
     count: int,
     seed: int,
-    endpoint: str | None,
+    endpoint: str,
     concurrency: int = 4,
     tesseract: bool = True,
-    verbose: bool = True,
     protocol: str = "v1",
 ) -> dict[str, Any]:
     """Render `count` held-out exams (fonts and noise seeds training never saw), send them through
-    the OCR endpoint (a fresh local stack when none is given), score, and compare with Tesseract."""
-    from eyeops.stack.local import LocalStack
-
+    the OCR endpoint, score, and compare with Tesseract."""
     layouts = load_layouts()
     exams = list(synthesize_exams(list(layouts), count, seed, split="eval"))
     run = EvalRun(layouts=layouts)
-    with ExitStack() as stack:
-        if endpoint is None:
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="eyeops-eval-")))
-            settings = Settings(data_dir=workdir)
-            if verbose:
-                print(f"starting a local stack (logs in {workdir / 'log'})", flush=True)
-            endpoint = stack.enter_context(LocalStack(settings)).ocr
-        asyncio.run(send_all(endpoint, exams, concurrency, run, protocol))
+    asyncio.run(send_all(endpoint, exams, concurrency, run, protocol))
     if tesseract:
         with ThreadPoolExecutor(2) as pool:
             for exam, (hits, total) in zip(

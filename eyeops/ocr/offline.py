@@ -18,7 +18,7 @@ from eyeops.devices.layout import LayoutRegistry
 from eyeops.errors import AlignmentFailed
 from eyeops.ocr.decode import recognize
 from eyeops.ocr.model import Recognizer
-from eyeops.settings import Settings, repo_root
+from eyeops.settings import Settings
 from eyeops.synth.exams import synthesize_exams
 
 MODEL_NAME = "trocr"
@@ -104,7 +104,9 @@ def compare_with_tesseract(
 def export_model_repository(checkpoint: Path, out: Path, version: int = 1) -> Path:
     """`out/trocr/{config.pbtxt, <version>/model.py, <version>/checkpoint/}`: the shipped model
     definition with a new checkpoint. Returns `out` (the repository root a storageUri points at)."""
-    template = repo_root() / "inference" / "triton" / MODEL_NAME
+    from eyeops.resources import triton_model_template
+
+    template = triton_model_template()
     if not (checkpoint / "config.json").is_file():
         raise FileNotFoundError(f"{checkpoint} is not a TrOCR checkpoint folder (no config.json)")
     model_dir = out / MODEL_NAME
@@ -122,13 +124,11 @@ def evaluation_html(result: dict[str, Any], title: str = "OCR recogniser evaluat
     (and the champion, when it was read on the same exams), with a bar chart."""
     import html
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
-    from eyeops.ops.report import figure_html
+    from eyeops.plots import figure_html, pyplot
+
+    plt = pyplot()
 
     kinds = list(result["per_device"])
     readers = [("model", "field_accuracy")]

@@ -11,8 +11,8 @@ from functools import cached_property
 import numpy as np
 
 from eyeops.align import align_to_template, crop_regions
-from eyeops.db.store import ExamRecord
 from eyeops.devices.layout import DeviceLayout, FieldSpec, LayoutRegistry
+from eyeops.exams import ExamRecord
 from eyeops.fields import FieldReading, read_fields
 from eyeops.imageio import decode_exam_image
 from eyeops.settings import Settings

@@ -6,13 +6,10 @@ draws the figures with matplotlib (Agg) and inlines them, so the page can be mai
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import html
-import io
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select
@@ -108,22 +105,12 @@ def _day(value: dt.datetime | str) -> str:
 
 
 # -- rendering -------------------------------------------------------------------------------------
-def figure_html(fig: Any, alt: str) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}"></figure>'
-
-
 def render_html(data: OpsData, title: str = "eyeops OCR operations") -> str:
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from eyeops.plots import figure_html, pyplot
 
+    plt = pyplot()
     parts: list[str] = []
     exams = sum(sum(c.values()) for c in data.status_by_kind.values())
     statuses: Counter[str] = Counter()

@@ -18,9 +18,10 @@ from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, In
 
 from eyeops.auth import Forbidden
 from eyeops.db.feature_outbox import FeatureOutboxWriter
-from eyeops.db.store import ExamRecord, ResultsStore
+from eyeops.db.store import ResultsStore
 from eyeops.devices.layout import LayoutRegistry
 from eyeops.errors import AlignmentFailed, EyeopsError, PredictorUnavailable
+from eyeops.exams import ExamRecord
 from eyeops.metrics import OcrMetrics
 from eyeops.ocr.pipeline import ExamInput, PreparedExam, failed_record, finish_exam, prepare_exam
 from eyeops.settings import Settings

@@ -104,7 +104,7 @@ def test_a_pushed_exam_is_online_at_once(store):
 
 
 def test_the_ocr_sink_makes_an_accepted_exam_online(store):
-    from eyeops.db.store import ExamRecord
+    from eyeops.exams import ExamRecord
     from eyeops.fields import FieldReading
     from eyeops.lens.ingest import FeastExamSink
 

@@ -9,7 +9,7 @@ import pytest
 
 from eyeops.db import ResultsStore, migrate
 from eyeops.db.feature_outbox import FeatureOutboxWriter
-from eyeops.db.store import ExamRecord
+from eyeops.exams import ExamRecord
 from eyeops.fields import FieldReading
 
 pytestmark = pytest.mark.unit

@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from eyeops.db.store import ExamRecord
+from eyeops.exams import ExamRecord
 from eyeops.fields import FieldReading
 from eyeops.lens.ingest import feature_push_for, view_for_device
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eyeops.db import ExamRecord, ResultsStore, migrate
+from eyeops.db import ResultsStore, migrate
+from eyeops.exams import ExamRecord
 from eyeops.fields import FieldReading
 from eyeops.monitoring.reference import ocr_reference, save_reference
 

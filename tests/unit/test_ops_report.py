@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import create_engine
 
-from eyeops.db import ExamRecord, ResultsStore, migrate
+from eyeops.db import ResultsStore, migrate
+from eyeops.exams import ExamRecord
 from eyeops.fields import FieldReading
 from eyeops.ops.report import collect, reason_kind, render_html
 

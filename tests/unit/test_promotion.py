@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from eyeops.ocr.gate import gate as ocr_gate
+from eyeops.pipelines.gates import gate_for
 from eyeops.registry import ModelRegistry, RegistryError
 from eyeops.registry.deploy import promote_inference_service, storage_uri_patch
-from eyeops.registry.gates import gate_for
 
 pytestmark = pytest.mark.unit
 

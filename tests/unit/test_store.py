@@ -1,7 +1,8 @@
 import pytest
 
-from eyeops.db import ExamRecord, ResultsStore, migrate
+from eyeops.db import ResultsStore, migrate
 from eyeops.errors import DatabaseUnavailable
+from eyeops.exams import ExamRecord
 from eyeops.fields import FieldReading
 
 pytestmark = pytest.mark.unit

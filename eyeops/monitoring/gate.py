@@ -1,16 +1,13 @@
-"""Which gate decides promotion for which registered model."""
+"""The promotion gate of the drift detectors."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from eyeops.registry.store import GateDecision, RegistryError
-
-Gate = Callable[[dict[str, Any], dict[str, Any] | None], GateDecision]
+from eyeops.registry.store import GateDecision
 
 
-def detectors_gate(candidate: dict[str, Any], champion: dict[str, Any] | None) -> GateDecision:
+def gate(candidate: dict[str, Any], champion: dict[str, Any] | None) -> GateDecision:
     """Detectors are fitted, not trained: they pass if held-out reference windows (data with no
     shift) raise no more false alarms than their stated rate allows (the 99 % binomial quantile at
     p_val) and a known shift is caught."""
@@ -23,13 +20,3 @@ def detectors_gate(candidate: dict[str, Any], champion: dict[str, Any] | None) -
     if not candidate["shift_detected"]:
         reasons.append("a 0.5 SD shift in the first feature was not detected on a held-out window")
     return GateDecision(not reasons, reasons or ["quiet on held-out reference data; catches a known shift"])
-
-
-def gate_for(model: str) -> Gate:
-    from eyeops.lens.gate import gate as lens_gate
-    from eyeops.ocr.gate import gate as ocr_gate
-
-    gates: dict[str, Gate] = {"lens": lens_gate, "ocr": ocr_gate, "detectors": detectors_gate}
-    if model not in gates:
-        raise RegistryError(f"no promotion gate for {model!r}; known: {', '.join(gates)}")
-    return gates[model]
