@@ -13,11 +13,15 @@ from eyeops.settings import Settings
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up = sub.add_parser(
-        "up", help="start Triton, the OCR transformer and the lens service; Ctrl-C stops them"
+        "up",
+        help="start Triton, the OCR transformer, the lens service and the monitor, restart any that"
+        " crashes; Ctrl-C stops them (so does this process's death, SIGKILL included)",
     )
-    up.add_argument("--triton-port", type=int, default=None)
+    up.add_argument("--triton-port", type=int, default=None, help="HTTP; gRPC and metrics take the next two")
     up.add_argument("--ocr-port", type=int, default=None)
     up.add_argument("--lens-port", type=int, default=8082)
+    up.add_argument("--lens-predictor-port", type=int, default=None, help="default: a free port")
+    up.add_argument("--monitor-port", type=int, default=None, help="default: a free port")
     up.set_defaults(func=_up)
     up.add_argument(
         "--device-tokens",
@@ -34,21 +38,44 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     demo.set_defaults(func=_demo)
 
 
+SUPERVISE_EVERY_S = 0.5
+
+
 def _up(args: argparse.Namespace) -> int:
     from eyeops.stack.lens import LensStack, prepare_local_lens
     from eyeops.stack.local import LocalStack
     from eyeops.stack.monitor import MonitorStack, prepare_local_detectors
+    from eyeops.stack.process import Supervisor, ensure_ports_free, free_port
 
     settings = Settings()
+    triton_port = args.triton_port or settings.http_port_triton
+    ocr_port = args.ocr_port or settings.http_port_ocr
+    predictor_port = args.lens_predictor_port or free_port()
+    monitor_port = args.monitor_port or free_port()
+    # Before anything starts: a port held by a stale stack would otherwise answer our readiness
+    # checks, or fail a child much later with an exit code that names neither port nor holder.
+    ensure_ports_free(
+        [
+            (triton_port, "--triton-port"),
+            (triton_port + 1, "--triton-port (Triton gRPC is its port + 1)"),
+            (triton_port + 2, "--triton-port (Triton metrics is its port + 2)"),
+            (ocr_port, "--ocr-port"),
+            (args.lens_port, "--lens-port"),
+            (predictor_port, "--lens-predictor-port"),
+            (monitor_port, "--monitor-port"),
+        ]
+    )
     model_dir, repo, eye_ids = prepare_local_lens(settings.data_dir / "lens")
     detectors = prepare_local_detectors(settings.data_dir / "lens", model_dir)
-    monitor = MonitorStack(detectors, settings.data_dir / "monitor.db", settings.data_dir / "log")
+    monitor = MonitorStack(
+        detectors, settings.data_dir / "monitor.db", settings.data_dir / "log", port=monitor_port
+    )
     print("starting the monitoring service ...", flush=True)
     monitor_url = monitor.start()
     stack = LocalStack(
         settings,
-        triton_port=args.triton_port,
-        ocr_port=args.ocr_port,
+        triton_port=triton_port,
+        ocr_port=ocr_port,
         device_tokens=args.device_tokens,
         feature_repo=repo,  # accepted biometry, AS-OCT and refraction exams are pushed here
         logger_url=monitor_url,
@@ -59,7 +86,14 @@ def _up(args: argparse.Namespace) -> int:
     except BaseException:
         monitor.stop()
         raise
-    lens = LensStack(model_dir, repo, settings.data_dir / "log", port=args.lens_port, logger_url=monitor_url)
+    lens = LensStack(
+        model_dir,
+        repo,
+        settings.data_dir / "log",
+        port=args.lens_port,
+        logger_url=monitor_url,
+        predictor_port=predictor_port,
+    )
     try:
         lens_endpoints = lens.start()
     except BaseException:
@@ -81,9 +115,13 @@ def _up(args: argparse.Namespace) -> int:
     print(f"monitor:            {monitor_url}/metrics  {monitor_url}/status  POST {monitor_url}/feedback")
     if stack.device_tokens is None:
         print("device authentication is OFF (pass --device-tokens, made with `eyeops gateway token`)")
-    print("Ctrl-C stops everything.", flush=True)
+    print("Ctrl-C stops everything; a service that exits is restarted.", flush=True)
+    supervisor = Supervisor(
+        [monitor.process, *stack.processes, *lens.processes], say=lambda m: print(m, flush=True)
+    )
     try:
-        stop.wait()
+        while not stop.wait(SUPERVISE_EVERY_S):
+            supervisor.check()
     finally:
         print("stopping ...", flush=True)
         lens.stop()

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from eyeops.settings import repo_root
 from eyeops.stack.process import ManagedProcess, Stack, free_port
 
 
@@ -25,6 +24,7 @@ class LensStack(Stack[LensEndpoints]):
         log_dir: Path,
         port: int | None = None,
         logger_url: str | None = None,
+        predictor_port: int | None = None,
     ) -> None:
         """`logger_url`: send every request and response to this monitor (KServe logger mode all)."""
         self.model_dir = model_dir
@@ -32,7 +32,7 @@ class LensStack(Stack[LensEndpoints]):
         self.feature_repo = feature_repo
         self.log_dir = log_dir
         self.port = port or free_port()
-        self.predictor_port = free_port()
+        self.predictor_port = predictor_port or free_port()
         self.processes: list[ManagedProcess] = []
         self.endpoints = LensEndpoints(
             f"http://127.0.0.1:{self.port}", f"http://127.0.0.1:{self.predictor_port}"
@@ -49,7 +49,7 @@ class LensStack(Stack[LensEndpoints]):
             from eyeops.stack.monitor import logger_env
 
             env = logger_env(self.logger_url, "all")
-        return ManagedProcess(name, argv, ready, self.log_dir / f"{name}.log", env=env, cwd=repo_root())
+        return ManagedProcess(name, argv, ready, self.log_dir / f"{name}.log", env=env)
 
     def start(self, timeout_s: float = 120.0) -> LensEndpoints:
         try:

@@ -6,7 +6,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from eyeops.settings import Settings, repo_root
+from eyeops.settings import Settings
 from eyeops.stack.process import ManagedProcess, Stack, free_port
 from eyeops.stack.triton import triton_process
 
@@ -39,6 +39,7 @@ class LocalStack(Stack[Endpoints]):
         self.logger_url = logger_url
         self.triton_port = triton_port or settings.http_port_triton
         self.ocr_port = ocr_port or settings.http_port_ocr
+        self.ocr_grpc_port = free_port()  # chosen once: a restarted transformer gets the same ports
         self.database_url = database_url or settings.resolved_database_url()
         self.log_dir = log_dir or settings.data_dir / "log"
         self.device_tokens = device_tokens or settings.device_tokens_file
@@ -65,7 +66,7 @@ class LocalStack(Stack[Endpoints]):
             "--http_port",
             str(self.ocr_port),
             "--grpc_port",
-            str(free_port()),
+            str(self.ocr_grpc_port),
             "--database_url",
             self.database_url,
         ]
@@ -79,9 +80,7 @@ class LocalStack(Stack[Endpoints]):
             from eyeops.stack.monitor import logger_env
 
             env = logger_env(self.logger_url, "response")
-        return ManagedProcess(
-            "ocr-transformer", argv, ready, self.log_dir / "ocr-transformer.log", env=env, cwd=repo_root()
-        )
+        return ManagedProcess("ocr-transformer", argv, ready, self.log_dir / "ocr-transformer.log", env=env)
 
     def start(self, timeout_s: float = 180.0) -> Endpoints:
         try:

@@ -8,18 +8,22 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from eyeops.settings import repo_root
+from eyeops.errors import EyeopsError
+from eyeops.settings import Settings
 from eyeops.stack.process import ManagedProcess, Stack, free_port
 
 
-class DetectorsEnvironmentMissing(RuntimeError):
-    pass
+class DetectorsEnvironmentMissing(EyeopsError):
+    """.venv-detectors is not there; the message says how to make it."""
 
 
 def detectors_python() -> Path:
-    python = repo_root() / ".venv-detectors" / "bin" / "python"
+    python = Settings().detectors_python
     if not python.exists():
-        raise DetectorsEnvironmentMissing(f"{python} not found; run: bash scripts/setup.sh")
+        raise DetectorsEnvironmentMissing(
+            f"{python} not found; set EYEOPS_DETECTORS_PYTHON to the detectors environment's python,"
+            " or run bash scripts/setup.sh in a source checkout"
+        )
     return python
 
 
@@ -42,7 +46,7 @@ def prepare_local_detectors(
     subprocess.run(
         [str(detectors_python()), "-m", "eyeops_detectors", "fit", "--reference", str(reference),
          "--out", str(out), "--ert", str(ert)],
-        check=True, cwd=repo_root() / "detectors", stdout=subprocess.DEVNULL,
+        check=True, stdout=subprocess.DEVNULL,
     )  # fmt: skip
     return out
 
@@ -63,9 +67,7 @@ class MonitorStack(Stack[str]):
             "--state", str(state), "--host", "127.0.0.1", "--port", str(self.port),
             "--service", "lens=lens", "--service", "ocr=ocr",
         ]  # fmt: skip
-        self.process = ManagedProcess(
-            "monitor", argv, f"{self.url}/healthz", log_dir / "monitor.log", cwd=repo_root() / "detectors"
-        )
+        self.process = ManagedProcess("monitor", argv, f"{self.url}/healthz", log_dir / "monitor.log")
 
     def start(self, timeout_s: float = 120.0) -> str:
         self.process.start()

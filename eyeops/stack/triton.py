@@ -7,12 +7,13 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from eyeops.errors import EyeopsError
 from eyeops.settings import Settings, repo_root
 from eyeops.stack.process import ManagedProcess
 
 
-class TritonMissing(RuntimeError):
-    pass
+class TritonMissing(EyeopsError):
+    """The tritonserver binary or the model's Python environment is missing; says how to set up."""
 
 
 def triton_paths(home: Path) -> tuple[Path, Path]:
@@ -21,7 +22,10 @@ def triton_paths(home: Path) -> tuple[Path, Path]:
     backends = home / "pytriton" / "tritonserver" / "backends"
     stub = backends / "python" / "triton_python_backend_stub"
     if not binary.is_file() or not stub.is_file():
-        raise TritonMissing(f"tritonserver not found under {home}; run: bash scripts/setup.sh")
+        raise TritonMissing(
+            f"tritonserver not found under {home}; set EYEOPS_TRITON_HOME, or run bash scripts/setup.sh"
+            " in a source checkout"
+        )
     return binary, backends
 
 
@@ -30,20 +34,22 @@ def model_site_packages(python_env: Path) -> Path:
     found = sorted((python_env / "lib").glob("python3.*/site-packages"))
     if not found:
         raise TritonMissing(
-            f"no Python environment for the Triton model at {python_env}; run: bash scripts/setup.sh"
+            f"no Python environment for the Triton model at {python_env}; set EYEOPS_TRITON_PYTHON_ENV,"
+            " or run bash scripts/setup.sh in a source checkout"
         )
     return found[0]
 
 
 def triton_environment(python_env: Path) -> dict[str, str]:
     """Environment for the Python-backend stub: the interpreter's home and libpython, and the model
-    environment's packages plus this checkout (the stub ignores PYTHONPATH; model.py reads
-    EYEOPS_SITE_PACKAGES)."""
+    environment's packages, then the folder eyeops is imported from (the stub ignores PYTHONPATH;
+    model.py reads EYEOPS_SITE_PACKAGES). The model environment comes first: when eyeops is
+    installed, its folder is a site-packages holding numpy 2, which Triton's stub cannot use."""
     env = dict(os.environ)
     env["PYTHONHOME"] = sys.base_prefix
     libdir = sysconfig.get_config_var("LIBDIR") or ""
     env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, env.get("LD_LIBRARY_PATH", "")) if p)
-    env["EYEOPS_SITE_PACKAGES"] = os.pathsep.join([str(repo_root()), str(model_site_packages(python_env))])
+    env["EYEOPS_SITE_PACKAGES"] = os.pathsep.join([str(model_site_packages(python_env)), str(repo_root())])
     return env
 
 

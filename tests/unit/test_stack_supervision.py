@@ -1,0 +1,133 @@
+"""Which process holds a port (/proc), and the supervisor's restart policy, with real short-lived
+processes and a clock the test moves."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from eyeops.errors import EyeopsError
+from eyeops.stack.process import (
+    ManagedProcess,
+    PortInUse,
+    ServiceFailed,
+    Supervisor,
+    ensure_ports_free,
+    free_port,
+    port_is_free,
+    port_owner,
+)
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+
+
+@pytest.fixture(params=[socket.AF_INET, socket.AF_INET6], ids=["ipv4", "ipv6"])
+def listening(request: pytest.FixtureRequest) -> Iterator[int]:
+    family = request.param
+    with socket.socket(family) as s:
+        try:
+            s.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
+        except OSError:
+            pytest.skip("no IPv6 loopback here")
+        s.listen()
+        yield int(s.getsockname()[1])
+
+
+def test_port_owner_finds_this_process(listening: int) -> None:
+    owner = port_owner(listening)
+    assert owner is not None
+    assert owner.pid == os.getpid()
+    assert "python" in owner.command or "pytest" in owner.command
+
+
+def test_a_taken_port_fails_with_one_line_naming_pid_and_option(listening: int) -> None:
+    assert not port_is_free(listening)
+    with pytest.raises(PortInUse) as caught:
+        ensure_ports_free([(free_port(), "--monitor-port"), (listening, "--ocr-port")])
+    message = str(caught.value)
+    assert isinstance(caught.value, EyeopsError) and "\n" not in message
+    assert message.startswith(f"port {listening} is in use by pid {os.getpid()} (")
+    assert message.endswith("stop it (a stale eyeops stack?) or pass --ocr-port")
+
+
+def test_free_ports_pass_and_a_port_asked_for_twice_does_not() -> None:
+    port = free_port()
+    assert port_owner(port) is None
+    ensure_ports_free([(port, "--ocr-port"), (free_port(), "--lens-port")])
+    with pytest.raises(PortInUse, match=f"port {port} is asked for twice"):
+        ensure_ports_free([(port, "--ocr-port"), (port, "--lens-port")])
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def crasher(tmp_path: Path, code: int = 3) -> ManagedProcess:
+    argv = [sys.executable, "-c", f"raise SystemExit({code})"]
+    return ManagedProcess("crasher", argv, "http://127.0.0.1:9/ready", tmp_path / "crasher.log")
+
+
+def exited(process: ManagedProcess) -> None:
+    assert process.proc is not None
+    process.proc.wait(10)
+
+
+def test_restarts_with_doubling_backoff_then_gives_up(tmp_path: Path) -> None:
+    clock, said = Clock(), list[str]()
+    process = crasher(tmp_path).start()
+    supervisor = Supervisor([process], said.append, max_quick_failures=3, clock=clock)
+    exited(process)
+    for restart, delay in [(1, 1), (2, 2), (3, 4)]:
+        supervisor.check()
+        assert said[-1] == (
+            f"crasher exited with 3; restart {restart} in {delay} s (log: {tmp_path / 'crasher.log'})"
+        )
+        first_pid = process.proc.pid if process.proc else None
+        clock.now += delay - 0.1
+        supervisor.check()  # backoff not over: nothing started
+        assert process.proc is not None and process.proc.pid == first_pid
+        clock.now += 0.1
+        supervisor.check()  # backoff over: started again
+        assert process.proc is not None and process.proc.pid != first_pid
+        exited(process)
+    with pytest.raises(ServiceFailed, match="crasher exited with 3, its 4th exit in a row"):
+        supervisor.check()
+    assert supervisor.restarts() == {"crasher": 3}
+
+
+def test_a_child_that_stayed_up_starts_its_backoff_afresh(tmp_path: Path) -> None:
+    clock, said = Clock(), list[str]()
+    process = crasher(tmp_path, code=255).start()
+    supervisor = Supervisor([process], said.append, stable_s=60.0, clock=clock)
+    exited(process)
+    supervisor.check()
+    clock.now += 1
+    supervisor.check()
+    exited(process)
+    supervisor.check()
+    assert said[-1].startswith("crasher exited with 255; restart 2 in 2 s")
+    clock.now += 2
+    supervisor.check()
+    exited(process)
+    clock.now += 61  # it "ran" past stable_s before exiting
+    supervisor.check()
+    assert said[-1].startswith("crasher exited with 255; restart 3 in 1 s")
+
+
+def test_a_running_child_is_left_alone(tmp_path: Path) -> None:
+    said: list[str] = []
+    argv = [sys.executable, "-c", "import time; time.sleep(30)"]
+    with ManagedProcess("sleeper", argv, "http://127.0.0.1:9/", tmp_path / "s.log") as process:
+        supervisor = Supervisor([process], said.append)
+        supervisor.check()
+        assert said == [] and process.returncode() is None
+    assert process.returncode() is not None
