@@ -20,10 +20,18 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def _report(args: argparse.Namespace) -> int:
     from sqlalchemy import create_engine
 
+    from eyeops.errors import EyeopsError
     from eyeops.ops.report import collect, render_html
     from eyeops.settings import Settings
 
     url = args.database_url or Settings().resolved_database_url()
+    print(f"results database: {url}", flush=True)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        # connecting would create an empty file and then fail on its missing tables
+        raise EyeopsError(
+            f"no results database {url}: start the stack once (`eyeops up`), set EYEOPS_DATA_DIR"
+            " to the folder that holds results.db, or pass --database-url"
+        )
     since = dt.datetime.now(dt.UTC) - dt.timedelta(days=args.days) if args.days else None
     engine = create_engine(url)
     try:

@@ -96,9 +96,8 @@ class ModelRegistry:
     def get(self, model: str, version: str) -> ModelVersion:
         path = self._model_dir(model) / version
         if not (path / META).exists():
-            raise RegistryError(
-                f"{model} has no version {version!r}; known: {', '.join(self.versions(model))}"
-            )
+            known = ", ".join(self.versions(model)) or "none registered yet"
+            raise RegistryError(f"{model} has no version {version!r}; known: {known}")
         return ModelVersion(model, version, path, json.loads((path / META).read_text()), self.uri_prefix)
 
     def versions(self, model: str) -> list[str]:

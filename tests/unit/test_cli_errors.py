@@ -129,7 +129,9 @@ def test_missing_results_database_names_the_url_and_how_to_create_it(tmp_path, d
     assert main(["ops", "report", "--out", str(out)]) == 2
     line = error_line(capsys, f"sqlite:///{data_dir / 'results.db'}", "eyeops up", "--database-url")
     assert "SELECT" not in line and not out.exists()
+    assert not (data_dir / "results.db").exists()  # looking did not create an empty database
 
+    (tmp_path / "elsewhere.db").touch()  # a file that is no results database
     elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
     assert main(["ops", "report", "--out", str(out), "--database-url", elsewhere]) == 2
     error_line(capsys, elsewhere, "no such table")
