@@ -20,8 +20,8 @@ COPY eyeops ./eyeops
 COPY inference ./inference
 COPY kfp_pipelines ./kfp_pipelines
 COPY images/constraints-main.txt /tmp/constraints.txt
-# every dependency at the version the tests ran with
-RUN pip install -c /tmp/constraints.txt .
+# every dependency at the version the tests ran with; the server extra holds all but the gateway's
+RUN pip install -c /tmp/constraints.txt ".[server]"
 
 FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --gid 10001 eyeops && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin eyeops \
@@ -33,7 +33,7 @@ WORKDIR /app
 # What the services share: the Feast repository with the cluster profile (the chart mounts its own
 # feature_store.yaml over it), a non-root user.
 FROM runtime AS app
-COPY feature_repo /app/feature_repo
+COPY eyeops/lens/feature_repo /app/feature_repo
 RUN cp /app/feature_repo/feature_store.cluster.yaml /app/feature_repo/feature_store.yaml
 USER 10001
 EXPOSE 8080

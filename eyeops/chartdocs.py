@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from eyeops.settings import repo_root
+from eyeops.settings import source_checkout
 
 KEY = re.compile(r"^(\s*)([A-Za-z0-9_]+):")
 
@@ -78,11 +78,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     cmds = chart.add_subparsers(dest="chart_command", required=True)
     docs = cmds.add_parser("docs", help="write charts/eyeops/README.md from values.yaml's comments")
     docs.add_argument("--check", action="store_true", help="fail if the committed README is stale")
+    docs.add_argument("--chart", type=Path, default=None, help="the chart folder (default: the checkout's)")
     docs.set_defaults(func=_docs)
 
 
 def _docs(args: argparse.Namespace) -> int:
-    chart = repo_root() / "charts" / "eyeops"
+    # The chart is not package data: it lives in the source checkout (a dev-machine concern).
+    checkout = source_checkout()
+    if args.chart is None and checkout is None:
+        raise SystemExit("--chart is required outside a source checkout (the chart is not in the package)")
+    chart = args.chart or (checkout or Path()) / "charts" / "eyeops"
     fresh = render_readme(chart)
     target = chart / "README.md"
     if args.check:

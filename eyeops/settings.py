@@ -9,8 +9,23 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def repo_root() -> Path:
-    """The checkout this package runs from (the folder holding pyproject.toml)."""
+    """The folder holding the `eyeops` package: the source checkout in development, site-packages
+    when installed. Only for what belongs to a dev machine's checkout (the defaults of `.triton`,
+    `.venv-triton`, `.venv-detectors`; charts/ and k8s/ for chartdocs and tests); files the package
+    ships come from eyeops.resources, and data goes under Settings.data_dir."""
     return Path(__file__).resolve().parent.parent
+
+
+def source_checkout() -> Path | None:
+    """The source checkout eyeops runs from (pyproject.toml beside the package), or None when installed."""
+    root = repo_root()
+    return root if (root / "pyproject.toml").is_file() else None
+
+
+def _triton_model_repository() -> Path:
+    from eyeops.resources import triton_model_repository
+
+    return triton_model_repository()
 
 
 class Settings(BaseSettings):
@@ -18,11 +33,16 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="EYEOPS_", extra="forbid")
 
-    data_dir: Path = Field(default_factory=lambda: repo_root() / "var")
+    # Everything eyeops writes (results database, logs, gateway outboxes, lens model, pipeline
+    # outputs) goes here: ./var of the folder a command runs in, or EYEOPS_DATA_DIR.
+    data_dir: Path = Field(default_factory=lambda: Path.cwd() / "var")
     database_url: str = ""
-    triton_repository: Path = Field(default_factory=lambda: repo_root() / "inference" / "triton")
+    # The model repository tritonserver serves: the one shipped in the package unless overridden.
+    triton_repository: Path = Field(default_factory=_triton_model_repository)
+    # Dev-machine tools that scripts/setup.sh builds beside a checkout; set these on any other machine.
     triton_home: Path = Field(default_factory=lambda: repo_root() / ".triton")
     triton_python_env: Path = Field(default_factory=lambda: repo_root() / ".venv-triton")
+    detectors_python: Path = Field(default_factory=lambda: repo_root() / ".venv-detectors" / "bin" / "python")
     ocr_model_name: str = "trocr"
     max_image_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000

@@ -7,7 +7,7 @@ bash scripts/setup.sh
 bash scripts/services.sh
 
 echo "[test] ruff"
-.venv/bin/ruff check eyeops inference tests bench feature_repo kfp_pipelines
+.venv/bin/ruff check eyeops inference tests bench kfp_pipelines
 .venv-detectors/bin/ruff check detectors
 echo "[test] mypy (strict)"
 .venv/bin/mypy

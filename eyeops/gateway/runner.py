@@ -70,11 +70,12 @@ async def run_watch(
     watcher = FolderWatcher(config.watch_dir, capturer, config.rescan_interval_s, config.settle_s, quarantine)
     counts = outbox.counts()
     log.info(
-        "gateway %s (%s) watching %s -> %s; resuming %d received, %d pending",
+        "gateway %s (%s) watching %s -> %s; outbox %s; resuming %d received, %d pending",
         config.device_id,
         config.device_kind,
         config.watch_dir,
         config.endpoint,
+        config.outbox_path(),
         counts["received"],
         counts["pending"],
     )

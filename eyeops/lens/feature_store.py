@@ -1,6 +1,7 @@
 """Feast adapter for the lens features: build offline data, apply, materialize, read, push.
 
-The definitions live in feature_repo/eyeops_features.py; this module only drives a FeatureStore.
+The definitions live in eyeops/lens/feature_repo/eyeops_features.py (package data: a template that
+prepare_repo copies); this module only drives a FeatureStore.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ from typing import Any
 import pandas as pd
 
 from eyeops.lens.feature_views import FEATURE_SERVICE, JOIN_KEY, VIEWS, push_source_name
-from eyeops.settings import repo_root
 
 DEFINITIONS = "eyeops_features.py"
 
 
 def feature_repo_dir() -> Path:
-    return repo_root() / "feature_repo"
+    """The Feast repository template shipped in the package (never applied in place)."""
+    from eyeops.resources import feature_repo_template
+
+    return feature_repo_template()
 
 
 def _utc(values: pd.Series) -> pd.Series:

@@ -53,7 +53,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     t.add_argument(
         "--stop-at", type=int, default=None, help="stop after this step; the LR schedule still spans --steps"
     )
-    t.add_argument("--out", type=Path, default=None, help="checkpoint folder (default: the Triton repo's)")
+    t.add_argument(
+        "--out", type=Path, default=None, help="checkpoint folder (default in a checkout: the shipped one)"
+    )
     t.add_argument("--cache", type=Path, default=None, help="folder to cache rendered crop sets in")
     t.set_defaults(func=_train)
     a = cmds.add_parser(
@@ -61,7 +63,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     a.add_argument("checkpoints", type=Path, nargs="+", help="two or more checkpoint folders")
     a.add_argument("--weights", type=float, nargs="+", default=None, help="one each (default: equal)")
-    a.add_argument("--out", type=Path, default=None, help="checkpoint folder (default: the Triton repo's)")
+    a.add_argument(
+        "--out", type=Path, default=None, help="checkpoint folder (default in a checkout: the shipped one)"
+    )
     a.set_defaults(func=_average)
     e = cmds.add_parser("eval", help="render a held-out set, send it through the running OCR endpoint")
     e.add_argument("--count", type=int, default=300)

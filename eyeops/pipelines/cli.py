@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from eyeops.settings import repo_root
+from eyeops.settings import Settings, source_checkout
 
 COMPILED_DIR = "kfp_pipelines/compiled"
 NAMES = ("lens-training", "ocr-training", "detector-fitting")
@@ -30,7 +30,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser("pipelines", help="compile, run locally, or submit the Kubeflow pipelines")
     cmds = p.add_subparsers(dest="pipelines_command", required=True)
     c = cmds.add_parser("compile", help=f"write the compiled YAML (committed, in {COMPILED_DIR})")
-    c.add_argument("--out", type=Path, default=None)
+    c.add_argument(
+        "--out", type=Path, default=None, help=f"default in a checkout: {COMPILED_DIR} (committed)"
+    )
     c.add_argument("--check", action="store_true", help="fail if the committed YAML is stale")
     c.set_defaults(func=_compile)
     r = cmds.add_parser("run", help="run a pipeline locally (kfp.local) or submit it to a KFP endpoint")
@@ -39,12 +41,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     where.add_argument("--local", action="store_true")
     where.add_argument("--host", default=None, help="KFP endpoint URL")
     r.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE", help="pipeline argument")
-    r.add_argument("--pipeline-root", type=Path, default=None, help="local outputs (default var/pipelines)")
+    r.add_argument(
+        "--pipeline-root", type=Path, default=None, help="local outputs (default: <data dir>/pipelines)"
+    )
     r.add_argument("--no-cache", action="store_true")
     r.set_defaults(func=_run)
     s = cmds.add_parser("schedule", help="create the declared recurring runs on a KFP endpoint")
     s.add_argument("--host", required=True, help="KFP endpoint URL")
-    s.add_argument("--file", type=Path, default=repo_root() / SCHEDULES)
+    s.add_argument(
+        "--file", type=Path, default=None, help=f"the recurring runs (default in a checkout: {SCHEDULES})"
+    )
     s.set_defaults(func=_schedule)
 
 
@@ -71,11 +77,23 @@ def pipeline_body(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if not line.startswith("sdkVersion:"))
 
 
+def checkout_file(given: Path | None, relative: str, option: str) -> Path:
+    """`given`, or `relative` inside the source checkout; an installed eyeops needs it given."""
+    if given is not None:
+        return given
+    checkout = source_checkout()
+    if checkout is None:
+        raise SystemExit(f"{option} is required outside a source checkout (its default is {relative} there)")
+    return checkout / relative
+
+
 def _compile(args: argparse.Namespace) -> int:
-    out = args.out or repo_root() / COMPILED_DIR
     if args.check:
         import tempfile
 
+        from eyeops.resources import compiled_pipelines
+
+        out = args.out or compiled_pipelines()  # the committed YAML (the package's, when installed)
         with tempfile.TemporaryDirectory() as tmp:
             fresh = compile_all(Path(tmp))
         stale = [
@@ -89,6 +107,7 @@ def _compile(args: argparse.Namespace) -> int:
             return 1
         print("compiled pipelines are up to date")
         return 0
+    out = checkout_file(args.out, COMPILED_DIR, "--out")
     for name in compile_all(out):
         print(f"{out / (name + '.yaml')}")
     return 0
@@ -123,13 +142,12 @@ def _run(args: argparse.Namespace) -> int:
 
     from kfp import local
 
-    from eyeops.settings import Settings
-
+    settings = Settings()
     # Locally the detectors step runs the detectors environment's interpreter (its image on a cluster).
-    detectors_python = repo_root() / ".venv-detectors" / "bin" / "python"
-    if detectors_python.exists():
-        os.environ.setdefault("EYEOPS_DETECTORS_PYTHON", str(detectors_python))
-    root = args.pipeline_root or Settings().data_dir / "pipelines"
+    if settings.detectors_python.exists():
+        os.environ.setdefault("EYEOPS_DETECTORS_PYTHON", str(settings.detectors_python))
+    root = args.pipeline_root or settings.data_dir / "pipelines"
+    print(f"pipeline outputs: {root}", flush=True)
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
         pipeline_root=str(root),
@@ -223,11 +241,13 @@ def load_schedules(path: Path) -> dict[str, Any]:
 def _schedule(args: argparse.Namespace) -> int:
     import kfp
 
-    spec = load_schedules(args.file)
+    from eyeops.resources import compiled_pipelines
+
+    spec = load_schedules(checkout_file(args.file, SCHEDULES, "--file"))
     client = kfp.Client(host=args.host)
     experiment = client.create_experiment(spec["experiment"]) if spec.get("experiment") else None
     existing = {r.display_name for r in (client.list_recurring_runs(page_size=1000).recurring_runs or [])}
-    compiled = repo_root() / COMPILED_DIR
+    compiled = compiled_pipelines()
     for run in spec["runs"]:
         if run["name"] in existing:
             print(f"{run['name']}: exists, left as it is")

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from eyeops.auth import add_device
 from eyeops.gateway.outbox import Outbox
-from eyeops.settings import repo_root
 from eyeops.stack.process import ManagedProcess, free_port
 
 
@@ -96,5 +95,4 @@ def gateway_process(
         argv,
         f"http://127.0.0.1:{device.metrics_port}/metrics",
         log_dir / f"gateway-{device.device_id}.log",
-        cwd=repo_root(),
     )

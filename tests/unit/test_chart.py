@@ -16,6 +16,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from eyeops.resources import feature_repo_template
 from eyeops.settings import repo_root
 
 pytestmark = pytest.mark.unit
@@ -397,7 +398,7 @@ def test_feature_store_yaml_comes_from_values_and_matches_the_repository_profile
     )
     shipped = yaml.safe_load(config["data"]["feature_store.yaml"])
     assert shipped == yaml.safe_load(
-        (repo_root() / "feature_repo" / "feature_store.cluster.yaml").read_text()
+        (feature_repo_template() / "feature_store.cluster.yaml").read_text()
     )
     mounted = [
         name
