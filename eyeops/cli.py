@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     monitoring_cli.add_parser(sub)
     chartdocs.add_parser(sub)
     pipelines_cli.add_registry_parser(sub)
+    # Where only `eyeops[gateway]` is installed, the other commands say which extra they need.
+    from eyeops.extras import guard_server_commands
+
+    guard_server_commands(parser)
     return parser
 
 
