@@ -1,0 +1,101 @@
+"""32 clients for two minutes against `eyeops up` on the embedded defaults (a real process tree:
+tritonserver, the OCR transformer under kserve.ModelServer, the lens services, the monitor; SQLite
+results database; the local Feast repository). Before the feature outbox, this crashed the OCR
+transformer in 12 s (SIGBUS in Feast's parquet rewrite) and left the offline files at 0 bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import text
+
+from bench.ocr_load import UpProcess, render_exams, run_load
+from eyeops.db import ResultsStore
+from eyeops.lens.feature_views import VIEWS
+from eyeops.lens.ingest import feature_push_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+CLIENTS = 32
+SECONDS = float(os.environ.get("EYEOPS_LOAD_SECONDS", "120"))
+
+
+def offline_rows(repo: Path) -> dict[str, int]:
+    """Rows of each view's offline parquet file; reading one that is torn or empty fails here."""
+    return {view: pq.read_table(repo / "data" / f"{view}.parquet").num_rows for view in VIEWS}
+
+
+def children(pid: int) -> dict[int, str]:
+    """Direct children of `pid` with their command lines, from /proc."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            ppid = int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("PPid:")))
+            if ppid == pid:
+                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, StopIteration):
+            continue
+    return found
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
+    process = UpProcess.start(tmp_path_factory.mktemp("load") / "site")
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def test_32_clients_for_two_minutes_lose_nothing_and_crash_nothing(up: UpProcess) -> None:
+    repo = up.data_dir / "lens" / "feature_repo"  # EYEOPS_DATA_DIR is the data folder itself
+    before = offline_rows(repo)
+    transformer = [p for p, cmd in children(up.proc.pid).items() if "inference.ocr_transformer" in cmd]
+    assert len(transformer) == 1, children(up.proc.pid)
+    exams = render_exams(60)
+
+    result = asyncio.run(run_load(up.ocr, exams, CLIENTS, SECONDS, resend_every=10))
+    summary = result.summary()
+    print(summary)
+
+    # the transformer never died: the same process answered throughout, and nothing was refused
+    assert Path(f"/proc/{transformer[0]}").exists(), up.output()[-3000:]
+    assert summary["server_errors_5xx"] == 0 and not result.transport_errors, summary
+    assert result.statuses[200] > 0 and set(result.statuses) <= {200, 422}, summary
+
+    # every exam that got a 200 is in the database, once
+    store = ResultsStore.from_url(f"sqlite:///{up.data_dir / 'results.db'}")
+    stored = {exam_id: store.get_exam(exam_id) for exam_id in result.answered}
+    assert all(record is not None for record in stored.values())
+    with store.engine.connect() as conn:
+        logged = dict(
+            conn.execute(
+                text("SELECT exam_id, count(*) FROM inference_log WHERE outcome = 'stored' GROUP BY exam_id")
+            ).all()
+        )
+    assert all(logged.get(exam_id) == 1 for exam_id in stored), "an exam was stored twice"
+
+    # every accepted exam that feeds a view was pushed once; the offline files read back whole
+    deadline = time.monotonic() + 120
+    while store.feature_push_counts()["queued"] and time.monotonic() < deadline:
+        time.sleep(1)
+    assert store.feature_push_counts()["queued"] == 0
+    # (copies of one rendered exam carry the same eye, values and date: one offline row between them)
+    pushes = set()
+    for record in stored.values():
+        assert record is not None
+        push = feature_push_for(record)
+        if push is not None:
+            pushes.add((push.view, push.eye_id, tuple(sorted(push.values.items())), push.measured_at))
+    expected = {view: sum(1 for p in pushes if p[0] == view) for view in VIEWS}
+    after = offline_rows(repo)
+    assert {v: after[v] - before[v] for v in VIEWS} == expected
+    assert sum(expected.values()) > 0
