@@ -4,8 +4,11 @@ processes and a clock the test moves."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -131,3 +134,53 @@ def test_a_running_child_is_left_alone(tmp_path: Path) -> None:
         supervisor.check()
         assert said == [] and process.returncode() is None
     assert process.returncode() is not None
+
+
+# A child that starts a grandchild which ignores SIGTERM: only SIGKILL of the process group ends it.
+CHILD = """
+import subprocess, sys, time
+stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+print(subprocess.Popen([sys.executable, "-c", stubborn]).pid, flush=True)
+time.sleep(60)
+"""
+PARENT = """
+import sys, time
+from pathlib import Path
+from eyeops.stack.process import ManagedProcess
+child = ManagedProcess("child", [sys.executable, "-c", sys.argv[1]], "http://127.0.0.1:9/", Path(sys.argv[2]))
+child.start()
+print(child.proc.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def running(pid: int) -> bool:
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
+def test_children_and_grandchildren_die_with_a_sigkilled_parent(tmp_path: Path) -> None:
+    log = tmp_path / "child.log"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, CHILD, str(log)], stdout=subprocess.PIPE, text=True
+    )
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    deadline = time.monotonic() + 10
+    while not log.read_text().strip() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    grandchild = int(log.read_text().split()[0])
+    assert running(child) and running(grandchild)
+    parent.kill()
+    parent.wait(5)
+    killed = time.monotonic()
+    while (running(child) or running(grandchild)) and time.monotonic() - killed < 5:
+        time.sleep(0.05)
+    try:
+        assert not running(child) and not running(grandchild)
+    finally:
+        for pid in (child, grandchild):
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
