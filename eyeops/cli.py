@@ -20,16 +20,6 @@ EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 START_THE_STACK = "start the stack with `eyeops up` (it prints each service's URL)"
 
-# Project exceptions outside the EyeopsError tree. They are looked up in sys.modules when an error
-# arrives, so catching them imports nothing: a class whose module was never imported was not raised.
-OTHER_PROJECT_ERRORS = (
-    ("eyeops.lens.model", "ModelArtifactError"),
-    ("eyeops.lens.cohort", "CohortError"),
-    ("eyeops.stack.monitor", "DetectorsEnvironmentMissing"),
-    ("eyeops.stack.process", "ServiceFailed"),
-    ("eyeops.stack.triton", "TritonMissing"),
-    ("eyeops.synth.fonts", "FontsMissing"),
-)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,7 +109,7 @@ def describe_error(exc: BaseException, args: argparse.Namespace | None = None) -
     """One line for an error the user can act on; None for a bug (which keeps its traceback)."""
     from eyeops.errors import EyeopsError
 
-    if isinstance(exc, EyeopsError) or is_other_project_error(exc):
+    if isinstance(exc, EyeopsError):
         return one_line(str(exc))
     # Third-party errors are only checked for when their library is loaded: catching them must not
     # import pydantic, httpx or SQLAlchemy into a command that never used them.
@@ -151,13 +141,6 @@ def is_unreachable_service(exc: BaseException | None) -> bool:
     return isinstance(exc, httpx.ConnectError)
 
 
-def is_other_project_error(exc: BaseException) -> bool:
-    for module_name, class_name in OTHER_PROJECT_ERRORS:
-        module = sys.modules.get(module_name)
-        cls = getattr(module, class_name, None) if module is not None else None
-        if isinstance(cls, type) and isinstance(exc, cls):
-            return True
-    return False
 
 
 def describe_validation_error(exc: pydantic.ValidationError) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from eyeops.errors import EyeopsError
 from eyeops.lens.features import BASE_FEATURES, PLAUSIBLE
 from eyeops.lens.sizes import SIZES_MM, nomogram_offset, round_to_size, size_column
 
@@ -210,7 +211,7 @@ def simulate_cohort(n: int, seed: int, params: CohortParams | None = None) -> pd
 # -- the schema every cohort file must follow (simulated or real) ---------------------------------
 
 
-class CohortError(ValueError):
+class CohortError(EyeopsError, ValueError):
     """A cohort file that does not follow the schema; the message lists every problem found."""
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from eyeops.errors import EyeopsError
 from eyeops.lens.features import BASE_FEATURES, FEATURES, SIZE_FEATURE, feature_matrix
 from eyeops.lens.sizes import SIZES_MM, TARGET_VAULT_UM, nomogram_size
 
@@ -32,7 +33,7 @@ FORMAT_VERSION = 1
 TIE_TOLERANCE = 0.005
 
 
-class ModelArtifactError(ValueError):
+class ModelArtifactError(EyeopsError, ValueError):
     """A model folder that is missing parts or was written by an incompatible version."""
 
 

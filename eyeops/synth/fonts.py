@@ -6,6 +6,8 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from eyeops.errors import EyeopsError
+
 # Held out by design family, not just by file: every Helvetica/Arial, Times and Courier clone
 # (Liberation, Arimo/Tinos/Cousine, FreeFont, Nimbus) is evaluation-only, so a held-out font is never
 # a metric-compatible twin of a training font.
@@ -78,8 +80,8 @@ DEBIAN_PACKAGES = (
 )
 
 
-class FontsMissing(RuntimeError):
-    pass
+class FontsMissing(EyeopsError, RuntimeError):
+    """The Debian font packages the renderer draws with are not installed."""
 
 
 def font_dirs() -> list[Path]:
