@@ -99,3 +99,66 @@ def test_32_clients_for_two_minutes_lose_nothing_and_crash_nothing(up: UpProcess
     after = offline_rows(repo)
     assert {v: after[v] - before[v] for v in VIEWS} == expected
     assert sum(expected.values()) > 0
+
+
+def test_transformer_killed_under_gateway_load_is_restarted_and_every_file_arrives_once(
+    up: UpProcess, tmp_path: Path
+) -> None:
+    import hashlib
+    import signal
+
+    from eyeops.imageio import file_extension
+    from eyeops.stack.devices import gateway_process, provision_devices
+    from eyeops.synth.exams import tagged_copy
+
+    kinds = ["optical_biometer", "anterior_segment_oct", "autorefractor", "specular_microscope"]
+    _, devices = provision_devices(tmp_path, kinds)
+    rendered = render_exams(12, seed=977)
+    per_device = 40
+    fast = ("--settle", "1", "--retry-max", "2", "--rescan-interval", "1", "--concurrency", "8")
+    gateways = [gateway_process(d, up.ocr, tmp_path / "log", *fast) for d in devices]
+    files: dict[str, str] = {}  # sha256 → device id
+    for gateway in gateways:
+        gateway.start().wait_ready(60)
+    try:
+        for device in devices:
+            base = [e.image for e in rendered if e.device_kind == device.device_kind]
+            for i in range(per_device):
+                image = tagged_copy(base[i % len(base)], f"{device.device_id}-{i}")
+                device.drop(f"exam-{i:03d}.{file_extension(image)}", image)
+                files[hashlib.sha256(image).hexdigest()] = device.device_id
+
+        def done() -> int:
+            return sum(d.counts()["done"] for d in devices)
+
+        def settled() -> int:  # delivered, refused or quarantined: nothing more will happen to it
+            return sum(c["done"] + c["failed"] + c["quarantined"] for c in (d.counts() for d in devices))
+
+        deadline = time.monotonic() + 120
+        while done() < 20 and settled() < len(files) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        (victim,) = [p for p, cmd in children(up.proc.pid).items() if "inference.ocr_transformer" in cmd]
+        os.kill(victim, signal.SIGKILL)  # a crash mid-load: requests in flight are lost with it
+
+        deadline = time.monotonic() + 400
+        while settled() < len(files) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        counts = {d.device_id: d.counts() for d in devices}
+    finally:
+        for gateway in gateways:
+            gateway.stop()
+    assert all(c["done"] == per_device == sum(c.values()) for c in counts.values()), counts
+    output = up.output()
+    assert "ocr-transformer exited with -9" in output, output[-3000:]
+    assert "ocr-transformer is ready again" in output, output[-3000:]
+    restarted = [p for p, cmd in children(up.proc.pid).items() if "inference.ocr_transformer" in cmd]
+    assert len(restarted) == 1 and restarted[0] != victim
+
+    store = ResultsStore.from_url(f"sqlite:///{up.data_dir / 'results.db'}")
+    with store.engine.connect() as conn:
+        stored = dict(
+            conn.execute(
+                text("SELECT exam_id, count(*) FROM inference_log WHERE outcome = 'stored' GROUP BY exam_id")
+            ).all()
+        )
+    assert {exam_id: stored.get(exam_id) for exam_id in files} == dict.fromkeys(files, 1)
