@@ -48,7 +48,7 @@ def _up(args: argparse.Namespace) -> int:
     from eyeops.stack.process import Supervisor, ensure_ports_free, free_port
 
     settings = Settings()
-    print(f"data folder: {settings.data_dir} (EYEOPS_DATA_DIR)", flush=True)
+    print(f"data folder: {settings.data_dir} (set EYEOPS_DATA_DIR to use another)", flush=True)
     triton_port = args.triton_port or settings.http_port_triton
     ocr_port = args.ocr_port or settings.http_port_ocr
     predictor_port = args.lens_predictor_port or free_port()
@@ -137,7 +137,7 @@ def _demo(args: argparse.Namespace) -> int:
     from eyeops.stack.demo import run_demo
 
     settings = Settings()
-    print(f"data folder: {settings.data_dir} (EYEOPS_DATA_DIR)", flush=True)
+    print(f"data folder: {settings.data_dir} (set EYEOPS_DATA_DIR to use another)", flush=True)
     seed = args.seed if args.seed is not None else int(time.time())
     summary = run_demo(settings, args.count, seed, args.devices_per_kind, say=lambda m: print(m, flush=True))
     print(f"\n{'device kind':26s} {'exams':>5s} {'field acc':>9s} {'exam acc':>8s} {'review':>7s}")
