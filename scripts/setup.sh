@@ -13,7 +13,7 @@ TRITON_WHEEL_VERSION=0.7.0
 
 log() { printf '[setup] %s\n' "$*"; }
 
-apt_packages="tesseract-ocr prometheus prometheus-alertmanager fonts-dejavu-core fonts-dejavu-extra fonts-liberation fonts-freefont-ttf fonts-noto-mono fonts-roboto-unhinted fonts-croscore fonts-crosextra-carlito fonts-urw-base35 fonts-open-sans fonts-lato fonts-inconsolata fonts-hack fonts-firacode fonts-cantarell fonts-go fonts-jetbrains-mono"
+apt_packages="tesseract-ocr prometheus prometheus-alertmanager fonts-dejavu-core fonts-dejavu-extra fonts-liberation fonts-freefont-ttf fonts-noto-mono fonts-roboto-unhinted fonts-croscore fonts-crosextra-carlito fonts-urw-base35 fonts-open-sans fonts-lato fonts-inconsolata fonts-hack fonts-firacode fonts-cantarell fonts-go fonts-jetbrains-mono fonts-b612 fonts-ocr-b fonts-mononoki fonts-anonymous-pro fonts-oxygen fonts-cabin fonts-comfortaa fonts-league-spartan fonts-linuxlibertine fonts-crosextra-caladea fonts-sil-charis fonts-inter fonts-clear-sans fonts-hermit fonts-fantasque-sans fonts-3270 fonts-adf-gillius fonts-routed-gothic fonts-dseg"
 missing=""
 for p in $apt_packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
