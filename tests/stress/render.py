@@ -29,7 +29,7 @@ from typing import Any
 import cv2
 import numpy as np
 import yaml
-from fontTools.ttLib import TTFont
+from fontTools.ttLib import TTFont  # type: ignore[import-untyped]
 from PIL import Image, ImageDraw, ImageFont
 
 LAYOUT_DIR = Path(__file__).resolve().parents[2] / "eyeops" / "devices" / "layouts"
@@ -502,9 +502,9 @@ def _fit_font(
     size = max(size, 6)
     while True:
         font = _font(face.path, size)
-        bbox = draw.textbbox((0, 0), text, font=font)
-        if (bbox[2] - bbox[0] <= max_w and bbox[3] - bbox[1] <= max_h) or size <= 6:
-            return font, bbox
+        x0, y0, x1, y1 = (round(v) for v in draw.textbbox((0, 0), text, font=font))
+        if (x1 - x0 <= max_w and y1 - y0 <= max_h) or size <= 6:
+            return font, (x0, y0, x1, y1)
         size -= 1
 
 
@@ -763,10 +763,10 @@ def _warp(
 ) -> np.ndarray:
     """Rotate, scale and (mildly) tilt the picture, placed on a larger canvas so that none is lost."""
     h, w = img.shape[:2]
-    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    src = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float32)
     a = math.radians(angle)
     rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]]) * scale
-    dst = (src - [w / 2, h / 2]) @ rot.T
+    dst = (src - np.array([w / 2, h / 2], dtype=np.float32)) @ rot.T
     if persp:
         dst = dst + rng.uniform(-persp, persp, size=(4, 2)) * [w * scale, h * scale]
     dst = dst - dst.min(axis=0) + [margin[0], margin[0]]
@@ -796,7 +796,8 @@ def _illumination(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         d = np.hypot(xx - cx, yy - cy)
         d = (d / max(float(d.max()), 1.0)) ** 2
     gain = hi - (hi - lo) * d
-    return np.clip(img.astype(np.float32) * gain[..., None], 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(img.astype(np.float32) * gain[..., None], 0, 255).astype(np.uint8)
+    return out
 
 
 def _shadow(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -809,7 +810,8 @@ def _shadow(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     mask = (dist < half).astype(np.float32)
     mask = cv2.GaussianBlur(mask, (0, 0), float(rng.uniform(4, 20)))
     factor = 1 - (1 - rng.uniform(0.55, 0.85)) * mask
-    return np.clip(img.astype(np.float32) * factor[..., None], 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(img.astype(np.float32) * factor[..., None], 0, 255).astype(np.uint8)
+    return out
 
 
 def _motion_blur(img: np.ndarray, rng: np.random.Generator, k: int) -> np.ndarray:
@@ -930,7 +932,8 @@ def render_exam(
     rng = np.random.default_rng([seed, index])
     values = sample_exam_values(layout, rng)
     img, meta = draw_screen(layout, values, rng, border)
-    corner = tuple(int(c) for c in np.asarray(img)[0, 0])
+    r, g, b = (int(c) for c in np.asarray(img)[0, 0])
+    corner = (r, g, b)
     img, quality, done = apply_damage(img, rng, damage, corner)
     meta.update(border=border, damage=done)
     truth = {k: v for k, v in values.items() if v is not None}
