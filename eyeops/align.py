@@ -102,9 +102,22 @@ def align_to_template(grey: np.ndarray, layout: DeviceLayout) -> np.ndarray:
     )
 
 
+def normalize_polarity(region: np.ndarray) -> np.ndarray:
+    """Dark text on a light ground, whatever the screen drew: a value box's ground covers most of
+    it, so when its median sits on the dark side of the box's range the box is inverted. Devices
+    with light-on-dark screens then read like the printouts the recogniser learnt from."""
+    if region.size == 0:
+        return region
+    low, high = np.percentile(region, (2, 98))
+    if high - low < 24 or np.median(region) >= (low + high) / 2:
+        return region
+    return np.asarray(255 - region, dtype=np.uint8)
+
+
 def prepare_crop(region: np.ndarray) -> np.ndarray:
-    """A field region resized to the recogniser's input: CROP_HEIGHT × CROP_WIDTH, uint8 grey."""
-    return cv2.resize(region, (CROP_WIDTH, CROP_HEIGHT), interpolation=cv2.INTER_AREA)
+    """A field region resized to the recogniser's input (CROP_HEIGHT × CROP_WIDTH, uint8 grey),
+    dark on light."""
+    return cv2.resize(normalize_polarity(region), (CROP_WIDTH, CROP_HEIGHT), interpolation=cv2.INTER_AREA)
 
 
 def crop_regions(aligned: np.ndarray, fields: Sequence[FieldSpec]) -> np.ndarray:

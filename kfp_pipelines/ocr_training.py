@@ -90,16 +90,18 @@ def evaluate_recognizer(
 
     from eyeops.devices import load_layouts
     from eyeops.ocr.model import load_recognizer
-    from eyeops.ocr.offline import MODEL_NAME, compare_with_tesseract, evaluation_html
+    from eyeops.ocr.offline import MODEL_NAME, compare_with_tesseract, evaluation_html, held_out_exams
     from eyeops.registry import ModelRegistry
 
     layouts = load_layouts()
-    result = compare_with_tesseract(load_recognizer(Path(model.path)), layouts, exams, seed)
+    result = compare_with_tesseract(
+        load_recognizer(Path(model.path)), layouts, held_out_exams(layouts, exams, seed)
+    )
     champion = ModelRegistry(Path(registry_root)).champion("ocr")
     if champion is not None:
         checkpoint = champion.path / MODEL_NAME / "1" / "checkpoint"
         result["champion_same_set"] = compare_with_tesseract(
-            load_recognizer(checkpoint), layouts, exams, seed, tesseract=False
+            load_recognizer(checkpoint), layouts, held_out_exams(layouts, exams, seed), tesseract=False
         )
         result["champion_version"] = champion.version
     result["eval_exams"], result["eval_seed"] = exams, seed

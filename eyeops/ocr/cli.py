@@ -80,6 +80,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="score a checkpoint in this process (the service's align, crop and decoding code), no stack",
     )
     e.add_argument("--checkpoint", type=Path, default=None, help="with --offline (default: the shipped one)")
+    e.add_argument(
+        "--exams",
+        type=Path,
+        default=None,
+        help="with --offline: score the exams in this folder (images + truth.jsonl, e.g. a stress set"
+        " from `python -m tests.stress.render`) instead of rendering --count held-out ones",
+    )
     e.set_defaults(func=_eval)
 
 
@@ -137,18 +144,21 @@ def _average(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from eyeops.ocr.evaluate import run_eval
 
+    if args.exams is not None and not args.offline:
+        raise SystemExit("--exams is for --offline (the stack's eval renders its own exams)")
     if args.checkpoint is not None and not args.offline:
         raise SystemExit("--checkpoint is for --offline; the stack serves the Triton repository's checkpoint")
     if args.offline:
         from eyeops.devices import load_layouts
         from eyeops.ocr.model import load_recognizer
-        from eyeops.ocr.offline import compare_with_tesseract
+        from eyeops.ocr.offline import compare_with_tesseract, exam_folder, held_out_exams
 
+        layouts = load_layouts()
+        exams = exam_folder(args.exams) if args.exams else held_out_exams(layouts, args.count, args.seed)
         recognizer = load_recognizer(args.checkpoint or default_checkpoint())
-        result = compare_with_tesseract(
-            recognizer, load_layouts(), args.count, args.seed, tesseract=not args.no_tesseract
-        )
-        summary = {"count": args.count, "seed": args.seed, "version": recognizer.version, **result}
+        result = compare_with_tesseract(recognizer, layouts, exams, tesseract=not args.no_tesseract)
+        source = {"exams_from": str(args.exams)} if args.exams else {"count": args.count, "seed": args.seed}
+        summary = {**source, "version": recognizer.version, **result}
         print(json.dumps(summary, indent=2))
         return 0
     with contextlib.ExitStack() as stack:

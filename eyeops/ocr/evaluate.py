@@ -39,8 +39,9 @@ def outcomes_at(
     for threshold in thresholds:
         readings = read_fields(layout, texts, threshold) if texts else []
         accepted = {r.name: r.raw_text.strip() for r in readings if r.status == "accepted"}
-        silent = sum(accepted[name] != truth for name, truth in truths.items() if name in accepted)
-        out[threshold] = (len(truths) - len(accepted), silent)
+        scored = [name for name in truths if name in accepted]  # a field the exam did not show is not scored
+        silent = sum(accepted[name] != truths[name] for name in scored)
+        out[threshold] = (len(truths) - len(scored), silent)
     return out
 
 

@@ -8,10 +8,13 @@ Triton model repository (the form KServe's Triton runtime loads from a `storageU
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from eyeops.align import align_to_template, crop_regions, decode_grey
 from eyeops.devices.layout import LayoutRegistry
@@ -24,17 +27,56 @@ from eyeops.synth.exams import synthesize_exams
 MODEL_NAME = "trocr"
 
 
+class LabelledExam(Protocol):
+    """An exam image with the text of each field it shows (a rendered exam, or a file + truth)."""
+
+    @property
+    def device_kind(self) -> str: ...
+    @property
+    def image(self) -> bytes: ...
+    @property
+    def texts(self) -> dict[str, str]: ...
+
+
+@dataclass(frozen=True)
+class ExamFile:
+    device_kind: str
+    image: bytes
+    texts: dict[str, str]
+    name: str
+
+
+def exam_folder(folder: Path) -> list[ExamFile]:
+    """Exams from a folder with a `truth.jsonl` (one line per exam: `file`, `device_kind`, `fields`:
+    {name: text as shown}), e.g. a stress set drawn by a renderer other than ours
+    (tests/stress/render.py)."""
+    truth = folder / "truth.jsonl"
+    if not truth.is_file():
+        raise FileNotFoundError(f"{truth} does not exist; an exam folder holds images and truth.jsonl")
+    exams = []
+    for line in truth.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            image = (folder / row["file"]).read_bytes()
+            exams.append(ExamFile(row["device_kind"], image, dict(row["fields"]), row["file"]))
+    return exams
+
+
+def held_out_exams(layouts: LayoutRegistry, count: int, seed: int) -> Iterable[LabelledExam]:
+    """Synthetic exams drawn with fonts and noise seeds training never saw."""
+    return synthesize_exams(list(layouts), count, seed, split="eval")
+
+
 def compare_with_tesseract(
     recognizer: Recognizer,
     layouts: LayoutRegistry,
-    exams: int,
-    seed: int,
+    exams: Iterable[LabelledExam],
     tesseract: bool = True,
     threshold: float | None = None,
 ) -> dict[str, Any]:
     """Field and exam exact-match rates of the recogniser (grammar-constrained decoding, as served)
-    and of Tesseract on the same held-out exams, overall and per device kind. An exam that fails to
-    align counts as every field wrong for both readers.
+    and of Tesseract on the same exams, overall and per device kind, scored on the fields each exam
+    shows. An exam that fails to align counts as every field wrong for both readers.
 
     The recogniser's readings also go through the service's validation: `silent_error_rate` and
     `review_rate` at `threshold` (default: the configured confidence threshold), and `thresholds`,
@@ -47,12 +89,12 @@ def compare_with_tesseract(
     tally: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     # per device kind: threshold -> [review, silent errors]
     statuses: dict[str, dict[float, list[int]]] = defaultdict(dict)
-    for exam in synthesize_exams(list(layouts), exams, seed, split="eval"):
+    for exam in exams:
         layout = layouts[exam.device_kind]
         specs = list(layout.all_fields())
         counts = tally[exam.device_kind]
         counts["exams"] += 1
-        counts["fields"] += len(specs)
+        counts["fields"] += len(exam.texts)
         try:
             aligned = align_to_template(decode_grey(exam.image), layout)
         except AlignmentFailed:
@@ -68,7 +110,8 @@ def compare_with_tesseract(
         add_outcomes(statuses[exam.device_kind], outcomes_at(layout, exam.texts, texts, sweep))
         if tesseract and aligned is not None:
             read = read_fields(aligned, specs)
-            theirs = [t == exam.texts[s.name] for t, s in zip(read, specs, strict=True)]
+            shown = [(t, s.name) for t, s in zip(read, specs, strict=True) if s.name in exam.texts]
+            theirs = [t == exam.texts[name] for t, name in shown]
             counts["tesseract_fields"] += sum(theirs)
             counts["tesseract_exams"] += all(theirs)
 

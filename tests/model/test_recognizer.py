@@ -128,3 +128,23 @@ def test_offline_eval_scores_a_checkpoint_on_held_out_exams_without_a_stack(caps
     assert "config.json is missing" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="--checkpoint is for --offline"):
         main(["ocr", "eval", "--checkpoint", str(tmp_path)])
+
+
+def test_offline_eval_scores_an_exam_folder_drawn_by_another_renderer(capsys, tmp_path: Path):
+    """The stress renderer (tests/stress, written apart from eyeops.synth) draws the same layouts
+    with font families training never used; the offline eval scores its folder as it scores ours."""
+    import json
+
+    from eyeops.cli import main
+    from tests.stress.render import render_stress_set
+
+    render_stress_set(6, seed=5, out=tmp_path / "stress", border=True, damage="none")
+    args = ["ocr", "eval", "--offline", "--exams", str(tmp_path / "stress"), "--no-tesseract", "--json"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["exams"] == 6 and summary["exams_from"] == str(tmp_path / "stress")
+    truth = [json.loads(line) for line in (tmp_path / "stress" / "truth.jsonl").read_text().splitlines()]
+    assert summary["fields"] == sum(len(row["fields"]) for row in truth)
+    assert summary["unaligned"] == 0 and summary["field_accuracy"] >= 0.5  # 0.73 on 60 such exams
+    assert main(["ocr", "eval", "--offline", "--exams", str(tmp_path / "none")]) == 2
+    assert "truth.jsonl does not exist" in capsys.readouterr().err

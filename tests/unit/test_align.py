@@ -74,3 +74,18 @@ def test_clean_render_aligns_to_identity(layouts):
     aligned = align_to_template(padded, layout)
     diff = np.abs(aligned.astype(int) - clean.astype(int))
     assert np.median(diff) < 2
+
+
+def test_crops_are_dark_text_on_a_light_ground_whatever_the_screen_drew():
+    import numpy as np
+
+    from eyeops.align import normalize_polarity, prepare_crop
+
+    printout = np.full((44, 176), 235, dtype=np.uint8)
+    printout[12:32, 20:120] = 30  # dark strokes on a light ground
+    screen = (255 - printout).astype(np.uint8)  # the same value, light on a dark screen
+    assert np.array_equal(normalize_polarity(printout), printout)
+    assert np.array_equal(normalize_polarity(screen), printout)
+    blank = np.full((44, 176), 40, dtype=np.uint8)  # an empty dark box stays as it is
+    assert np.array_equal(normalize_polarity(blank), blank)
+    assert np.array_equal(prepare_crop(screen), prepare_crop(printout))
