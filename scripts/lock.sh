@@ -35,6 +35,7 @@ if [ "$which" = all ] || [ "$which" = main ]; then
   v=$(fresh main)
   "$v/bin/pip" install -q torch==2.13.0
   "$v/bin/pip" install -q ".[server,dev]"
+  "$v/bin/pip" install -q --no-deps rapidocr-onnxruntime==1.4.4  # the PP-OCRv4 peer's model (setup.sh)
   freeze "$v" images/constraints-main.txt "The main environment (.venv; images ocr-transformer, lens, pipelines)."
 fi
 if [ "$which" = all ] || [ "$which" = triton ]; then

@@ -31,6 +31,9 @@ fi
 # torch first, by this exact spelling: it resolves to the machine's CPU build (see README).
 .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/pip install -q torch==2.13.0
 .venv/bin/pip install -q -c images/constraints-main.txt -e ".[server,dev]"
+# The PP-OCRv4 recogniser's model file (the offline eval's peer), without the wheel's own dependencies
+# (opencv-python would sit beside our opencv-python-headless); the lock pins its version.
+.venv/bin/pip install -q --no-deps -c images/constraints-main.txt rapidocr-onnxruntime
 
 if [ ! -x .triton/pytriton/tritonserver/backends/python/triton_python_backend_stub ]; then
   log "extracting tritonserver from nvidia-pytriton==$TRITON_WHEEL_VERSION (binary only; its Python side pins numpy<2)"

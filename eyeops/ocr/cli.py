@@ -81,6 +81,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     e.add_argument("--checkpoint", type=Path, default=None, help="with --offline (default: the shipped one)")
     e.add_argument(
+        "--no-ppocr", action="store_true", help="with --offline: leave out the PP-OCRv4 peer"
+    )
+    e.add_argument(
         "--exams",
         type=Path,
         default=None,
@@ -156,7 +159,12 @@ def _eval(args: argparse.Namespace) -> int:
         layouts = load_layouts()
         exams = exam_folder(args.exams) if args.exams else held_out_exams(layouts, args.count, args.seed)
         recognizer = load_recognizer(args.checkpoint or default_checkpoint())
-        result = compare_with_tesseract(recognizer, layouts, exams, tesseract=not args.no_tesseract)
+        from eyeops.ocr.peers import PPOCRv4
+
+        ppocr = None if args.no_ppocr else PPOCRv4.load()
+        result = compare_with_tesseract(
+            recognizer, layouts, exams, tesseract=not args.no_tesseract, ppocr=ppocr
+        )
         source = {"exams_from": str(args.exams)} if args.exams else {"count": args.count, "seed": args.seed}
         summary = {**source, "version": recognizer.version, **result}
         print(json.dumps(summary, indent=2))

@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from eyeops.align import align_to_template, crop_regions, decode_grey
-from eyeops.devices.layout import LayoutRegistry
+from eyeops.devices.layout import FieldSpec, LayoutRegistry
 from eyeops.errors import AlignmentFailed
 from eyeops.ocr.decode import recognize
 from eyeops.ocr.model import Recognizer
+from eyeops.ocr.peers import PPOCRv4
+from eyeops.ocr.peers import read_fields as read_ppocr
 from eyeops.settings import Settings
 from eyeops.synth.exams import synthesize_exams
 
@@ -67,16 +69,23 @@ def held_out_exams(layouts: LayoutRegistry, count: int, seed: int) -> Iterable[L
     return synthesize_exams(list(layouts), count, seed, split="eval")
 
 
+def shown_hits(read: list[str], specs: list[FieldSpec], truth: dict[str, str]) -> list[bool]:
+    """Per field the exam shows, whether a peer's reading (in the order of `specs`) is exact."""
+    return [text == truth[s.name] for text, s in zip(read, specs, strict=True) if s.name in truth]
+
+
 def compare_with_tesseract(
     recognizer: Recognizer,
     layouts: LayoutRegistry,
     exams: Iterable[LabelledExam],
     tesseract: bool = True,
     threshold: float | None = None,
+    ppocr: PPOCRv4 | None = None,
 ) -> dict[str, Any]:
     """Field and exam exact-match rates of the recogniser (grammar-constrained decoding, as served)
     and of Tesseract on the same exams, overall and per device kind, scored on the fields each exam
-    shows. An exam that fails to align counts as every field wrong for both readers.
+    shows. An exam that fails to align counts as every field wrong for every reader. With `ppocr`,
+    PP-OCRv4's recogniser reads the same regions too (`ppocr_field_accuracy`, `ppocr_exam_accuracy`).
 
     The recogniser's readings also go through the service's validation: `silent_error_rate` and
     `review_rate` at `threshold` (default: the configured confidence threshold), and `thresholds`,
@@ -110,10 +119,13 @@ def compare_with_tesseract(
         add_outcomes(statuses[exam.device_kind], outcomes_at(layout, exam.texts, texts, sweep))
         if tesseract and aligned is not None:
             read = read_fields(aligned, specs)
-            shown = [(t, s.name) for t, s in zip(read, specs, strict=True) if s.name in exam.texts]
-            theirs = [t == exam.texts[name] for t, name in shown]
+            theirs = shown_hits(read, specs, exam.texts)
             counts["tesseract_fields"] += sum(theirs)
             counts["tesseract_exams"] += all(theirs)
+        if ppocr is not None and aligned is not None:
+            peer = shown_hits(read_ppocr(ppocr, aligned, specs), specs, exam.texts)
+            counts["ppocr_fields"] += sum(peer)
+            counts["ppocr_exams"] += all(peer)
 
     def rates(c: dict[str, int], status: dict[float, list[int]]) -> dict[str, Any]:
         by_threshold = threshold_rates(status, c["fields"])
@@ -130,6 +142,9 @@ def compare_with_tesseract(
         if tesseract:
             out["tesseract_field_accuracy"] = c["tesseract_fields"] / max(c["fields"], 1)
             out["tesseract_exam_accuracy"] = c["tesseract_exams"] / max(c["exams"], 1)
+        if ppocr is not None:
+            out["ppocr_field_accuracy"] = c["ppocr_fields"] / max(c["fields"], 1)
+            out["ppocr_exam_accuracy"] = c["ppocr_exams"] / max(c["exams"], 1)
         return out
 
     total: dict[str, int] = defaultdict(int)
