@@ -31,7 +31,7 @@ import aiohttp
 import httpx
 import numpy as np
 
-from eyeops.stack.process import free_port
+from eyeops.stack.process import free_port, free_triton_port
 from eyeops.synth.exams import tagged_copy
 
 KINDS = (
@@ -160,8 +160,7 @@ class UpProcess:
     @classmethod
     def start(cls, data_dir: Path, timeout_s: float = 600.0, extra: Sequence[str] = ()) -> UpProcess:
         data_dir.mkdir(parents=True, exist_ok=True)
-        # Triton takes three consecutive ports (HTTP, gRPC, metrics).
-        triton, ocr, lens = _triton_ports(), free_port(), free_port()
+        triton, ocr, lens = free_triton_port(), free_port(), free_port()
         env = {**os.environ, "EYEOPS_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
         log = data_dir / "eyeops-up.log"
         argv = [sys.executable, "-m", "eyeops.cli", "up", "--triton-port", str(triton)]
@@ -200,25 +199,6 @@ class UpProcess:
                 self.proc.kill()
                 self.proc.wait(10)
         return int(self.proc.returncode)
-
-
-def _triton_ports() -> int:
-    for _ in range(50):
-        port = free_port()
-        if all(_is_free(port + k) for k in (1, 2)):
-            return port
-    raise RuntimeError("no three consecutive free ports for Triton")
-
-
-def _is_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,8 +1,10 @@
-"""Small builders shared by tests: images that are bad in one precise way."""
+"""Small builders shared by tests: images that are bad in one precise way, and what /proc says
+about a process tree."""
 
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -74,3 +76,48 @@ def newest_output(root: Path, task: str, name: str) -> Path:
     found = sorted(root.glob(f"*/{task}/{name}"), key=lambda p: p.stat().st_mtime)
     assert found, f"no {task}/{name} under {root}"
     return found[-1]
+
+
+def parent_pid(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])  # after "(comm)": state, then ppid
+
+
+def children(root: int) -> list[int]:
+    """The live processes whose parent is `root`."""
+    return [
+        int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit() and parent_pid(int(e.name)) == root
+    ]
+
+
+def descendants(root: int) -> list[int]:
+    """Every live process below `root`: its children, their children, and so on."""
+    below: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (ppid := parent_pid(int(entry.name))) is not None:
+            below.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        for child in below.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (a zombie has exited; only its parent's wait is missing)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return re.search(r"^State:\s+Z", status, re.M) is None
+
+
+def command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""

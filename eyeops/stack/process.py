@@ -426,3 +426,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_triton_port() -> int:
+    """A free port whose next two are free too: tritonserver listens on HTTP, HTTP+1 (gRPC) and
+    HTTP+2 (metrics)."""
+    for _ in range(50):
+        port = free_port()
+        if port_is_free(port + 1) and port_is_free(port + 2):
+            return port
+    raise PortInUse("no three consecutive free ports for Triton on this machine")

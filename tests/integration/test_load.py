@@ -19,6 +19,7 @@ from bench.ocr_load import UpProcess, render_exams, run_load
 from eyeops.db import ResultsStore
 from eyeops.lens.feature_views import VIEWS
 from eyeops.lens.ingest import feature_push_for
+from tests.helpers import children, command
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CLIENTS = 32
@@ -30,20 +31,8 @@ def offline_rows(repo: Path) -> dict[str, int]:
     return {view: pq.read_table(repo / "data" / f"{view}.parquet").num_rows for view in VIEWS}
 
 
-def children(pid: int) -> dict[int, str]:
-    """Direct children of `pid` with their command lines, from /proc."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            status = (entry / "status").read_text()
-            ppid = int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("PPid:")))
-            if ppid == pid:
-                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except (OSError, StopIteration):
-            continue
-    return found
+def transformer_pids(up: UpProcess) -> list[int]:
+    return [p for p in children(up.proc.pid) if "-m inference.ocr_transformer" in command(p)]
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +47,8 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
 def test_32_clients_for_two_minutes_lose_nothing_and_crash_nothing(up: UpProcess) -> None:
     repo = up.data_dir / "lens" / "feature_repo"  # EYEOPS_DATA_DIR is the data folder itself
     before = offline_rows(repo)
-    transformer = [p for p, cmd in children(up.proc.pid).items() if "inference.ocr_transformer" in cmd]
-    assert len(transformer) == 1, children(up.proc.pid)
+    transformer = transformer_pids(up)
+    assert len(transformer) == 1, [command(p) for p in children(up.proc.pid)]
     exams = render_exams(60)
 
     result = asyncio.run(run_load(up.ocr, exams, CLIENTS, SECONDS, resend_every=10))
@@ -137,7 +126,7 @@ def test_transformer_killed_under_gateway_load_is_restarted_and_every_file_arriv
         deadline = time.monotonic() + 120
         while done() < 20 and settled() < len(files) and time.monotonic() < deadline:
             time.sleep(0.2)
-        (victim,) = [p for p, cmd in children(up.proc.pid).items() if "inference.ocr_transformer" in cmd]
+        (victim,) = transformer_pids(up)
         os.kill(victim, signal.SIGKILL)  # a crash mid-load: requests in flight are lost with it
 
         deadline = time.monotonic() + 400
@@ -151,7 +140,7 @@ def test_transformer_killed_under_gateway_load_is_restarted_and_every_file_arriv
     output = up.output()
     assert "ocr-transformer exited with -9" in output, output[-3000:]
     assert "ocr-transformer is ready again" in output, output[-3000:]
-    restarted = [p for p, cmd in children(up.proc.pid).items() if "inference.ocr_transformer" in cmd]
+    restarted = transformer_pids(up)
     assert len(restarted) == 1 and restarted[0] != victim
 
     store = ResultsStore.from_url(f"sqlite:///{up.data_dir / 'results.db'}")

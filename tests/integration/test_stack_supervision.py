@@ -17,60 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from eyeops.stack.process import free_port, port_is_free
+from eyeops.stack.process import free_port, free_triton_port
+from tests.helpers import command, descendants, parent_pid, running
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PDEATHSIG and /proc are Linux's"),
-]
+pytestmark = pytest.mark.integration
 READY_TIMEOUT_S = 600.0  # the first start trains the local lens model and fits the drift detectors
-
-
-def triton_port() -> int:
-    """A free port whose next two are free too (Triton's gRPC and metrics)."""
-    for _ in range(50):
-        port = free_port()
-        if port_is_free(port + 1) and port_is_free(port + 2):
-            return port
-    raise AssertionError("no three consecutive free ports")
-
-
-def parent_pid(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[1])  # after "(comm)": state, then ppid
-
-
-def descendants(root: int) -> list[int]:
-    """Every live process below `root`: its children, their children, and so on."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (ppid := parent_pid(int(entry.name))) is not None:
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def running(pid: int) -> bool:
-    """Alive and not a zombie (a zombie has exited; only its parent's wait is missing)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-    return re.search(r"^State:\s+Z", status, re.M) is None
-
-
-def command(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
 
 
 @dataclass
@@ -162,7 +113,7 @@ class Site:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     data_dir = tmp_path_factory.mktemp("eyeops-up")
     ports = {
-        "triton": triton_port(),
+        "triton": free_triton_port(),
         "ocr": free_port(),
         "lens": free_port(),
         "lens-predictor": free_port(),

@@ -25,18 +25,16 @@ from eyeops.stack.process import (
     port_is_free,
     port_owner,
 )
+from tests.helpers import running
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+pytestmark = pytest.mark.unit
 
 
 @pytest.fixture(params=[socket.AF_INET, socket.AF_INET6], ids=["ipv4", "ipv6"])
 def listening(request: pytest.FixtureRequest) -> Iterator[int]:
     family = request.param
     with socket.socket(family) as s:
-        try:
-            s.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
-        except OSError:
-            pytest.skip("no IPv6 loopback here")
+        s.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
         s.listen()
         yield int(s.getsockname()[1])
 
@@ -152,13 +150,6 @@ child.start()
 print(child.proc.pid, flush=True)
 time.sleep(60)
 """
-
-
-def running(pid: int) -> bool:
-    try:
-        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
 
 
 def test_children_and_grandchildren_die_with_a_sigkilled_parent(tmp_path: Path) -> None:
