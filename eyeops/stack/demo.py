@@ -176,11 +176,15 @@ def inject_shift(
     import httpx
 
     from eyeops.lens.cohort import simulate_cohort
-    from eyeops.lens.features import BASE_FEATURES
+    from eyeops.lens.features import BASE_FEATURES, PLAUSIBLE
 
     eyes = simulate_cohort(400, seed % 100_000 + 17)
     eyes["wtw_mm"] += 0.6
-    say("injecting a shift: WTW +0.6 mm on 400 eyes sent to the lens predictor ...")
+    # The predictor refuses (422) a shifted eye pushed past the plausible range, as it would a real
+    # one; the shift that reaches the monitor is the rest (which drew that eye depends on the seed).
+    low, high = PLAUSIBLE["wtw_mm"]
+    eyes = eyes[eyes["wtw_mm"].between(low, high)]
+    say(f"injecting a shift: WTW +0.6 mm on {len(eyes)} plausible eyes sent to the lens predictor ...")
     status: dict[str, Any] = {}
     n = 0
     for n, (_, eye) in enumerate(eyes.iterrows(), start=1):
