@@ -1,14 +1,29 @@
 """Align an exam image to its device template and cut out the field regions.
 
-The template's frame (a dark rectangle around the screen) is the reference: its inner edge is found
-as the smallest large quadrilateral contour, its sides are refined by line fits, and a homography
-maps the image back into template pixels. This holds under offset, scale, ±3° rotation and
-moderate perspective, and does not depend on the font the device uses.
+Two ways to find the screen, both judged by one quality score:
+
+- **frame**: the template's frame (a dark rectangle around the screen) is found as the smallest
+  large quadrilateral contour, its sides refined by line fits. Exact, fast, and what our own exports
+  draw; a real device's capture often has no frame, and a shadow or a light gradient breaks it.
+- **layout**: the layout itself is the reference. Text is found whatever its polarity (morphological
+  top-hat and black-hat), the page is deskewed by its text rows, and text lines are cut out (ruled
+  lines, box outlines and logos dropped). Scale and vertical offset come from pairs of lines matched
+  to pairs of box rows (a line of 30–105 % of the box's height on as many rows as possible), the
+  horizontal offset from where the layout puts values (`value_align`, a few pixels in from the box's
+  edge); each box is then matched to its own line and an affine transform is fitted (RANSAC).
+  No border, font or colour is assumed: only that the values are drawn inside their boxes, on the
+  side the layout says.
+
+The **quality score** is the share of value boxes whose ink lies inside the box rather than in the
+gaps above and below it, measured on the aligned image. Below `MIN_SCORE` the exam is refused with
+the score (422), so a crop is never cut from a wrongly chosen quadrilateral.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -18,6 +33,100 @@ from eyeops.devices.layout import DeviceLayout, FieldSpec
 from eyeops.errors import AlignmentFailed
 
 _MIN_AREA_FRACTION = 0.25
+MIN_SCORE = 0.75  # share of value boxes whose ink sits inside them (see box_agreement)
+_WORK_SIDE = 560  # long side, in pixels, of the image the layout search works on
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """An image warped into template pixels, how, and how well."""
+
+    aligned: np.ndarray  # grey, template.height × template.width
+    matrix: np.ndarray  # 3×3: template pixels → image pixels
+    method: str  # "frame" or "layout"
+    score: float  # box_agreement of `aligned`, 0..1
+    tried: dict[str, float] = field(default_factory=dict)  # method → score, for the log
+
+    def describe(self) -> dict[str, object]:
+        """What the service logs per exam: the method, the score and the corners found."""
+        t = self.aligned.shape
+        corners = np.array([[0, 0], [t[1], 0], [t[1], t[0]], [0, t[0]]], dtype=np.float64)
+        mapped = cv2.perspectiveTransform(corners[None], self.matrix)[0]
+        return {
+            "method": self.method,
+            "score": round(self.score, 3),
+            "tried": {k: round(v, 3) for k, v in self.tried.items()},
+            "corners": [[round(float(x), 1), round(float(y), 1)] for x, y in mapped],
+        }
+
+
+# --------------------------------------------------------------------------------------- ink map
+
+
+def _stroke_feature(grey: np.ndarray, stroke: int) -> np.ndarray:
+    """Contrast of thin structures (text, lines) against their surroundings, whatever their
+    polarity: the larger of the morphological black-hat and top-hat with a `stroke`-sided kernel."""
+    smooth = cv2.GaussianBlur(grey, (3, 3), 0.8)
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (stroke, stroke))
+    return np.asarray(
+        np.maximum(
+            cv2.morphologyEx(smooth, cv2.MORPH_BLACKHAT, kernel),
+            cv2.morphologyEx(smooth, cv2.MORPH_TOPHAT, kernel),
+        )
+    )
+
+
+def ink_map(grey: np.ndarray, stroke: int) -> np.ndarray:
+    """1 where thin dark-on-light or light-on-dark structure (text, lines) lies, else 0 (uint8);
+    filled areas thicker than `stroke` are not ink."""
+    feature = _stroke_feature(grey, stroke)
+    level, _ = cv2.threshold(feature, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return (feature > max(level, 24.0)).astype(np.uint8)
+
+
+def _value_boxes(layout: DeviceLayout) -> list[FieldSpec]:
+    """The boxes that always hold text: optional fields may be blank."""
+    return [f for f in layout.all_fields() if not f.optional]
+
+
+def _box_bands(box: tuple[int, int, int, int]) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """Rows of a box's inside and of the gaps just above and below it (template pixels); the box's
+    own outline (a line on its edge) is in neither."""
+    _, y, _, h = box
+    pad = max(2, round(0.06 * h))
+    inside = (y + pad, y + h - pad)
+    gap = max(3, round(0.4 * h))
+    return inside, (y - gap, y - pad), (y + h + pad, y + h + gap)
+
+
+def box_agreement(aligned: np.ndarray, layout: DeviceLayout) -> float:
+    """Share of the layout's value boxes that hold ink and whose ink lies inside the box rather than
+    in the gaps above and below it. 1.0 for a good alignment; a crop cut half a row off scores ~0."""
+    feature = _stroke_feature(aligned, 11)
+    boxes = _value_boxes(layout)
+    good = 0
+    for spec in boxes:
+        x, _, w, _ = spec.box
+        cols = slice(max(0, x + 3), max(0, x + w - 3))
+        (i0, i1), (a0, a1), (b0, b1) = _box_bands(spec.box)
+        inner = feature[max(0, i0) : max(0, i1), cols]
+        if inner.size == 0:
+            continue
+        strong = float(np.percentile(inner, 99))
+        if strong < 20:  # no stroke stands out: an empty box
+            continue
+        level = max(10.0, 0.45 * strong)  # this box's own contrast sets what counts as ink
+        inside = float((inner > level).sum())
+        outside = float(
+            (feature[max(0, a0) : max(0, a1), cols] > level).sum()
+            + (feature[max(0, b0) : max(0, b1), cols] > level).sum()
+        )
+        if inside / inner.size >= 0.005 and inside >= 3.0 * outside:
+            good += 1
+    return good / max(1, len(boxes))
+
+
+# ----------------------------------------------------------------------------------------- frame
 
 
 def _order_corners(points: np.ndarray) -> np.ndarray:
@@ -57,8 +166,8 @@ def _refine_corners(contour: np.ndarray, corners: np.ndarray) -> np.ndarray:
     return np.array(refined)
 
 
-def find_frame(grey: np.ndarray, layout: DeviceLayout) -> np.ndarray:
-    """Corners (TL, TR, BR, BL) of the frame's inner edge in image pixels, or AlignmentFailed."""
+def find_frame(grey: np.ndarray, layout: DeviceLayout) -> np.ndarray | None:
+    """Corners (TL, TR, BR, BL) of the frame's inner edge in image pixels, or None."""
     t = layout.template
     expected = (t.width - 2 * t.frame_inset) / (t.height - 2 * t.frame_inset)
     smooth = cv2.GaussianBlur(grey, (5, 5), 0)
@@ -81,25 +190,278 @@ def find_frame(grey: np.ndarray, layout: DeviceLayout) -> np.ndarray:
         if best is None or area < best[0]:
             best = (area, contour, corners)
     if best is None:
-        raise AlignmentFailed(
-            f"alignment failed: no frame of a {layout.kind} screen found in the image; "
-            "send the full, uncropped result screen or printout"
-        )
+        return None
     return _refine_corners(best[1], best[2])
+
+
+def _frame_matrix(grey: np.ndarray, layout: DeviceLayout) -> np.ndarray | None:
+    """Template → image homography from the frame, or None when there is no frame."""
+    corners = find_frame(grey, layout)
+    if corners is None:
+        return None
+    t = layout.template
+    i = float(t.frame_inset)
+    target = np.array([[i, i], [t.width - i, i], [t.width - i, t.height - i], [i, t.height - i]], np.float32)
+    return np.asarray(cv2.getPerspectiveTransform(target, corners.astype(np.float32)), dtype=np.float64)
+
+
+# ---------------------------------------------------------------------------------------- layout
+
+
+def _deskew_angle(ink: np.ndarray) -> float:
+    """The rotation (degrees) that makes the text rows horizontal: the angle whose row profile of
+    ink is the most peaked, searched over ±6°."""
+    h, w = ink.shape
+    centre = (w / 2, h / 2)
+    src = ink.astype(np.float32)
+
+    def peakedness(angle: float) -> float:
+        m = cv2.getRotationMatrix2D(centre, angle, 1.0)
+        rows = cv2.warpAffine(src, m, (w, h), flags=cv2.INTER_NEAREST).sum(axis=1)
+        return float((rows.astype(np.float64) ** 2).sum())
+
+    coarse = max(np.arange(-6.0, 6.01, 0.5), key=peakedness)
+    return float(max(np.arange(coarse - 0.4, coarse + 0.41, 0.1), key=peakedness))
+
+
+def _text_lines(ink: np.ndarray) -> np.ndarray:
+    """Bounding boxes (x0, y0, x1, y1) of the text lines in a deskewed ink map: characters closed
+    into words, words into lines."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    w, h, area = stats[:, 2], stats[:, 3], stats[:, 4]
+    thin = (np.minimum(w, h) <= 3) & (np.maximum(w, h) >= 20)  # rules and grid lines
+    hollow = (w * h >= 400) & (area < 0.12 * w * h)  # box outlines, frames, rings of a logo
+    drop = thin | hollow
+    drop[0] = False
+    text = np.where(drop[labels], 0, ink).astype(np.uint8)
+    closed = cv2.morphologyEx(text, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (5, 3)))
+    count, _, stats, _ = cv2.connectedComponentsWithStats(closed, connectivity=8)
+    lines = []
+    for x, y, w, h, area in stats[1:count]:
+        if h >= 4 and w >= 0.5 * h and area >= 0.15 * w * h:
+            lines.append((x, y, x + w, y + h))
+    return np.array(lines, np.float64).reshape(-1, 4)
+
+
+def _fit_rows(
+    lines: np.ndarray, layout: DeviceLayout, scales: tuple[float, float], keep: int = 12
+) -> list[tuple[float, float]]:
+    """Scale and vertical offset (template → work pixels) that put a text line of plausible height
+    (30–105 % of the box) in as many value boxes as possible; hypotheses from pairs of lines
+    matched to pairs of box rows."""
+    boxes = _value_boxes(layout)
+    rows: dict[tuple[float, float], int] = {}
+    for spec in boxes:
+        _, y, _, h = spec.box
+        key = (y + h / 2, float(h))
+        rows[key] = rows.get(key, 0) + 1
+    row_y = np.array([k[0] for k in rows])
+    row_h = np.array([k[1] for k in rows])
+    weight = np.array(list(rows.values()), np.float64)
+    if len(row_y) < 2 or len(lines) < 2:
+        return []
+    yc = (lines[:, 1] + lines[:, 3]) / 2
+    ht = lines[:, 3] - lines[:, 1]
+    i, j = np.triu_indices(len(lines), 1)
+    a, b = np.triu_indices(len(row_y), 1)
+    li, lj = np.repeat(i, len(a)), np.repeat(j, len(a))
+    ra, rb = np.tile(a, len(i)), np.tile(b, len(i))
+    s = (yc[lj] - yc[li]) / (row_y[rb] - row_y[ra])
+    s = np.where(s > 1e-6, s, 1e-6)
+    ty = yc[li] - s * row_y[ra]
+    fill_a, fill_b = ht[li] / (s * row_h[ra]), ht[lj] / (s * row_h[rb])
+    plausible = (fill_a > 0.3) & (fill_a < 1.05) & (fill_b > 0.3) & (fill_b < 1.05)
+    ok = (s > scales[0]) & (s < scales[1]) & plausible
+    if not ok.any():
+        return []
+    s, ty = s[ok], ty[ok]
+    # score every hypothesis against every row and line: (hyp, row, line)
+    pred = s[:, None] * row_y[None, :] + ty[:, None]
+    box_h = s[:, None] * row_h[None, :]
+    near = np.abs(yc[None, None, :] - pred[:, :, None]) < 0.18 * box_h[:, :, None]
+    fill = ht[None, None, :] / box_h[:, :, None]
+    hit = (near & (fill > 0.3) & (fill < 1.05)).any(axis=2)
+    score = hit.astype(np.float64) @ weight
+    found: list[tuple[float, float]] = []
+    for k in np.argsort(-score, kind="stable"):
+        if score[k] < 0.6 * weight.sum() or len(found) >= keep:
+            break
+        if all(abs(s[k] / s0 - 1) > 0.03 or abs(ty[k] - t0) > 0.1 * s0 * row_h.min() for s0, t0 in found):
+            found.append((float(s[k]), float(ty[k])))
+    return found
+
+
+_ANCHOR = 7  # template pixels from the box's edge to where a value's first (or last) ink lies
+
+
+def _anchor(spec: FieldSpec, side: str) -> float:
+    x, _, w, _ = spec.box
+    return x + _ANCHOR if side == "left" else x + w - _ANCHOR
+
+
+def _row_lines(lines: np.ndarray, spec: FieldSpec, s: float, ty: float) -> np.ndarray:
+    """Indices of the lines that could be this box's value: on its row, of a plausible height."""
+    _, y, _, h = spec.box
+    yc = (lines[:, 1] + lines[:, 3]) / 2
+    fill = (lines[:, 3] - lines[:, 1]) / (s * h)
+    return np.flatnonzero((np.abs(yc - (s * (y + h / 2) + ty)) < 0.25 * s * h) & (fill > 0.3) & (fill < 1.05))
+
+
+def _fit_columns(lines: np.ndarray, layout: DeviceLayout, s: float, ty: float) -> tuple[float, int]:
+    """Horizontal offset that puts the most values where the layout draws them (the side given by
+    `value_align`, a few pixels in from the box's edge), and how many boxes that is."""
+    side = layout.template.value_align
+    edge = 0 if side == "left" else 2
+    intervals: list[tuple[float, float]] = []
+    for spec in _value_boxes(layout):
+        at = s * _anchor(spec, side)
+        starts = [lines[k, edge] - at for k in _row_lines(lines, spec, s, ty)]
+        spans = sorted((start - 9 * s, start + 9 * s) for start in starts)
+        merged: list[tuple[float, float]] = []
+        for lo, hi in spans:  # one box counts once, however many lines could be its value
+            if merged and lo <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+            else:
+                merged.append((lo, hi))
+        intervals += merged
+    if not intervals:
+        return 0.0, 0
+    events = sorted(
+        [(lo, 1) for lo, _ in intervals] + [(hi, -1) for _, hi in intervals], key=lambda e: (e[0], -e[1])
+    )
+    depth, best, best_at = 0, 0, 0.0
+    for k, (pos, step) in enumerate(events):
+        depth += step
+        if depth > best:
+            best, best_at = depth, (pos + events[k + 1][0]) / 2 if k + 1 < len(events) else pos
+    return best_at, best
+
+
+def _correspondences(
+    lines: np.ndarray, layout: DeviceLayout, to_work: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per value box, the anchored edge and middle of its own text line: (template, work) points."""
+    side = layout.template.value_align
+    edge = 0 if side == "left" else 2
+    s = math.sqrt(abs(np.linalg.det(to_work[:2, :2])))
+    src, dst = [], []
+    for spec in _value_boxes(layout):
+        _, y, _, h = spec.box
+        point = np.array([[[_anchor(spec, side), y + h / 2]]], np.float64)
+        want = cv2.perspectiveTransform(point, to_work)[0, 0]
+        yc = (lines[:, 1] + lines[:, 3]) / 2
+        fill = (lines[:, 3] - lines[:, 1]) / (s * h)
+        ok = (np.abs(yc - want[1]) < 0.3 * s * h) & (fill > 0.3) & (fill < 1.05)
+        ok &= np.abs(lines[:, edge] - want[0]) < 12 * s
+        if not ok.any():
+            continue
+        k = int(np.argmin(np.where(ok, np.abs(lines[:, edge] - want[0]) + np.abs(yc - want[1]), np.inf)))
+        src.append((_anchor(spec, side), y + h / 2))
+        dst.append((lines[k, edge], yc[k]))
+    return np.array(src, np.float64).reshape(-1, 2), np.array(dst, np.float64).reshape(-1, 2)
+
+
+def _layout_matrix(grey: np.ndarray, layout: DeviceLayout) -> np.ndarray | None:
+    """Template → image homography found from the layout's value boxes alone, or None."""
+    t = layout.template
+    f = min(1.0, _WORK_SIDE / max(grey.shape))
+    work = cv2.resize(grey, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else grey
+    ink = ink_map(work, 5)
+    if ink.sum() < 50:
+        return None
+    angle = _deskew_angle(ink)
+    h, w = ink.shape
+    rot = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    ink_r = cv2.warpAffine(ink, rot, (w, h), flags=cv2.INTER_NEAREST)
+    lines = _text_lines(ink_r)
+    fit = min(w / t.width, h / t.height)  # the screen is 35–115 % of the picture's width or height
+    hypotheses = []
+    for s, ty in _fit_rows(lines, layout, (0.35 * fit, 1.15 * fit)):
+        tx, boxes = _fit_columns(lines, layout, s, ty)
+        hypotheses.append((boxes, s, tx, ty))
+    if not hypotheses:
+        return None
+    boxes, s, tx, ty = max(hypotheses, key=lambda hyp: hyp[0])
+    if boxes < 0.5 * len(_value_boxes(layout)):
+        return None
+    to_work = np.array([[s, 0, tx], [0, s, ty], [0, 0, 1]], np.float64)
+    for _ in range(2):  # match each box to its line, refit, match again from there
+        src, dst = _correspondences(lines, layout, to_work)
+        if len(src) < 3:
+            break
+        tolerance = max(1.5, 4.0 * s)
+        # a similarity: the page is already deskewed, and boxes mostly in one column cannot tell a
+        # shear or a tilt apart from the noise of where each value's line ends
+        found, inliers = cv2.estimateAffinePartial2D(
+            src, dst, method=cv2.RANSAC, ransacReprojThreshold=tolerance
+        )
+        if found is None or inliers is None or int(inliers.sum()) < 3:
+            break
+        to_work = np.vstack([found, [0, 0, 1]])
+    back = np.vstack([cv2.invertAffineTransform(rot), [0, 0, 1]])  # deskewed work → work
+    unscale = np.diag([1 / f, 1 / f, 1.0])  # work → image
+    return np.asarray(unscale @ back @ to_work, dtype=np.float64)
+
+
+# ------------------------------------------------------------------------------------------ align
+
+
+def _warp(grey: np.ndarray, matrix: np.ndarray, layout: DeviceLayout) -> np.ndarray:
+    t = layout.template
+    return cv2.warpPerspective(
+        grey,
+        matrix,
+        (t.width, t.height),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+
+
+def _on_picture(grey: np.ndarray, matrix: np.ndarray, layout: DeviceLayout) -> bool:
+    """Whether the screen found lies (almost) wholly on the picture: 8 % of the template's width or
+    height may stick out, as on a tight crop; a fit that puts labels in the value boxes does not."""
+    t = layout.template
+    corners = np.array([[[0, 0], [t.width, 0], [t.width, t.height], [0, t.height]]], np.float64)
+    mapped = cv2.perspectiveTransform(corners, matrix)[0]
+    h, w = grey.shape
+    side = np.linalg.norm(mapped[1] - mapped[0]), np.linalg.norm(mapped[3] - mapped[0])
+    slack_x, slack_y = 0.08 * side[0], 0.08 * side[1]
+    xs, ys = mapped[:, 0], mapped[:, 1]
+    return bool(
+        xs.min() >= -slack_x and xs.max() <= w + slack_x and ys.min() >= -slack_y and ys.max() <= h + slack_y
+    )
+
+
+def align(grey: np.ndarray, layout: DeviceLayout, min_score: float = MIN_SCORE) -> Alignment:
+    """The image in template pixels with its quality score; AlignmentFailed when no way of finding
+    the screen scores at least `min_score`."""
+    tried: dict[str, float] = {}
+    best: Alignment | None = None
+    for method, finder in (("frame", _frame_matrix), ("layout", _layout_matrix)):
+        matrix = finder(grey, layout)
+        if matrix is None or not np.all(np.isfinite(matrix)) or not _on_picture(grey, matrix, layout):
+            tried[method] = 0.0
+            continue
+        aligned = _warp(grey, matrix, layout)
+        score = box_agreement(aligned, layout)
+        tried[method] = score
+        if best is None or score > best.score:
+            best = Alignment(aligned, matrix, method, score)
+        if score >= 0.999:
+            break
+    if best is None or best.score < min_score:
+        got = max(tried.values(), default=0.0)
+        raise AlignmentFailed(
+            f"alignment failed: the image does not match the {layout.kind} layout (quality {got:.2f}, "
+            f"at least {min_score:.2f} needed: text inside the value boxes); send the whole result "
+            "screen of that device, upright and not mirrored"
+        )
+    return Alignment(best.aligned, best.matrix, best.method, best.score, tried)
 
 
 def align_to_template(grey: np.ndarray, layout: DeviceLayout) -> np.ndarray:
     """The image warped into template pixels (template.height × template.width)."""
-    t = layout.template
-    corners = find_frame(grey, layout)
-    i = float(t.frame_inset)
-    target = np.array(
-        [[i, i], [t.width - i, i], [t.width - i, t.height - i], [i, t.height - i]], dtype=np.float32
-    )
-    matrix = cv2.getPerspectiveTransform(corners.astype(np.float32), target)
-    return cv2.warpPerspective(
-        grey, matrix, (t.width, t.height), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
-    )
+    return align(grey, layout).aligned
 
 
 def normalize_polarity(region: np.ndarray) -> np.ndarray:

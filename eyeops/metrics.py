@@ -44,6 +44,15 @@ class OcrMetrics:
             registry=registry,
         )
 
+        self.alignment_score = Histogram(
+            "eyeops_ocr_alignment_score",
+            "Quality of each exam's alignment (share of value boxes whose text lies inside them),"
+            " by device kind and the method that found the screen (frame, layout)",
+            ["device_kind", "method"],
+            buckets=(0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0),
+            registry=registry,
+        )
+
     def observe_reason(self, device_kind: str, reason: str | None) -> None:
         kind = (reason or "unknown").split(":", 1)[0]
         self.review_fields.labels(device_kind=device_kind, reason=kind).inc()

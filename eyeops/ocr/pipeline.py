@@ -10,7 +10,7 @@ from functools import cached_property
 
 import numpy as np
 
-from eyeops.align import align_to_template, crop_regions
+from eyeops.align import align, crop_regions
 from eyeops.devices.layout import DeviceLayout, FieldSpec, LayoutRegistry
 from eyeops.exams import ExamRecord
 from eyeops.fields import FieldReading, read_fields
@@ -42,6 +42,7 @@ class PreparedExam:
     specs: list[FieldSpec]
     crops: np.ndarray
     timings_ms: dict[str, float] = field(default_factory=dict)
+    alignment: dict[str, object] = field(default_factory=dict)  # Alignment.describe(): method, score, corners
 
     @property
     def grammars(self) -> list[str]:
@@ -54,12 +55,17 @@ def prepare_exam(exam: ExamInput, layouts: LayoutRegistry, settings: Settings) -
     t0 = time.perf_counter()
     grey = decode_exam_image(exam.image, settings.max_image_bytes, settings.max_image_pixels)
     t1 = time.perf_counter()
-    aligned = align_to_template(grey, layout)
+    found = align(grey, layout)
     specs = list(layout.all_fields())
-    crops = crop_regions(aligned, specs)
+    crops = crop_regions(found.aligned, specs)
     t2 = time.perf_counter()
     return PreparedExam(
-        exam, layout, specs, crops, {"decode_ms": (t1 - t0) * 1e3, "align_ms": (t2 - t1) * 1e3}
+        exam,
+        layout,
+        specs,
+        crops,
+        {"decode_ms": (t1 - t0) * 1e3, "align_ms": (t2 - t1) * 1e3},
+        found.describe(),
     )
 
 

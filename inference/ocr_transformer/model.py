@@ -223,6 +223,12 @@ class OcrTransformer(Model):  # type: ignore[misc]
             if reading.status == "review":
                 self.metrics.observe_reason(record.device_kind, reading.reason)
         if ctx.prepared is not None:
+            found = ctx.prepared.alignment
+            if found:
+                self.metrics.alignment_score.labels(
+                    device_kind=record.device_kind, method=str(found["method"])
+                ).observe(float(str(found["score"])))
+                log.info("exam %s aligned: %s", record.exam_id[:12], json.dumps(found))
             for stage, ms in ctx.prepared.timings_ms.items():
                 self.metrics.stage_seconds.labels(stage=stage.removesuffix("_ms")).observe(ms / 1e3)
         self.metrics.stage_seconds.labels(stage="total").observe(time.perf_counter() - ctx.started)

@@ -89,3 +89,63 @@ def test_crops_are_dark_text_on_a_light_ground_whatever_the_screen_drew():
     blank = np.full((44, 176), 40, dtype=np.uint8)  # an empty dark box stays as it is
     assert np.array_equal(normalize_polarity(blank), blank)
     assert np.array_equal(prepare_crop(screen), prepare_crop(printout))
+
+
+def _borderless(layout, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A screen capture without the frame: the template's inside only, on a plain ground, turned
+    2° and shrunk to 90 %, as a device that exports its screen and no border would send it; and
+    the true template → picture transform."""
+    import cv2
+
+    rng = exam_rng(seed, "train", 0)
+    style = sample_style(rng, font_paths("train"), clean=True)
+    clean = render_clean(layout, format_values(layout, sample_values(layout, rng)), style)
+    i = layout.template.frame_inset + 2
+    screen = clean.copy()
+    screen[:i, :], screen[-i:, :], screen[:, :i], screen[:, -i:] = (style.background,) * 4
+    h, w = screen.shape
+    turn = cv2.getRotationMatrix2D((w / 2, h / 2), 2.0, 0.9)
+    photo = cv2.warpAffine(screen, turn, (w, h), borderValue=int(style.background))
+    return photo, np.vstack([turn, [0, 0, 1]])
+
+
+@pytest.mark.parametrize("kind", ["optical_biometer", "autorefractor", "specular_microscope"])
+def test_a_screen_without_frame_aligns_by_its_layout(layouts, kind):
+    """Left- and right-aligned layouts: every box lands within 3 template pixels of where it is."""
+    import cv2
+
+    from eyeops.align import align
+
+    layout = layouts[kind]
+    photo, truth = _borderless(layout, seed=11)
+    found = align(photo, layout)
+    assert found.method == "layout"
+    assert found.score >= 0.9
+    centres = np.array([[[x + w / 2, y + h / 2] for x, y, w, h in (f.box for f in layout.all_fields())]])
+    error = cv2.perspectiveTransform(centres, found.matrix) - cv2.perspectiveTransform(centres, truth)
+    assert np.abs(error).max() <= 3.0
+    logged = found.describe()
+    assert logged["method"] == "layout" and len(logged["corners"]) == 4  # type: ignore[arg-type]
+
+
+def test_a_frame_around_empty_boxes_is_refused_with_its_score(layouts):
+    """The frame is found, but no value lies in its box: the quality score says the crops would be
+    garbage, so the exam is refused rather than read."""
+    layout = layouts["optical_biometer"]
+    rng = exam_rng(2, "train", 0)
+    style = sample_style(rng, font_paths("train"), clean=True)
+    empty = render_clean(layout, dict.fromkeys((f.name for f in layout.all_fields()), ""), style)
+    with pytest.raises(AlignmentFailed, match=r"quality 0\.\d\d, at least 0\.75 needed"):
+        align_to_template(np.pad(empty, 30, constant_values=255), layout)
+
+
+def test_quality_score_tells_a_good_alignment_from_one_a_row_off(layouts):
+    from eyeops.align import box_agreement
+
+    layout = layouts["anterior_segment_oct"]
+    rng = exam_rng(3, "train", 0)
+    style = sample_style(rng, font_paths("train"), clean=True)
+    clean = render_clean(layout, format_values(layout, sample_values(layout, rng)), style)
+    assert box_agreement(clean, layout) == 1.0
+    half_row = np.roll(clean, 24, axis=0)  # crops cut half a row too high
+    assert box_agreement(half_row, layout) < 0.5
