@@ -1,6 +1,10 @@
 """Align an exam image to its device template and cut out the field regions.
 
-Two ways to find the screen, both judged by one quality score:
+Three ways to find the screen, all judged by one quality score:
+
+- **reference** (devices onboarded from a sample export, `eyeops devices onboard`): ORB keypoints of
+  the device's static drawing (its reference image, value boxes masked) matched to the exam's,
+  a homography fitted by RANSAC. Tried first when the layout has a reference image.
 
 - **frame**: the template's frame (a dark rectangle around the screen) is found as the smallest
   large quadrilateral contour, its sides refined by line fits. Exact, fast, and what our own exports
@@ -24,6 +28,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -403,6 +409,51 @@ def _layout_matrix(grey: np.ndarray, layout: DeviceLayout) -> np.ndarray | None:
     return np.asarray(unscale @ back @ to_work, dtype=np.float64)
 
 
+@lru_cache(maxsize=32)
+def _reference_features(
+    path: str, boxes: tuple[tuple[int, int, int, int], ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoint positions and ORB descriptors of a reference image outside its value boxes."""
+    reference = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+    if reference is None:
+        raise AlignmentFailed(
+            f"alignment failed: the device's reference image {Path(path).name} cannot be read"
+        )
+    mask = np.full(reference.shape, 255, np.uint8)
+    for x, y, w, h in boxes:
+        mask[max(0, y - 6) : y + h + 6, max(0, x - 6) : x + w + 6] = 0
+    keypoints, descriptors = cv2.ORB.create(nfeatures=4000, fastThreshold=10).detectAndCompute(
+        reference, mask
+    )
+    points = np.array([k.pt for k in keypoints], np.float64).reshape(-1, 2)
+    return points, descriptors if descriptors is not None else np.zeros((0, 32), np.uint8)
+
+
+def _reference_matrix(grey: np.ndarray, layout: DeviceLayout) -> np.ndarray | None:
+    """Template → image homography from the device's reference image, or None."""
+    t = layout.template
+    if t.reference is None:
+        return None
+    ref_points, ref_desc = _reference_features(t.reference, tuple(f.box for f in layout.all_fields()))
+    if len(ref_points) < 12:
+        return None
+    f = min(1.0, 1.5 * max(t.width, t.height) / max(grey.shape))
+    work = cv2.resize(grey, None, fx=f, fy=f, interpolation=cv2.INTER_AREA) if f < 1 else grey
+    keypoints, desc = cv2.ORB.create(nfeatures=6000, fastThreshold=10).detectAndCompute(work, None)
+    if desc is None or len(keypoints) < 12:
+        return None
+    pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(ref_desc, desc, k=2)
+    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < 0.8 * p[1].distance]
+    if len(good) < 12:
+        return None
+    src = ref_points[[m.queryIdx for m in good]]
+    dst = np.array([keypoints[m.trainIdx].pt for m in good], np.float64) / f
+    matrix, inliers = cv2.findHomography(src, dst, cv2.RANSAC, 3.0 / f)
+    if matrix is None or inliers is None or int(inliers.sum()) < 12:
+        return None
+    return np.asarray(matrix, dtype=np.float64)
+
+
 # ------------------------------------------------------------------------------------------ align
 
 
@@ -437,7 +488,8 @@ def align(grey: np.ndarray, layout: DeviceLayout, min_score: float = MIN_SCORE) 
     the screen scores at least `min_score`."""
     tried: dict[str, float] = {}
     best: Alignment | None = None
-    for method, finder in (("frame", _frame_matrix), ("layout", _layout_matrix)):
+    finders = (("reference", _reference_matrix),) if layout.template.reference else ()
+    for method, finder in (*finders, ("frame", _frame_matrix), ("layout", _layout_matrix)):
         matrix = finder(grey, layout)
         if matrix is None or not np.all(np.isfinite(matrix)) or not _on_picture(grey, matrix, layout):
             tried[method] = 0.0

@@ -21,9 +21,9 @@ EXIT_INTERRUPTED = 130
 START_THE_STACK = "start the stack with `eyeops up` (it prints each service's URL)"
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     from eyeops import chartdocs
+    from eyeops.devices import cli as devices_cli
     from eyeops.gateway import cli as gateway_cli
     from eyeops.lens import cli as lens_cli
     from eyeops.monitoring import cli as monitoring_cli
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     ocr_cli.add_parser(sub)
     stack_cli.add_parser(sub)
     gateway_cli.add_parser(sub)
+    devices_cli.add_parser(sub)
     ops_cli.add_parser(sub)
     synth_cli.add_parser(sub)
     lens_cli.add_parser(sub)
@@ -139,8 +140,6 @@ def is_unreachable_service(exc: BaseException | None) -> bool:
     import httpx
 
     return isinstance(exc, httpx.ConnectError)
-
-
 
 
 def describe_validation_error(exc: pydantic.ValidationError) -> str:

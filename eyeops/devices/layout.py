@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -119,12 +120,17 @@ class TemplateSpec(BaseModel):
 
     width: int
     height: int
-    frame_inset: int = Field(description="inner edge of the frame line, from each side")
+    frame_inset: int = Field(default=0, description="inner edge of the frame line, from each side")
     frame_width: int = 6
-    title: str
-    title_box: Box
+    title: str = ""
+    title_box: Box = Field(default=(0, 0, 0, 0), description="where the title is drawn; zeros: none")
     style: Literal["screen", "print"] = "screen"
     value_align: Literal["left", "right"] = "left"
+    reference: str | None = Field(
+        default=None,
+        description="the device's own export with its values masked (a PNG beside the YAML, "
+        "template.width × template.height): alignment registers each exam to it first",
+    )
 
 
 class DeviceLayout(BaseModel):
@@ -199,19 +205,46 @@ def default_layout_dir() -> Path:
     return Path(__file__).resolve().parent / "layouts"
 
 
-def load_layouts(directory: Path | None = None) -> LayoutRegistry:
-    """Load every *.yaml in the folder; a file whose kind differs from its name is an error."""
-    folder = directory or default_layout_dir()
+LAYOUT_DIRS_ENV = "EYEOPS_LAYOUT_DIRS"
+
+
+def extra_layout_dirs() -> list[Path]:
+    """Folders of onboarded devices, from EYEOPS_LAYOUT_DIRS (separated like PATH)."""
+    return [Path(p) for p in os.environ.get(LAYOUT_DIRS_ENV, "").split(os.pathsep) if p]
+
+
+def load_layout_file(path: Path) -> DeviceLayout:
+    """One layout file; its reference image, if it names one, resolved beside it and checked."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        layout = DeviceLayout.model_validate(raw)
+    except (OSError, yaml.YAMLError, ValueError) as exc:
+        raise LayoutError(f"layout {path.name}: {exc}") from exc
+    if layout.kind != path.stem:
+        raise LayoutError(f"layout {path.name} declares kind {layout.kind!r}")
+    if layout.template.reference is not None:
+        reference = (path.parent / layout.template.reference).resolve()
+        if not reference.is_file():
+            raise LayoutError(f"layout {path.name}: reference image {layout.template.reference} is missing")
+        template = layout.template.model_copy(update={"reference": str(reference)})
+        layout = layout.model_copy(update={"template": template})
+    return layout
+
+
+def load_layouts(directory: Path | None = None, extra: Sequence[Path] | None = None) -> LayoutRegistry:
+    """Every *.yaml in the folder (default: the shipped layouts) and in the folders of onboarded
+    devices (default: EYEOPS_LAYOUT_DIRS). A file whose kind differs from its name, or a kind
+    defined twice, is an error."""
+    folders = [directory or default_layout_dir(), *(extra_layout_dirs() if extra is None else extra)]
     layouts: dict[str, DeviceLayout] = {}
-    for path in sorted(folder.glob("*.yaml")):
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-            layout = DeviceLayout.model_validate(raw)
-        except (yaml.YAMLError, ValueError) as exc:
-            raise LayoutError(f"layout {path.name}: {exc}") from exc
-        if layout.kind != path.stem:
-            raise LayoutError(f"layout {path.name} declares kind {layout.kind!r}")
-        layouts[layout.kind] = layout
+    for folder in folders:
+        if folder != folders[0] and not folder.is_dir():
+            raise LayoutError(f"layout folder {folder} does not exist (check {LAYOUT_DIRS_ENV})")
+        for path in sorted(folder.glob("*.yaml")):
+            layout = load_layout_file(path)
+            if layout.kind in layouts:
+                raise LayoutError(f"device kind {layout.kind!r} is defined twice ({path})")
+            layouts[layout.kind] = layout
     if not layouts:
-        raise LayoutError(f"no layouts in {folder}")
+        raise LayoutError(f"no layouts in {folders[0]}")
     return LayoutRegistry(layouts)
