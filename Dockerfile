@@ -21,7 +21,8 @@ COPY inference ./inference
 COPY kfp_pipelines ./kfp_pipelines
 COPY images/constraints-main.txt /tmp/constraints.txt
 # every dependency at the version the tests ran with; the server extra holds all but the gateway's
-RUN pip install -c /tmp/constraints.txt ".[server]"
+RUN pip install -c /tmp/constraints.txt ".[server]" \
+ && pip install --no-deps -c /tmp/constraints.txt rapidocr-onnxruntime
 
 FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --gid 10001 eyeops && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin eyeops \

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     # A field whose weakest token is less probable than this goes to review. 0.97 was chosen on a
     # calibration set (README, "Measured"): about 2 % of fields to review, silent errors ~0.0002.
     confidence_threshold: float = Field(default=0.97, gt=0.0, le=1.0)
+    # A second recogniser (PP-OCRv4, another model family) must agree with accepted readings below
+    # eyeops.ocr.pipeline.SECOND_OPINION_BELOW; false turns it off (more silent errors under shift).
+    second_opinion: bool = True
     # Hashed device tokens (`eyeops gateway token`); unset means the OCR service does not authenticate.
     device_tokens_file: Path | None = None
     http_port_triton: int = 8000

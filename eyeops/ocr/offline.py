@@ -19,10 +19,12 @@ from typing import Any, Protocol
 from eyeops.align import align_to_template, crop_regions, decode_grey
 from eyeops.devices.layout import FieldSpec, LayoutRegistry
 from eyeops.errors import AlignmentFailed
+from eyeops.fields import read_fields as validate_fields
 from eyeops.ocr.decode import recognize
 from eyeops.ocr.model import Recognizer
 from eyeops.ocr.peers import PPOCRv4
 from eyeops.ocr.peers import read_fields as read_ppocr
+from eyeops.ocr.pipeline import second_opinion
 from eyeops.settings import Settings
 from eyeops.synth.exams import synthesize_exams
 
@@ -85,7 +87,10 @@ def compare_with_tesseract(
     """Field and exam exact-match rates of the recogniser (grammar-constrained decoding, as served)
     and of Tesseract on the same exams, overall and per device kind, scored on the fields each exam
     shows. An exam that fails to align counts as every field wrong for every reader. With `ppocr`,
-    PP-OCRv4's recogniser reads the same regions too (`ppocr_field_accuracy`, `ppocr_exam_accuracy`).
+    PP-OCRv4's recogniser reads the same regions too (`ppocr_field_accuracy`, `ppocr_exam_accuracy`),
+    and `second_opinion` gives the review and silent-error rates as the service answers with its
+    second opinion on (eyeops.ocr.pipeline.second_opinion: PP-OCRv4 must agree with accepted
+    readings below SECOND_OPINION_BELOW).
 
     The recogniser's readings also go through the service's validation: `silent_error_rate` and
     `review_rate` at `threshold` (default: the configured confidence threshold), and `thresholds`,
@@ -122,10 +127,22 @@ def compare_with_tesseract(
             theirs = shown_hits(read, specs, exam.texts)
             counts["tesseract_fields"] += sum(theirs)
             counts["tesseract_exams"] += all(theirs)
-        if ppocr is not None and aligned is not None:
-            peer = shown_hits(read_ppocr(ppocr, aligned, specs), specs, exam.texts)
+        if ppocr is not None:
+            peer_texts = read_ppocr(ppocr, aligned, specs) if aligned is not None else []
+            peer = shown_hits(peer_texts, specs, exam.texts) if peer_texts else [False] * len(exam.texts)
             counts["ppocr_fields"] += sum(peer)
             counts["ppocr_exams"] += all(peer)
+            # as served: accepted readings below SECOND_OPINION_BELOW stand only where PP-OCRv4 agrees
+            review, silent = len(exam.texts), 0
+            if texts:
+                peer_by_name = dict(zip((s.name for s in specs), peer_texts, strict=True))
+                checked = second_opinion(validate_fields(layout, texts, served), peer_by_name.__getitem__)
+                accepted = {r.name: r.raw_text.strip() for r in checked if r.status == "accepted"}
+                scored = [name for name in exam.texts if name in accepted]
+                review = len(exam.texts) - len(scored)
+                silent = sum(accepted[name] != exam.texts[name] for name in scored)
+            counts["agreement_review"] += review
+            counts["agreement_silent"] += silent
 
     def rates(c: dict[str, int], status: dict[float, list[int]]) -> dict[str, Any]:
         by_threshold = threshold_rates(status, c["fields"])
@@ -145,6 +162,10 @@ def compare_with_tesseract(
         if ppocr is not None:
             out["ppocr_field_accuracy"] = c["ppocr_fields"] / max(c["fields"], 1)
             out["ppocr_exam_accuracy"] = c["ppocr_exams"] / max(c["exams"], 1)
+            out["second_opinion"] = {
+                "review_rate": c["agreement_review"] / max(c["fields"], 1),
+                "silent_error_rate": c["agreement_silent"] / max(c["fields"], 1),
+            }
         return out
 
     total: dict[str, int] = defaultdict(int)

@@ -71,6 +71,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             _feast_sink(own.feature_repo),
             on_outcome=lambda outcome: metrics.feature_pushes.labels(outcome=outcome).inc(),
         )
+    second = None
+    if settings.second_opinion:
+        from eyeops.ocr.peers import PPOCRv4
+
+        second = PPOCRv4.load()  # PeerMissing says how to install it, or set EYEOPS_SECOND_OPINION=false
+        logging.info("second opinion on: PP-OCRv4 checks accepted readings below the confidence bar")
+    else:
+        logging.warning("second opinion OFF (EYEOPS_SECOND_OPINION=false): more silent errors under shift")
     model = OcrTransformer(
         own.model_name,
         load_layouts(),
@@ -79,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics,
         predictor_model=own.predictor_model,
         features=features,
+        second=second,
     )
     model.load()
     kserve.ModelServer().start([model])

@@ -23,7 +23,14 @@ from eyeops.devices.layout import LayoutRegistry
 from eyeops.errors import AlignmentFailed, EyeopsError, PredictorUnavailable
 from eyeops.exams import ExamRecord
 from eyeops.metrics import OcrMetrics
-from eyeops.ocr.pipeline import ExamInput, PreparedExam, failed_record, finish_exam, prepare_exam
+from eyeops.ocr.pipeline import (
+    ExamInput,
+    PreparedExam,
+    SecondReader,
+    failed_record,
+    finish_exam,
+    prepare_exam,
+)
 from eyeops.settings import Settings
 from inference.ocr_transformer.requests import exam_from_v1, exam_from_v2
 
@@ -70,6 +77,7 @@ class OcrTransformer(Model):  # type: ignore[misc]
         metrics: OcrMetrics,
         predictor_model: str = "trocr",
         features: FeatureOutboxWriter | None = None,
+        second: SecondReader | None = None,
     ) -> None:
         """`features`: the writer that drains the feature outbox (the Feast push of accepted
         exams); with it, every accepted exam's push is queued in the exam's own transaction."""
@@ -80,6 +88,7 @@ class OcrTransformer(Model):  # type: ignore[misc]
         self.metrics = metrics
         self.predictor_model = predictor_model
         self.features = features
+        self.second = second  # a second recogniser for the less confident accepted readings
         self._contexts: dict[str, ExamContext] = {}
 
     def load(self) -> bool:
@@ -170,12 +179,14 @@ class OcrTransformer(Model):  # type: ignore[misc]
         else:
             assert ctx.prepared is not None
             t0 = time.perf_counter()
-            record = finish_exam(
+            record = await asyncio.to_thread(
+                finish_exam,
                 ctx.prepared,
                 ctx.recognitions,
                 self.settings.confidence_threshold,
                 self.predictor_model,
                 ctx.model_version,
+                self.second,
             )
             post_ms = (time.perf_counter() - t0) * 1e3
             ctx.prepared.timings_ms.update(predict_ms=ctx.predict_ms, postprocess_ms=post_ms)

@@ -107,3 +107,39 @@ def test_exam_date_from_the_gateway_is_checked_against_the_header(layouts):
     assert caught.reason == "identity_mismatch: image says '2018-01-09', gateway says '2018-07-09'"
     assert exam_date_field("2018-01-09").status == "accepted"
     assert exam_date_field(None).status == "accepted"  # no hint, nothing to compare
+
+
+def test_a_second_recogniser_sends_less_confident_disagreements_to_review(layouts):
+    """Readings below SECOND_OPINION_BELOW stand only where the other recogniser reads the same text;
+    confident readings are not asked, and a reading in review is never promoted."""
+    from eyeops.ocr.pipeline import SECOND_OPINION_BELOW, SECOND_OPINION_REASON
+
+    class Other:  # reads 2650 as 2680, and everything else as shown
+        def __init__(self, truth: dict[str, str]) -> None:
+            self.truth, self.asked = truth, []
+
+        def read(self, region: np.ndarray, allowed_chars: str | None = None) -> str:
+            name = next(n for n, r in regions.items() if r is region)
+            self.asked.append(name)
+            return "2680" if name == "ecd_cells_mm2" else self.truth[name]
+
+    layout = layouts["specular_microscope"]
+    specs = list(layout.all_fields())
+    texts = {"patient_id": "P7654321", "laterality": "OS", "exam_date": "2024-05-06"}
+    texts |= {"ecd_cells_mm2": "2650", "cv_pct": "33", "hex_pct": "48", "cct_um": "520"}
+    regions = {s.name: np.zeros((s.box[3], s.box[2]), np.uint8) for s in specs}
+    exam = ExamInput(image=b"img", device_kind=layout.kind)
+    prepared = PreparedExam(exam, layout, specs, np.zeros((len(specs), 32, 128), np.uint8), regions=regions)
+    confidence = {s.name: 0.98 for s in specs} | {"cct_um": SECOND_OPINION_BELOW, "hex_pct": 0.5}
+    other = Other(texts)
+    record = finish_exam(
+        prepared, [(texts[s.name], confidence[s.name]) for s in specs], 0.97, "trocr", "1", other
+    )
+    fields = {f.name: f for f in record.fields}
+    assert fields["ecd_cells_mm2"].status == "review"
+    assert fields["ecd_cells_mm2"].reason == SECOND_OPINION_REASON
+    assert "2650" not in SECOND_OPINION_REASON  # the reason never carries a reading
+    assert fields["cv_pct"].status == "accepted"  # both read 33
+    assert fields["hex_pct"].status == "review" and fields["hex_pct"].reason != SECOND_OPINION_REASON
+    assert "cct_um" not in other.asked and "hex_pct" not in other.asked
+    assert record.status == "review"
