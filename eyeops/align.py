@@ -108,14 +108,24 @@ def _box_bands(box: tuple[int, int, int, int]) -> tuple[tuple[int, int], tuple[i
 def box_agreement(aligned: np.ndarray, layout: DeviceLayout) -> float:
     """Share of the layout's value boxes that hold ink and whose ink lies inside the box rather than
     in the gaps above and below it. 1.0 for a good alignment; a crop cut half a row off scores ~0."""
-    feature = _stroke_feature(aligned, 11)
     boxes = _value_boxes(layout)
+    height, width = aligned.shape
     good = 0
     for spec in boxes:
         x, _, w, _ = spec.box
-        cols = slice(max(0, x + 3), max(0, x + w - 3))
         (i0, i1), (a0, a1), (b0, b1) = _box_bands(spec.box)
-        inner = feature[max(0, i0) : max(0, i1), cols]
+        # the stroke feature of this box and its gaps only (with the kernel's reach around them)
+        top, bottom = max(0, a0 - 8), min(height, b1 + 8)
+        left, right = max(0, x - 8), min(width, x + w + 8)
+        if bottom <= top or right <= left:
+            continue
+        feature = _stroke_feature(aligned[top:bottom, left:right], 11)
+        cols = slice(max(0, x + 3 - left), max(0, x + w - 3 - left))
+
+        def rows(lo: int, hi: int, top: int = top) -> slice:
+            return slice(max(0, lo - top), max(0, hi - top))
+
+        inner = feature[rows(i0, i1), cols]
         if inner.size == 0:
             continue
         strong = float(np.percentile(inner, 99))
@@ -124,8 +134,7 @@ def box_agreement(aligned: np.ndarray, layout: DeviceLayout) -> float:
         level = max(10.0, 0.45 * strong)  # this box's own contrast sets what counts as ink
         inside = float((inner > level).sum())
         outside = float(
-            (feature[max(0, a0) : max(0, a1), cols] > level).sum()
-            + (feature[max(0, b0) : max(0, b1), cols] > level).sum()
+            (feature[rows(a0, a1), cols] > level).sum() + (feature[rows(b0, b1), cols] > level).sum()
         )
         if inside / inner.size >= 0.005 and inside >= 3.0 * outside:
             good += 1
@@ -499,7 +508,7 @@ def align(grey: np.ndarray, layout: DeviceLayout, min_score: float = MIN_SCORE) 
         tried[method] = score
         if best is None or score > best.score:
             best = Alignment(aligned, matrix, method, score)
-        if score >= 0.999:
+        if score >= min_score:  # the first way that passes wins: they are tried most exact first
             break
     if best is None or best.score < min_score:
         got = max(tried.values(), default=0.0)
