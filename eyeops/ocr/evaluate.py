@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -207,11 +208,22 @@ def run_eval(
     concurrency: int = 4,
     tesseract: bool = True,
     protocol: str = "v1",
+    exams_from: Path | None = None,
 ) -> dict[str, Any]:
-    """Render `count` held-out exams (fonts and noise seeds training never saw), send them through
-    the OCR endpoint, score, and compare with Tesseract."""
+    """Render `count` held-out exams (fonts and noise seeds training never saw), or take the exams of
+    a folder with a truth.jsonl (`exams_from`, e.g. a stress set another renderer drew), send them
+    through the OCR endpoint, score, and compare with Tesseract."""
     layouts = load_layouts()
-    exams = list(synthesize_exams(list(layouts), count, seed, split="eval"))
+    exams: list[Any]
+    source: dict[str, Any]
+    if exams_from is not None:
+        from eyeops.ocr.offline import exam_folder
+
+        exams = list(exam_folder(exams_from))
+        count, source = len(exams), {"exams_from": str(exams_from)}
+    else:
+        exams = list(synthesize_exams(list(layouts), count, seed, split="eval"))
+        source = {"count": count, "seed": seed}
     run = EvalRun(layouts=layouts)
     asyncio.run(send_all(endpoint, exams, concurrency, run, protocol))
     if tesseract:
@@ -220,4 +232,4 @@ def run_eval(
                 exams, pool.map(lambda e: tesseract_hits(e, layouts), exams), strict=True
             ):
                 run.score_tesseract(exam.device_kind, hits, total)
-    return {"count": count, "seed": seed, "endpoint": endpoint, **run.summary()}
+    return {**source, "endpoint": endpoint, **run.summary()}
