@@ -57,6 +57,19 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--out", type=Path, default=None, help="checkpoint folder (default in a checkout: the shipped one)"
     )
     t.add_argument("--cache", type=Path, default=None, help="folder to cache rendered crop sets in")
+    t.add_argument(
+        "--variety",
+        choices=("classic", "broad"),
+        default="classic",
+        help="training renderer: classic (rounds 1-6) or broad (more fonts, LCD readouts, screens, damage)",
+    )
+    t.add_argument(
+        "--mix-classic",
+        type=int,
+        default=0,
+        metavar="EXAMS",
+        help="with --variety broad: add the crops of this many classic-renderer exams (same seed)",
+    )
     t.set_defaults(func=_train)
     a = cmds.add_parser(
         "average", help="average the weights of checkpoints fine-tuned from one another (a model soup)"
@@ -80,32 +93,40 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="score a checkpoint in this process (the service's align, crop and decoding code), no stack",
     )
     e.add_argument("--checkpoint", type=Path, default=None, help="with --offline (default: the shipped one)")
-    e.add_argument(
-        "--no-ppocr", action="store_true", help="with --offline: leave out the PP-OCRv4 peer"
-    )
+    e.add_argument("--no-ppocr", action="store_true", help="with --offline: leave out the PP-OCRv4 peer")
     e.add_argument(
         "--exams",
         type=Path,
         default=None,
-        help="with --offline: score the exams in this folder (images + truth.jsonl, e.g. a stress set"
-        " from `python -m tests.stress.render`) instead of rendering --count held-out ones",
+        help="score the exams in this folder (images + truth.jsonl, e.g. a stress set from"
+        " `python -m tests.stress.render`) instead of rendering --count held-out ones",
     )
     e.set_defaults(func=_eval)
 
 
 def _crop_set(
-    cache: Path | None, exams: int, seed: int, split: str, workers: int, faces: int | None = None
+    cache: Path | None,
+    exams: int,
+    seed: int,
+    split: str,
+    workers: int,
+    faces: int | None = None,
+    variety: str = "classic",
 ) -> CropSet:
     from eyeops.devices import load_layouts
     from eyeops.ocr.dataset import CropSet, build_crop_set
+    from eyeops.synth.exams import Variety
     from eyeops.synth.fonts import font_names
 
     # The face count is in the name: a cache rendered before the font list grew is not reused.
-    n_faces = len(font_names(split)[:faces])
-    path = cache / f"crops-{split}-{seed}-{exams}-faces{n_faces}.npz" if cache else None
+    broad = variety == "broad" and split == "train"
+    n_faces = len(font_names("broad" if broad else split)[:faces])
+    tag = "-broad" if broad else ""
+    path = cache / f"crops-{split}{tag}-{seed}-{exams}-faces{n_faces}.npz" if cache else None
     if path is not None and path.is_file():
         return CropSet.load(path)
-    data = build_crop_set(load_layouts(), exams, seed, split, workers=workers, faces=faces)
+    kind: Variety = "broad" if broad else "classic"
+    data = build_crop_set(load_layouts(), exams, seed, split, workers=workers, faces=faces, variety=kind)
     if path is not None:
         data.save(path)
     return data
@@ -115,7 +136,10 @@ def _train(args: argparse.Namespace) -> int:
     from eyeops.ocr.train import TrainConfig, train
 
     cache = args.cache or Settings().data_dir / "cache"
-    train_set = _crop_set(cache, args.exams, args.seed, "train", args.workers, args.faces)
+    train_set = _crop_set(cache, args.exams, args.seed, "train", args.workers, args.faces, args.variety)
+    if args.mix_classic:
+        classic = _crop_set(cache, args.mix_classic, args.seed, "train", args.workers, args.faces)
+        train_set = train_set.concat(classic)
     eval_set = (
         _crop_set(cache, args.eval_exams, args.seed + 1, "eval", args.workers) if args.eval_exams else None
     )
@@ -147,8 +171,6 @@ def _average(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from eyeops.ocr.evaluate import run_eval
 
-    if args.exams is not None and not args.offline:
-        raise SystemExit("--exams is for --offline (the stack's eval renders its own exams)")
     if args.checkpoint is not None and not args.offline:
         raise SystemExit("--checkpoint is for --offline; the stack serves the Triton repository's checkpoint")
     if args.offline:
@@ -186,6 +208,7 @@ def _eval(args: argparse.Namespace) -> int:
             endpoint=endpoint,
             concurrency=args.concurrency,
             tesseract=not args.no_tesseract,
+            exams_from=args.exams,
         )
     print(json.dumps(summary, indent=2))
     return 0

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from eyeops.align import align_to_template, crop_regions, decode_grey
+from eyeops.align import align, align_to_template, crop_regions, decode_grey
 from eyeops.devices.layout import DeviceLayout, LayoutRegistry
 from eyeops.errors import AlignmentFailed
-from eyeops.synth.exams import render_one
+from eyeops.synth.exams import Variety, render_one
 from eyeops.synth.values import ValueMode
 
 
@@ -38,6 +38,16 @@ class CropSet:
                 fields=np.array(self.fields),
             )
 
+    def concat(self, other: CropSet) -> CropSet:
+        """Both sets' crops, this one's first."""
+        return CropSet(
+            np.concatenate([self.crops, other.crops]),
+            self.texts + other.texts,
+            self.grammars + other.grammars,
+            self.kinds + other.kinds,
+            self.fields + other.fields,
+        )
+
     @classmethod
     def load(cls, path: Path) -> CropSet:
         data = np.load(path)
@@ -51,6 +61,7 @@ class CropSet:
 
 
 _LAYOUTS: list[DeviceLayout] = []
+BROAD_MIN_ALIGNMENT = 0.95  # eyeops.align's box agreement, 0..1
 
 
 def _set_layouts(layouts: list[DeviceLayout]) -> None:
@@ -59,16 +70,25 @@ def _set_layouts(layouts: list[DeviceLayout]) -> None:
 
 
 def _exam_crops(
-    args: tuple[int, str, int, float, int | None],
+    args: tuple[int, str, int, float, int | None, Variety],
 ) -> tuple[np.ndarray, list[str], list[str], list[str], list[str]] | None:
-    seed, split, index, random_fraction, faces = args
+    seed, split, index, random_fraction, faces, variety = args
     layouts = _LAYOUTS
     layout = layouts[index % len(layouts)]
     rng = np.random.default_rng([seed, index, 99])
     mode: ValueMode = "random" if rng.random() < random_fraction else "realistic"
-    exam = render_one(layout, seed, split, index, mode, faces=faces)
+    exam = render_one(layout, seed, split, index, mode, faces=faces, variety=variety)
     try:
-        aligned = align_to_template(decode_grey(exam.image), layout)
+        if variety == "broad":
+            # The broad renderer's screens are harder to find; a crop cut from a poorly fitted
+            # alignment would hold a neighbouring field under this field's label, so training keeps
+            # only exams whose alignment put (nearly) every value box on its text.
+            found = align(decode_grey(exam.image), layout)
+            if found.score < BROAD_MIN_ALIGNMENT:
+                return None
+            aligned = found.aligned
+        else:
+            aligned = align_to_template(decode_grey(exam.image), layout)
     except AlignmentFailed:
         return None
     specs = list(layout.all_fields())
@@ -90,11 +110,12 @@ def build_crop_set(
     random_fraction: float = 0.6,
     workers: int = 2,
     faces: int | None = None,
+    variety: Variety = "classic",
 ) -> CropSet:
     """Render `exams` exams, align and crop each; exams that fail to align are left out.
-    `faces` limits the fonts to the split's first N."""
+    `faces` limits the fonts to the split's first N; `variety` picks the training renderer."""
     layouts = list(registry)
-    jobs = [(seed, split, i, random_fraction, faces) for i in range(exams)]
+    jobs = [(seed, split, i, random_fraction, faces, variety) for i in range(exams)]
     if workers > 1:
         with get_context("spawn").Pool(workers, initializer=_set_layouts, initargs=(layouts,)) as pool:
             results = pool.map(_exam_crops, jobs, chunksize=16)

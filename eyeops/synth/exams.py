@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Iterator, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -21,6 +22,10 @@ def exam_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, _SPLIT_CODES[split], index])
 
 
+Variety = Literal["classic", "broad"]
+CLASSIC_SHARE = 0.25  # of broad training exams: the classic look, with the broad font pool
+
+
 def render_one(
     layout: DeviceLayout,
     seed: int,
@@ -29,14 +34,35 @@ def render_one(
     mode: ValueMode = "realistic",
     clean: bool = False,
     faces: int | None = None,
+    variety: Variety = "classic",
 ) -> RenderedExam:
-    """One exam; `faces` limits the split's fonts to its first N (earlier training rounds used 20)."""
+    """One exam; `faces` limits the split's fonts to its first N (earlier training rounds used 20).
+    variety="broad" (training only) draws from the broad font pool and, for all but CLASSIC_SHARE of
+    exams, with the broad renderer (eyeops.synth.broad); "classic" is every earlier round's renderer."""
     rng = exam_rng(seed, split, index)
+    if variety == "broad" and split == "train" and not clean:
+        return _render_broad(layout, rng, mode, faces)
     fonts = font_paths(split)[:faces]
     style = sample_style(rng, fonts, clean=clean)
     values = sample_values(layout, rng, mode)
     texts = format_values(layout, values)
     return render_exam(layout, values, texts, style, rng)
+
+
+def _render_broad(
+    layout: DeviceLayout, rng: np.random.Generator, mode: ValueMode, faces: int | None
+) -> RenderedExam:
+    if rng.random() < CLASSIC_SHARE:
+        style = sample_style(rng, font_paths("broad")[:faces])
+        values = sample_values(layout, rng, mode)
+        return render_exam(layout, values, format_values(layout, values), style, rng)
+    from eyeops.synth.broad import damage, encode_grey, render_broad_clean, sample_broad_style
+
+    broad = sample_broad_style(rng, signed=any(f.show_plus for f in layout.fields))
+    values = sample_values(layout, rng, mode)
+    texts = format_values(layout, values)
+    grey = damage(render_broad_clean(layout, texts, broad, rng), broad, rng)
+    return RenderedExam(layout.kind, encode_grey(grey, broad.jpeg_quality), texts, values, broad)
 
 
 def synthesize_exams(

@@ -6,12 +6,16 @@ import io
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from eyeops.devices.layout import DeviceLayout, FieldSpec
+
+if TYPE_CHECKING:
+    from eyeops.synth.broad import BroadStyle
 
 
 @dataclass(frozen=True)
@@ -201,7 +205,7 @@ class RenderedExam:
     image: bytes
     texts: dict[str, str]
     values: dict[str, float | str | None]
-    style: ExamStyle
+    style: ExamStyle | BroadStyle  # BroadStyle: the broad training renderer (eyeops.synth.broad)
 
 
 def render_exam(
