@@ -133,9 +133,11 @@ def box_agreement(aligned: np.ndarray, layout: DeviceLayout) -> float:
             continue
         level = max(10.0, 0.45 * strong)  # this box's own contrast sets what counts as ink
         inside = float((inner > level).sum())
-        outside = float(
-            (feature[rows(a0, a1), cols] > level).sum() + (feature[rows(b0, b1), cols] > level).sum()
-        )
+        outside = 0.0
+        for band in (feature[rows(a0, a1), cols] > level, feature[rows(b0, b1), cols] > level):
+            if band.size:
+                text_rows = band.mean(axis=1) < 0.6  # a ruled line across the gap is not misplaced text
+                outside += float(band[text_rows].sum())
         if inside / inner.size >= 0.005 and inside >= 3.0 * outside:
             good += 1
     return good / max(1, len(boxes))
