@@ -238,6 +238,9 @@ def test_ctrl_c_is_one_line_and_exit_130(data_dir, silent_listener):
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # a test run started as a background job inherits SIGINT ignored, and Python then never
+        # raises KeyboardInterrupt: give the command the disposition a terminal would
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         connection, _ = silent_listener.accept()  # the command now waits for an answer
