@@ -420,6 +420,21 @@ def _layout_matrix(grey: np.ndarray, layout: DeviceLayout) -> np.ndarray | None:
     return np.asarray(unscale @ back @ to_work, dtype=np.float64)
 
 
+def static_features(
+    reference: np.ndarray, boxes: Sequence[tuple[int, int, int, int]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoint positions and ORB descriptors of a device's static drawing: the reference image
+    outside its value boxes (what onboarding counts and registration matches)."""
+    mask = np.full(reference.shape, 255, np.uint8)
+    for x, y, w, h in boxes:
+        mask[max(0, y - 6) : y + h + 6, max(0, x - 6) : x + w + 6] = 0
+    keypoints, descriptors = cv2.ORB.create(nfeatures=4000, fastThreshold=10).detectAndCompute(
+        reference, mask
+    )
+    points = np.array([k.pt for k in keypoints], np.float64).reshape(-1, 2)
+    return points, descriptors if descriptors is not None else np.zeros((0, 32), np.uint8)
+
+
 @lru_cache(maxsize=32)
 def _reference_features(
     path: str, boxes: tuple[tuple[int, int, int, int], ...]
@@ -430,14 +445,7 @@ def _reference_features(
         raise AlignmentFailed(
             f"alignment failed: the device's reference image {Path(path).name} cannot be read"
         )
-    mask = np.full(reference.shape, 255, np.uint8)
-    for x, y, w, h in boxes:
-        mask[max(0, y - 6) : y + h + 6, max(0, x - 6) : x + w + 6] = 0
-    keypoints, descriptors = cv2.ORB.create(nfeatures=4000, fastThreshold=10).detectAndCompute(
-        reference, mask
-    )
-    points = np.array([k.pt for k in keypoints], np.float64).reshape(-1, 2)
-    return points, descriptors if descriptors is not None else np.zeros((0, 32), np.uint8)
+    return static_features(reference, boxes)
 
 
 def _reference_matrix(grey: np.ndarray, layout: DeviceLayout) -> np.ndarray | None:

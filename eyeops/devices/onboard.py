@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import yaml
 
+from eyeops.align import static_features
 from eyeops.devices.layout import DeviceLayout, load_layout_file
 from eyeops.errors import LayoutError
 
@@ -75,19 +76,6 @@ def mask_values(sample: np.ndarray, layout: DeviceLayout) -> np.ndarray:
     return out
 
 
-def static_features(
-    reference: np.ndarray, layout: DeviceLayout, count: int = 4000
-) -> tuple[list[cv2.KeyPoint], np.ndarray | None]:
-    """ORB keypoints and descriptors of the reference outside the value boxes."""
-    mask = np.full(reference.shape, 255, np.uint8)
-    for spec in layout.all_fields():
-        x, y, bw, bh = spec.box
-        mask[max(0, y - 6) : y + bh + 6, max(0, x - 6) : x + bw + 6] = 0
-    orb = cv2.ORB.create(nfeatures=count, fastThreshold=10)
-    keypoints, descriptors = orb.detectAndCompute(reference, mask)
-    return list(keypoints), descriptors
-
-
 def preview(image: np.ndarray, layout: DeviceLayout) -> np.ndarray:
     """The image (grey) with every box and its field name drawn over it, in colour."""
     out = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
@@ -142,7 +130,7 @@ def onboard(kind: str, sample_path: Path, layout_path: Path, out_dir: Path) -> O
     staged.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
     checked = _validate(staged, kind)
     reference = mask_values(sample, checked)
-    keypoints, _ = static_features(reference, checked)
+    keypoints, _ = static_features(reference, [f.box for f in checked.all_fields()])
     if len(keypoints) < MIN_KEYPOINTS:
         staged.unlink()
         raise OnboardingError(
