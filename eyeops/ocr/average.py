@@ -43,7 +43,7 @@ def average_checkpoints(parents: Sequence[Path], out: Path, weights: Sequence[fl
         raise ValueError(
             f"weights must be {len(parents)} non-negative numbers summing to 1, got {list(weights)}"
         )
-    loaded = [load_recognizer(p) for p in parents]
+    loaded = [load_recognizer(p, fallback=False) for p in parents]
     first = loaded[0]
     if first.vocab is None:
         raise CheckpointError(f"{parents[0]} is not an eyeops character-vocabulary checkpoint")

@@ -59,16 +59,26 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     t.add_argument("--cache", type=Path, default=None, help="folder to cache rendered crop sets in")
     t.add_argument(
         "--variety",
-        choices=("classic", "broad"),
+        choices=("classic", "broad", "reference"),
         default="classic",
-        help="training renderer: classic (rounds 1-6) or broad (more fonts, LCD readouts, screens, damage)",
+        help="training renderer: classic (rounds 1-6), broad (more fonts, LCD readouts, screens, damage)"
+        " or reference (values written into an onboarded kind's own reference image, broad damage)",
     )
     t.add_argument(
         "--mix-classic",
         type=int,
         default=0,
         metavar="EXAMS",
-        help="with --variety broad: add the crops of this many classic-renderer exams (same seed)",
+        help="with --variety broad or reference: add the crops of this many classic-renderer exams"
+        " of every kind (same seed), so the recogniser keeps what it reads today",
+    )
+    t.add_argument(
+        "--kinds",
+        nargs="+",
+        default=None,
+        metavar="KIND",
+        help="render only these device kinds for the training set (with --variety reference: onboarded"
+        " kinds, whose layout folders are in EYEOPS_LAYOUT_DIRS)",
     )
     t.set_defaults(func=_train)
     a = cmds.add_parser(
@@ -80,6 +90,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--out", type=Path, default=None, help="checkpoint folder (default in a checkout: the shipped one)"
     )
     a.set_defaults(func=_average)
+    f = cmds.add_parser(
+        "fallback",
+        help="pair two checkpoints: the second reads again what the first reads below a confidence",
+    )
+    f.add_argument("primary", type=Path, help="the first recogniser (e.g. the shipped checkpoint)")
+    f.add_argument("fallback", type=Path, help="the second one (e.g. a --variety broad fine-tune)")
+    f.add_argument("--below", type=float, default=None, help="confidence under which the fallback reads")
+    f.add_argument("--out", type=Path, required=True, help="new checkpoint folder holding both")
+    f.set_defaults(func=_fallback)
     e = cmds.add_parser("eval", help="render a held-out set, send it through the running OCR endpoint")
     e.add_argument("--count", type=int, default=300)
     e.add_argument("--seed", type=int, default=1000)
@@ -112,21 +131,44 @@ def _crop_set(
     workers: int,
     faces: int | None = None,
     variety: str = "classic",
+    kinds: list[str] | None = None,
 ) -> CropSet:
     from eyeops.devices import load_layouts
+    from eyeops.devices.layout import LayoutRegistry
     from eyeops.ocr.dataset import CropSet, build_crop_set
     from eyeops.synth.exams import Variety
     from eyeops.synth.fonts import font_names
 
-    # The face count is in the name: a cache rendered before the font list grew is not reused.
-    broad = variety == "broad" and split == "train"
-    n_faces = len(font_names("broad" if broad else split)[:faces])
-    tag = "-broad" if broad else ""
+    layouts = load_layouts()
+    if kinds:
+        unknown = sorted(set(kinds) - set(layouts.kinds()))
+        if unknown:
+            raise SystemExit(
+                f"unknown device kind(s) {', '.join(unknown)}; known: {', '.join(layouts.kinds())}"
+                " (an onboarded kind's folder goes in EYEOPS_LAYOUT_DIRS)"
+            )
+        layouts = LayoutRegistry({k: layouts[k] for k in kinds})
+    kind: Variety = "classic"
+    if split == "train" and variety == "broad":
+        kind = "broad"
+    elif split == "train" and variety == "reference":
+        kind = "reference"
+    if kind == "reference":
+        missing = [layout.kind for layout in layouts if layout.template.reference is None]
+        if missing:
+            raise SystemExit(
+                f"--variety reference needs onboarded kinds with a reference image; {', '.join(missing)}"
+                " has none: pass --kinds with kinds onboarded by `eyeops devices onboard`"
+            )
+    # The face count and the kinds are in the name: a cache rendered before the font list grew, or
+    # for other kinds, is not reused.
+    n_faces = len(font_names("broad" if kind == "broad" else split)[:faces])
+    tag = "" if kind == "classic" else f"-{kind}"
+    tag += "-" + "+".join(kinds) if kinds else ""
     path = cache / f"crops-{split}{tag}-{seed}-{exams}-faces{n_faces}.npz" if cache else None
     if path is not None and path.is_file():
         return CropSet.load(path)
-    kind: Variety = "broad" if broad else "classic"
-    data = build_crop_set(load_layouts(), exams, seed, split, workers=workers, faces=faces, variety=kind)
+    data = build_crop_set(layouts, exams, seed, split, workers=workers, faces=faces, variety=kind)
     if path is not None:
         data.save(path)
     return data
@@ -136,7 +178,9 @@ def _train(args: argparse.Namespace) -> int:
     from eyeops.ocr.train import TrainConfig, train
 
     cache = args.cache or Settings().data_dir / "cache"
-    train_set = _crop_set(cache, args.exams, args.seed, "train", args.workers, args.faces, args.variety)
+    train_set = _crop_set(
+        cache, args.exams, args.seed, "train", args.workers, args.faces, args.variety, args.kinds
+    )
     if args.mix_classic:
         classic = _crop_set(cache, args.mix_classic, args.seed, "train", args.workers, args.faces)
         train_set = train_set.concat(classic)
@@ -165,6 +209,15 @@ def _average(args: argparse.Namespace) -> int:
     out = checkpoint_out(args.out)
     average_checkpoints(args.checkpoints, out, args.weights)
     print(f"wrote the average of {len(args.checkpoints)} checkpoints to {out}")
+    return 0
+
+
+def _fallback(args: argparse.Namespace) -> int:
+    from eyeops.ocr.model import FALLBACK_BELOW, attach_fallback
+
+    below = FALLBACK_BELOW if args.below is None else args.below
+    out = attach_fallback(args.primary, args.fallback, args.out, below)
+    print(f"wrote {out}: {args.primary} reads first, {args.fallback} reads again below {below:g}")
     return 0
 
 

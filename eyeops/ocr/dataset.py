@@ -79,7 +79,7 @@ def _exam_crops(
     mode: ValueMode = "random" if rng.random() < random_fraction else "realistic"
     exam = render_one(layout, seed, split, index, mode, faces=faces, variety=variety)
     try:
-        if variety == "broad":
+        if variety in ("broad", "reference"):
             # The broad renderer's screens are harder to find; a crop cut from a poorly fitted
             # alignment would hold a neighbouring field under this field's label, so training keeps
             # only exams whose alignment put (nearly) every value box on its text.

@@ -55,11 +55,29 @@ def _automaton(pattern: str, chars: str) -> GrammarAutomaton:
     return GrammarAutomaton(pattern, CharVocab(chars))
 
 
-@torch.inference_mode()
 def recognize(
     recognizer: Recognizer, crops: np.ndarray, grammars: Sequence[str | None], max_tokens: int = MAX_TOKENS
 ) -> list[Recognition]:
-    """Read every crop in one batched forward pass per decoding step.
+    """Read every crop (see `decode`); with a fallback recogniser, the crops read below its
+    threshold are read again by the fallback and the more confident reading stands."""
+    results = decode(recognizer, crops, grammars, max_tokens)
+    second = recognizer.fallback
+    if second is None:
+        return results
+    doubtful = [i for i, r in enumerate(results) if r.confidence < recognizer.fallback_below]
+    if doubtful:
+        again = decode(second, crops[doubtful], [grammars[i] for i in doubtful], max_tokens)
+        for i, other in zip(doubtful, again, strict=True):
+            if other.confidence > results[i].confidence:
+                results[i] = other
+    return results
+
+
+@torch.inference_mode()
+def decode(
+    recognizer: Recognizer, crops: np.ndarray, grammars: Sequence[str | None], max_tokens: int = MAX_TOKENS
+) -> list[Recognition]:
+    """Read every crop in one batched forward pass per decoding step, with this recogniser alone.
 
     A token's confidence is its probability before the grammar mask: when the model wanted a
     character the grammar forbids, the character it is forced to emit carries a low confidence and

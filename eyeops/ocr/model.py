@@ -23,6 +23,10 @@ from eyeops.ocr.vocab import BOS, EOS, PAD, VOCAB_FILE, CharVocab
 
 MAX_TOKENS = 24
 METADATA_FILE = "eyeops_model.json"
+# A checkpoint may carry a second recogniser in this sub-folder (see Recognizer.fallback).
+FALLBACK_DIR = "fallback"
+# Readings of the first recogniser below this confidence are read again by the fallback.
+FALLBACK_BELOW = 0.999
 
 
 @dataclass(frozen=True)
@@ -85,16 +89,31 @@ def pixels_from_crops(crops: np.ndarray) -> torch.Tensor:
 
 
 class Recognizer:
-    """A loaded checkpoint plus how to feed it: our char vocabulary, or a Hugging Face processor."""
+    """A loaded checkpoint plus how to feed it: our char vocabulary, or a Hugging Face processor.
+
+    `fallback`, when set, is a second recogniser trained on another look (other fonts, screens and
+    damage): eyeops.ocr.decode.recognize reads again with it every crop this one reads at a confidence
+    below `fallback_below`, and keeps the more confident of the two readings. One small model does
+    not hold both our renderer's look and a broad one (measured: a fine-tune on the broad set lost two
+    points in distribution); two experts in cascade do, at the cost of a second pass over the
+    doubtful crops only."""
 
     def __init__(
-        self, model: VisionEncoderDecoderModel, vocab: CharVocab | None, processor: Any | None, version: str
+        self,
+        model: VisionEncoderDecoderModel,
+        vocab: CharVocab | None,
+        processor: Any | None,
+        version: str,
+        fallback: Recognizer | None = None,
+        fallback_below: float = FALLBACK_BELOW,
     ) -> None:
         self.model = model
         model.eval()  # type: ignore[no-untyped-call]
         self.vocab = vocab
         self.processor = processor
-        self.version = version
+        self.fallback: Recognizer | None = fallback
+        self.fallback_below = fallback_below
+        self.version: str = version if fallback is None else f"{version}+{fallback.version}"
 
     def pixels(self, crops: np.ndarray) -> torch.Tensor:
         if self.processor is None:
@@ -118,12 +137,15 @@ def save_checkpoint(
     (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8")
 
 
-def load_recognizer(directory: Path) -> Recognizer:
+def load_recognizer(directory: Path, fallback: bool = True) -> Recognizer:
     """Load any TrOCR checkpoint directory.
 
     Ours carries eyeops_vocab.json (character vocabulary, 32×128 grey input). Any other TrOCR
     checkpoint (for example microsoft/trocr-small-printed, mounted locally) is fed through its own
-    TrOCRProcessor; decoding is then unconstrained, as its tokens are not characters.
+    TrOCRProcessor; decoding is then unconstrained, as its tokens are not characters. A `fallback/`
+    sub-folder holding a checkpoint becomes the recogniser's fallback (unless `fallback` is False:
+    training and averaging take only the first model's weights); `fallback_below` in the metadata
+    overrides FALLBACK_BELOW.
     """
     if not (directory / "config.json").is_file():
         raise CheckpointError(f"{directory} is not a checkpoint directory: config.json is missing")
@@ -131,12 +153,17 @@ def load_recognizer(directory: Path) -> Recognizer:
         model = VisionEncoderDecoderModel.from_pretrained(directory)
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{directory}: not a VisionEncoderDecoder checkpoint: {exc}") from exc
-    version = "unknown"
+    version, meta = "unknown", {}
     meta_path = directory / METADATA_FILE
     if meta_path.is_file():
-        version = str(json.loads(meta_path.read_text(encoding="utf-8")).get("version", version))
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        version = str(meta.get("version", version))
     if (directory / VOCAB_FILE).is_file():
-        return Recognizer(model, CharVocab.load(directory), None, version)
+        second = None
+        if fallback and (directory / FALLBACK_DIR / "config.json").is_file():
+            second = load_recognizer(directory / FALLBACK_DIR, fallback=False)
+        below = float(meta.get("fallback_below", FALLBACK_BELOW))
+        return Recognizer(model, CharVocab.load(directory), None, version, second, below)
     try:
         processor = TrOCRProcessor.from_pretrained(directory)
     except (OSError, ValueError) as exc:
@@ -145,3 +172,26 @@ def load_recognizer(directory: Path) -> Recognizer:
             f"and tokenizer files) found: {exc}"
         ) from exc
     return Recognizer(model, None, processor, version)
+
+
+def attach_fallback(primary: Path, fallback: Path, out: Path, below: float = FALLBACK_BELOW) -> Path:
+    """A checkpoint folder `out`: `primary`'s files, `fallback` in its FALLBACK_DIR sub-folder, and
+    `fallback_below` in the metadata. Both must be checkpoints of ours (character vocabulary)."""
+    import shutil
+
+    for directory in (primary, fallback):
+        if not (directory / VOCAB_FILE).is_file():
+            raise CheckpointError(
+                f"{directory} is not an eyeops recogniser checkpoint ({VOCAB_FILE} missing)"
+            )
+    if not 0.0 < below <= 1.0:
+        raise CheckpointError(f"fallback threshold {below} must lie in (0, 1]")
+    if out.exists():
+        raise CheckpointError(f"{out} exists; choose a new folder")
+    shutil.copytree(primary, out, ignore=shutil.ignore_patterns(FALLBACK_DIR))
+    shutil.copytree(fallback, out / FALLBACK_DIR, ignore=shutil.ignore_patterns(FALLBACK_DIR))
+    meta_path = out / METADATA_FILE
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    meta["fallback_below"] = below
+    meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
+    return out

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from eyeops.ocr.model import Recognizer
 from eyeops.ocr.peers import PPOCRv4
 from eyeops.ocr.peers import read_fields as read_ppocr
 from eyeops.ocr.pipeline import second_opinion
+from eyeops.ocr.scorecard import Scorecard
 from eyeops.settings import Settings
 from eyeops.synth.exams import synthesize_exams
 
@@ -84,100 +84,49 @@ def compare_with_tesseract(
     threshold: float | None = None,
     ppocr: PPOCRv4 | None = None,
 ) -> dict[str, Any]:
-    """Field and exam exact-match rates of the recogniser (grammar-constrained decoding, as served)
-    and of Tesseract on the same exams, overall and per device kind, scored on the fields each exam
-    shows. An exam that fails to align counts as every field wrong for every reader. With `ppocr`,
-    PP-OCRv4's recogniser reads the same regions too (`ppocr_field_accuracy`, `ppocr_exam_accuracy`),
-    and `second_opinion` gives the review and silent-error rates as the service answers with its
-    second opinion on (eyeops.ocr.pipeline.second_opinion: PP-OCRv4 must agree with accepted
-    readings below SECOND_OPINION_BELOW).
-
-    The recogniser's readings also go through the service's validation: `silent_error_rate` and
-    `review_rate` at `threshold` (default: the configured confidence threshold), and `thresholds`,
-    the same two rates at each of SWEEP_THRESHOLDS."""
-    from eyeops.ocr.evaluate import SWEEP_THRESHOLDS, add_outcomes, outcomes_at, threshold_rates
+    """Score a recogniser (grammar-constrained decoding, as served) on labelled exams with the
+    scorecard the served evaluation uses (eyeops.ocr.scorecard): each exam goes through the
+    service's align and crop code, its readings through the service's validation at `threshold`
+    (default: the configured confidence threshold) and, with `ppocr`, through the service's second
+    opinion (PP-OCRv4 must agree with accepted readings below SECOND_OPINION_BELOW). Tesseract and
+    PP-OCRv4 read the same regions as peers (`tesseract_*`, `ppocr_*` accuracies). An exam that fails
+    to align counts as every field wrong, for every reader."""
     from eyeops.ocr.tesseract import read_fields
 
     served = Settings().confidence_threshold if threshold is None else threshold
-    sweep = tuple(sorted({served, *SWEEP_THRESHOLDS}))
-    tally: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    # per device kind: threshold -> [review, silent errors]
-    statuses: dict[str, dict[float, list[int]]] = defaultdict(dict)
+    card = Scorecard(layouts)
     for exam in exams:
         layout = layouts[exam.device_kind]
         specs = list(layout.all_fields())
-        counts = tally[exam.device_kind]
-        counts["exams"] += 1
-        counts["fields"] += len(exam.texts)
         try:
             aligned = align_to_template(decode_grey(exam.image), layout)
         except AlignmentFailed:
             aligned = None
-            counts["unaligned"] += 1
-        texts: dict[str, tuple[str, float]] = {}
-        if aligned is not None:
-            ours = recognize(recognizer, crop_regions(aligned, specs), [s.grammar for s in specs])
-            texts = {s.name: (r.text, r.confidence) for r, s in zip(ours, specs, strict=True)}
-            ours_hits = [texts[name][0] == truth for name, truth in exam.texts.items()]
-            counts["model_fields"] += sum(ours_hits)
-            counts["model_exams"] += all(ours_hits)
-        add_outcomes(statuses[exam.device_kind], outcomes_at(layout, exam.texts, texts, sweep))
-        if tesseract and aligned is not None:
-            read = read_fields(aligned, specs)
-            theirs = shown_hits(read, specs, exam.texts)
-            counts["tesseract_fields"] += sum(theirs)
-            counts["tesseract_exams"] += all(theirs)
+        if aligned is None:
+            card.add_exam(exam.device_kind, exam.texts, None)
+            for peer, wanted in (("tesseract", tesseract), ("ppocr", ppocr is not None)):
+                if wanted:
+                    card.add_peer(exam.device_kind, peer, [False] * len(exam.texts))
+            continue
+        ours = recognize(recognizer, crop_regions(aligned, specs), [s.grammar for s in specs])
+        texts = {s.name: (r.text, r.confidence) for r, s in zip(ours, specs, strict=True)}
+        readings = validate_fields(layout, texts, served)
         if ppocr is not None:
-            peer_texts = read_ppocr(ppocr, aligned, specs) if aligned is not None else []
-            peer = shown_hits(peer_texts, specs, exam.texts) if peer_texts else [False] * len(exam.texts)
-            counts["ppocr_fields"] += sum(peer)
-            counts["ppocr_exams"] += all(peer)
-            # as served: accepted readings below SECOND_OPINION_BELOW stand only where PP-OCRv4 agrees
-            review, silent = len(exam.texts), 0
-            if texts:
-                peer_by_name = dict(zip((s.name for s in specs), peer_texts, strict=True))
-                checked = second_opinion(validate_fields(layout, texts, served), peer_by_name.__getitem__)
-                accepted = {r.name: r.raw_text.strip() for r in checked if r.status == "accepted"}
-                scored = [name for name in exam.texts if name in accepted]
-                review = len(exam.texts) - len(scored)
-                silent = sum(accepted[name] != exam.texts[name] for name in scored)
-            counts["agreement_review"] += review
-            counts["agreement_silent"] += silent
-
-    def rates(c: dict[str, int], status: dict[float, list[int]]) -> dict[str, Any]:
-        by_threshold = threshold_rates(status, c["fields"])
-        out: dict[str, Any] = {
-            "exams": float(c["exams"]),
-            "fields": float(c["fields"]),
-            "unaligned": float(c["unaligned"]),
-            "field_accuracy": c["model_fields"] / max(c["fields"], 1),
-            "exam_accuracy": c["model_exams"] / max(c["exams"], 1),
-            "confidence_threshold": served,
-            **by_threshold[f"{served:g}"],
-            "thresholds": by_threshold,
-        }
+            peer_texts = read_ppocr(ppocr, aligned, specs)
+            card.add_peer(exam.device_kind, "ppocr", shown_hits(peer_texts, specs, exam.texts))
+            by_name = dict(zip((s.name for s in specs), peer_texts, strict=True))
+            readings = second_opinion(readings, by_name.__getitem__)
+        card.add_exam(exam.device_kind, exam.texts, [r.to_dict() for r in readings])
         if tesseract:
-            out["tesseract_field_accuracy"] = c["tesseract_fields"] / max(c["fields"], 1)
-            out["tesseract_exam_accuracy"] = c["tesseract_exams"] / max(c["exams"], 1)
-        if ppocr is not None:
-            out["ppocr_field_accuracy"] = c["ppocr_fields"] / max(c["fields"], 1)
-            out["ppocr_exam_accuracy"] = c["ppocr_exams"] / max(c["exams"], 1)
-            out["second_opinion"] = {
-                "review_rate": c["agreement_review"] / max(c["fields"], 1),
-                "silent_error_rate": c["agreement_silent"] / max(c["fields"], 1),
-            }
-        return out
-
-    total: dict[str, int] = defaultdict(int)
-    total_statuses: dict[float, list[int]] = {}
-    for kind, counts in tally.items():
-        for key, value in counts.items():
-            total[key] += value
-        add_outcomes(total_statuses, statuses[kind])
-    return {
-        **rates(total, total_statuses),
-        "per_device": {kind: rates(c, statuses[kind]) for kind, c in sorted(tally.items())},
-    }
+            card.add_peer(
+                exam.device_kind, "tesseract", shown_hits(read_fields(aligned, specs), specs, exam.texts)
+            )
+    out = card.summary()
+    out["confidence_threshold"] = served
+    out["second_opinion"] = ppocr is not None
+    for rates in out["per_device"].values():
+        rates["confidence_threshold"] = served
+    return out
 
 
 def export_model_repository(checkpoint: Path, out: Path, version: int = 1) -> Path:

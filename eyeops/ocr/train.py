@@ -77,7 +77,7 @@ def train(
     torch.set_num_threads(config.threads)
     rng = np.random.default_rng(config.seed)
     if config.init:
-        start = load_recognizer(Path(config.init))
+        start = load_recognizer(Path(config.init), fallback=False)
         if start.vocab is None:
             raise ValueError(f"{config.init} is not an eyeops character-vocabulary checkpoint")
         vocab, model = start.vocab, start.model

@@ -185,7 +185,7 @@ def _paste(canvas: np.ndarray, mask: np.ndarray, x: int, y: int, ink: int) -> No
     canvas[y0:y1, x0:x1] = np.clip(region * (1 - alpha) + ink * alpha, 0, 255).astype(np.uint8)
 
 
-def _place_value(
+def place_value(
     canvas: np.ndarray, spec: FieldSpec, text: str, style: BroadStyle, align: str, rng: np.random.Generator
 ) -> None:
     x, y, w, h = spec.box
@@ -254,7 +254,7 @@ def render_broad_clean(
             draw.text((x + w + gap, y + h * 0.22), spec.unit, fill=style.label_ink, font=label_font)
     canvas = np.array(img)
     for spec in layout.all_fields():
-        _place_value(canvas, spec, texts[spec.name], style, t.value_align, rng)
+        place_value(canvas, spec, texts[spec.name], style, t.value_align, rng)
     return canvas
 
 

@@ -22,7 +22,7 @@ def exam_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, _SPLIT_CODES[split], index])
 
 
-Variety = Literal["classic", "broad"]
+Variety = Literal["classic", "broad", "reference"]
 CLASSIC_SHARE = 0.25  # of broad training exams: the classic look, with the broad font pool
 
 
@@ -38,10 +38,16 @@ def render_one(
 ) -> RenderedExam:
     """One exam; `faces` limits the split's fonts to its first N (earlier training rounds used 20).
     variety="broad" (training only) draws from the broad font pool and, for all but CLASSIC_SHARE of
-    exams, with the broad renderer (eyeops.synth.broad); "classic" is every earlier round's renderer."""
+    exams, with the broad renderer (eyeops.synth.broad); "reference" (training only) writes the values
+    into the kind's own reference image (eyeops.synth.reference); "classic" is every earlier round's
+    renderer."""
     rng = exam_rng(seed, split, index)
     if variety == "broad" and split == "train" and not clean:
         return _render_broad(layout, rng, mode, faces)
+    if variety == "reference" and split == "train" and not clean:
+        from eyeops.synth.reference import render_reference_exam
+
+        return render_reference_exam(layout, rng, mode)
     fonts = font_paths(split)[:faces]
     style = sample_style(rng, fonts, clean=clean)
     values = sample_values(layout, rng, mode)

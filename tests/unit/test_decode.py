@@ -39,3 +39,45 @@ def test_constrained_output_of_an_untrained_model_is_always_grammatical():
         assert all(0.0 <= c <= 1.0 for c in r.token_confidences)
         assert len(r.token_confidences) == len(r.text) + 1  # end token included
     assert recognize(recognizer, crops[:0], []) == []
+
+
+def _pair(below: float) -> tuple[Recognizer, Recognizer, Recognizer]:
+    vocab = CharVocab()
+    torch.manual_seed(1)
+    first = Recognizer(build_model(vocab), vocab, None, "a")
+    torch.manual_seed(2)
+    second = Recognizer(build_model(vocab), vocab, None, "b")
+    return first, second, Recognizer(first.model, vocab, None, "a", fallback=second, fallback_below=below)
+
+
+def test_a_fallback_rereads_the_doubtful_crops_and_the_more_confident_reading_stands():
+    from eyeops.ocr.decode import decode
+
+    crops = np.random.default_rng(3).integers(0, 255, size=(16, 32, 128)).astype(np.uint8)
+    grammars = [r"\d{1,2}\.\d{2}", "OD|OS", r"P\d{7}", r"\d{2}\.\d{2}\.\d{4}"] * 4
+    first, second, pair = _pair(below=1.0)
+    alone, other = decode(first, crops, grammars), decode(second, crops, grammars)
+    both = recognize(pair, crops, grammars)
+    assert pair.version == "a+b"
+    assert both == [max(x, y, key=lambda r: r.confidence) for x, y in zip(alone, other, strict=True)]
+    assert both != alone and both != other  # each model wins some crops with these seeds
+    # no crop below the threshold: the fallback never reads, the first model's readings stand
+    assert recognize(_pair(below=0.0)[2], crops, grammars) == alone
+
+
+def test_a_checkpoint_carries_its_fallback(tmp_path):
+    from eyeops.errors import CheckpointError
+    from eyeops.ocr.model import attach_fallback, load_recognizer, save_checkpoint
+
+    vocab = CharVocab()
+    for name in ("a", "b"):
+        save_checkpoint(build_model(vocab), vocab, tmp_path / name, {"version": name})
+    attach_fallback(tmp_path / "a", tmp_path / "b", tmp_path / "ab", below=0.98)
+    loaded = load_recognizer(tmp_path / "ab")
+    assert loaded.version == "a+b" and loaded.fallback is not None and loaded.fallback_below == 0.98
+    alone = load_recognizer(tmp_path / "ab", fallback=False)
+    assert alone.fallback is None and alone.version == "a"
+    with pytest.raises(CheckpointError, match="exists"):
+        attach_fallback(tmp_path / "a", tmp_path / "b", tmp_path / "ab")
+    with pytest.raises(CheckpointError, match="not an eyeops recogniser"):
+        attach_fallback(tmp_path / "a", tmp_path / "missing", tmp_path / "c")

@@ -4,7 +4,8 @@ own validation at each confidence threshold."""
 import pytest
 
 from eyeops.fields import read_fields
-from eyeops.ocr.evaluate import EvalRun, Tally, outcomes_at
+from eyeops.ocr.evaluate import EvalRun
+from eyeops.ocr.scorecard import Scorecard, Tally, outcomes_at
 from eyeops.synth.render import RenderedExam
 
 pytestmark = pytest.mark.unit
@@ -57,7 +58,7 @@ def test_scoring_a_served_answer_lists_wrong_fields_and_sweeps(layouts):
     read["exam_date"] = ("01.02.2028", 0.96)
     answer = {"fields": [r.to_dict() for r in read_fields(layouts["noncontact_tonometer"], read, 0.97)]}
     exam = RenderedExam("noncontact_tonometer", b"", TRUTH, {}, style=None)
-    run = EvalRun(layouts=layouts)
+    run = EvalRun(Scorecard(layouts))
     run.score(exam, answer)
     summary = run.summary()
     assert summary["silent_error_rate"] == summary["thresholds"]["0.97"]["silent_error_rate"] == 1 / 7

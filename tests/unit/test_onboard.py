@@ -222,3 +222,31 @@ def test_the_cli_onboards_lists_and_previews(tmp_path: Path, monkeypatch: pytest
         == 2
     )
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_training_exams_are_drawn_on_the_onboarded_reference(onboarded: Path) -> None:
+    """Item 3 of the OCR issue: new legal values written into the device's own reference image,
+    damaged, then aligned and cropped as served: every crop holds its field's new value."""
+    import re
+
+    from eyeops.ocr.dataset import build_crop_set
+    from eyeops.synth.reference import NoReferenceImage, reference_image, render_on_reference
+
+    layouts = load_layouts(extra=[onboarded])
+    layout = layouts["lensmeter"]
+    reference = reference_image(layout)
+    texts = dict(VALUES, patient_id="P7654321", sphere_d="+11.75")
+    drawn, _ = render_on_reference(layout, texts, np.random.default_rng(4))
+    assert drawn.shape[0] >= reference.shape[0] * 0.5  # a photo of the screen, maybe warped
+    data = build_crop_set(
+        type(layouts)({"lensmeter": layout}), 12, seed=3, split="train", workers=1, variety="reference"
+    )
+    assert len(data) >= 7 * 8  # at least 8 of 12 damaged exams aligned well enough to keep
+    assert set(data.fields) == set(BOXES)
+    for text, grammar in zip(data.texts, data.grammars, strict=True):
+        assert re.fullmatch(grammar, text), (text, grammar)
+    # the crops are the new values' ink on the reference's blank box, not the sample's old values
+    ink = [float(crop.std()) for crop in data.crops]
+    assert np.median(ink) > 20
+    with pytest.raises(NoReferenceImage, match="onboard it"):
+        reference_image(layouts["autorefractor"])
