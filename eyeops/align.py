@@ -25,7 +25,6 @@ the score (422), so a crop is never cut from a wrongly chosen quadrilateral.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -324,18 +323,43 @@ def _row_lines(lines: np.ndarray, spec: FieldSpec, s: float, ty: float) -> np.nd
     return np.flatnonzero((np.abs(yc - (s * (y + h / 2) + ty)) < 0.25 * s * h) & (fill > 0.3) & (fill < 1.05))
 
 
-def _fit_columns(lines: np.ndarray, layout: DeviceLayout, s: float, ty: float) -> tuple[float, int]:
-    """Horizontal offset that puts the most values where the layout draws them (the side given by
-    `value_align`, a few pixels in from the box's edge), and how many boxes that is."""
+def _containing(lines: np.ndarray, spec: FieldSpec, s: float, ty: float) -> list[tuple[float, float, int]]:
+    """For each line that could be this box's value, the horizontal offsets (lo, hi) that put the
+    line wholly inside the box (a few pixels of slack), with the line's index."""
+    x, _, w, _ = spec.box
+    slack = 3 * s
+    out = []
+    for k in _row_lines(lines, spec, s, ty):
+        lo, hi = lines[k, 2] - s * (x + w) - slack, lines[k, 0] - s * x + slack
+        if hi > lo:
+            out.append((float(lo), float(hi), int(k)))
+    return out
+
+
+def _fit_columns(
+    lines: np.ndarray, layout: DeviceLayout, s: float, ty: float, width: float = np.inf
+) -> tuple[float, int]:
+    """Horizontal offset that puts the most value boxes around a text line of their own row, each
+    line wholly inside its box, wherever in the box the device draws it; and how many boxes that is.
+    Among the offsets that do, the one closest to the layout's `value_align` (values a few pixels in
+    from that edge) wins: exact for a device that draws as its layout says, and for one that centres
+    its values still a box around every value. Only offsets that keep the screen on a picture
+    `width` pixels wide count (8 % of the screen may stick out, as in _on_picture): the labels left
+    of a column of boxes are text of a plausible height too, one box width to the left."""
     side = layout.template.value_align
+    screen = s * layout.template.width
+    bounds = (-0.08 * screen, width - 0.92 * screen) if np.isfinite(width) else (-np.inf, np.inf)
     edge = 0 if side == "left" else 2
     intervals: list[tuple[float, float]] = []
+    anchored: list[tuple[float, float, float]] = []  # (lo, hi, where the anchor would put the box)
     for spec in _value_boxes(layout):
-        at = s * _anchor(spec, side)
-        starts = [lines[k, edge] - at for k in _row_lines(lines, spec, s, ty)]
-        spans = sorted((start - 9 * s, start + 9 * s) for start in starts)
+        spans = sorted(_containing(lines, spec, s, ty))
         merged: list[tuple[float, float]] = []
-        for lo, hi in spans:  # one box counts once, however many lines could be its value
+        for lo, hi, k in spans:  # one box counts once, however many lines could be its value
+            lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+            if hi <= lo:
+                continue
+            anchored.append((lo, hi, float(lines[k, edge] - s * _anchor(spec, side))))
             if merged and lo <= merged[-1][1]:
                 merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
             else:
@@ -346,36 +370,50 @@ def _fit_columns(lines: np.ndarray, layout: DeviceLayout, s: float, ty: float) -
     events = sorted(
         [(lo, 1) for lo, _ in intervals] + [(hi, -1) for _, hi in intervals], key=lambda e: (e[0], -e[1])
     )
-    depth, best, best_at = 0, 0, 0.0
+    depth, best, regions = 0, 0, []
     for k, (pos, step) in enumerate(events):
         depth += step
+        end = events[k + 1][0] if k + 1 < len(events) else pos
         if depth > best:
-            best, best_at = depth, (pos + events[k + 1][0]) / 2 if k + 1 < len(events) else pos
-    return best_at, best
+            best, regions = depth, [(pos, end)]
+        elif depth == best and step > 0:
+            regions.append((pos, end))
+
+    def placed(region: tuple[float, float]) -> tuple[float, float]:
+        """The offset in this region nearest the anchored one, and how far the values then sit
+        from their anchors (median)."""
+        lo, hi = region
+        prefer = [at for a, b, at in anchored if a <= (lo + hi) / 2 <= b]
+        if not prefer:
+            return (lo + hi) / 2, np.inf
+        at = float(np.clip(np.median(prefer), lo, hi))
+        return at, float(np.median(np.abs(np.array(prefer) - at)))
+
+    return min((placed(r) for r in regions), key=lambda p: p[1])[0], best
 
 
-def _correspondences(
-    lines: np.ndarray, layout: DeviceLayout, to_work: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per value box, the anchored edge and middle of its own text line: (template, work) points."""
-    side = layout.template.value_align
-    edge = 0 if side == "left" else 2
-    s = math.sqrt(abs(np.linalg.det(to_work[:2, :2])))
+def _refit(
+    lines: np.ndarray, layout: DeviceLayout, s: float, tx: float, ty: float, width: float
+) -> tuple[float, float, float]:
+    """Scale and offsets refined from the lines the fit put in the boxes: scale and vertical offset
+    by least squares on the rows' centres, then the horizontal offset again."""
     src, dst = [], []
     for spec in _value_boxes(layout):
-        _, y, _, h = spec.box
-        point = np.array([[[_anchor(spec, side), y + h / 2]]], np.float64)
-        want = cv2.perspectiveTransform(point, to_work)[0, 0]
-        yc = (lines[:, 1] + lines[:, 3]) / 2
-        fill = (lines[:, 3] - lines[:, 1]) / (s * h)
-        ok = (np.abs(yc - want[1]) < 0.3 * s * h) & (fill > 0.3) & (fill < 1.05)
-        ok &= np.abs(lines[:, edge] - want[0]) < 12 * s
-        if not ok.any():
-            continue
-        k = int(np.argmin(np.where(ok, np.abs(lines[:, edge] - want[0]) + np.abs(yc - want[1]), np.inf)))
-        src.append((_anchor(spec, side), y + h / 2))
-        dst.append((lines[k, edge], yc[k]))
-    return np.array(src, np.float64).reshape(-1, 2), np.array(dst, np.float64).reshape(-1, 2)
+        found = [k for lo, hi, k in _containing(lines, spec, s, ty) if lo <= tx <= hi]
+        if found:
+            _, y, _, h = spec.box
+            k = found[
+                int(np.argmin([abs((lines[j, 1] + lines[j, 3]) / 2 - s * (y + h / 2) - ty) for j in found]))
+            ]
+            src.append(y + h / 2)
+            dst.append((lines[k, 1] + lines[k, 3]) / 2)
+    if len(set(src)) < 2:
+        return s, tx, ty
+    new_s, new_ty = np.polyfit(np.array(src), np.array(dst), 1)
+    if not 0.9 * s < new_s < 1.1 * s:
+        return s, tx, ty
+    new_tx, _ = _fit_columns(lines, layout, float(new_s), float(new_ty), width)
+    return float(new_s), new_tx, float(new_ty)
 
 
 def _layout_matrix(grey: np.ndarray, layout: DeviceLayout) -> np.ndarray | None:
@@ -394,27 +432,16 @@ def _layout_matrix(grey: np.ndarray, layout: DeviceLayout) -> np.ndarray | None:
     fit = min(w / t.width, h / t.height)  # the screen is 35–115 % of the picture's width or height
     hypotheses = []
     for s, ty in _fit_rows(lines, layout, (0.35 * fit, 1.15 * fit)):
-        tx, boxes = _fit_columns(lines, layout, s, ty)
+        tx, boxes = _fit_columns(lines, layout, s, ty, w)
         hypotheses.append((boxes, s, tx, ty))
     if not hypotheses:
         return None
-    boxes, s, tx, ty = max(hypotheses, key=lambda hyp: hyp[0])
+    boxes, s, tx, ty = max(hypotheses, key=lambda hyp: hyp[0])  # ties: the better row fit, listed first
     if boxes < 0.5 * len(_value_boxes(layout)):
         return None
+    for _ in range(2):
+        s, tx, ty = _refit(lines, layout, s, tx, ty, w)
     to_work = np.array([[s, 0, tx], [0, s, ty], [0, 0, 1]], np.float64)
-    for _ in range(2):  # match each box to its line, refit, match again from there
-        src, dst = _correspondences(lines, layout, to_work)
-        if len(src) < 3:
-            break
-        tolerance = max(1.5, 4.0 * s)
-        # a similarity: the page is already deskewed, and boxes mostly in one column cannot tell a
-        # shear or a tilt apart from the noise of where each value's line ends
-        found, inliers = cv2.estimateAffinePartial2D(
-            src, dst, method=cv2.RANSAC, ransacReprojThreshold=tolerance
-        )
-        if found is None or inliers is None or int(inliers.sum()) < 3:
-            break
-        to_work = np.vstack([found, [0, 0, 1]])
     back = np.vstack([cv2.invertAffineTransform(rot), [0, 0, 1]])  # deskewed work → work
     unscale = np.diag([1 / f, 1 / f, 1.0])  # work → image
     return np.asarray(unscale @ back @ to_work, dtype=np.float64)
