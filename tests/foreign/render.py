@@ -7,12 +7,24 @@ FOREIGN_FONT_PACKAGES), its own seven-segment and 5x7 dot-matrix readouts, and i
 damage.
 
     .venv/bin/python -m tests.foreign.render --count 120 --seed 4242 --out /tmp/foreign/light --damage light
-    [--damage none|light|full] [--no-border]
+    [--damage none|light|full] [--no-border] [--layouts DIR]... [--kinds K...] [--page-scale S]
+    [--fixed-design] [--start N]
 
 Writes DIR/<name>.png (.jpg where the damage ends in a JPEG encoding) and DIR/truth.jsonl, one line per
 exam: {"file": ..., "device_kind": ..., "fields": {name: exact text drawn in that field's box}}.
 Everything random comes from numpy Generators seeded by --seed (exam i from the seed pair [seed, i]), so
-an exam is the same whatever --count is.
+an exam is the same whatever --count is; exam i is of kind kinds[i % len(kinds)].
+
+--layouts adds folders of layout YAMLs (device kinds the project does not ship) and --kinds draws only
+the kinds named. The page design keeps off the layout's boxes and inside the page for any template size,
+frame_inset and title (none, or no room for one: none drawn). --page-scale fixes the page pixels per
+template pixel: with 1 and --damage none an exam is template.width x template.height pixels with every
+value inside its box at the layout's coordinates, fit to serve as the device's onboarding sample.
+--fixed-design draws every exam of a kind with one design, seeded by --seed and the kind alone (so the
+same whatever --count, --start or --kinds): fonts, theme, frame, labels, rules, picture and each value's
+size; it draws nothing from the values outside their boxes (no eye badge, no value-driven picture), so
+undamaged exams at one scale differ only inside the boxes. --start N begins at exam N, e.g. a stress set
+that leaves out exam 0 when exam 0 was the onboarding sample.
 """
 
 from __future__ import annotations
@@ -21,8 +33,11 @@ import argparse
 import datetime as dt
 import json
 import math
+import re
 import re._parser as sre_parse
 import sys
+import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -32,6 +47,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from eyeops.devices.layout import BLANK_MARKER, DeviceLayout, FieldSpec, load_layouts
+from eyeops.errors import LayoutError
 
 RGB = tuple[int, int, int]
 Rect = tuple[float, float, float, float]  # x, y, w, h in page pixels
@@ -504,8 +520,16 @@ class Placed:
     digit_h: float
 
 
-def fit_value(text: str, box: Rect, style: ValueStyle, rng: np.random.Generator, scale: float) -> Placed:
-    """Size, space and place one value so its ink lies wholly inside the box."""
+def fit_value(
+    text: str,
+    box: Rect,
+    style: ValueStyle,
+    rng: np.random.Generator,
+    scale: float,
+    size_rng: np.random.Generator | None = None,
+) -> Placed:
+    """Size, space and place one value so its ink lies wholly inside the box; its size and spacing from
+    size_rng when given (a fixed design: the same for every exam), its position jitter from rng."""
     bx, by, bw, bh = box
     engine = style.engine
     if engine == "seg7" and not all(c in SEGMENTS or c in "+./" for c in text):
@@ -514,8 +538,9 @@ def fit_value(text: str, box: Rect, style: ValueStyle, rng: np.random.Generator,
         engine = "ttf"
     face = style.face if supports(style.face, text) else style.fallback
     pad = max(2.0, 0.06 * bh)
-    frac = float(rng.uniform(*style.frac))
-    tracking = style.tracking + float(rng.uniform(-0.02, 0.02))
+    sizing = rng if size_rng is None else size_rng
+    frac = float(sizing.uniform(*style.frac))
+    tracking = style.tracking + float(sizing.uniform(-0.02, 0.02))
     if engine == "seg7":
         tracking = style.seg.spacing
     digit_h = frac * bh
@@ -838,12 +863,65 @@ class Design:
     extras: dict[str, object] = field(default_factory=dict)
 
 
-def _rows(boxes: dict[str, Rect], with_unit: set[str]) -> dict[str, tuple[float, float]]:
+@dataclass(frozen=True)
+class Geometry:
+    """Where a page design may draw, in template pixels, worked out from the layout's boxes alone, so a
+    layout of any size, with any frame_inset and with or without a title, gets a design that keeps off
+    its boxes and inside the page. The shipped layouts (1000x700, boxes >= 64 px from every edge, the
+    highest at y 100) get the nominal geometry: a frame within 22 px of the edge, content from 26 px,
+    the title block at y 26-86."""
+
+    width: int
+    height: int
+    boxes: tuple[tuple[float, float, float, float], ...]
+    frame_k: float  # frame drawn at this fraction of its nominal 22 px (0: no room for a frame)
+    margin: float  # where content (title band, rules, label spans) may start, from each edge
+    title_k: float  # the title block (nominal y 26-86) scaled into [margin, highest box - 6]
+
+    def y(self, v: float) -> float:
+        """A nominal title-block y (26..86) on this page."""
+        return self.margin + (v - 26) * self.title_k
+
+    def x(self, v: float) -> float:
+        """A nominal title-block x offset from the left (or right) edge on this page."""
+        return self.margin + (v - 26) * self.title_k
+
+    @property
+    def title_bottom(self) -> float:
+        return self.y(86)
+
+    def clear(self, rect: Rect, pad: float = 2.0) -> bool:
+        """Whether rect (x, y, w, h) is inside the page and at least pad away from every box."""
+        x, y, w, h = rect
+        if x < 0 or y < 0 or x + w > self.width or y + h > self.height:
+            return False
+        for bx, by, bw, bh in self.boxes:
+            if x < bx + bw + pad and bx - pad < x + w and y < by + bh + pad and by - pad < y + h:
+                return False
+        return True
+
+
+def page_geometry(layout: DeviceLayout) -> Geometry:
+    t = layout.template
+    boxes = tuple(tuple(float(v) for v in spec.box) for spec in layout.all_fields())
+    edge = min(min(x, y, t.width - x - w, t.height - y - h) for x, y, w, h in boxes)
+    frame_k = min(1.0, max(0.0, (edge - 4) / 22))
+    if frame_k < 0.25:
+        frame_k = 0.0
+    margin = max(2.0, min(26.0, edge - 4))
+    top = min(y for _, y, _, _ in boxes)
+    title_k = min(1.0, max(0.0, (top - 6 - margin) / 60))
+    return Geometry(t.width, t.height, boxes, frame_k, margin, title_k)  # type: ignore[arg-type]
+
+
+def _rows(
+    boxes: dict[str, Rect], with_unit: set[str], left: float = 30.0, right: float = 970.0
+) -> dict[str, tuple[float, float]]:
     """For each box, the free span left (for its label) and right (for its unit) on its row: a gap
     between two boxes is shared when the left one has a unit, else it is all the right one's label's."""
     spans: dict[str, tuple[float, float]] = {}
     for name, (x, y, w, h) in boxes.items():
-        left_limit, right_limit = 30.0, 970.0
+        left_limit, right_limit = left, right
         for other, (ox, oy, ow, oh) in boxes.items():
             if other == name or oy >= y + h or oy + oh <= y:
                 continue
@@ -856,9 +934,15 @@ def _rows(boxes: dict[str, Rect], with_unit: set[str]) -> dict[str, tuple[float,
     return spans
 
 
-def _free_panel(layout: DeviceLayout) -> tuple[float, float, float, float] | None:
-    """A free area right of the measurement table (template pixels): x0, y0, x1, y1."""
-    x0, x1, y0, y1 = 570.0, 966.0, 170.0, 636.0
+def _free_panel(layout: DeviceLayout, geo: Geometry) -> tuple[float, float, float, float] | None:
+    """A free area right of the measurement table (template pixels): x0, y0, x1, y1. On the shipped
+    layouts: x 570-966 from below the header to y 636."""
+    w, h = geo.width, geo.height
+    left_column = [s.box[0] + s.box[2] for s in layout.fields if s.box[0] < w / 2]
+    x0 = max(0.57 * w, max(left_column, default=0) + 130)
+    x1 = w - geo.margin - 8
+    y0 = max((s.box[1] + s.box[3] for s in layout.header), default=geo.title_bottom) + 26
+    y1 = h - 64.0
     for spec in layout.fields:
         bx, by, bw, bh = spec.box
         if bx + bw + 90 > x0 and bx - 170 < x1 and by < y1:
@@ -866,7 +950,7 @@ def _free_panel(layout: DeviceLayout) -> tuple[float, float, float, float] | Non
                 y0 = max(y0, by + bh + 22)
             else:
                 y1 = min(y1, by - 22)
-    if x1 - x0 < 150 or y1 - y0 < 150:
+    if x1 - x0 < 150 or y1 - y0 < 150 or not geo.clear((x0, y0, x1 - x0, y1 - y0), 10):
         return None
     return x0, y0, x1, y1
 
@@ -985,6 +1069,22 @@ def draw_panel(
             yv = base - int((h - 30) * float(values["iop_mmhg"]) / 40)
             for xs in range(0, w, 12):
                 cv2.line(region, (xs, yv), (min(w, xs + 6), yv), theme.label, 1)
+    else:  # a kind without a picture of its own: a target of rings and a cross, an axis line if any
+        region[:] = theme.bg
+        cx, cy, rad = w // 2, h // 2, 0.45 * min(w, h)
+        rings = int(rng.integers(3, 7))
+        for i in range(1, rings + 1):
+            colour = theme.label if i % 2 else theme.rule
+            cv2.circle(region, (cx, cy), round(rad * i / rings), colour, 1, cv2.LINE_AA)
+        arm = round(rad * 1.05)
+        cv2.line(region, (cx - arm, cy), (cx + arm, cy), theme.rule, 1, cv2.LINE_AA)
+        cv2.line(region, (cx, cy - arm), (cx, cy + arm), theme.rule, 1, cv2.LINE_AA)
+        axis_text = values.get("axis_deg", "")
+        if re.fullmatch(r"\d+", axis_text):
+            t = math.radians(float(axis_text))
+            p = (round(cx - rad * math.cos(t)), round(cy + rad * math.sin(t)))
+            q = (round(cx + rad * math.cos(t)), round(cy - rad * math.sin(t)))
+            cv2.line(region, p, q, theme.accent, 2, cv2.LINE_AA)
     border = _mix(theme.bg, theme.label, 0.5)
     cv2.rectangle(region, (0, 0), (w - 1, h - 1), border, 1)
 
@@ -1004,13 +1104,37 @@ def _unit_for(spec: FieldSpec, face: Face, rng: np.random.Generator, chosen: dic
     return chosen[spec.unit]
 
 
-def render_page(
-    layout: DeviceLayout, values: dict[str, str], rng: np.random.Generator, border: bool
-) -> tuple[np.ndarray, Design, dict[str, Rect], float]:
-    """The undamaged page as RGB uint8, its design, the field boxes in page pixels and the smallest
-    digit height drawn."""
+DESIGN_TAG = 0x7E51D
+
+
+def design_seed(seed: int, kind: str) -> list[int]:
+    """The seed of a kind's fixed design (--fixed-design): the same for every exam of the kind whatever
+    --count, --start or --kinds, and never an exam's own seed pair [seed, i]."""
+    return [seed, DESIGN_TAG, zlib.crc32(kind.encode("utf-8")) or 1]
+
+
+def _titles(layout: DeviceLayout) -> tuple[str, ...]:
+    if layout.kind in TITLES:
+        return TITLES[layout.kind]
+    words = layout.kind.replace("_", " ")
+    options = [layout.template.title, layout.description, words.title(), words.upper()]
+    return tuple(dict.fromkeys(o for o in options if o))
+
+
+def draw_static(
+    layout: DeviceLayout,
+    rng: np.random.Generator,
+    border: bool,
+    s: float,
+    values: dict[str, str],
+    template_panel: bool = False,
+) -> tuple[np.ndarray, Design, dict[str, Rect], str]:
+    """Everything but the values, at page scale s: the page as RGB uint8, its design, the field boxes
+    in page pixels and how the boxes are decorated. values feeds what a device draws from its readings
+    outside the boxes (eye badge, pictures); {} draws none of that. template_panel draws the picture at
+    template scale and resizes it, so it is the same picture at any s."""
     t = layout.template
-    s = float(rng.uniform(0.8, 1.6))
+    geo = page_geometry(layout)
     width, height = round(t.width * s), round(t.height * s)
     theme = pick_theme(rng, t.style)
     vstyle = pick_value_style(rng, layout, theme)
@@ -1027,50 +1151,62 @@ def render_page(
         unit_face=_label_face(rng, "mm"),
         title_face=_label_face(rng, "TITLE"),
     )
+    if geo.frame_k == 0:  # boxes too near the edge for any frame
+        design.border = "none"
 
     def sc(v: float) -> float:
         return v * s
 
+    def fr(v: float) -> float:  # frame geometry, shrunk where the boxes come near the edge
+        return v * geo.frame_k * s
+
+    def ln(v: float) -> float:  # a length in the title block
+        return v * geo.title_k * s
+
+    def clear(rect: Rect, pad: float = 2.0) -> bool:  # rect in page pixels
+        return geo.clear((rect[0] / s, rect[1] / s, rect[2] / s, rect[3] / s), pad)
+
     img = Image.new("RGB", (width, height), theme.bg)
     draw = ImageDraw.Draw(img)
+    cm = geo.margin
 
     # -- frame (within 22 template px of the edge, where the layout draws nothing) -----------------
     dark_rule = (30, 30, 34) if not theme.dark else (150, 158, 168)
     if design.border == "rule":
-        inset, lw = float(rng.uniform(5, 14)), max(1, round(sc(float(rng.uniform(2, 6)))))
+        inset, lw = float(rng.uniform(5, 14)), max(1, round(fr(float(rng.uniform(2, 6)))))
         draw.rectangle(
-            (sc(inset), sc(inset), width - 1 - sc(inset), height - 1 - sc(inset)), outline=dark_rule, width=lw
+            (fr(inset), fr(inset), width - 1 - fr(inset), height - 1 - fr(inset)), outline=dark_rule, width=lw
         )
     elif design.border == "double":
         c = theme.accent if rng.random() < 0.5 else dark_rule
         draw.rectangle(
-            (sc(5), sc(5), width - 1 - sc(5), height - 1 - sc(5)), outline=c, width=max(1, round(sc(3)))
+            (fr(5), fr(5), width - 1 - fr(5), height - 1 - fr(5)), outline=c, width=max(1, round(fr(3)))
         )
         draw.rectangle(
-            (sc(13), sc(13), width - 1 - sc(13), height - 1 - sc(13)), outline=c, width=max(1, round(sc(1)))
+            (fr(13), fr(13), width - 1 - fr(13), height - 1 - fr(13)), outline=c, width=max(1, round(fr(1)))
         )
     elif design.border == "band":
-        m = sc(float(rng.uniform(8, 18)))
+        m = fr(float(rng.uniform(8, 18)))
         draw.rectangle((0, 0, width - 1, height - 1), outline=theme.accent, width=max(2, round(m)))
     elif design.border == "card":
         outer = _mix(
             theme.bg, (0, 0, 0) if not theme.dark else (255, 255, 255), float(rng.uniform(0.15, 0.35))
         )
-        m = round(sc(float(rng.uniform(8, 16))))
+        m = max(1, round(fr(float(rng.uniform(8, 16)))))
         draw.rectangle((0, 0, width - 1, height - 1), outline=outer, width=m)
         draw.line(
             (m, height - m, width - m, height - m),
             fill=_mix(outer, (0, 0, 0), 0.3),
-            width=max(1, round(sc(2))),
+            width=max(1, round(fr(2))),
         )
         draw.line(
             (width - m, m, width - m, height - m),
             fill=_mix(outer, (0, 0, 0), 0.3),
-            width=max(1, round(sc(2))),
+            width=max(1, round(fr(2))),
         )
     elif design.border == "corners":
-        c, arm, i = dark_rule, sc(60), sc(10)
-        lw = max(1, round(sc(3)))
+        c, arm, i = dark_rule, fr(60), fr(10)
+        lw = max(1, round(fr(3)))
         for cx, cy, dx, dy in (
             (i, i, 1, 1),
             (width - 1 - i, i, -1, 1),
@@ -1079,74 +1215,80 @@ def render_page(
         ):
             draw.line((cx, cy, cx + dx * arm, cy), fill=c, width=lw)
             draw.line((cx, cy, cx, cy + dy * arm), fill=c, width=lw)
-        draw.rectangle((sc(16), sc(16), width - 1 - sc(16), height - 1 - sc(16)), outline=theme.rule, width=1)
+        draw.rectangle((fr(16), fr(16), width - 1 - fr(16), height - 1 - fr(16)), outline=theme.rule, width=1)
     elif design.border == "rounded":
         draw.rounded_rectangle(
-            (sc(9), sc(9), width - 1 - sc(9), height - 1 - sc(9)),
-            radius=sc(18),
+            (fr(9), fr(9), width - 1 - fr(9), height - 1 - fr(9)),
+            radius=fr(18),
             outline=theme.accent,
-            width=max(1, round(sc(2))),
+            width=max(1, round(fr(2))),
         )
 
-    # -- title band, logo, eye badge ------------------------------------------------------------------
+    # -- title band, logo, eye badge (above the highest box; none where there is no room) -------------
+    title_room = geo.title_k >= 0.3
+
+    def ty(v: float) -> float:
+        return sc(geo.y(v))
+
+    def tx(v: float) -> float:
+        return sc(geo.x(v))
+
     vendor = VENDORS[int(rng.integers(len(VENDORS)))]
-    titles = TITLES.get(layout.kind, (t.title or layout.kind,))
+    titles = _titles(layout)
     title = titles[int(rng.integers(len(titles)))]
     band = rng.random() < 0.5
-    band_rect = (sc(26), sc(26), width - sc(26), sc(86))
+    band_rect = (sc(cm), ty(26), width - sc(cm), ty(86))
     title_color = theme.label if not band else ((255, 255, 255) if _lum(theme.accent) < 0.6 else (0, 0, 0))
-    if band:
+    if band and title_room:
         draw.rectangle(band_rect, fill=theme.accent)
     logo_left = rng.random() < 0.6
-    lx = sc(36) if logo_left else width - sc(36) - sc(44)
+    lx = tx(36) if logo_left else width - tx(36) - ln(44)
     logo_c = theme.accent if not band else title_color
     shape = int(rng.integers(3))
-    if shape == 0:
-        draw.ellipse((lx, sc(34), lx + sc(44), sc(78)), outline=logo_c, width=max(1, round(sc(3))))
-        draw.ellipse((lx + sc(14), sc(48), lx + sc(30), sc(64)), fill=logo_c)
+    if not title_room:
+        pass
+    elif shape == 0:
+        draw.ellipse((lx, ty(34), lx + ln(44), ty(78)), outline=logo_c, width=max(1, round(ln(3))))
+        draw.ellipse((lx + ln(14), ty(48), lx + ln(30), ty(64)), fill=logo_c)
     elif shape == 1:
         draw.polygon(
-            [(lx, sc(76)), (lx + sc(22), sc(34)), (lx + sc(44), sc(76))],
+            [(lx, ty(76)), (lx + ln(22), ty(34)), (lx + ln(44), ty(76))],
             outline=logo_c,
-            width=max(1, round(sc(3))),
+            width=max(1, round(ln(3))),
         )
-        draw.line((lx + sc(8), sc(64), lx + sc(36), sc(64)), fill=logo_c, width=max(1, round(sc(2))))
+        draw.line((lx + ln(8), ty(64), lx + ln(36), ty(64)), fill=logo_c, width=max(1, round(ln(2))))
     else:
-        draw.rounded_rectangle((lx, sc(36), lx + sc(44), sc(76)), radius=sc(8), fill=logo_c)
+        draw.rounded_rectangle((lx, ty(36), lx + ln(44), ty(76)), radius=ln(8), fill=logo_c)
         draw_text_in(
             draw,
             vendor[:2].upper(),
             design.title_face,
-            sc(20),
-            (lx + sc(4), sc(40), sc(36), sc(32)),
+            ln(20),
+            (lx + ln(4), ty(40), ln(36), ln(32)),
             "centre",
             theme.bg if not band else theme.accent,
         )
-    tx0 = sc(92) if logo_left else sc(40)
-    title_zone = (tx0, sc(32), sc(600), sc(46))
-    draw_text_in(
-        draw,
-        f"{vendor}  {title}" if rng.random() < 0.6 else title,
-        design.title_face,
-        sc(float(rng.uniform(22, 30))),
-        title_zone,
-        "left",
-        title_color,
-    )
+    tx0 = tx(92) if logo_left else tx(40)
+    bx1 = width - tx(40) - (ln(56) if not logo_left else 0)
+    title_zone = (tx0, ty(32), min(ln(600), bx1 - ln(208) - tx0), ln(46))
+    title_text = f"{vendor}  {title}" if rng.random() < 0.6 else title
+    title_px = ln(float(rng.uniform(22, 30)))
+    if title_room:
+        draw_text_in(draw, title_text, design.title_face, title_px, title_zone, "left", title_color)
     lat = values.get("laterality", "")
     if lat in ("OD", "OS") and rng.random() < 0.7:
         badge = {"OD": ("R", "RIGHT", "Right eye", "OD (R)"), "OS": ("L", "LEFT", "Left eye", "OS (L)")}[lat]
         btext = badge[int(rng.integers(len(badge)))]
-        bx1 = width - sc(40) - (sc(56) if not logo_left else 0)
-        draw_text_in(
-            draw,
-            btext,
-            design.title_face,
-            sc(24),
-            (bx1 - sc(200), sc(36), sc(200), sc(40)),
-            "right",
-            title_color,
-        )
+        if title_room:
+            draw_text_in(
+                draw,
+                btext,
+                design.title_face,
+                ln(24),
+                (bx1 - ln(200), ty(36), ln(200), ln(40)),
+                "right",
+                title_color,
+            )
 
     boxes = {
         spec.name: (sc(spec.box[0]), sc(spec.box[1]), sc(spec.box[2]), sc(spec.box[3]))
@@ -1155,56 +1297,59 @@ def render_page(
     spans = _rows(
         {spec.name: tuple(float(v) for v in spec.box) for spec in layout.all_fields()},  # type: ignore[misc]
         {spec.name for spec in layout.all_fields() if spec.unit},
+        cm + 4,
+        t.width - cm - 4,
     )
 
-    # -- table furniture --------------------------------------------------------------------------------
+    # -- table furniture (each piece only where it keeps off the boxes) -----------------------------------
     header_strip = rng.random() < 0.4
     if header_strip:
         ys = [spec.box[1] for spec in layout.header]
         ye = [spec.box[1] + spec.box[3] for spec in layout.header]
+        top = max(min(ys) - 8, geo.title_bottom + 2 if title_room else cm)
         draw.rectangle(
-            (sc(26), sc(min(ys) - 8), width - sc(26), sc(max(ye) + 8)),
+            (sc(cm), sc(top), width - sc(cm), sc(max(ye) + 8)),
             fill=_mix(theme.bg, theme.accent, float(rng.uniform(0.06, 0.14))),
         )
     field_rows = sorted({spec.box[1] for spec in layout.fields})
     first_row = field_rows[0] if field_rows else 180
     last_bottom = max((spec.box[1] + spec.box[3] for spec in layout.fields), default=first_row)
     if rng.random() < 0.75:
-        heading = SECTIONS.get(layout.kind, ("Results",))
+        heading = SECTIONS.get(layout.kind, ("Results", "Measurements", "Readings"))
         htext = heading[int(rng.integers(len(heading)))]
         if rng.random() < 0.4:
             htext = htext.upper()
-        draw_text_in(
-            draw,
-            htext,
-            design.label_face,
-            sc(15),
-            (sc(30), sc(first_row - 33), sc(300), sc(19)),
-            "left",
-            theme.accent if abs(_lum(theme.accent) - _lum(theme.bg)) > 0.3 else theme.label,
-        )
+        zone = (sc(cm + 4), sc(first_row - 33), sc(300), sc(19))
+        if clear(zone):
+            draw_text_in(
+                draw,
+                htext,
+                design.label_face,
+                sc(15),
+                zone,
+                "left",
+                theme.accent if abs(_lum(theme.accent) - _lum(theme.bg)) > 0.3 else theme.label,
+            )
+
+    def rule(x0: float, y0: float, x1: float, y1: float, lw: int = 1) -> None:  # page pixels
+        if clear((x0 - lw, y0 - lw, x1 - x0 + 2 * lw, y1 - y0 + 2 * lw)):
+            draw.line((x0, y0, x1, y1), fill=theme.rule, width=lw)
+
     grid = rng.random() < 0.55
-    left_table_right = sc(540)
+    table_right = sc(min(540.0, t.width - cm - 4))
     if grid:
         for ry in field_rows:
-            draw.line((sc(30), sc(ry - 12), left_table_right, sc(ry - 12)), fill=theme.rule, width=1)
-        draw.line(
-            (sc(30), sc(last_bottom + 12), left_table_right, sc(last_bottom + 12)), fill=theme.rule, width=1
-        )
+            rule(sc(cm + 4), sc(ry - 12), table_right, sc(ry - 12))
+        rule(sc(cm + 4), sc(last_bottom + 12), table_right, sc(last_bottom + 12))
         if rng.random() < 0.5:
             col_x = min(spec.box[0] for spec in layout.fields) - 10
-            draw.line(
-                (sc(col_x), sc(first_row - 12), sc(col_x), sc(last_bottom + 12)), fill=theme.rule, width=1
-            )
+            rule(sc(col_x), sc(first_row - 12), sc(col_x), sc(last_bottom + 12))
     elif rng.random() < 0.5:
-        draw.line(
-            (sc(30), sc(first_row - 16), width - sc(30), sc(first_row - 16)),
-            fill=theme.rule,
-            width=max(1, round(sc(1.5))),
-        )
+        y = sc(first_row - 16)
+        rule(sc(cm + 4), y, width - sc(cm + 4), y, max(1, round(sc(1.5))))
 
     box_deco = ["none", "none", "fill", "outline", "underline", "fill_outline"][int(rng.integers(6))]
-    for name, (bx, by, bw, bh) in boxes.items():
+    for bx, by, bw, bh in boxes.values():
         e = sc(float(rng.uniform(0, 3)))
         if box_deco in ("fill", "fill_outline"):
             draw.rectangle(
@@ -1216,7 +1361,6 @@ def render_page(
             draw.rectangle((bx - e - 1, by - e - 1, bx + bw + e + 1, by + bh + e + 1), outline=theme.rule)
         elif box_deco == "underline":
             draw.line((bx, by + bh + sc(3), bx + bw, by + bh + sc(3)), fill=theme.rule, width=1)
-        del name
 
     # -- labels and units --------------------------------------------------------------------------------
     label_px = sc(float(rng.uniform(15, 22)))
@@ -1256,10 +1400,11 @@ def render_page(
                 theme.label,
             )
 
-    # -- footer --------------------------------------------------------------------------------------------
+    # -- footer (below the lowest field, inside the frame) -------------------------------------------------
     if rng.random() < 0.7:
-        fy = max(last_bottom + 14, 644)
-        draw.line((sc(30), sc(fy), width - sc(30), sc(fy)), fill=theme.rule, width=1)
+        fy = max(last_bottom + 14, t.height - 56)
+        fbottom = t.height - max(2.0, cm - 2)
+        rule(sc(cm + 4), sc(fy), width - sc(cm + 4), sc(fy))
         stamp = dt.date(2016, 1, 1) + dt.timedelta(days=int(rng.integers(0, 3650)))
         footer = [
             f"SW {int(rng.integers(1, 6))}.{int(rng.integers(0, 10))}.{int(rng.integers(0, 30))}",
@@ -1271,35 +1416,58 @@ def render_page(
         ftext = sep.join(footer[: int(rng.integers(2, 5))])
         if not supports(design.label_face, ftext):
             ftext = "     ".join(footer[:2])
-        draw_text_in(
-            draw,
-            ftext,
-            design.label_face,
-            sc(12),
-            (sc(30), sc(fy + 4), sc(700), sc(min(26, 676 - fy - 4))),
-            "left",
-            theme.label,
-        )
+        zone = (sc(cm + 4), sc(fy + 4), sc(min(700, t.width - 2 * cm - 8)), sc(min(26, fbottom - fy - 4)))
+        if zone[3] >= sc(8) and clear(zone):
+            draw_text_in(draw, ftext, design.label_face, sc(12), zone, "left", theme.label)
 
     page = np.array(img)
 
     # -- picture in the free area -----------------------------------------------------------------------
-    panel = _free_panel(layout)
+    panel = _free_panel(layout, geo)
     if panel is not None and rng.random() < 0.8:
         px0, py0, px1, py1 = panel
-        draw_panel(
-            layout.kind,
-            (round(sc(px0)), round(sc(py0)), round(sc(px1)), round(sc(py1))),
-            theme,
-            rng,
-            values,
-            page,
+        rect = (round(sc(px0)), round(sc(py0)), round(sc(px1)), round(sc(py1)))
+        if template_panel:
+            tw, th = round(px1 - px0), round(py1 - py0)
+            tile = np.empty((th, tw, 3), np.uint8)
+            tile[:] = theme.bg
+            draw_panel(layout.kind, (0, 0, tw, th), theme, rng, values, tile)
+            size = (rect[2] - rect[0], rect[3] - rect[1])
+            interpolation = cv2.INTER_AREA if size[0] < tw else cv2.INTER_LINEAR
+            page[rect[1] : rect[3], rect[0] : rect[2]] = cv2.resize(tile, size, interpolation=interpolation)
+        else:
+            draw_panel(layout.kind, rect, theme, rng, values, page)
+    return page, design, boxes, box_deco
+
+
+def render_page(
+    layout: DeviceLayout,
+    values: dict[str, str],
+    rng: np.random.Generator,
+    border: bool,
+    page_scale: float | None = None,
+    fixed: list[int] | None = None,
+) -> tuple[np.ndarray, Design, dict[str, Rect], float]:
+    """The undamaged page as RGB uint8, its design, the field boxes in page pixels and the smallest
+    digit height drawn. page_scale fixes the scale (else random 0.8-1.6). fixed: a design seed (see
+    design_seed); the static drawing then comes from it alone, shows nothing drawn from the values, and
+    each value's size from it and the field, so every exam of the kind shows the same screen."""
+    s = float(rng.uniform(0.8, 1.6))  # drawn even when fixed, so the rest of the exam is unchanged
+    if page_scale is not None:
+        s = page_scale
+    if fixed is None:
+        page, design, boxes, box_deco = draw_static(layout, rng, border, s, values)
+    else:
+        page, design, boxes, box_deco = draw_static(
+            layout, np.random.default_rng(fixed), border, s, {}, template_panel=True
         )
+    theme, vstyle = design.theme, design.value
 
     # -- values --------------------------------------------------------------------------------------------
     min_digit = float("inf")
-    for spec in layout.all_fields():
-        placed = fit_value(values[spec.name], boxes[spec.name], vstyle, rng, s)
+    for j, spec in enumerate(layout.all_fields()):
+        size_rng = None if fixed is None else np.random.default_rng([*fixed, 1 + j])
+        placed = fit_value(values[spec.name], boxes[spec.name], vstyle, rng, s, size_rng)
         color = vstyle.color
         if box_deco in ("fill", "fill_outline") and abs(_lum(color) - _lum(theme.fill)) < 0.4:
             color = theme.ink
@@ -1565,11 +1733,21 @@ class Exam:
 
 
 def render_exam(
-    layout: DeviceLayout, seed: int, index: int, damage: str, border: bool, show_boxes: bool = False
+    layout: DeviceLayout,
+    seed: int,
+    index: int,
+    damage: str,
+    border: bool,
+    show_boxes: bool = False,
+    page_scale: float | None = None,
+    fixed_design: bool = False,
 ) -> Exam:
+    """Exam index of the set seeded by seed: its values, scale and damage from the seed pair [seed,
+    index]; its design from the same pair, or with fixed_design from the kind's design seed."""
     rng = np.random.default_rng([seed, index])
     values = sample_values(layout, rng)
-    page, design, boxes, min_digit = render_page(layout, values, rng, border)
+    fixed = design_seed(seed, layout.kind) if fixed_design else None
+    page, design, boxes, min_digit = render_page(layout, values, rng, border, page_scale, fixed)
     if show_boxes:  # inspection only: the layout's boxes in red, before any damage
         for bx, by, bw, bh in boxes.values():
             cv2.rectangle(page, (round(bx), round(by)), (round(bx + bw), round(by + bh)), (255, 0, 0), 1)
@@ -1602,17 +1780,26 @@ def render_set(
     border: bool,
     show_boxes: bool = False,
     verbose: bool = False,
+    *,
+    layout_dirs: Sequence[Path] = (),
+    kinds: Sequence[str] | None = None,
+    page_scale: float | None = None,
+    fixed_design: bool = False,
+    start: int = 0,
 ) -> list[Exam]:
+    """Exams start .. start+count-1; exam i is of kind kinds[i % len(kinds)] (default: every kind
+    known, the shipped ones and those in layout_dirs, sorted). An unknown kind raises UnknownDeviceKind."""
     require_fonts()
     cv2.setNumThreads(1)
-    registry = load_layouts(extra=[])
-    kinds = registry.kinds()
+    registry = load_layouts(extra=list(layout_dirs))
+    chosen = list(kinds) if kinds else registry.kinds()
+    layouts = [registry[k] for k in chosen]
     out.mkdir(parents=True, exist_ok=True)
     exams = []
     with (out / "truth.jsonl").open("w", encoding="utf-8") as truth:
-        for i in range(count):
-            layout = registry[kinds[i % len(kinds)]]
-            exam = render_exam(layout, seed, i, damage, border, show_boxes)
+        for i in range(start, start + count):
+            layout = layouts[i % len(layouts)]
+            exam = render_exam(layout, seed, i, damage, border, show_boxes, page_scale, fixed_design)
             (out / exam.name).write_bytes(exam.data)
             truth.write(
                 json.dumps({"file": exam.name, "device_kind": exam.kind, "fields": exam.fields}) + "\n"
@@ -1623,6 +1810,13 @@ def render_set(
     return exams
 
 
+def _page_scale(text: str) -> float:
+    value = float(text)
+    if not 0.25 <= value <= 4:
+        raise argparse.ArgumentTypeError(f"page scale {text} is outside 0.25-4")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--count", type=int, required=True)
@@ -1630,11 +1824,60 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--damage", choices=("none", "light", "full"), default="none")
     parser.add_argument("--no-border", action="store_true", help="no frame of any kind around the page")
+    parser.add_argument(
+        "--layouts",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder of extra layout YAMLs (device kinds the project does not ship); repeatable",
+    )
+    parser.add_argument("--kinds", nargs="+", metavar="K", help="draw only these kinds (default: all known)")
+    parser.add_argument(
+        "--page-scale",
+        type=_page_scale,
+        metavar="S",
+        help="page pixels per template pixel (default: random 0.8-1.6 per exam); with 1 and --damage "
+        "none an exam is template.width x template.height with every value in its box",
+    )
+    parser.add_argument(
+        "--fixed-design",
+        action="store_true",
+        help="one design per kind (from --seed and the kind): every exam of a kind shows the same screen, "
+        "only values (and damage, and the scale unless --page-scale) change",
+    )
+    parser.add_argument("--start", type=int, default=0, help="index of the first exam (default 0)")
     parser.add_argument("--show-boxes", action="store_true", help="inspection only: outline the layout boxes")
     parser.add_argument("--verbose", action="store_true", help="print each exam's design and damage")
     args = parser.parse_args(argv)
+    if args.count < 0 or args.start < 0:
+        parser.error("--count and --start take a number >= 0")
+    try:
+        registry = load_layouts(extra=list(args.layouts))
+    except LayoutError as exc:
+        print(f"tests.foreign.render: {exc}", file=sys.stderr)
+        return 2
+    unknown = [k for k in args.kinds or () if k not in registry]
+    if unknown:
+        print(
+            f"tests.foreign.render: unknown device kind {', '.join(unknown)} "
+            f"(known: {', '.join(registry.kinds())})",
+            file=sys.stderr,
+        )
+        return 2
     exams = render_set(
-        args.out, args.count, args.seed, args.damage, not args.no_border, args.show_boxes, args.verbose
+        args.out,
+        args.count,
+        args.seed,
+        args.damage,
+        not args.no_border,
+        args.show_boxes,
+        args.verbose,
+        layout_dirs=args.layouts,
+        kinds=args.kinds,
+        page_scale=args.page_scale,
+        fixed_design=args.fixed_design,
+        start=args.start,
     )
     print(f"wrote {len(exams)} exams to {args.out}")
     return 0

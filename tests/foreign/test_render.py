@@ -1,5 +1,6 @@
 """The independent renderer: deterministic, legal truth for every field, decodable images, the fonts it
-claims, and no frame at all with --no-border."""
+claims, no frame at all with --no-border; --page-scale 1 draws at template size, --fixed-design draws
+one screen per kind, and --layouts/--kinds draw a kind the project does not ship."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import ImageFont
 
-from eyeops.devices.layout import LayoutRegistry, load_layouts
+from eyeops.devices.layout import DeviceLayout, LayoutRegistry, load_layouts
 from eyeops.fields import apply_cross_checks, parse_field
 from tests.foreign import render
 
@@ -74,12 +75,12 @@ def _read(out: Path) -> tuple[list[dict[str, object]], dict[str, bytes]]:
 def test_deterministic_for_a_seed(tmp_path: Path) -> None:
     render.render_set(tmp_path / "a", 6, 11, "full", True)
     render.render_set(tmp_path / "b", 6, 11, "full", True)
-    render.render_set(tmp_path / "c", 6, 12, "full", True)
+    render.render_set(tmp_path / "c", 2, 12, "full", True)
     truth_a, files_a = _read(tmp_path / "a")
     truth_b, files_b = _read(tmp_path / "b")
     truth_c, _ = _read(tmp_path / "c")
     assert truth_a == truth_b and files_a == files_b
-    assert [t["fields"] for t in truth_a] != [t["fields"] for t in truth_c]
+    assert [t["fields"] for t in truth_a[:2]] != [t["fields"] for t in truth_c]
     for data in files_a.values():
         assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is not None
 
@@ -161,10 +162,179 @@ def test_no_border_means_no_frame(registry: LayoutRegistry) -> None:
     for i, layout in enumerate(registry):
         for border in (False, True):
             exam = render.render_exam(layout, 31, i, "none", border)
-            image = cv2.imdecode(np.frombuffer(exam.data, np.uint8), cv2.IMREAD_COLOR)
+            image = _decode(exam.data)
             strip = int(22 * image.shape[1] / layout.template.width)
             spread = _strip_spread(image, strip)
             if border:
                 assert spread > 20, (layout.kind, "a frame was expected")
             else:
                 assert spread <= 2, (layout.kind, spread)
+
+
+# A seventh kind, as an onboarded device would describe it: no frame inset, no title, values left.
+LENSMETER_YAML = r"""
+kind: lensmeter
+description: Lensmeter (focimeter) readout
+template: {width: 900, height: 600, value_align: left}
+header:
+- {name: patient_id, label: Patient ID, kind: text, pattern: 'P\d{7}', box: [150, 90, 190, 40]}
+- {name: laterality, label: Eye, kind: text, pattern: 'OD|OS', box: [430, 90, 90, 40]}
+- name: exam_date
+  label: Date
+  kind: date
+  pattern: '\d{4}-\d{2}-\d{2}'
+  date_format: '%Y-%m-%d'
+  box: [650, 90, 200, 40]
+fields:
+- {name: sphere_d, label: SPH, unit: D, decimals: 2, range: [-25, 25], box: [260, 200, 160, 40]}
+- {name: cylinder_d, label: CYL, unit: D, decimals: 2, range: [-10, 0], box: [260, 270, 160, 40]}
+- {name: axis_deg, label: AXIS, unit: deg, range: [0, 180], box: [260, 340, 160, 40]}
+- {name: prism_d, label: PRISM, unit: D, decimals: 1, range: [0, 10], box: [260, 410, 160, 40]}
+"""
+
+# Boxes on the page edge: no room for a frame or a title.
+EDGE_YAML = r"""
+kind: edge_screen
+description: a screen whose boxes touch its edges
+template: {width: 640, height: 360}
+header:
+- {name: patient_id, label: ID, kind: text, pattern: 'P\d{7}', box: [0, 0, 170, 36]}
+- {name: laterality, label: Eye, kind: text, pattern: 'OD|OS', box: [300, 4, 60, 30]}
+- name: exam_date
+  label: Date
+  kind: date
+  pattern: '\d{4}-\d{2}-\d{2}'
+  date_format: '%Y-%m-%d'
+  box: [470, 0, 170, 36]
+fields:
+- {name: a_mm, label: A, unit: mm, decimals: 2, range: [0, 30], box: [0, 150, 120, 36]}
+- {name: b_um, label: B, unit: um, range: [0, 900], box: [520, 324, 120, 36]}
+"""
+
+
+@pytest.fixture(scope="module")
+def extra_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("layouts")
+    (folder / "lensmeter.yaml").write_text(LENSMETER_YAML, encoding="utf-8")
+    (folder / "edge_screen.yaml").write_text(EDGE_YAML, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def extended(extra_dir: Path) -> LayoutRegistry:
+    return load_layouts(extra=[extra_dir])
+
+
+def _decode(data: bytes) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None
+    return image
+
+
+def _outside_boxes(layout: DeviceLayout) -> np.ndarray:
+    mask = np.ones((layout.template.height, layout.template.width), bool)
+    for spec in layout.all_fields():
+        x, y, w, h = spec.box
+        mask[y : y + h, x : x + w] = False
+    return mask
+
+
+def test_seventh_kind_from_a_layout_folder(tmp_path: Path, extra_dir: Path, extended: LayoutRegistry) -> None:
+    layout = extended["lensmeter"]
+    assert len(list(layout.all_fields())) == 7
+    out = tmp_path / "lensmeter"
+    render.render_set(out, 3, 777, "light", True, layout_dirs=[extra_dir], kinds=["lensmeter"])
+    truth, files = _read(out)
+    assert len(truth) == 3 and len(files) == 3
+    for line in truth:
+        assert line["device_kind"] == "lensmeter"
+        fields = line["fields"]
+        assert isinstance(fields, dict)
+        assert list(fields) == [spec.name for spec in layout.all_fields()]
+        for spec in layout.all_fields():
+            reading = parse_field(spec, fields[spec.name], 1.0, 0.5)
+            assert reading.status == "accepted", (spec.name, fields[spec.name], reading.reason)
+        _decode(files[str(line["file"])])
+    # among all the kinds known (six shipped, two in the folder), it takes its turn
+    render.render_set(tmp_path / "all", 7, 5, "none", True, layout_dirs=[extra_dir], page_scale=0.8)
+    kinds = [line["device_kind"] for line in _read(tmp_path / "all")[0]]
+    assert kinds == extended.kinds()[:7]
+    assert "lensmeter" in kinds
+
+
+def test_page_scale_one_draws_at_template_size(extended: LayoutRegistry) -> None:
+    for i, layout in enumerate(extended):
+        exam = render.render_exam(layout, 21, i, "none", True, page_scale=1.0)
+        assert exam.name.endswith(".png")
+        height, width = _decode(exam.data).shape[:2]
+        assert (width, height) == (layout.template.width, layout.template.height), layout.kind
+
+
+@pytest.mark.parametrize("kind", ["lensmeter", "edge_screen", "specular_microscope", "autorefractor"])
+def test_fixed_design_draws_one_screen_per_kind(kind: str, extended: LayoutRegistry) -> None:
+    """Two exams of a kind, undamaged at page scale 1: identical outside the value boxes with
+    --fixed-design (whatever their index), different inside them; without it the designs differ."""
+    layout = extended[kind]
+    outside = _outside_boxes(layout)
+    fixed = [
+        render.render_exam(layout, 777, i, "none", True, page_scale=1.0, fixed_design=True) for i in (0, 9)
+    ]
+    a, b = (_decode(e.data).astype(int) for e in fixed)
+    assert fixed[0].fields != fixed[1].fields
+    assert np.array_equal(a[outside], b[outside])
+    assert not np.array_equal(a[~outside], b[~outside])
+    free = [render.render_exam(layout, 777, i, "none", True, page_scale=1.0) for i in (0, 9)]
+    c, d = (_decode(e.data).astype(int) for e in free)
+    assert not np.array_equal(c[outside], d[outside])
+
+
+def test_fixed_design_holds_across_scale_damage_and_start(tmp_path: Path, extra_dir: Path) -> None:
+    """The sample (exam 0, scale 1, no damage) and a later stress set (random scale, damage) share one
+    design: fonts, engine, frame and theme."""
+    dirs, kinds = [extra_dir], ["lensmeter"]
+    sample = render.render_set(
+        tmp_path / "s", 1, 777, "none", True, layout_dirs=dirs, kinds=kinds, page_scale=1.0, fixed_design=True
+    )
+    stress = render.render_set(
+        tmp_path / "f", 3, 777, "full", True, layout_dirs=dirs, kinds=kinds, fixed_design=True, start=1
+    )
+    assert [e.name.split(".")[0] for e in stress] == [f"foreign_777_{i:05d}" for i in (1, 2, 3)]
+
+    def design(exam: render.Exam) -> list[str]:
+        return [n for n in exam.notes if n.split()[0] in ("engine", "face", "border", "dark")]
+
+    assert all(design(e) == design(sample[0]) for e in stress)
+    assert len({e.notes[0] for e in stress}) > 1  # the scale still varies
+
+
+def test_no_room_for_frame_or_title(extended: LayoutRegistry) -> None:
+    """Boxes on the page edge: no frame, no title, nothing drawn over a box, ink only inside boxes."""
+    layout = extended["edge_screen"]
+    geometry = render.page_geometry(layout)
+    assert geometry.frame_k == 0 and geometry.title_k == 0
+    outside = _outside_boxes(layout)
+    for i in range(4):
+        exam = render.render_exam(layout, 3, i, "none", True, page_scale=1.0, fixed_design=True)
+        image = _decode(exam.data).astype(int)
+        assert "border none" in exam.notes
+        if i == 0:
+            first = image
+        assert np.array_equal(image[outside], first[outside])
+
+
+def test_cli_kinds_and_errors(tmp_path: Path, extra_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cli"
+    args = ["--count", "1", "--seed", "777", "--out", str(out), "--layouts", str(extra_dir)]
+    assert render.main([*args, "--kinds", "lensmeter", "--page-scale", "1", "--fixed-design"]) == 0
+    truth, files = _read(out)
+    assert [t["device_kind"] for t in truth] == ["lensmeter"]
+    assert _decode(next(iter(files.values()))).shape[:2] == (600, 900)
+    capsys.readouterr()
+    assert render.main([*args, "--kinds", "lensmeter", "focimeter"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "focimeter" in err
+    assert (
+        render.main(["--count", "1", "--seed", "1", "--out", str(out), "--layouts", str(tmp_path / "nope")])
+        == 2
+    )
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
