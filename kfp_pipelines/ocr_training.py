@@ -11,23 +11,43 @@ from kfp_pipelines.common import _component, register_step
 
 
 @_component
-def prepare_crops(crops_uri: str, exams: int, seed: int, crops: Output[Dataset]) -> None:
+def prepare_crops(
+    crops_uri: str,
+    exams: int,
+    seed: int,
+    variety: str,
+    device_kinds: str,
+    mix_classic: int,
+    crops: Output[Dataset],
+) -> None:
     """Labelled crops from `crops_uri` (a CropSet .npz, e.g. reviewed production fields), or crops of
-    `exams` synthetic training exams cut by the transformer's own align/crop code."""
+    `exams` synthetic training exams cut by the transformer's own align/crop code: `variety` classic,
+    broad, or reference (values written into each onboarded kind's own reference image), for the
+    comma-separated `device_kinds` (all when empty), plus `mix_classic` classic exams of every kind."""
     import os
     from pathlib import Path
 
     from eyeops.devices import load_layouts
-    from eyeops.ocr.dataset import CropSet, build_crop_set
+    from eyeops.ocr.dataset import CropSet, build_crop_set, training_layouts
 
+    workers = min(4, os.cpu_count() or 1)
     if crops_uri:
         data = CropSet.load(Path(crops_uri))
     else:
-        data = build_crop_set(load_layouts(), exams, seed, "train", workers=min(4, os.cpu_count() or 1))
+        if variety not in ("classic", "broad", "reference"):
+            raise ValueError(f"variety {variety!r}: send classic, broad or reference")
+        kinds = [k.strip() for k in device_kinds.split(",") if k.strip()]
+        layouts = training_layouts(load_layouts(), kinds, variety)  # type: ignore[arg-type]
+        data = build_crop_set(layouts, exams, seed, "train", workers=workers, variety=variety)  # type: ignore[arg-type]
+        if mix_classic:
+            data = data.concat(build_crop_set(load_layouts(), mix_classic, seed, "train", workers=workers))
     if len(data) == 0:
         raise ValueError("no crops: every exam failed to align, or the labelled set is empty")
     data.save(Path(crops.path))
-    crops.metadata.update({"crops": len(data), "source": crops_uri or f"synthetic seed {seed}"})
+    source = (
+        crops_uri or f"synthetic {variety} seed {seed} kinds {device_kinds or 'all'} + {mix_classic} classic"
+    )
+    crops.metadata.update({"crops": len(data), "source": source})
 
 
 @_component
@@ -140,6 +160,9 @@ def ocr_training(
     crops_uri: str = "",
     train_exams: int = 5000,
     train_seed: int = 0,
+    train_variety: str = "classic",
+    device_kinds: str = "",
+    mix_classic: int = 0,
     init_checkpoint: str = "champion",
     steps: int = 2000,
     batch_size: int = 64,
@@ -152,7 +175,14 @@ def ocr_training(
     namespace: str = "",
     canary_percent: int = 100,
 ) -> None:
-    crops = prepare_crops(crops_uri=crops_uri, exams=train_exams, seed=train_seed)
+    crops = prepare_crops(
+        crops_uri=crops_uri,
+        exams=train_exams,
+        seed=train_seed,
+        variety=train_variety,
+        device_kinds=device_kinds,
+        mix_classic=mix_classic,
+    )
     trained = train_recognizer(
         crops=crops.outputs["crops"],
         init_checkpoint=init_checkpoint,

@@ -134,38 +134,21 @@ def _crop_set(
     kinds: list[str] | None = None,
 ) -> CropSet:
     from eyeops.devices import load_layouts
-    from eyeops.devices.layout import LayoutRegistry
-    from eyeops.ocr.dataset import CropSet, build_crop_set
+    from eyeops.ocr.dataset import CropSet, build_crop_set, training_layouts
     from eyeops.synth.exams import Variety
     from eyeops.synth.fonts import font_names
 
-    layouts = load_layouts()
-    if kinds:
-        unknown = sorted(set(kinds) - set(layouts.kinds()))
-        if unknown:
-            raise SystemExit(
-                f"unknown device kind(s) {', '.join(unknown)}; known: {', '.join(layouts.kinds())}"
-                " (an onboarded kind's folder goes in EYEOPS_LAYOUT_DIRS)"
-            )
-        layouts = LayoutRegistry({k: layouts[k] for k in kinds})
     kind: Variety = "classic"
-    if split == "train" and variety == "broad":
-        kind = "broad"
-    elif split == "train" and variety == "reference":
-        kind = "reference"
-    if kind == "reference":
-        missing = [layout.kind for layout in layouts if layout.template.reference is None]
-        if missing:
-            raise SystemExit(
-                f"--variety reference needs onboarded kinds with a reference image; {', '.join(missing)}"
-                " has none: pass --kinds with kinds onboarded by `eyeops devices onboard`"
-            )
+    if split == "train" and variety in ("broad", "reference"):
+        kind = "broad" if variety == "broad" else "reference"
+    layouts = training_layouts(load_layouts(), kinds, kind)
     # The face count and the kinds are in the name: a cache rendered before the font list grew, or
     # for other kinds, is not reused.
     n_faces = len(font_names("broad" if kind == "broad" else split)[:faces])
     tag = "" if kind == "classic" else f"-{kind}"
     tag += "-" + "+".join(kinds) if kinds else ""
-    path = cache / f"crops-{split}{tag}-{seed}-{exams}-faces{n_faces}.npz" if cache else None
+    # v3: crops with the value ink placed and sized by eyeops.align.prepare_crop
+    path = cache / f"crops-v3-{split}{tag}-{seed}-{exams}-faces{n_faces}.npz" if cache else None
     if path is not None and path.is_file():
         return CropSet.load(path)
     data = build_crop_set(layouts, exams, seed, split, workers=workers, faces=faces, variety=kind)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -10,7 +11,7 @@ import numpy as np
 
 from eyeops.align import align, align_to_template, crop_regions, decode_grey
 from eyeops.devices.layout import DeviceLayout, LayoutRegistry
-from eyeops.errors import AlignmentFailed
+from eyeops.errors import AlignmentFailed, EyeopsError
 from eyeops.synth.exams import Variety, render_one
 from eyeops.synth.values import ValueMode
 
@@ -92,7 +93,7 @@ def _exam_crops(
     except AlignmentFailed:
         return None
     specs = list(layout.all_fields())
-    crops = crop_regions(aligned, specs)
+    crops = crop_regions(aligned, specs, layout.template.value_align)
     return (
         crops,
         [exam.texts[s.name] for s in specs],
@@ -100,6 +101,33 @@ def _exam_crops(
         [layout.kind] * len(specs),
         [s.name for s in specs],
     )
+
+
+class TrainingSetError(EyeopsError, ValueError):
+    """The kinds or the renderer asked for cannot make a training set."""
+
+
+def training_layouts(
+    registry: LayoutRegistry, kinds: Sequence[str] | None, variety: Variety
+) -> LayoutRegistry:
+    """The layouts a training set renders: `kinds` (all when empty); variety "reference" needs each
+    to carry a reference image (an onboarded kind)."""
+    if kinds:
+        unknown = sorted(set(kinds) - set(registry.kinds()))
+        if unknown:
+            raise TrainingSetError(
+                f"unknown device kind(s) {', '.join(unknown)}; known: {', '.join(registry.kinds())}"
+                " (an onboarded kind's folder goes in EYEOPS_LAYOUT_DIRS)"
+            )
+        registry = LayoutRegistry({k: registry[k] for k in kinds})
+    if variety == "reference":
+        missing = [layout.kind for layout in registry if layout.template.reference is None]
+        if missing:
+            raise TrainingSetError(
+                f"the reference renderer needs onboarded kinds with a reference image; {', '.join(missing)}"
+                " has none: name kinds onboarded by `eyeops devices onboard`"
+            )
+    return registry
 
 
 def build_crop_set(

@@ -108,7 +108,9 @@ def compare_with_tesseract(
                 if wanted:
                     card.add_peer(exam.device_kind, peer, [False] * len(exam.texts))
             continue
-        ours = recognize(recognizer, crop_regions(aligned, specs), [s.grammar for s in specs])
+        ours = recognize(
+            recognizer, crop_regions(aligned, specs, layout.template.value_align), [s.grammar for s in specs]
+        )
         texts = {s.name: (r.text, r.confidence) for r, s in zip(ours, specs, strict=True)}
         readings = validate_fields(layout, texts, served)
         if ppocr is not None:

@@ -65,7 +65,7 @@ def prepare_exam(exam: ExamInput, layouts: LayoutRegistry, settings: Settings) -
     t1 = time.perf_counter()
     found = align(grey, layout)
     specs = list(layout.all_fields())
-    crops = crop_regions(found.aligned, specs)
+    crops = crop_regions(found.aligned, specs, layout.template.value_align)
     t2 = time.perf_counter()
     regions = {
         s.name: found.aligned[s.box[1] : s.box[1] + s.box[3], s.box[0] : s.box[0] + s.box[2]] for s in specs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,6 +15,9 @@ import torch
 from eyeops.ocr.dataset import CropSet
 from eyeops.ocr.decode import recognize
 from eyeops.ocr.model import (
+    FALLBACK_BELOW,
+    FALLBACK_DIR,
+    METADATA_FILE,
     ArchitectureSpec,
     Recognizer,
     build_model,
@@ -136,16 +140,24 @@ def train(
         metrics["eval_exact_match"] = exact_match(Recognizer(model, vocab, None, "final"), eval_set)
         metrics["eval_crops"] = len(eval_set)
     version = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    save_checkpoint(
-        model,
-        vocab,
-        out,
-        {
-            "version": version,
-            "metrics": metrics,
-            "config": asdict(config),
-            "arch": asdict(ArchitectureSpec()),
-            "history": history,
-        },
-    )
+    meta: dict[str, object] = {
+        "version": version,
+        "metrics": metrics,
+        "config": asdict(config),
+        "arch": asdict(ArchitectureSpec()),
+        "history": history,
+    }
+    carried = Path(config.init) / FALLBACK_DIR if config.init else None
+    if carried is not None and (carried / "config.json").is_file():
+        # Fine-tuning a recogniser that has a fallback fine-tunes its first stage: the second stays.
+        init_meta = carried.parent / METADATA_FILE
+        below = (
+            json.loads(init_meta.read_text(encoding="utf-8")).get("fallback_below")
+            if init_meta.is_file()
+            else None
+        )
+        meta["fallback_below"] = float(below if below is not None else FALLBACK_BELOW)
+    save_checkpoint(model, vocab, out, meta)
+    if "fallback_below" in meta and carried is not None:
+        shutil.copytree(carried, out / FALLBACK_DIR, dirs_exist_ok=True)
     return metrics

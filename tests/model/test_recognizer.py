@@ -145,8 +145,32 @@ def test_offline_eval_scores_an_exam_folder_drawn_by_another_renderer(capsys, tm
     assert summary["exams"] == 6 and summary["exams_from"] == str(tmp_path / "stress")
     truth = [json.loads(line) for line in (tmp_path / "stress" / "truth.jsonl").read_text().splitlines()]
     assert summary["fields"] == sum(len(row["fields"]) for row in truth)
-    assert summary["unaligned"] == 0 and summary["field_accuracy"] >= 0.5  # 0.73 on 60 such exams
+    # 0.96 on 120 such exams with light damage (0.76 before value ink was normalised, round 9)
+    assert summary["unaligned"] == 0 and summary["field_accuracy"] >= 0.85
     # the PP-OCRv4 peer read the same regions (0.93 on those 60 exams): a broken decode would not
     assert summary["ppocr_field_accuracy"] >= 0.8
     assert main(["ocr", "eval", "--offline", "--exams", str(tmp_path / "none")]) == 2
     assert "truth.jsonl does not exist" in capsys.readouterr().err
+
+
+def test_the_recogniser_reads_a_renderer_written_apart_from_training(capsys, tmp_path: Path):
+    """tests/foreign draws the six layouts its own way (own page designs, centred or left values,
+    14 font packages the project uses nowhere, its own 7-segment and dot-matrix readouts): the
+    shipped recogniser reads most fields, about as PP-OCRv4 does on the same regions."""
+    import json
+
+    from eyeops.cli import main
+    from tests.foreign.render import main as render
+
+    assert (
+        render(["--count", "12", "--seed", "9", "--out", str(tmp_path / "foreign"), "--damage", "light"]) == 0
+    )
+    capsys.readouterr()
+    args = ["ocr", "eval", "--offline", "--exams", str(tmp_path / "foreign"), "--no-tesseract", "--json"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["exams"] == 12 and summary["unaligned"] <= 1
+    # 0.94 on 120 such exams (PP-OCRv4 0.93); 0.37 before the layout fit and the value-ink
+    # normalisation of this round
+    assert summary["field_accuracy"] >= 0.8
+    assert summary["silent_error_rate"] <= 0.02

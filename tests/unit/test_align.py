@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from eyeops.align import align_to_template, crop_regions, decode_grey
+from eyeops.align import align_to_template, decode_grey
 from eyeops.errors import AlignmentFailed
 from eyeops.synth.exams import exam_rng, render_one
 from eyeops.synth.fonts import EVAL_FONTS, TRAIN_FONTS, font_paths
@@ -18,7 +18,12 @@ def _ncc(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_alignment_recovers_field_regions_under_rotation_scale_perspective(layouts):
-    """Crops of the damaged, aligned image correlate with crops of the clean drawing."""
+    """Field regions of the damaged, aligned image correlate with those of the clean drawing."""
+    import cv2
+
+    def regions(image: np.ndarray, specs: list) -> list[np.ndarray]:
+        return [cv2.resize(image[y : y + h, x : x + w], (128, 32)) for x, y, w, h in (s.box for s in specs)]
+
     scores = []
     for i in range(24):
         layout = list(layouts)[i % 6]
@@ -26,7 +31,7 @@ def test_alignment_recovers_field_regions_under_rotation_scale_perspective(layou
         aligned = align_to_template(decode_grey(exam.image), layout)
         clean = render_clean(layout, exam.texts, exam.style)
         specs = list(layout.all_fields())
-        got, want = crop_regions(aligned, specs), crop_regions(clean, specs)
+        got, want = regions(aligned, specs), regions(clean, specs)
         scores += [_ncc(g, w) for g, w in zip(got, want, strict=True)]
     assert np.median(scores) > 0.85
     assert np.percentile(scores, 5) > 0.6
@@ -88,7 +93,7 @@ def test_crops_are_dark_text_on_a_light_ground_whatever_the_screen_drew():
     assert np.array_equal(normalize_polarity(screen), printout)
     blank = np.full((44, 176), 40, dtype=np.uint8)  # an empty dark box stays as it is
     assert np.array_equal(normalize_polarity(blank), blank)
-    assert np.array_equal(prepare_crop(screen), prepare_crop(printout))
+    assert np.array_equal(prepare_crop(screen, "right"), prepare_crop(printout, "right"))
 
 
 def _borderless(layout, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -149,3 +154,36 @@ def test_quality_score_tells_a_good_alignment_from_one_a_row_off(layouts):
     assert box_agreement(clean, layout) == 1.0
     half_row = np.roll(clean, 24, axis=0)  # crops cut half a row too high
     assert box_agreement(half_row, layout) < 0.5
+
+
+def test_a_value_reads_the_same_whatever_size_and_place_the_device_drew_it_at():
+    """prepare_crop moves a value's ink to one size and place: drawn small on the left or large on
+    the right of its box, inside the box outline, it gives (nearly) the same recogniser input."""
+    import cv2
+
+    from eyeops.align import INK_HEIGHT, prepare_crop, value_ink
+    from eyeops.crops import CROP_HEIGHT
+
+    def drawn(scale: float, x: int, outline: bool) -> np.ndarray:
+        box = np.full((44, 176), 230, np.uint8)
+        cv2.putText(box, "12.75", (x, 22 + round(11 * scale)), cv2.FONT_HERSHEY_SIMPLEX, scale, 20, 2)
+        if outline:
+            cv2.rectangle(box, (0, 0), (175, 43), 120, 1)
+        return box
+
+    small_left, large_right = drawn(0.6, 6, False), drawn(1.1, 60, True)
+    a, b = prepare_crop(small_left, "right"), prepare_crop(large_right, "right")
+    assert a.shape == b.shape == (32, 128)
+    plain = [cv2.resize(x, (128, 32), interpolation=cv2.INTER_AREA) for x in (small_left, large_right)]
+    assert _ncc(a, b) > 0.6 > 0.2 > _ncc(*plain)  # stroke widths differ, size and place do not
+    ink_a, ink_b = value_ink(255 - (255 - a)), value_ink(b)
+    assert ink_a is not None and ink_b is not None
+    for y0, y1, _, x1 in (ink_a, ink_b):
+        assert abs((y1 - y0) - INK_HEIGHT * CROP_HEIGHT) <= 2 and 118 <= x1 <= 122  # right side
+    assert value_ink(prepare_crop(small_left, "left"))[2] <= 10  # type: ignore[index]
+    # a blank field's dashes stay flat: never blown up to the height of digits
+    dashes = np.full((44, 176), 230, np.uint8)
+    dashes[21:24, 60:110] = 20
+    assert 1 <= int(((prepare_crop(dashes, "right") < 128).sum(axis=1) > 0).sum()) <= 6
+    empty = np.full((44, 176), 230, np.uint8)
+    assert value_ink(empty) is None and (prepare_crop(empty, "right") == 230).all()

@@ -81,3 +81,19 @@ def test_a_checkpoint_carries_its_fallback(tmp_path):
         attach_fallback(tmp_path / "a", tmp_path / "b", tmp_path / "ab")
     with pytest.raises(CheckpointError, match="not an eyeops recogniser"):
         attach_fallback(tmp_path / "a", tmp_path / "missing", tmp_path / "c")
+
+
+def test_fine_tuning_a_paired_checkpoint_keeps_its_fallback(tmp_path):
+    from eyeops.ocr.dataset import CropSet
+    from eyeops.ocr.model import attach_fallback, load_recognizer, save_checkpoint
+    from eyeops.ocr.train import TrainConfig, train
+
+    vocab = CharVocab()
+    for name in ("a", "b"):
+        save_checkpoint(build_model(vocab), vocab, tmp_path / name, {"version": name})
+    attach_fallback(tmp_path / "a", tmp_path / "b", tmp_path / "ab", below=0.95)
+    crops = np.random.default_rng(0).integers(0, 255, size=(8, 32, 128)).astype(np.uint8)
+    data = CropSet(crops, ["12"] * 8, [r"\d{2}"] * 8, ["k"] * 8, ["f"] * 8)
+    train(data, None, TrainConfig(steps=2, batch_size=4, warmup=1, init=str(tmp_path / "ab")), tmp_path / "t")
+    tuned = load_recognizer(tmp_path / "t")
+    assert tuned.fallback is not None and tuned.fallback.version == "b" and tuned.fallback_below == 0.95

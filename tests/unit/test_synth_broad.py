@@ -182,7 +182,7 @@ def test_broad_rendering_is_deterministic_and_aligns(layouts):
             aligned = align(decode_grey(exam.image), layout).aligned
         except AlignmentFailed:  # such an exam is left out of training
             continue
-        crops = crop_regions(aligned, list(layout.all_fields()))
+        crops = crop_regions(aligned, list(layout.all_fields()), layout.template.value_align)
         assert crops.shape[1:] == (32, 128)
         cropped += 1
     assert cropped >= 9
