@@ -124,8 +124,9 @@ def training_layouts(
         missing = [layout.kind for layout in registry if layout.template.reference is None]
         if missing:
             raise TrainingSetError(
-                f"the reference renderer needs onboarded kinds with a reference image; {', '.join(missing)}"
-                " has none: name kinds onboarded by `eyeops devices onboard`"
+                "the reference renderer needs onboarded kinds with a reference image;"
+                f" {', '.join(missing)} {'has' if len(missing) == 1 else 'have'} none:"
+                " name kinds onboarded by `eyeops devices onboard`"
             )
     return registry
 
