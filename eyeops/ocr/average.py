@@ -9,24 +9,14 @@ the result has the same architecture as its parents.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from eyeops.errors import CheckpointError
-from eyeops.ocr.model import METADATA_FILE, load_recognizer, save_checkpoint
-
-
-def _metadata(directory: Path) -> dict[str, Any]:
-    path = directory / METADATA_FILE
-    if not path.is_file():
-        return {}
-    metadata: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return metadata
+from eyeops.ocr.model import load_recognizer, read_metadata, save_checkpoint
 
 
 def average_checkpoints(parents: Sequence[Path], out: Path, weights: Sequence[float] | None = None) -> None:
@@ -72,7 +62,7 @@ def average_checkpoints(parents: Sequence[Path], out: Path, weights: Sequence[fl
         {
             "version": time.strftime("%Y%m%d-%H%M%S", time.gmtime()),
             "averaged_from": [
-                {"path": str(p), "weight": w, "metadata": _metadata(p)}
+                {"path": str(p), "weight": w, "metadata": read_metadata(p)}
                 for p, w in zip(parents, weights, strict=True)
             ],
         },

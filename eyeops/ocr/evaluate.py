@@ -17,7 +17,7 @@ from eyeops.devices import load_layouts
 from eyeops.devices.layout import LayoutRegistry
 from eyeops.errors import AlignmentFailed
 from eyeops.ocr.client import OcrClient
-from eyeops.ocr.scorecard import Scorecard
+from eyeops.ocr.scorecard import Scorecard, shown_hits
 from eyeops.synth.exams import synthesize_exams
 from eyeops.synth.render import RenderedExam
 
@@ -37,21 +37,17 @@ class EvalRun:
 
     def summary(self) -> dict[str, Any]:
         lat = np.array(self.latencies_ms) if self.latencies_ms else np.zeros(1)
-        card = self.card.summary()
         return {
-            **{k: v for k, v in card.items() if k not in ("per_device", "wrong_fields")},
+            **self.card.summary(),
             "latency_ms_p50": float(np.percentile(lat, 50)),
             "latency_ms_p95": float(np.percentile(lat, 95)),
             "duplicates": self.duplicates,
             "http_errors": dict(self.http_errors),
-            "wrong_fields": card["wrong_fields"],
-            "per_device": card["per_device"],
         }
 
 
 def tesseract_hits(exam: RenderedExam, layouts: LayoutRegistry) -> list[bool]:
     """Tesseract's exact match per field the exam shows, on the regions the service crops."""
-    from eyeops.ocr.offline import shown_hits
     from eyeops.ocr.tesseract import read_fields
 
     layout = layouts[exam.device_kind]

@@ -137,6 +137,20 @@ def save_checkpoint(
     (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8")
 
 
+def read_metadata(directory: Path) -> dict[str, Any]:
+    """A checkpoint folder's eyeops_model.json ({} when it has none)."""
+    path = directory / METADATA_FILE
+    if not path.is_file():
+        return {}
+    metadata: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return metadata
+
+
+def fallback_below(directory: Path) -> float:
+    """The confidence under which a checkpoint's fallback reads again (metadata, else the default)."""
+    return float(read_metadata(directory).get("fallback_below", FALLBACK_BELOW))
+
+
 def load_recognizer(directory: Path, fallback: bool = True) -> Recognizer:
     """Load any TrOCR checkpoint directory.
 
@@ -153,17 +167,12 @@ def load_recognizer(directory: Path, fallback: bool = True) -> Recognizer:
         model = VisionEncoderDecoderModel.from_pretrained(directory)
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{directory}: not a VisionEncoderDecoder checkpoint: {exc}") from exc
-    version, meta = "unknown", {}
-    meta_path = directory / METADATA_FILE
-    if meta_path.is_file():
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        version = str(meta.get("version", version))
+    version = str(read_metadata(directory).get("version", "unknown"))
     if (directory / VOCAB_FILE).is_file():
         second = None
         if fallback and (directory / FALLBACK_DIR / "config.json").is_file():
             second = load_recognizer(directory / FALLBACK_DIR, fallback=False)
-        below = float(meta.get("fallback_below", FALLBACK_BELOW))
-        return Recognizer(model, CharVocab.load(directory), None, version, second, below)
+        return Recognizer(model, CharVocab.load(directory), None, version, second, fallback_below(directory))
     try:
         processor = TrOCRProcessor.from_pretrained(directory)
     except (OSError, ValueError) as exc:
@@ -190,8 +199,6 @@ def attach_fallback(primary: Path, fallback: Path, out: Path, below: float = FAL
         raise CheckpointError(f"{out} exists; choose a new folder")
     shutil.copytree(primary, out, ignore=shutil.ignore_patterns(FALLBACK_DIR))
     shutil.copytree(fallback, out / FALLBACK_DIR, ignore=shutil.ignore_patterns(FALLBACK_DIR))
-    meta_path = out / METADATA_FILE
-    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
-    meta["fallback_below"] = below
-    meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
+    meta = {**read_metadata(out), "fallback_below": below}
+    (out / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
     return out

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from eyeops.align import align_to_template, crop_regions, decode_grey
-from eyeops.devices.layout import FieldSpec, LayoutRegistry
+from eyeops.devices.layout import LayoutRegistry
 from eyeops.errors import AlignmentFailed
 from eyeops.fields import read_fields as validate_fields
 from eyeops.ocr.decode import recognize
@@ -24,7 +24,7 @@ from eyeops.ocr.model import Recognizer
 from eyeops.ocr.peers import PPOCRv4
 from eyeops.ocr.peers import read_fields as read_ppocr
 from eyeops.ocr.pipeline import second_opinion
-from eyeops.ocr.scorecard import Scorecard
+from eyeops.ocr.scorecard import Scorecard, shown_hits
 from eyeops.settings import Settings
 from eyeops.synth.exams import synthesize_exams
 
@@ -69,11 +69,6 @@ def exam_folder(folder: Path) -> list[ExamFile]:
 def held_out_exams(layouts: LayoutRegistry, count: int, seed: int) -> Iterable[LabelledExam]:
     """Synthetic exams drawn with fonts and noise seeds training never saw."""
     return synthesize_exams(list(layouts), count, seed, split="eval")
-
-
-def shown_hits(read: list[str], specs: list[FieldSpec], truth: dict[str, str]) -> list[bool]:
-    """Per field the exam shows, whether a peer's reading (in the order of `specs`) is exact."""
-    return [text == truth[s.name] for text, s in zip(read, specs, strict=True) if s.name in truth]
 
 
 def compare_with_tesseract(

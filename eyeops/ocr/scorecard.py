@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from eyeops.devices.layout import DeviceLayout, LayoutRegistry
+from eyeops.devices.layout import DeviceLayout, FieldSpec, LayoutRegistry
 from eyeops.fields import read_fields
 
 # Confidence thresholds every evaluation also scores, besides the one the service applied: the
@@ -58,6 +58,11 @@ def threshold_rates(sweep: dict[float, list[int]], fields: int) -> dict[str, dic
         f"{t:g}": {"review_rate": review / n, "silent_error_rate": silent / n}
         for t, (review, silent) in sorted(sweep.items())
     }
+
+
+def shown_hits(read: list[str], specs: Sequence[FieldSpec], truth: dict[str, str]) -> list[bool]:
+    """Per field the exam shows, whether a peer's reading (in the order of `specs`) is exact."""
+    return [text == truth[s.name] for text, s in zip(read, specs, strict=True) if s.name in truth]
 
 
 @dataclass

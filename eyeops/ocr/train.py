@@ -15,12 +15,11 @@ import torch
 from eyeops.ocr.dataset import CropSet
 from eyeops.ocr.decode import recognize
 from eyeops.ocr.model import (
-    FALLBACK_BELOW,
     FALLBACK_DIR,
-    METADATA_FILE,
     ArchitectureSpec,
     Recognizer,
     build_model,
+    fallback_below,
     load_recognizer,
     pixels_from_crops,
     save_checkpoint,
@@ -150,13 +149,7 @@ def train(
     carried = Path(config.init) / FALLBACK_DIR if config.init else None
     if carried is not None and (carried / "config.json").is_file():
         # Fine-tuning a recogniser that has a fallback fine-tunes its first stage: the second stays.
-        init_meta = carried.parent / METADATA_FILE
-        below = (
-            json.loads(init_meta.read_text(encoding="utf-8")).get("fallback_below")
-            if init_meta.is_file()
-            else None
-        )
-        meta["fallback_below"] = float(below if below is not None else FALLBACK_BELOW)
+        meta["fallback_below"] = fallback_below(carried.parent)
     save_checkpoint(model, vocab, out, meta)
     if "fallback_below" in meta and carried is not None:
         shutil.copytree(carried, out / FALLBACK_DIR, dirs_exist_ok=True)
