@@ -25,11 +25,16 @@ from eyeops.stack.lens import LensStack, local_eye_features, prepare_local_lens
 
 
 async def open_loop(
-    url: str, bodies: list[dict[str, Any]], rate: float, seconds: float
+    url: str,
+    bodies: list[dict[str, Any]],
+    rate: float,
+    seconds: float,
+    headers: dict[str, str] | None = None,
 ) -> tuple[list[float], int]:
     latencies: list[float] = []
     errors = 0
-    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=200)) as client:
+    limits = httpx.Limits(max_connections=200)
+    async with httpx.AsyncClient(timeout=30, limits=limits, headers=headers) as client:
 
         async def one(body: dict[str, Any]) -> None:
             nonlocal errors

@@ -99,7 +99,12 @@ def render_exams(count: int, seed: int = 4242) -> list[Exam]:
 
 
 async def run_load(
-    url: str, exams: Sequence[Exam], clients: int, seconds: float, resend_every: int = 0
+    url: str,
+    exams: Sequence[Exam],
+    clients: int,
+    seconds: float,
+    resend_every: int = 0,
+    token: str | None = None,
 ) -> LoadResult:
     """`clients` concurrent clients, each sending the next exam as soon as its last answer came, for
     `seconds`. Every request is a new exam (the rendered ones in turn, each later round a distinct
@@ -110,6 +115,9 @@ async def run_load(
     deadline = time.monotonic() + seconds
     predict = f"{url}/v1/models/ocr:predict"
     timeout = aiohttp.ClientTimeout(total=120)
+    headers = {"content-type": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"  # a device's token (`eyeops up`: local-device)
 
     async def client(session: aiohttp.ClientSession) -> None:
         nonlocal next_index
@@ -121,9 +129,7 @@ async def run_load(
             exam_id, body = exams[n % len(exams)].copy(n // len(exams))
             t0 = time.perf_counter()
             try:
-                async with session.post(
-                    predict, data=body, headers={"content-type": "application/json"}
-                ) as response:
+                async with session.post(predict, data=body, headers=headers) as response:
                     payload = await response.read()
                     status = response.status
             except (aiohttp.ClientError, TimeoutError) as exc:
@@ -190,6 +196,10 @@ class UpProcess:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def device_token(self) -> str:
+        """The token `eyeops up` made for its first device (`local-device`)."""
+        return (self.data_dir / "credentials" / "local-device.token").read_text().strip()
+
     def stop(self, timeout_s: float = 60.0) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
@@ -208,16 +218,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--exams", type=int, default=120, help="exams rendered (later rounds: copies)")
     parser.add_argument("--resend-every", type=int, default=10, help="every N-th request re-sends an exam")
     parser.add_argument("--endpoint", default=None, help="a running OCR service (default: start one)")
+    parser.add_argument("--token-file", type=Path, default=None, help="a device token for --endpoint")
     args = parser.parse_args(argv)
     exams = render_exams(args.exams)
     if args.endpoint:
-        result = asyncio.run(run_load(args.endpoint, exams, args.clients, args.seconds, args.resend_every))
+        token = args.token_file.read_text().strip() if args.token_file else None
+        result = asyncio.run(
+            run_load(args.endpoint, exams, args.clients, args.seconds, args.resend_every, token)
+        )
         print(json.dumps(result.summary()))
         return 0
     with tempfile.TemporaryDirectory(prefix="eyeops-load-") as tmp:
         up = UpProcess.start(Path(tmp) / "site")
         try:
-            result = asyncio.run(run_load(up.ocr, exams, args.clients, args.seconds, args.resend_every))
+            result = asyncio.run(
+                run_load(up.ocr, exams, args.clients, args.seconds, args.resend_every, up.device_token())
+            )
         finally:
             up.stop()
     print(json.dumps(result.summary()))

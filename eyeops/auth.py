@@ -18,11 +18,15 @@ from pathlib import Path
 from eyeops.errors import EyeopsError, InvalidRequest
 
 DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+MAX_TOKEN_CHARS = 512
+# The header Triton's --http-restricted-api / --grpc-restricted-protocol checks for its key; the OCR
+# transformer sends it (eyeops.stack.triton and the chart start Triton with the same name).
+TRITON_KEY_HEADER = "x-eyeops-triton-key"
 _LINE = re.compile(r"^(?P<device>\S+)\s+sha256:(?P<digest>[0-9a-f]{64})$")
 
 
 class Unauthorized(EyeopsError):
-    """Missing or wrong device token. HTTP 401."""
+    """Missing or wrong bearer token. HTTP 401."""
 
     status_code = 401
 
@@ -46,11 +50,13 @@ def check_device_id(device_id: str) -> str:
 class TokenRegistry:
     """Maps a presented token to the device it belongs to, comparing hashes in constant time."""
 
-    def __init__(self, hashes: Mapping[str, str]) -> None:
+    def __init__(self, hashes: Mapping[str, str], what: str = "device") -> None:
+        """`what` names whose tokens these are in refusals: device, client, service."""
         self._by_device = dict(hashes)
+        self.what = what
 
     @classmethod
-    def parse(cls, lines: Iterable[str], source: str = "<tokens>") -> TokenRegistry:
+    def parse(cls, lines: Iterable[str], source: str = "<tokens>", what: str = "device") -> TokenRegistry:
         hashes: dict[str, str] = {}
         for number, raw in enumerate(lines, 1):
             line = raw.split("#", 1)[0].strip()
@@ -64,24 +70,28 @@ class TokenRegistry:
                 )
             device = check_device_id(match["device"])
             if device in hashes:
-                raise EyeopsError(f"{source}:{number}: device {device!r} is listed twice")
+                raise EyeopsError(f"{source}:{number}: {what} {device!r} is listed twice")
             hashes[device] = "sha256:" + match["digest"]
-        return cls(hashes)
+        return cls(hashes, what)
 
     @classmethod
-    def from_file(cls, path: Path) -> TokenRegistry:
-        return cls.parse(path.read_text(encoding="utf-8").splitlines(), str(path))
+    def from_file(cls, path: Path, what: str = "device") -> TokenRegistry:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise EyeopsError(f"cannot read the {what} token registry {path}: {exc.strerror}") from exc
+        return cls.parse(text.splitlines(), str(path), what)
 
     def __len__(self) -> int:
         return len(self._by_device)
 
     def authenticate(self, authorization: str | None) -> str:
-        """The device id a ``Bearer`` header belongs to, or Unauthorized."""
+        """The name (device id, client, service) a ``Bearer`` header belongs to, or Unauthorized."""
         if not authorization:
-            raise Unauthorized("missing bearer token; send 'Authorization: Bearer <device token>'")
+            raise Unauthorized(f"missing bearer token; send 'Authorization: Bearer <{self.what} token>'")
         scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized("expected 'Authorization: Bearer <device token>'")
+        if scheme.lower() != "bearer" or not token.strip() or len(token) > MAX_TOKEN_CHARS:
+            raise Unauthorized(f"expected 'Authorization: Bearer <{self.what} token>'")
         presented = hash_token(token.strip())
         found: str | None = None
         for device, digest in self._by_device.items():
@@ -89,7 +99,7 @@ class TokenRegistry:
             if hmac.compare_digest(presented, digest):
                 found = device
         if found is None:
-            raise Unauthorized("unknown device token")
+            raise Unauthorized(f"unknown {self.what} token")
         return found
 
 
@@ -111,7 +121,10 @@ def add_device(registry_file: Path, token_file: Path, device_id: str) -> None:
 
 
 def read_token_file(path: Path) -> str:
-    token = path.read_text(encoding="utf-8").strip()
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise EyeopsError(f"cannot read token file {path}: {exc.strerror}") from exc
     if not token:
         raise EyeopsError(f"token file {path} is empty")
     return token
@@ -121,3 +134,21 @@ class Forbidden(EyeopsError):
     """A valid token used for another device's requests. HTTP 403."""
 
     status_code = 403
+
+
+def bearer(token_file: Path | None) -> dict[str, str]:
+    """The Authorization header that presents the token in `token_file` (none without a file)."""
+    if token_file is None:
+        return {}
+    return {"authorization": "Bearer " + read_token_file(token_file)}
+
+
+def local_bearer(token_file: Path | None, local_name: str) -> dict[str, str]:
+    """A CLI's Authorization header: the token in `token_file` when given, else the local stack's
+    `<data folder>/credentials/<local_name>` when `eyeops up` made one, else none."""
+    if token_file is not None:
+        return bearer(token_file)
+    from eyeops.settings import Settings
+
+    default = Settings().data_dir / "credentials" / local_name
+    return bearer(default) if default.exists() else {}

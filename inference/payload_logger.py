@@ -18,6 +18,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -47,6 +48,7 @@ class LoggerConfig:
     namespace: str = "default"
     endpoint: str = "default"
     queue_size: int = 10_000
+    token: str | None = None  # sent as a bearer token when the sink asks for one (the local monitor)
 
     @classmethod
     def from_env(cls, component: str, service: str) -> LoggerConfig | None:
@@ -56,7 +58,9 @@ class LoggerConfig:
         mode = os.environ.get("EYEOPS_LOGGER_MODE", "all")
         if mode not in MODES:
             raise ValueError(f"EYEOPS_LOGGER_MODE must be one of {', '.join(MODES)}, got {mode!r}")
-        return cls(url, os.environ.get("EYEOPS_LOGGER_SERVICE", service), component, mode)
+        token_file = os.environ.get("EYEOPS_LOGGER_TOKEN_FILE")
+        token = Path(token_file).read_text(encoding="utf-8").strip() if token_file else None
+        return cls(url, os.environ.get("EYEOPS_LOGGER_SERVICE", service), component, mode, token=token)
 
 
 class PayloadLogger:
@@ -117,6 +121,8 @@ class PayloadLogger:
             "ce-endpoint": c.endpoint,
             "content-type": content_type or "application/json",
         }
+        if c.token:
+            headers["authorization"] = f"Bearer {c.token}"
         try:
             self._queue.put_nowait((headers, data))
         except asyncio.QueueFull:

@@ -35,6 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=ROLE",
         help="an InferenceService whose events to read, and its role (lens or ocr); repeat",
     )
+    serve.add_argument(
+        "--device-kind",
+        action="append",
+        default=[],
+        help="a device kind whose OCR events may label metrics (besides the detectors' kinds); repeat",
+    )
+    serve.add_argument(
+        "--tokens", type=Path, default=None, help="token registry for /feedback, /status, /history"
+    )
+    serve.add_argument(
+        "--sink-tokens", type=Path, default=None, help="token registry for posting events (default: none)"
+    )
+    serve.add_argument("--insecure", action="store_true", help="serve those routes without a token")
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=8080)
     return parser
@@ -55,10 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "serve":
         import uvicorn
 
+        from eyeops_detectors.auth import TokenCheck
         from eyeops_detectors.service import build_monitor, create_app
 
+        if args.tokens is None and not args.insecure:
+            raise SystemExit("pass --tokens (a registry made with `eyeops gateway token`) or --insecure")
+        tokens = TokenCheck.from_file(args.tokens) if args.tokens else None
+        sink = TokenCheck.from_file(args.sink_tokens) if args.sink_tokens else None
         services = dict(pair.split("=", 1) for pair in args.service) or {"lens": "lens", "ocr": "ocr"}
-        app = create_app(build_monitor(args.detectors, args.state, services))
+        app = create_app(build_monitor(args.detectors, args.state, services, args.device_kind), tokens, sink)
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 

@@ -4,6 +4,9 @@ prediction that was made."""
 
 from __future__ import annotations
 
+import datetime as dt
+import math
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +14,14 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from eyeops_detectors.detectors import SIZES_MM, AnyArray, DetectorSet, size_index
-from eyeops_detectors.payloads import PayloadError, lens_answers, lens_eye_ids, lens_features, ocr_exams
+from eyeops_detectors.payloads import (
+    PayloadError,
+    PayloadTooLarge,
+    lens_answers,
+    lens_eye_ids,
+    lens_features,
+    ocr_exams,
+)
 from eyeops_detectors.store import MonitorStore
 
 REQUEST = "org.kubeflow.serving.inference.request"
@@ -20,6 +30,14 @@ TARGET_VAULT_UM = (250.0, 750.0)  # DOMAIN.md §3, the range most clinics use
 OUTCOME_DEVICE = "anterior_segment_oct"
 OUTCOME_FIELD = "vault_um"
 PATIENT_MEMORY = 5000  # patients remembered for the one-eye-per-patient rule
+COMPONENTS = ("predictor", "transformer", "explainer")  # KServe's; the only Ce-Component labels
+PENDING_REQUESTS = 10_000  # lens requests waiting for their response (200) before they count
+# The kinds eyeops ships layouts for; `--device-kind` adds an onboarded one. Events of any other kind
+# never name a metric series (a label value is never what a client chose).
+SHIPPED_DEVICE_KINDS = (
+    "anterior_segment_oct", "autorefractor", "noncontact_tonometer", "optical_biometer",
+    "scheimpflug_tomographer", "specular_microscope",
+)  # fmt: skip
 
 
 def patient_of(eye_id: str) -> str:
@@ -38,6 +56,7 @@ class LoggedEvent:
     service: str
     component: str
     data: Any
+    body_sha256: str = ""  # with ce_id and component: a replay is dropped, a new payload is not
 
 
 class MonitorMetrics:
@@ -94,8 +113,11 @@ class Monitor:
         services: dict[str, str],
         metrics: MonitorMetrics | None = None,
         rolling: int = 200,
+        device_kinds: list[str] | None = None,
     ) -> None:
-        """`services` maps InferenceService names to their role, "lens" or "ocr"."""
+        """`services` maps InferenceService names to their role, "lens" or "ocr". `device_kinds`:
+        the kinds whose OCR events may name a metric series (besides those the detectors know);
+        any other kind is counted as "other" and feeds no window."""
         bad = {v for v in services.values()} - {"lens", "ocr"}
         if bad:
             raise ValueError(f"service roles must be lens or ocr, got {', '.join(sorted(bad))}")
@@ -106,6 +128,15 @@ class Monitor:
         self.rolling = rolling
         self.window = detectors.config.window
         self._online_keep = 2 * max(detectors.config.online_window_sizes)
+        self.device_kinds = (
+            {*SHIPPED_DEVICE_KINDS, *(device_kinds or ())}
+            | set(detectors.ocr_confidence)
+            | set(detectors.ocr_values)
+        )
+        # Lens predictor requests by Ce-Id, until the response (logged only on HTTP 200) arrives:
+        # a request the predictor refused never enters a window. Kept in memory: a restart forgets
+        # at most the requests in flight.
+        self._pending: OrderedDict[str, deque[tuple[AnyArray, list[str | None]]]] = OrderedDict()
 
     def start(self) -> None:
         """Continue where the last process stopped: replay the online detector's recent events."""
@@ -128,17 +159,28 @@ class Monitor:
         if event.ce_type not in (REQUEST, RESPONSE):
             self.metrics.rejected.labels("unknown_type").inc()
             raise PayloadError(f"Ce-Type {event.ce_type!r} is neither {REQUEST} nor {RESPONSE}")
+        seen_as = f"{event.ce_id}#{event.body_sha256[:16]}" if event.body_sha256 else event.ce_id
         try:
             with self.store.transaction() as tx:
-                if not tx.first_sight(event.ce_id, event.ce_type, event.component):
+                if not tx.first_sight(seen_as, event.ce_type, event.component):
                     self.metrics.duplicates.inc()
                     return "duplicate"
-                if role == "lens":
-                    self._lens(tx, event)
-                else:
-                    self._ocr(tx, event)
-        except PayloadError:
-            self.metrics.rejected.labels("malformed").inc()
+                try:
+                    if role == "lens":
+                        self._lens(tx, event)
+                    else:
+                        self._ocr(tx, event)
+                except PayloadError:
+                    raise
+                except (TypeError, ValueError, KeyError, AttributeError, OverflowError, IndexError) as exc:
+                    # A value of the wrong type deep in an event: the event is wrong, not the monitor.
+                    raise PayloadError(
+                        f"event data has a value of the wrong type ({type(exc).__name__})"
+                    ) from exc
+        except PayloadError as exc:
+            self.metrics.rejected.labels(
+                "too_large" if isinstance(exc, PayloadTooLarge) else "malformed"
+            ).inc()
             raise
         kind = "request" if event.ce_type == REQUEST else "response"
         self.metrics.events.labels(event.service, event.component, kind).inc()
@@ -149,17 +191,23 @@ class Monitor:
             if event.component == "transformer":
                 return  # eye ids only; the features are in the predictor's request
             rows = lens_features(event.data, self.detectors.reference.feature_names)
+            if not np.isfinite(rows).all():
+                raise PayloadError("lens request: features must be finite numbers")
             ids = lens_eye_ids(event.data)
-            if len(ids) == len(rows):
-                # One eye per patient: fellow eyes are strongly correlated, and tests that assume
-                # independent events raise false alarms on pairs (bench/drift_detection.py).
-                keep = [eye is None or tx.first_eye(patient_of(eye), PATIENT_MEMORY) for eye in ids]
-                rows = rows[np.asarray(keep, dtype=bool)]
-            if len(rows):
-                self._window(tx, "lens_features", rows.tolist())
-                self._online(tx, rows)
+            self._pending.setdefault(event.ce_id, deque()).append((rows, ids))
+            self._pending.move_to_end(event.ce_id)
+            while len(self._pending) > PENDING_REQUESTS:
+                self._pending.popitem(last=False)
             return
         answers = lens_answers(event.data)
+        if event.component == "predictor":
+            waiting = self._pending.get(event.ce_id)
+            if waiting:
+                rows, ids = waiting.popleft()
+                if not waiting:
+                    del self._pending[event.ce_id]
+                if len(rows) == len(answers):  # the request this response answered
+                    self._features(tx, rows, ids)
         for answer in answers:
             if answer.eye_id:
                 tx.record_answer(event.ce_id, answer.eye_id, answer.__dict__)
@@ -167,11 +215,25 @@ class Monitor:
             predicted = [[*a.vault_um, float(size_index([a.recommended_size_mm])[0])] for a in answers]
             self._window(tx, "lens_predictions", predicted)
 
+    def _features(self, tx: MonitorStore, rows: AnyArray, ids: list[str | None]) -> None:
+        if len(ids) == len(rows):
+            # One eye per patient: fellow eyes are strongly correlated, and tests that assume
+            # independent events raise false alarms on pairs (bench/drift_detection.py).
+            keep = [eye is None or tx.first_eye(patient_of(eye), PATIENT_MEMORY) for eye in ids]
+            rows = rows[np.asarray(keep, dtype=bool)]
+        if len(rows):
+            self._window(tx, "lens_features", rows.tolist())
+            self._online(tx, rows)
+
     def _ocr(self, tx: MonitorStore, event: LoggedEvent) -> None:
         if event.ce_type == REQUEST:
             return  # images; the monitor reads what the OCR made of them
         for exam in ocr_exams(event.data):
             kind = str(exam["device_kind"])
+            if kind not in self.device_kinds:
+                # Never a label value a client chose: an unknown kind is counted, not windowed.
+                self.metrics.rejected.labels("unknown_device_kind").inc()
+                continue
             fields = [f for f in exam["fields"] if isinstance(f, dict)]
             reviews = [f.get("status") == "review" for f in fields]
             rate = tx.record_ocr_fields(kind, reviews, self.rolling * 10)
@@ -252,9 +314,21 @@ class Monitor:
     def feedback(
         self, eye_id: str, implanted_size_mm: float, surgery_date: str, request_id: str | None
     ) -> str:
-        if round(implanted_size_mm, 1) not in SIZES_MM:
+        if not math.isfinite(implanted_size_mm) or round(implanted_size_mm, 1) not in SIZES_MM:
             raise PayloadError(f"implanted_size_mm must be one of {', '.join(map(str, SIZES_MM))}")
+        try:
+            surgery = dt.date.fromisoformat(surgery_date)
+        except ValueError as exc:
+            raise PayloadError("surgery_date must be a real date, YYYY-MM-DD") from exc
+        if surgery > dt.date.today() + dt.timedelta(days=1):
+            raise PayloadError("surgery_date lies in the future; send the day the lens was implanted")
         with self.store.transaction() as tx:
+            if tx.answer_for(eye_id, request_id) is None:
+                raise PayloadError(
+                    "no logged lens prediction for this eye"
+                    + (" and request_id" if request_id else "")
+                    + "; feedback must refer to a recommendation the lens service gave"
+                )
             tx.record_feedback(eye_id, implanted_size_mm, surgery_date, request_id)
             joined = self._join(tx, eye_id)
         return "joined" if joined else "recorded"

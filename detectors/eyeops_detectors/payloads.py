@@ -17,9 +17,20 @@ import numpy as np
 
 from eyeops_detectors.detectors import SIZES_MM, AnyArray
 
+MAX_ROWS = 256  # eyes per lens event, exams per OCR event (the servers refuse more themselves)
+
 
 class PayloadError(ValueError):
     """A payload the monitor cannot read; the message says what was expected."""
+
+
+class PayloadTooLarge(PayloadError):
+    """More rows in one event than any server of ours answers. HTTP 413."""
+
+
+def _capped(n: int) -> None:
+    if n > MAX_ROWS:
+        raise PayloadTooLarge(f"{n} rows in one event; at most {MAX_ROWS}")
 
 
 @dataclass(frozen=True)
@@ -45,11 +56,15 @@ def _v2_inputs(body: dict[str, Any], key: str) -> dict[str, AnyArray]:
     for tensor in body.get(key) or []:
         if not isinstance(tensor, dict) or "name" not in tensor or "data" not in tensor:
             raise PayloadError(f"v2 {key} entries need name, shape, datatype and data")
-        data = tensor["data"]
-        if tensor.get("datatype") == "BYTES":
-            out[tensor["name"]] = np.asarray(data, dtype=object)
-        else:
-            out[tensor["name"]] = np.asarray(data, dtype=np.float64).reshape(tensor.get("shape") or [-1])
+        data, name = tensor["data"], str(tensor["name"])[:64]
+        try:
+            if tensor.get("datatype") == "BYTES":
+                out[name] = np.asarray(data, dtype=object).reshape(-1)
+            else:
+                out[name] = np.asarray(data, dtype=np.float64).reshape(tensor.get("shape") or [-1])
+        except (TypeError, ValueError) as exc:
+            raise PayloadError(f"v2 {key} {name!r}: data does not fit its datatype and shape") from exc
+        _capped(len(out[name]))
     return out
 
 
@@ -59,12 +74,14 @@ def lens_eye_ids(body: Any) -> list[str | None]:
     instances = body.get("instances") if isinstance(body, dict) else None
     if isinstance(instances, list):
         return [
-            i.get("eye_id") if isinstance(i, dict) and isinstance(i.get("eye_id"), str) else None
+            i.get("eye_id")
+            if isinstance(i, dict) and isinstance(i.get("eye_id"), str) and len(i["eye_id"]) <= 64
+            else None
             for i in instances
         ]
     inputs = _v2_inputs(body, "inputs") if isinstance(body, dict) and "inputs" in body else {}
     if "eye_id" in inputs:
-        return [str(e) for e in inputs["eye_id"].reshape(-1)]
+        return [str(e)[:64] for e in inputs["eye_id"].reshape(-1)]
     return []
 
 
@@ -77,17 +94,35 @@ def lens_features(body: Any, feature_names: Sequence[str]) -> AnyArray:
         rows = body["instances"]
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise PayloadError("v1 lens request: instances must be a list of objects")
+        _capped(len(rows))
         try:
-            return np.array([[float(r[name]) for name in feature_names] for r in rows], dtype=np.float64)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise PayloadError(f"v1 lens request lacks or garbles feature {exc}") from exc
+            out = np.array([[float(r[name]) for name in feature_names] for r in rows], dtype=np.float64)
+        except KeyError as exc:
+            raise PayloadError(f"v1 lens request lacks feature {exc}") from exc
+        except (TypeError, ValueError) as exc:
+            raise PayloadError("v1 lens request: a feature is not a number") from exc
+        return out.reshape(len(rows), len(feature_names))
     if "inputs" in body:
         inputs = _v2_inputs(body, "inputs")
         missing = [n for n in feature_names if n not in inputs]
         if missing:
             raise PayloadError(f"v2 lens request lacks inputs {', '.join(missing)}")
-        return np.column_stack([inputs[n].reshape(-1) for n in feature_names]).astype(np.float64)
+        columns = [inputs[n].reshape(-1) for n in feature_names]
+        if len({len(c) for c in columns}) != 1:
+            raise PayloadError("v2 lens request: inputs of different lengths")
+        try:
+            return np.column_stack(columns).astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise PayloadError("v2 lens request: a feature is not a number") from exc
     raise PayloadError("lens request has neither instances (v1) nor inputs (v2)")
+
+
+def _eye_id(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= 64:
+        raise PayloadError("eye_id must be a string of 1-64 characters")
+    return value
 
 
 def _answer(p: dict[str, Any]) -> LensAnswer:
@@ -99,11 +134,12 @@ def _answer(p: dict[str, Any]) -> LensAnswer:
             [float(s["lower_um"]) for s in sizes],
             [float(s["upper_um"]) for s in sizes],
             float(p["recommended_size_mm"]),
-            p.get("eye_id"),
+            _eye_id(p.get("eye_id")),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise PayloadError(
-            f"lens prediction lacks or garbles {exc}; expected sizes[4] and recommended_size_mm"
+            f"lens prediction lacks or garbles a value ({type(exc).__name__}); expected sizes[4] and"
+            " recommended_size_mm"
         ) from exc
 
 
@@ -116,6 +152,7 @@ def lens_answers(body: Any) -> list[LensAnswer]:
         predictions = body["predictions"]
         if not isinstance(predictions, list):
             raise PayloadError("v1 lens response: predictions must be a list")
+        _capped(len(predictions))
         return [_answer(p) for p in predictions]
     if "outputs" in body:
         outputs = _v2_inputs(body, "outputs")
@@ -124,8 +161,15 @@ def lens_answers(body: Any) -> list[LensAnswer]:
         needed = ("vault_um", "lower_um", "upper_um", "recommended_size_mm")
         if any(n not in outputs for n in needed):
             raise PayloadError(f"v2 lens response needs outputs {', '.join(needed)}")
-        vault, low, high = (outputs[n].reshape(-1, 4) for n in needed[:3])
+        try:
+            vault, low, high = (outputs[n].reshape(-1, 4) for n in needed[:3])
+        except ValueError as exc:
+            raise PayloadError(
+                "v2 lens response: vault_um, lower_um, upper_um need 4 values per eye"
+            ) from exc
         rec = outputs["recommended_size_mm"].reshape(-1)
+        if not len(vault) == len(low) == len(high) == len(rec):
+            raise PayloadError("v2 lens response: outputs of different lengths")
         return [
             LensAnswer(list(vault[i]), list(low[i]), list(high[i]), float(rec[i])) for i in range(len(rec))
         ]
@@ -145,11 +189,13 @@ def ocr_exams(body: Any) -> list[dict[str, Any]]:
         raise PayloadError("OCR response has neither predictions (v1) nor outputs (v2)")
     if not isinstance(exams, list) or not exams:
         raise PayloadError("OCR response holds no exam")
+    _capped(len(exams))
     for exam in exams:
         if (
             not isinstance(exam, dict)
-            or "device_kind" not in exam
+            or not isinstance(exam.get("device_kind"), str)
             or not isinstance(exam.get("fields"), list)
+            or len(exam["fields"]) > MAX_ROWS
         ):
             raise PayloadError("an OCR exam needs device_kind and fields")
     return exams

@@ -7,26 +7,37 @@ truth at `POST /feedback`, Prometheus metrics at `GET /metrics`.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
 import threading
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
+from eyeops_detectors.auth import TokenCheck
 from eyeops_detectors.detectors import DetectorSet
-from eyeops_detectors.monitor import LoggedEvent, Monitor, UnknownService
-from eyeops_detectors.payloads import PayloadError
+from eyeops_detectors.monitor import COMPONENTS, LoggedEvent, Monitor, UnknownService
+from eyeops_detectors.payloads import PayloadError, PayloadTooLarge
 from eyeops_detectors.store import MonitorStore
+
+log = logging.getLogger("eyeops_detectors")
+MAX_EVENT_BYTES = 1 << 20  # a lens event of 256 eyes or an OCR exam is a few tens of kB
+SINK_PATHS = ("/", "/events")
+OPEN_PATHS = ("/healthz", "/metrics", *SINK_PATHS)
 
 
 class Feedback(BaseModel):
     eye_id: str = Field(min_length=3, max_length=64, description="patient id + laterality, e.g. P0001234-OD")
     implanted_size_mm: float
     surgery_date: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
-    request_id: str | None = Field(default=None, description="Ce-Id of the lens request the choice used")
+    request_id: str | None = Field(
+        default=None, max_length=128, description="Ce-Id of the lens request the choice used"
+    )
 
 
 def event_from(headers: dict[str, str], body: bytes) -> LoggedEvent:
@@ -37,40 +48,87 @@ def event_from(headers: dict[str, str], body: bytes) -> LoggedEvent:
 
     try:
         event = from_http(HTTPMessage(headers=headers, body=body), JSONFormat())
-    except (BaseCloudEventException, ValueError, KeyError, TypeError) as exc:
-        raise PayloadError(f"not a CloudEvent: {exc}") from exc
+    except (BaseCloudEventException, ValueError, KeyError, TypeError, AttributeError) as exc:
+        # The library's message may quote the payload: say what was wrong, not what was sent.
+        raise PayloadError(f"not a CloudEvent ({type(exc).__name__}); send KServe logger events") from exc
     service = event.get_extension("inferenceservicename")
     if not service:
         raise PayloadError("CloudEvent lacks the inferenceservicename extension (Ce-Inferenceservicename)")
+    component = str(event.get_extension("component") or "predictor")
+    if component not in COMPONENTS:
+        raise PayloadError(f"Ce-Component must be one of {', '.join(COMPONENTS)}")
+    ce_id = str(event.get_id())
+    if len(ce_id) > 128:
+        raise PayloadError("Ce-Id is longer than 128 characters")
     return LoggedEvent(
-        ce_id=event.get_id(),
-        ce_type=event.get_type(),
-        service=str(service),
-        component=str(event.get_extension("component") or "predictor"),
+        ce_id=ce_id,
+        ce_type=str(event.get_type()),
+        service=str(service)[:64],
+        component=component,
         data=event.get_data(),
+        body_sha256=hashlib.sha256(body).hexdigest(),
     )
 
 
-def create_app(monitor: Monitor) -> FastAPI:
+def create_app(
+    monitor: Monitor, tokens: TokenCheck | None = None, sink_tokens: TokenCheck | None = None
+) -> FastAPI:
+    """`tokens`: who may call /feedback, /status, /history (every route but the CloudEvents sink,
+    health and metrics); None serves them to anyone (--insecure). `sink_tokens`: who may post
+    events (the local stack's payload loggers send one); None trusts the network, as on a cluster,
+    where KServe's agent sends no credentials and the NetworkPolicy admits only the InferenceService
+    pods. Either way an event must name a configured service and a KServe component."""
     app = FastAPI(title="eyeops monitor")
     lock = threading.Lock()  # detectors hold state: one event at a time
+
+    @app.middleware("http")
+    async def authenticate(request: Request, call_next: Any) -> Response:
+        path = request.url.path
+        check = sink_tokens if path in SINK_PATHS else None if path in OPEN_PATHS else tokens
+        if check is not None and check.who(request.headers.get("authorization")) is None:
+            log.warning("refused %s without a known token", request.method)
+            return JSONResponse(
+                {"error": "send 'Authorization: Bearer <monitor token>'"},
+                status_code=401,
+                headers={"www-authenticate": 'Bearer realm="eyeops-monitor"'},
+            )
+        return await call_next(request)  # type: ignore[no-any-return]
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_body(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        where = "; ".join(
+            ".".join(str(p) for p in e.get("loc", ()) if p != "body") + ": " + str(e.get("msg"))
+            for e in exc.errors()[:5]
+        )
+        return JSONResponse({"error": f"request body does not match: {where}"}, status_code=422)
+
+    def ingest(event: LoggedEvent) -> str:
+        with lock:
+            return monitor.ingest(event)
 
     @app.post("/")
     @app.post("/events")
     async def events(request: Request) -> JSONResponse:
+        declared = request.headers.get("content-length", "0")
+        if not declared.isdigit() or int(declared) > MAX_EVENT_BYTES:
+            monitor.metrics.rejected.labels("too_large").inc()
+            return JSONResponse({"error": f"events are at most {MAX_EVENT_BYTES} bytes"}, status_code=413)
         body = await request.body()
+        if len(body) > MAX_EVENT_BYTES:
+            monitor.metrics.rejected.labels("too_large").inc()
+            return JSONResponse({"error": f"events are at most {MAX_EVENT_BYTES} bytes"}, status_code=413)
         try:
             event = event_from(dict(request.headers), body)
         except PayloadError as exc:
             monitor.metrics.rejected.labels("malformed").inc()
             return JSONResponse({"error": str(exc)}, status_code=400)
         try:
-            # Inline, not in a thread: an event costs about half a millisecond of CPU, less than
-            # a thread hop, and the detectors take one event at a time anyway.
-            with lock:
-                outcome = monitor.ingest(event)
+            # In a thread, so that a slow event never holds up /healthz or the scrape.
+            outcome = await asyncio.to_thread(ingest, event)
         except UnknownService as exc:
-            return JSONResponse({"error": str(exc)}, status_code=404)
+            return JSONResponse({"error": str(exc)}, status_code=403)
+        except PayloadTooLarge as exc:  # counted by the monitor
+            return JSONResponse({"error": str(exc)}, status_code=413)
         except PayloadError as exc:  # counted by the monitor
             return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse({"outcome": outcome}, status_code=200 if outcome == "duplicate" else 202)
@@ -109,7 +167,9 @@ def create_app(monitor: Monitor) -> FastAPI:
     return app
 
 
-def build_monitor(detectors: Path, state: Path | str, services: dict[str, str]) -> Monitor:
-    monitor = Monitor(DetectorSet.load(detectors), MonitorStore(state), services)
+def build_monitor(
+    detectors: Path, state: Path | str, services: dict[str, str], device_kinds: list[str] | None = None
+) -> Monitor:
+    monitor = Monitor(DetectorSet.load(detectors), MonitorStore(state), services, device_kinds=device_kinds)
     monitor.start()
     return monitor

@@ -86,6 +86,22 @@ def answer(eye_id: str | None = None) -> dict[str, Any]:
     return out
 
 
+def predicted(
+    post: Any, ce_id: str, body: dict[str, Any] | str, status: int = 200
+) -> int:
+    """A lens predictor call as KServe's logger reports it: the request, and on HTTP 200 the
+    response with the same Ce-Id (one answer per eye). Returns the request event's status."""
+    text = body if isinstance(body, str) else json.dumps(body)
+    first = post("/", headers=headers(ce_id), content=text)
+    if status == 200:
+        eyes = len(json.loads(text)["instances"])
+        reply = post(
+            "/", headers=headers(ce_id, RESPONSE), content=json.dumps({"predictions": [answer()] * eyes})
+        )
+        assert reply.status_code in (200, 202), reply.text
+    return int(first.status_code)
+
+
 def metric(client: TestClient, name: str) -> float:
     for line in client.get("/metrics").text.splitlines():
         if (
@@ -100,7 +116,7 @@ def metric(client: TestClient, name: str) -> float:
 def test_binary_and_structured_events_and_duplicates(client: TestClient) -> None:
     rng = np.random.default_rng(1)
     body = json.dumps(features_body(rng))
-    assert client.post("/", headers=headers("r1"), content=body).status_code == 202
+    assert predicted(client.post, "r1", body) == 202
     again = client.post("/", headers=headers("r1"), content=body)
     assert again.status_code == 200 and again.json() == {"outcome": "duplicate"}
     structured = {
@@ -112,6 +128,8 @@ def test_binary_and_structured_events_and_duplicates(client: TestClient) -> None
         "/", headers={"content-type": "application/cloudevents+json"}, content=json.dumps(structured)
     )
     assert reply.status_code == 202
+    response = client.post("/", headers=headers("r2", RESPONSE), content=json.dumps({"predictions": [answer()]}))
+    assert response.status_code == 202
     text = client.get("/metrics").text
     assert 'eyeops_monitor_events_total{component="predictor",service="lens",type="request"} 2.0' in text
     assert "eyeops_monitor_duplicate_events_total 1.0" in text
@@ -122,7 +140,7 @@ def test_refusals_say_why_and_are_counted(client: TestClient) -> None:
     not_event = client.post("/", headers={"content-type": "application/json"}, content=b"{}")
     assert not_event.status_code == 400 and "CloudEvent" in not_event.json()["error"]
     unknown = client.post("/", headers=headers("u1", service="iris"), content=b"{}")
-    assert unknown.status_code == 404 and "no InferenceService 'iris'" in unknown.json()["error"]
+    assert unknown.status_code == 403 and "no InferenceService 'iris'" in unknown.json()["error"]
     bad = client.post("/", headers=headers("b1"), content=json.dumps({"instances": [{"age_years": 30}]}))
     assert bad.status_code == 400 and "wtw_mm" in bad.json()["error"]
     garbled = client.post("/", headers=headers("b2"), content=b"{not json")
@@ -131,16 +149,13 @@ def test_refusals_say_why_and_are_counted(client: TestClient) -> None:
     assert 'eyeops_monitor_rejected_total{reason="unknown_service"} 1.0' in text
     assert 'eyeops_monitor_rejected_total{reason="malformed"} 3.0' in text
     # A refused event is not remembered as seen: sent again correctly, it counts.
-    fixed = client.post(
-        "/", headers=headers("b1"), content=json.dumps(features_body(np.random.default_rng(0)))
-    )
-    assert fixed.status_code == 202
+    assert predicted(client.post, "b1", features_body(np.random.default_rng(0))) == 202
 
 
 def test_a_shifted_window_raises_the_drift_flag(client: TestClient) -> None:
     rng = np.random.default_rng(2)
     for i in range(WINDOW):
-        client.post("/", headers=headers(f"s{i}"), content=json.dumps(features_body(rng, wtw_shift=0.6)))
+        predicted(client.post, f"s{i}", features_body(rng, wtw_shift=0.6))
     text = client.get("/metrics").text
     assert 'eyeops_drift_is_drift{detector="lens_features"} 1.0' in text
     assert 'eyeops_drift_checks_total{detector="lens_features"} 1.0' in text
@@ -195,7 +210,8 @@ def free_port() -> int:
 def serve(detector_dir: Path, state: Path, port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "eyeops_detectors", "serve", "--detectors", str(detector_dir),
-         "--state", str(state), "--port", str(port), "--host", "127.0.0.1", "--service", "lens=lens"],
+         "--state", str(state), "--port", str(port), "--host", "127.0.0.1", "--service", "lens=lens",
+         "--insecure"],
         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )  # fmt: skip
     deadline = time.monotonic() + 60
@@ -215,20 +231,17 @@ def test_killed_mid_window_the_window_continues_after_restart(detector_dir: Path
     proc = serve(detector_dir, state, port)
     url = f"http://127.0.0.1:{port}/"
     try:
+        bodies = [json.dumps(features_body(rng, 0.6)) for _ in range(WINDOW)]
         for i in range(30):
-            r = httpx.post(url, headers=headers(f"k{i}"), content=json.dumps(features_body(rng, 0.6)))
-            assert r.status_code == 202
+            assert predicted(lambda path, **kw: httpx.post(url, **kw), f"k{i}", bodies[i]) == 202
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     proc = serve(detector_dir, state, port)
     try:
-        assert (
-            httpx.post(url, headers=headers("k29"), content=json.dumps(features_body(rng, 0.6))).status_code
-            == 200
-        )
+        assert httpx.post(url, headers=headers("k29"), content=bodies[29]).status_code == 200  # a replay
         for i in range(30, WINDOW):
-            httpx.post(url, headers=headers(f"k{i}"), content=json.dumps(features_body(rng, 0.6)))
+            predicted(lambda path, **kw: httpx.post(url, **kw), f"k{i}", bodies[i])
         status = httpx.get(f"http://127.0.0.1:{port}/status").json()
     finally:
         proc.terminate()
@@ -256,7 +269,7 @@ def test_only_the_first_eye_of_a_patient_feeds_the_feature_detectors(client: Tes
     for n, eye in enumerate(["P0000007-OD", "P0000007-OS", "P0000008-OS"]):
         body = features_body(rng)
         body["instances"][0]["eye_id"] = eye
-        assert client.post("/", headers=headers(f"e{n}"), content=json.dumps(body)).status_code == 202
+        assert predicted(client.post, f"e{n}", body) == 202
     assert client.get("/status").json()["window_rows"]["lens_features"] == 2
 
 
@@ -277,3 +290,64 @@ def test_ocr_values_of_a_device_kind_drift(client: TestClient) -> None:
         assert reply.status_code == 202
     result = client.get("/status").json()["detectors"]["ocr_values/optical_biometer"]
     assert result["is_drift"] and result["p_values"]["al_mm"] < 1e-4 and result["p_values"]["acd_mm"] > 0.01
+
+
+def token_file(path: Path, name: str, token: str) -> Path:
+    import hashlib
+
+    path.write_text(f"{name} sha256:{hashlib.sha256(token.encode()).hexdigest()}\n")
+    return path
+
+
+def test_routes_need_their_tokens_and_probes_stay_open(detector_dir: Path, tmp_path: Path) -> None:
+    from eyeops_detectors.auth import TokenCheck
+
+    monitor = Monitor(DetectorSet.load(detector_dir), MonitorStore(tmp_path / "m.db"), {"lens": "lens"})
+    monitor.start()
+    operators = TokenCheck.from_file(token_file(tmp_path / "ops.txt", "operator", "op-token"))
+    loggers = TokenCheck.from_file(token_file(tmp_path / "sink.txt", "logger", "sink-token"))
+    client = TestClient(create_app(monitor, operators, loggers))
+    op, sink = {"authorization": "Bearer op-token"}, {"authorization": "Bearer sink-token"}
+    for path in ("/status", "/history", "/openapi.json", "/docs"):
+        assert client.get(path).status_code == 401
+        assert client.get(path, headers=sink).status_code == 401  # another component's token
+        assert client.get(path, headers=op).status_code == 200
+    body = json.dumps(features_body(np.random.default_rng(9)))
+    assert client.post("/", headers={**headers("t1"), **op}, content=body).status_code == 401
+    assert client.post("/", headers={**headers("t1"), **sink}, content=body).status_code == 202
+    assert client.post("/feedback", json={}, headers=sink).status_code == 401
+    assert client.get("/healthz").status_code == 200 and client.get("/metrics").status_code == 200
+
+
+def test_only_answered_requests_count_and_replays_differ_from_new_payloads(client: TestClient) -> None:
+    rng = np.random.default_rng(10)
+    refused = json.dumps(features_body(rng))
+    assert client.post("/", headers=headers("same"), content=refused).status_code == 202  # no response
+    assert client.get("/status").json()["window_rows"].get("lens_features", 0) == 0
+    # The same client Ce-Id with another payload is another prediction; the same payload is a replay.
+    assert predicted(client.post, "same", features_body(rng)) == 202
+    assert client.post("/", headers=headers("same"), content=refused).json() == {"outcome": "duplicate"}
+    assert client.get("/status").json()["window_rows"]["lens_features"] == 1
+
+
+def test_labels_sizes_and_feedback_are_checked(client: TestClient) -> None:
+    odd = {"predictions": [{"device_kind": "P1234567-OD", "fields": []}]}
+    reply = client.post("/", headers=headers("k1", RESPONSE, "ocr", "transformer"), content=json.dumps(odd))
+    assert reply.status_code == 202
+    text = client.get("/metrics").text
+    assert "P1234567" not in text and 'reason="unknown_device_kind"' in text
+    many = {"instances": [features_body(np.random.default_rng(1))["instances"][0]] * 300}
+    assert client.post("/", headers=headers("m1"), content=json.dumps(many)).status_code == 413
+    huge = b'{"instances": [' + b"1," * 600_000 + b"1]}"
+    assert client.post("/", headers=headers("m2"), content=huge).status_code == 413
+    assert client.post("/", headers=headers("c1", component="sidecar"), content=b"{}").status_code == 400
+    v2 = {"inputs": [{"name": "age_years", "shape": [1], "datatype": "FP64", "data": ["abc"]}]}
+    assert client.post("/", headers=headers("v1"), content=json.dumps(v2)).status_code == 400
+    unknown = {"eye_id": "P0000099-OD", "implanted_size_mm": 12.6, "surgery_date": "2026-03-01"}
+    reply = client.post("/feedback", json=unknown)
+    assert reply.status_code == 422 and "no logged lens prediction" in reply.json()["error"]
+    assert "P0000099" not in reply.text
+    future = {**unknown, "surgery_date": "2999-01-01"}
+    assert client.post("/feedback", json=future).status_code == 422
+    not_a_date = {**unknown, "surgery_date": "2026-02-30"}
+    assert client.post("/feedback", json=not_a_date).status_code == 422

@@ -70,7 +70,9 @@ class ResultsStore:
     @classmethod
     def from_url(cls, url: str) -> ResultsStore:
         connect_args = {"check_same_thread": False, "timeout": 30} if url.startswith("sqlite") else {}
-        engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+        # hide_parameters: a failed statement's message (logged, or raised to the edge) never holds a
+        # patient's values.
+        engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, hide_parameters=True)
         if url.startswith("sqlite"):
             from sqlalchemy import event
 

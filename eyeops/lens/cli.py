@@ -34,6 +34,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         parser.add_argument("eye_id")
         parser.add_argument("--endpoint", default="http://127.0.0.1:8082", help="lens transformer base URL")
         parser.add_argument("--plot", type=Path, default=None, help="write a PNG of the answer here")
+        parser.add_argument(
+            "--token-file",
+            type=Path,
+            default=None,
+            help="this client's bearer token (default: the local stack's credentials/local-client.token)",
+        )
         parser.set_defaults(func=_recommend)
 
 
@@ -86,11 +92,14 @@ def _eval(args: argparse.Namespace) -> int:
 def _recommend(args: argparse.Namespace) -> int:
     import httpx
 
+    from eyeops.auth import local_bearer
     from eyeops.lens.plot import plot_recommendation
 
+    headers = local_bearer(args.token_file, "local-client.token")
     response = httpx.post(
         f"{args.endpoint.rstrip('/')}/v1/models/lens:predict",
         json={"instances": [{"eye_id": args.eye_id}]},
+        headers=headers,
         timeout=30,
     )
     if response.status_code != 200:

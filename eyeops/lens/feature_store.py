@@ -49,7 +49,7 @@ def write_offline_data(cohort: pd.DataFrame, repo: Path, postgres_url: str | Non
     if postgres_url is not None:
         from sqlalchemy import create_engine
 
-        engine = create_engine(postgres_url)
+        engine = create_engine(postgres_url, hide_parameters=True)
         try:
             for view, frame in offline_frames(cohort).items():
                 frame.to_sql(f"lens_{view}", engine, if_exists="replace", index=False)
@@ -220,7 +220,7 @@ def _append_postgres(config: Any, table: str, frame: pd.DataFrame) -> None:
         port=config.port,
         database=config.database,
     )
-    engine = create_engine(url)
+    engine = create_engine(url, hide_parameters=True)
     try:
         frame.to_sql(table, engine, if_exists="append", index=False)
     finally:

@@ -34,14 +34,15 @@ def eye_features(
     """Check every eye's online row: unknown → 404, missing features → 422 naming them (never
     imputed), features older than the TTL → kept but flagged stale."""
     out = []
-    for eye_id, row in zip(eye_ids, rows, strict=True):
+    for n, (eye_id, row) in enumerate(zip(eye_ids, rows, strict=True)):
+        # Errors name the eye by its place in the request, never by its id (patient data).
         missing = [f for f in BASE_FEATURES if row.get(f) is None]
         if len(missing) == len(BASE_FEATURES):
-            raise EyeNotFound(f"no features for eye {eye_id!r}; it has no accepted exams yet")
+            raise EyeNotFound(f"no features for eye {n} of the request; it has no accepted exams yet")
         if missing:
             views = sorted({view_of_column(f) for f in missing})
             raise MissingFeatures(
-                f"eye {eye_id!r} lacks {', '.join(missing)} (feature views {', '.join(views)}): "
+                f"eye {n} of the request lacks {', '.join(missing)} (feature views {', '.join(views)}): "
                 "read the missing exams before asking for a recommendation"
             )
         stale: set[str] = set()

@@ -44,7 +44,7 @@ def ocr_reference(database_url: str, limit: int = 200_000) -> dict[str, np.ndarr
 
     from eyeops.db.schema import Exam, FieldRow
 
-    engine = create_engine(database_url)
+    engine = create_engine(database_url, hide_parameters=True)
     query = (
         select(Exam.device_kind, FieldRow.confidence, FieldRow.status)
         .join(FieldRow, FieldRow.exam_id == Exam.id)

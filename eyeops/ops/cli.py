@@ -33,7 +33,7 @@ def _report(args: argparse.Namespace) -> int:
             " to the folder that holds results.db, or pass --database-url"
         )
     since = dt.datetime.now(dt.UTC) - dt.timedelta(days=args.days) if args.days else None
-    engine = create_engine(url)
+    engine = create_engine(url, hide_parameters=True)
     try:
         data = collect(engine, since)
     finally:

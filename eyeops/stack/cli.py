@@ -27,7 +27,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--device-tokens",
         type=Path,
         default=None,
-        help="hashed device tokens (default: settings; none: no auth)",
+        help="the OCR's hashed device-token registry (default: settings, else the data folder's"
+        " credentials/device-tokens.txt, made on first start with a token for local-device)",
+    )
+    up.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve every endpoint without authentication (the servers still listen on 127.0.0.1 only)",
     )
     demo = sub.add_parser(
         "demo", help="start the stack and one gateway per simulated device, drop rendered exams, summarise"
@@ -42,6 +48,8 @@ SUPERVISE_EVERY_S = 0.5
 
 
 def _up(args: argparse.Namespace) -> int:
+    from eyeops.devices import load_layouts
+    from eyeops.stack.credentials import LocalCredentials
     from eyeops.stack.lens import LensStack, prepare_local_lens
     from eyeops.stack.local import LocalStack
     from eyeops.stack.monitor import MonitorStack, prepare_local_detectors
@@ -66,10 +74,21 @@ def _up(args: argparse.Namespace) -> int:
             (monitor_port, "--monitor-port"),
         ]
     )
+    credentials = None
+    if not args.insecure:
+        credentials = LocalCredentials.provision(
+            settings.data_dir / "credentials",
+            device_registry=args.device_tokens or settings.device_tokens_file,
+        )
     model_dir, repo, eye_ids = prepare_local_lens(settings.data_dir / "lens")
     detectors = prepare_local_detectors(settings.data_dir / "lens", model_dir)
     monitor = MonitorStack(
-        detectors, settings.data_dir / "monitor.db", settings.data_dir / "log", port=monitor_port
+        detectors,
+        settings.data_dir / "monitor.db",
+        settings.data_dir / "log",
+        port=monitor_port,
+        credentials=credentials,
+        kinds=load_layouts().kinds(),
     )
     print("starting the monitoring service ...", flush=True)
     monitor_url = monitor.start()
@@ -80,6 +99,7 @@ def _up(args: argparse.Namespace) -> int:
         device_tokens=args.device_tokens,
         feature_repo=repo,  # accepted biometry, AS-OCT and refraction exams are pushed here
         logger_url=monitor_url,
+        credentials=credentials,
     )
     print("starting tritonserver and the OCR transformer ...", flush=True)
     try:
@@ -94,6 +114,7 @@ def _up(args: argparse.Namespace) -> int:
         port=args.lens_port,
         logger_url=monitor_url,
         predictor_port=predictor_port,
+        credentials=credentials,
     )
     try:
         lens_endpoints = lens.start()
@@ -110,12 +131,18 @@ def _up(args: argparse.Namespace) -> int:
     print(f"Triton metrics:     {endpoints.triton_metrics}")
     print(f"results database:   {endpoints.database_url}")
     print(f"lens (KServe v1):   {lens_endpoints.lens}/v1/models/lens:predict")
-    print(f"                    try: eyeops recommend {eye_ids[0]} --endpoint {lens_endpoints.lens}")
+    client = f" --token-file {credentials.client_token}" if credentials else ""
+    print(f"                    try: eyeops recommend {eye_ids[0]} --endpoint {lens_endpoints.lens}{client}")
     print(f"lens predictor:     {lens_endpoints.predictor}/v1/models/lens:predict (and :explain)")
     print(f"Feast repository:   {repo}")
     print(f"monitor:            {monitor_url}/metrics  {monitor_url}/status  POST {monitor_url}/feedback")
-    if stack.device_tokens is None:
-        print("device authentication is OFF (pass --device-tokens, made with `eyeops gateway token`)")
+    if credentials is None:
+        print("authentication is OFF (--insecure): any local process may call every endpoint")
+    else:
+        print(f"credentials:        {credentials.root} (bearer tokens; every endpoint but health and metrics")
+        print(f"                    needs one; device registry {stack.device_tokens},")
+        print(f"                    a first device's token {credentials.device_token}, the monitor's")
+        print(f"                    {credentials.monitor_token}; all servers listen on 127.0.0.1)")
     print("Ctrl-C stops everything; a service that exits is restarted.", flush=True)
     supervisor = Supervisor(
         [monitor.process, *stack.processes, *lens.processes], say=lambda m: print(m, flush=True)

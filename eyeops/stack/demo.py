@@ -19,6 +19,7 @@ from eyeops.gateway.outbox import Outbox
 from eyeops.imageio import file_extension
 from eyeops.ocr.evaluate import EvalRun
 from eyeops.settings import Settings
+from eyeops.stack.credentials import LocalCredentials, bearer
 from eyeops.stack.devices import SimulatedDevice, gateway_process, provision_devices
 from eyeops.stack.lens import LensEndpoints, LensStack, prepare_local_lens
 from eyeops.stack.local import LocalStack
@@ -46,6 +47,7 @@ def run_demo(
     root = settings.data_dir / "demo" / f"seed-{seed}"
     shutil.rmtree(root, ignore_errors=True)
     registry, devices = provision_devices(root, kinds, per_kind)
+    credentials = LocalCredentials.provision(root / "credentials", device_registry=registry)
     say(f"rendering {count} exams over {len(kinds)} device kinds (seed {seed}) ...")
     exams = list(synthesize_exams(list(layouts), count, seed, split="eval"))
     by_sha = {hashlib.sha256(e.image).hexdigest(): e for e in exams}
@@ -54,9 +56,13 @@ def run_demo(
     detectors = prepare_local_detectors(settings.data_dir / "lens", model_dir, say=say)
     with ExitStack() as stack:
         (root / "monitor.db").unlink(missing_ok=True)
-        monitor = stack.enter_context(MonitorStack(detectors, root / "monitor.db", log_dir))
+        monitor = stack.enter_context(
+            MonitorStack(detectors, root / "monitor.db", log_dir, credentials=credentials, kinds=kinds)
+        )
         say(f"monitor up: {monitor}/metrics (the servers log to it as KServe's logger would)")
-        endpoints = stack.enter_context(LocalStack(settings, device_tokens=registry, logger_url=monitor))
+        endpoints = stack.enter_context(
+            LocalStack(settings, device_tokens=registry, logger_url=monitor, credentials=credentials)
+        )
         say(f"stack up: OCR {endpoints.ocr}; starting {len(devices)} device gateways")
         gateways = [gateway_process(d, endpoints.ocr, log_dir) for d in devices]
         for g in gateways:
@@ -75,10 +81,12 @@ def run_demo(
         elapsed = time.time() - started
         store = ResultsStore.from_url(endpoints.database_url)
         in_db = sum(store.get_exam(sha) is not None for sha in by_sha)
-        lens = stack.enter_context(LensStack(model_dir, repo, log_dir, logger_url=monitor))
+        lens = stack.enter_context(
+            LensStack(model_dir, repo, log_dir, logger_url=monitor, credentials=credentials)
+        )
         say(f"lens service up: {lens.lens}/v1/models/lens:predict (Feast repository {repo})")
-        summary_lens = recommend_some(lens, eye_ids, root)
-        drift = inject_shift(monitor, lens, seed, say)
+        summary_lens = recommend_some(lens, eye_ids, root, bearer(credentials.client_token))
+        drift = inject_shift(monitor, lens, seed, say, credentials)
     run = _score(devices, by_sha)
     delivery_ms = run.latencies_ms  # file captured -> result stored
     summary = run.summary()
@@ -98,7 +106,7 @@ def run_demo(
 
 
 def recommend_some(
-    endpoints: LensEndpoints, eye_ids: list[str], root: Path, count: int = 3
+    endpoints: LensEndpoints, eye_ids: list[str], root: Path, auth: dict[str, str], count: int = 3
 ) -> list[dict[str, Any]]:
     """The lens service on simulated eyes: a few recommendations through Feast, each with a plot."""
     import httpx
@@ -110,6 +118,7 @@ def recommend_some(
         response = httpx.post(
             f"{endpoints.lens}/v1/models/lens:predict",
             json={"instances": [{"eye_id": eye_id}]},
+            headers=auth,
             timeout=30,
         )
         response.raise_for_status()
@@ -169,7 +178,11 @@ def _score(devices: list[SimulatedDevice], by_sha: dict[str, RenderedExam]) -> E
 
 
 def inject_shift(
-    monitor: str, endpoints: LensEndpoints, seed: int, say: Callable[[str], None]
+    monitor: str,
+    endpoints: LensEndpoints,
+    seed: int,
+    say: Callable[[str], None],
+    credentials: LocalCredentials,
 ) -> dict[str, Any]:
     """A device whose white-to-white reads 0.6 mm too large: eyes with shifted WTW go through the
     lens predictor (as the transformer would send them) until the monitor's detectors flag it."""
@@ -187,14 +200,18 @@ def inject_shift(
     say(f"injecting a shift: WTW +0.6 mm on {len(eyes)} plausible eyes sent to the lens predictor ...")
     status: dict[str, Any] = {}
     n = 0
+    as_transformer, as_operator = bearer(credentials.predictor_token), bearer(credentials.monitor_token)
     for n, (_, eye) in enumerate(eyes.iterrows(), start=1):
         instance = {f: float(eye[f]) for f in BASE_FEATURES}
         httpx.post(
-            f"{endpoints.predictor}/v1/models/lens:predict", json={"instances": [instance]}, timeout=30
+            f"{endpoints.predictor}/v1/models/lens:predict",
+            json={"instances": [instance]},
+            headers=as_transformer,
+            timeout=30,
         ).raise_for_status()
         if n % 50 == 0:
             time.sleep(0.5)  # the logger sends asynchronously; let it catch up
-            status = httpx.get(f"{monitor}/status", timeout=10).json()
+            status = httpx.get(f"{monitor}/status", headers=as_operator, timeout=10).json()
             if any(d["is_drift"] for d in status["detectors"].values()):
                 break
     fired = {k: v for k, v in status.get("detectors", {}).items() if v["is_drift"]}

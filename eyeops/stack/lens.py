@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from eyeops.stack.credentials import LocalCredentials
 from eyeops.stack.process import ManagedProcess, Stack, free_port
 
 
@@ -25,14 +26,18 @@ class LensStack(Stack[LensEndpoints]):
         port: int | None = None,
         logger_url: str | None = None,
         predictor_port: int | None = None,
+        credentials: LocalCredentials | None = None,
     ) -> None:
-        """`logger_url`: send every request and response to this monitor (KServe logger mode all)."""
+        """`logger_url`: send every request and response to this monitor (KServe logger mode all).
+        `credentials`: the transformer takes client tokens, the predictor only the transformer's
+        service token (None: both serve without authentication). Both listen on 127.0.0.1."""
         self.model_dir = model_dir
         self.logger_url = logger_url
         self.feature_repo = feature_repo
         self.log_dir = log_dir
         self.port = port or free_port()
         self.predictor_port = predictor_port or free_port()
+        self.credentials = credentials
         self.processes: list[ManagedProcess] = []
         self.endpoints = LensEndpoints(
             f"http://127.0.0.1:{self.port}", f"http://127.0.0.1:{self.predictor_port}"
@@ -41,24 +46,27 @@ class LensStack(Stack[LensEndpoints]):
     def _process(self, name: str, module: str, port: int, *extra: str) -> ManagedProcess:
         argv = [
             sys.executable, "-m", module, "--model_name", "lens", "--http_port", str(port),
-            "--grpc_port", str(free_port()), *extra,
+            "--grpc_port", str(free_port()), "--bind_host", "127.0.0.1", *extra,
         ]  # fmt: skip
         ready = f"http://127.0.0.1:{port}/v2/models/lens/ready"
         env = None
         if self.logger_url:
             from eyeops.stack.monitor import logger_env
 
-            env = logger_env(self.logger_url, "all")
+            token = self.credentials.logger_token if self.credentials else None
+            env = logger_env(self.logger_url, "all", token)
         return ManagedProcess(name, argv, ready, self.log_dir / f"{name}.log", env=env)
 
     def start(self, timeout_s: float = 120.0) -> LensEndpoints:
         try:
+            c = self.credentials
             predictor = self._process(
                 "lens-predictor",
                 "inference.lens_predictor",
                 self.predictor_port,
                 "--model_dir",
                 str(self.model_dir),
+                *(["--tokens", str(c.predictor_registry)] if c else ["--insecure"]),
             )
             self.processes.append(predictor.start())
             predictor.wait_ready(timeout_s)
@@ -70,6 +78,8 @@ class LensStack(Stack[LensEndpoints]):
                 f"127.0.0.1:{self.predictor_port}",
                 "--feature_repo",
                 str(self.feature_repo),
+                *(["--tokens", str(c.client_registry)] if c else ["--insecure"]),
+                *(["--predictor_token_file", str(c.predictor_token)] if c else []),
             )
             self.processes.append(transformer.start())
             transformer.wait_ready(timeout_s)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eyeops.settings import Settings
+from eyeops.stack.credentials import LocalCredentials
 from eyeops.stack.process import ManagedProcess, Stack, free_port
 from eyeops.stack.triton import triton_process
 
@@ -32,9 +33,13 @@ class LocalStack(Stack[Endpoints]):
         device_tokens: Path | None = None,
         feature_repo: Path | None = None,
         logger_url: str | None = None,
+        credentials: LocalCredentials | None = None,
     ) -> None:
         """`logger_url`: send the OCR transformer's responses to this monitor (KServe logger mode
-        response)."""
+        response). `device_tokens`: the OCR's registry (None: the credentials', else settings', else
+        no authentication). `credentials`: Triton's APIs then require its key (the transformer sends
+        it), and the transformer's logger sends its token to the monitor. Every server listens on
+        127.0.0.1 only."""
         self.settings = settings
         self.logger_url = logger_url
         self.triton_port = triton_port or settings.http_port_triton
@@ -42,8 +47,13 @@ class LocalStack(Stack[Endpoints]):
         self.ocr_grpc_port = free_port()  # chosen once: a restarted transformer gets the same ports
         self.database_url = database_url or settings.resolved_database_url()
         self.log_dir = log_dir or settings.data_dir / "log"
-        self.device_tokens = device_tokens or settings.device_tokens_file
+        self.device_tokens = (
+            device_tokens
+            or (credentials.device_registry if credentials else None)
+            or settings.device_tokens_file
+        )
         self.feature_repo = feature_repo
+        self.credentials = credentials
         self.processes: list[ManagedProcess] = []
         self.endpoints = Endpoints(
             ocr=f"http://127.0.0.1:{self.ocr_port}",
@@ -69,9 +79,12 @@ class LocalStack(Stack[Endpoints]):
             str(self.ocr_grpc_port),
             "--database_url",
             self.database_url,
+            "--bind_host",
+            "127.0.0.1",
         ]
-        if self.device_tokens is not None:
-            argv += ["--device_tokens", str(self.device_tokens)]
+        argv += ["--tokens", str(self.device_tokens)] if self.device_tokens is not None else ["--insecure"]
+        if self.credentials is not None:
+            argv += ["--predictor_key_file", str(self.credentials.triton_key)]
         if self.feature_repo is not None:
             argv += ["--feature_repo", str(self.feature_repo)]
         ready = f"{self.endpoints.ocr}/v2/models/ocr/ready"
@@ -79,12 +92,14 @@ class LocalStack(Stack[Endpoints]):
         if self.logger_url:
             from eyeops.stack.monitor import logger_env
 
-            env = logger_env(self.logger_url, "response")
+            token = self.credentials.logger_token if self.credentials else None
+            env = logger_env(self.logger_url, "response", token)
         return ManagedProcess("ocr-transformer", argv, ready, self.log_dir / "ocr-transformer.log", env=env)
 
     def start(self, timeout_s: float = 180.0) -> Endpoints:
         try:
-            triton = triton_process(self.settings, self.triton_port, self.log_dir / "triton.log")
+            key = self.credentials.read_triton_key() if self.credentials else None
+            triton = triton_process(self.settings, self.triton_port, self.log_dir / "triton.log", key=key)
             self.processes.append(triton.start())
             triton.wait_ready(timeout_s)
             self.start_transformer(timeout_s)

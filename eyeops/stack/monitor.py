@@ -5,11 +5,12 @@ environment that makes the local model servers send it what KServe's logger woul
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from eyeops.errors import EyeopsError
 from eyeops.settings import Settings
+from eyeops.stack.credentials import LocalCredentials
 from eyeops.stack.process import ManagedProcess, Stack, free_port
 
 
@@ -51,21 +52,39 @@ def prepare_local_detectors(
     return out
 
 
-def logger_env(url: str, mode: str) -> dict[str, str]:
-    """What makes inference.payload_logger send a server's traffic to the monitor."""
+def logger_env(url: str, mode: str, token_file: Path | None = None) -> dict[str, str]:
+    """What makes inference.payload_logger send a server's traffic to the monitor (with the token in
+    `token_file` when the monitor's sink asks for one)."""
     import os
 
-    return {**os.environ, "EYEOPS_LOGGER_URL": url, "EYEOPS_LOGGER_MODE": mode}
+    env = {**os.environ, "EYEOPS_LOGGER_URL": url, "EYEOPS_LOGGER_MODE": mode}
+    if token_file is not None:
+        env["EYEOPS_LOGGER_TOKEN_FILE"] = str(token_file)
+    return env
 
 
 class MonitorStack(Stack[str]):
-    def __init__(self, detectors: Path, state: Path, log_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        detectors: Path,
+        state: Path,
+        log_dir: Path,
+        port: int | None = None,
+        credentials: LocalCredentials | None = None,
+        kinds: Sequence[str] = (),
+    ) -> None:
+        """`kinds`: the device kinds whose OCR events may label the monitor's metrics.
+        `credentials`: /feedback, /status and /history take the monitor's tokens, the event sink
+        the payload loggers' (None: --insecure)."""
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         argv = [
             str(detectors_python()), "-m", "eyeops_detectors", "serve", "--detectors", str(detectors),
             "--state", str(state), "--host", "127.0.0.1", "--port", str(self.port),
             "--service", "lens=lens", "--service", "ocr=ocr",
+            *(["--tokens", str(credentials.monitor_registry), "--sink-tokens",
+               str(credentials.logger_registry)] if credentials else ["--insecure"]),
+            *(f"--device-kind={kind}" for kind in kinds),
         ]  # fmt: skip
         self.process = ManagedProcess("monitor", argv, f"{self.url}/healthz", log_dir / "monitor.log")
 

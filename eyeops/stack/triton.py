@@ -7,6 +7,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from eyeops.auth import TRITON_KEY_HEADER
 from eyeops.errors import EyeopsError
 from eyeops.settings import Settings, repo_root
 from eyeops.stack.process import ManagedProcess
@@ -53,9 +54,28 @@ def triton_environment(python_env: Path) -> dict[str, str]:
     return env
 
 
+# Every API but health needs the key (Triton checks the header itself): inference, metadata, and
+# the admin APIs that could load, unload or reconfigure the model.
+RESTRICTED_APIS = "metadata,inference,shared-memory,model-config,model-repository,statistics,trace,logging"
+
+
+def restricted_api_args(key: str) -> list[str]:
+    """tritonserver options that refuse every API but health without `TRITON_KEY_HEADER: key`."""
+    return [
+        f"--http-restricted-api={RESTRICTED_APIS}:{TRITON_KEY_HEADER}={key}",
+        f"--grpc-restricted-protocol={RESTRICTED_APIS}:{TRITON_KEY_HEADER}={key}",
+    ]
+
+
 def triton_process(
-    settings: Settings, http_port: int, log_path: Path, repository: Path | None = None
+    settings: Settings,
+    http_port: int,
+    log_path: Path,
+    repository: Path | None = None,
+    key: str | None = None,
+    host: str = "127.0.0.1",
 ) -> ManagedProcess:
+    """`key`: restrict every API but health to callers that send it; `host`: the address to bind."""
     binary, backends = triton_paths(settings.triton_home)
     argv = [
         str(binary),
@@ -68,6 +88,10 @@ def triton_process(
         "--allow-gpu-metrics=false",
         "--log-verbose=0",
         "--exit-timeout-secs=10",
+        f"--http-address={host}",
+        f"--grpc-address={host}",
+        f"--metrics-address={host}",
+        *(restricted_api_args(key) if key else []),
     ]
     ready = f"http://127.0.0.1:{http_port}/v2/models/{settings.ocr_model_name}/ready"
     return ManagedProcess("triton", argv, ready, log_path, env=triton_environment(settings.triton_python_env))

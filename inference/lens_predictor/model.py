@@ -12,31 +12,59 @@ import numpy as np
 from kserve import Model
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
-from eyeops.errors import InvalidRequest
+from eyeops.errors import InvalidRequest, PayloadTooLarge
 from eyeops.lens.features import BASE_FEATURES, frame_from_instances
 from eyeops.lens.model import LensModel
 
 V1_HINT = 'send {"instances": [{"wtw_mm": ..., "acd_mm": ..., ...}]} with every base feature'
+V2_HINT = "send one FP64, FP32, INT64 or INT32 input of shape [n] per base feature"
+NUMERIC = ("FP64", "FP32", "FP16", "INT64", "INT32", "INT16", "INT8", "UINT8", "UINT16", "UINT32", "UINT64")
+MAX_EYES = 256  # per request (the transformer sends at most 64): 413 beyond
+
+
+def _capped(n: int) -> None:
+    if n > MAX_EYES:
+        raise PayloadTooLarge(f"{n} eyes in one request; send at most {MAX_EYES}")
+
+
+def _column(tensor: Any) -> np.ndarray:
+    """One v2 input as a flat float column; 400 for a wrong type or a shape its data does not fill."""
+    if tensor.datatype not in NUMERIC:
+        raise InvalidRequest(f"input {tensor.name} is {tensor.datatype}; {V2_HINT}")
+    try:
+        values = np.asarray(tensor.data if tensor.data is not None else tensor.as_numpy(), dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest(f"input {tensor.name} holds values that are not numbers; {V2_HINT}") from exc
+    expected = int(np.prod(tensor.shape)) if tensor.shape else values.size
+    if len(tensor.shape or [0]) != 1 or expected != values.size:
+        raise InvalidRequest(
+            f"input {tensor.name} has shape {tensor.shape} and {values.size} values; {V2_HINT}"
+        )
+    return values.reshape(-1)
 
 
 def instances_from_v2(request: InferRequest) -> list[dict[str, Any]]:
-    """v2: one FP64/FP32/INT64 input per base feature, shape [n]."""
+    """v2: one numeric input per base feature, shape [n]."""
     inputs = {i.name: i for i in request.inputs}
     missing = [f for f in BASE_FEATURES if f not in inputs]
     if missing:
         raise InvalidRequest(f"v2 request lacks inputs {', '.join(missing)}; send one input per base feature")
-    columns = {name: np.asarray(inputs[name].as_numpy(), dtype=float).reshape(-1) for name in BASE_FEATURES}
+    columns = {name: _column(inputs[name]) for name in BASE_FEATURES}
     n = {len(v) for v in columns.values()}
     if len(n) != 1:
         raise InvalidRequest(f"v2 inputs have different lengths {sorted(n)}; send one value per eye in each")
     size = n.pop()
+    _capped(size)
     return [{name: float(columns[name][i]) for name in BASE_FEATURES} for i in range(size)]
 
 
-def instances_from_v1(payload: dict[str, Any]) -> list[dict[str, Any]]:
+def instances_from_v1(payload: object) -> list[dict[str, Any]]:
+    if not isinstance(payload, dict):
+        raise InvalidRequest(f"the body must be a JSON object; {V1_HINT}")
     instances = payload.get("instances")
     if not isinstance(instances, list):
         raise InvalidRequest(f"missing instances; {V1_HINT}")
+    _capped(len(instances))
     return instances
 
 

@@ -1,7 +1,7 @@
 """Entrypoint of the lens transformer container and of `eyeops up`'s lens transformer process.
 
     python -m inference.lens_transformer --model_name lens --predictor_host 127.0.0.1:8081 \
-        --feature_repo feature_repo --http_port 8082
+        --feature_repo feature_repo --http_port 8082 --tokens clients.txt --predictor_token_file lens.token
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from inference.server import add_edge_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +24,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--feature_repo", default="feature_repo", help="Feast repository (feature_store.yaml)"
     )
+    add_edge_arguments(parser, "hashed bearer tokens of the clinical applications that may ask")
+    parser.add_argument(
+        "--predictor_token_file",
+        default=None,
+        help="this service's token for the lens predictor (EYEOPS_PREDICTOR_TOKEN also works)",
+    )
     return parser
 
 
@@ -29,25 +37,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     own, _ = build_parser().parse_known_args(argv)
 
-    import kserve
     from kserve import model_server
 
     from eyeops.lens.feature_store import online_rows, open_store
-    from inference.errors import install_error_handlers
     from inference.lens_transformer.model import LensTransformer
     from inference.payload_logger import install_payload_logger
+    from inference.server import EdgeOptions, load_registry, predictor_key, serve
 
+    edge = EdgeOptions.from_args(own)
+    registry = load_registry(edge, "client")
     store = open_store(Path(own.feature_repo))
-    install_error_handlers(model_server.app)
     install_payload_logger(model_server.app, "transformer", own.model_name)
     model = LensTransformer(
         own.model_name,
         lambda ids: online_rows(store, ids),
         f"http://{own.predictor_host}",
         own.predictor_model,
+        predictor_token=predictor_key(own.predictor_token_file, "EYEOPS_PREDICTOR_TOKEN"),
     )
     model.load()
-    kserve.ModelServer().start([model])
+    serve([model], edge, registry)
     return 0
 
 

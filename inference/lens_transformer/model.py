@@ -15,14 +15,17 @@ from typing import Any
 
 import httpx
 from kserve import Model
-from kserve.protocol.infer_type import InferRequest
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
-from eyeops.errors import EyeopsError, InvalidRequest, PredictorUnavailable
+from eyeops.errors import EyeopsError, InvalidRequest, PayloadTooLarge, PredictorUnavailable
 from eyeops.lens.serving import EyeFeatures, eye_features
+from inference.errors import check_request_id
 
 OnlineRows = Callable[[Sequence[str]], list[dict[str, Any]]]
-HINT = 'send {"instances": [{"eye_id": "P0001234-OD"}]} (v1) or a BYTES input "eye_id" (v2)'
+HINT = 'send {"instances": [{"eye_id": "P0001234-OD"}]} (v1) or a BYTES input "eye_id" of shape [n] (v2)'
 RETRY_AFTER_S = 5
+MAX_EYES = 64  # per request: a clinic asks about one patient's eyes, not a cohort (413 beyond)
+MAX_EYE_ID_CHARS = 64
 
 
 class PredictorError(EyeopsError):
@@ -33,25 +36,45 @@ class PredictorError(EyeopsError):
         self.status_code = status_code
 
 
-def eye_ids_from(payload: dict[str, Any] | InferRequest) -> list[str]:
+def _v2_eye_ids(payload: InferRequest) -> list[object]:
+    inputs = [i for i in payload.inputs if i.name == "eye_id"]
+    if len(inputs) != 1:
+        raise InvalidRequest(f"expected one input named eye_id; {HINT}")
+    tensor = inputs[0]
+    if tensor.datatype != "BYTES":
+        raise InvalidRequest(f"input eye_id must be BYTES, got {tensor.datatype}; {HINT}")
+    try:
+        values = list(tensor.data) if tensor.data is not None else list(tensor.as_numpy().reshape(-1))
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest(f"input eye_id cannot be read ({type(exc).__name__}); {HINT}") from exc
+    expected = 1
+    for dim in tensor.shape or [len(values)]:
+        expected *= int(dim)
+    if expected != len(values):
+        raise InvalidRequest(f"input eye_id has shape {tensor.shape} but {len(values)} values; {HINT}")
+    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in values]
+
+
+def eye_ids_from(payload: object) -> list[str]:
     if isinstance(payload, InferRequest):
-        inputs = [i for i in payload.inputs if i.name == "eye_id"]
-        if len(inputs) != 1:
-            raise InvalidRequest(f"expected one input named eye_id; {HINT}")
-        values = inputs[0].data if inputs[0].data is not None else list(inputs[0].as_numpy().reshape(-1))
-        ids = [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+        values = _v2_eye_ids(payload)
     else:
+        if not isinstance(payload, dict):
+            raise InvalidRequest(f"the body must be a JSON object; {HINT}")
         instances = payload.get("instances")
         if not isinstance(instances, list) or not instances:
             raise InvalidRequest(f"missing instances; {HINT}")
-        ids = []
-        for instance in instances:
-            if not isinstance(instance, dict) or not isinstance(instance.get("eye_id"), str):
-                raise InvalidRequest(f"every instance needs an eye_id string; {HINT}")
-            ids.append(instance["eye_id"])
-    if not ids:
+        values = [i.get("eye_id") if isinstance(i, dict) else None for i in instances]
+    if not values:
         raise InvalidRequest(f"no eye ids; {HINT}")
-    return ids
+    if len(values) > MAX_EYES:
+        raise PayloadTooLarge(f"{len(values)} eyes in one request; send at most {MAX_EYES}")
+    for n, value in enumerate(values):
+        if not isinstance(value, str) or not 0 < len(value) <= MAX_EYE_ID_CHARS or not value.isprintable():
+            raise InvalidRequest(
+                f"eye {n}: every eye_id must be a printable string of 1-{MAX_EYE_ID_CHARS} characters; {HINT}"
+            )
+    return [str(v) for v in values]
 
 
 class LensTransformer(Model):  # type: ignore[misc]
@@ -61,6 +84,7 @@ class LensTransformer(Model):  # type: ignore[misc]
         online_rows: OnlineRows,
         predictor_url: str,
         predictor_model: str = "lens",
+        predictor_token: str | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         timeout_s: float = 10.0,
     ) -> None:
@@ -68,9 +92,10 @@ class LensTransformer(Model):  # type: ignore[misc]
         self.online_rows = online_rows
         self.predictor_url = predictor_url.rstrip("/")
         self.predictor_model = predictor_model
+        self._auth = {"authorization": f"Bearer {predictor_token}"} if predictor_token else {}
         self.clock = clock
         self.timeout_s = timeout_s
-        self._contexts: dict[str, list[EyeFeatures]] = {}
+        self._contexts: dict[str, tuple[list[EyeFeatures], str | None]] = {}
         self._client: httpx.AsyncClient | None = None
 
     def load(self) -> bool:
@@ -80,21 +105,26 @@ class LensTransformer(Model):  # type: ignore[misc]
     async def preprocess(
         self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None
     ) -> dict[str, Any]:
+        check_request_id(headers)
         ids = eye_ids_from(payload)
         rows = await asyncio.to_thread(self.online_rows, ids)
         eyes = eye_features(rows, ids, self.clock())
         key = uuid.uuid4().hex
-        self._contexts[key] = eyes
+        # A v2 request is answered in v2 (its id kept); v1 in v1.
+        self._contexts[key] = (eyes, payload.id or "" if isinstance(payload, InferRequest) else None)
         # The eye id travels with its features so the predictor's logged request says whose eye it is
         # (the monitor counts one eye per patient; the predictor reads only the features).
         return {"instances": [{"eye_id": e.eye_id, **e.features} for e in eyes], "_context": key}
 
-    async def predict(self, payload: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
+    async def predict(
+        self, payload: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> dict[str, Any] | InferResponse:
         key = payload.pop("_context")
-        eyes = self._contexts.pop(key)
+        eyes, v2_id = self._contexts.pop(key)
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self.timeout_s)
         forward = {k: v for k, v in (headers or {}).items() if k.lower() in ("ce-id", "x-request-id")}
+        forward.update(self._auth)
         try:
             response = await self._client.post(
                 f"{self.predictor_url}/v1/models/{self.predictor_model}:predict",
@@ -116,4 +146,16 @@ class LensTransformer(Model):  # type: ignore[misc]
             prediction["eye_id"] = eye.eye_id
             prediction["stale_feature_views"] = eye.stale
             prediction["measured_at"] = eye.measured_at
-        return {"predictions": predictions}
+        if v2_id is None:
+            return {"predictions": predictions}
+        n = len(predictions)
+        outputs = [
+            InferOutput("prediction", [n], "BYTES", data=[json.dumps(p) for p in predictions]),
+            InferOutput(
+                "recommended_size_mm",
+                [n],
+                "FP64",
+                data=[float(p["recommended_size_mm"]) for p in predictions],
+            ),
+        ]
+        return InferResponse(v2_id, self.name, outputs)

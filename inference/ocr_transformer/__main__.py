@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from inference.server import add_edge_arguments
+
 
 def build_parser() -> argparse.ArgumentParser:
     """This entrypoint's own arguments; kserve.model_server.parser takes the rest (the chart's
@@ -21,8 +23,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--predictor_model", default="trocr", help="model name on the Triton predictor")
     parser.add_argument("--database_url", default=None, help="SQLAlchemy URL (default: settings)")
     parser.add_argument("--feature_repo", default=None, help="Feast repository to push accepted exams to")
+    add_edge_arguments(
+        parser, "hashed device token registry (`eyeops gateway token`; default EYEOPS_DEVICE_TOKENS_FILE)"
+    )
+    parser.add_argument("--device_tokens", dest="tokens", help="the same as --tokens (older name)")
     parser.add_argument(
-        "--device_tokens", default=None, help="hashed device token file (default: settings; unset: no auth)"
+        "--predictor_key_file",
+        default=None,
+        help="file holding the key Triton's restricted APIs expect (EYEOPS_TRITON_KEY also works)",
     )
     return parser
 
@@ -31,36 +39,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     own, _ = build_parser().parse_known_args(argv)
 
-    import kserve
     from kserve import model_server
 
-    from eyeops.auth import TokenRegistry
     from eyeops.db.store import ResultsStore, migrate
     from eyeops.devices import load_layouts
     from eyeops.metrics import OcrMetrics
     from eyeops.settings import Settings
-    from inference.errors import install_error_handlers
-    from inference.ocr_transformer.auth import DeviceAuthMiddleware
+    from inference.auth import DEVICE_HEADER
     from inference.ocr_transformer.model import OcrTransformer
     from inference.payload_logger import install_payload_logger
+    from inference.server import EdgeOptions, load_registry, predictor_key, serve
 
     settings = Settings()
+    if own.tokens is None and settings.device_tokens_file is not None:
+        own.tokens = str(settings.device_tokens_file)
+    edge = EdgeOptions.from_args(own)
+    registry = load_registry(edge, "device")
     url = own.database_url or settings.resolved_database_url()
     migrate(url)
-    install_error_handlers(model_server.app)
     install_payload_logger(model_server.app, "transformer", own.model_name)
     metrics = OcrMetrics()
-    tokens_file = own.device_tokens or settings.device_tokens_file
-    if tokens_file:
-        registry = TokenRegistry.from_file(Path(tokens_file))
-        model_server.app.add_middleware(
-            DeviceAuthMiddleware,
-            registry=registry,
-            on_refused=metrics.requests_failed.labels(status_code="401").inc,
-        )
-        logging.info("device authentication on: %d devices in %s", len(registry), tokens_file)
-    else:
-        logging.warning("device authentication OFF: no --device_tokens / EYEOPS_DEVICE_TOKENS_FILE")
     store = ResultsStore.from_url(url)
     features = None
     if own.feature_repo:
@@ -88,9 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         predictor_model=own.predictor_model,
         features=features,
         second=second,
+        predictor_key=predictor_key(own.predictor_key_file),
     )
     model.load()
-    kserve.ModelServer().start([model])
+    serve([model], edge, registry, DEVICE_HEADER, metrics.requests_failed.labels(status_code="401").inc)
     return 0
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from kserve import Model
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
 
-from eyeops.auth import Forbidden
+from eyeops.auth import TRITON_KEY_HEADER, Forbidden
 from eyeops.db.feature_outbox import FeatureOutboxWriter
 from eyeops.db.store import ResultsStore
 from eyeops.devices.layout import LayoutRegistry
@@ -32,6 +32,8 @@ from eyeops.ocr.pipeline import (
     prepare_exam,
 )
 from eyeops.settings import Settings
+from inference.auth import DEVICE_HEADER
+from inference.errors import check_request_id
 from inference.ocr_transformer.requests import exam_from_v1, exam_from_v2
 
 PREDICTOR_RETRY_AFTER_S = 10
@@ -78,8 +80,10 @@ class OcrTransformer(Model):  # type: ignore[misc]
         predictor_model: str = "trocr",
         features: FeatureOutboxWriter | None = None,
         second: SecondReader | None = None,
+        predictor_key: str | None = None,
     ) -> None:
-        """`features`: the writer that drains the feature outbox (the Feast push of accepted
+        """`predictor_key`: what Triton's restricted APIs expect in TRITON_KEY_HEADER.
+        `features`: the writer that drains the feature outbox (the Feast push of accepted
         exams); with it, every accepted exam's push is queued in the exam's own transaction."""
         super().__init__(name)
         self.layouts = layouts
@@ -89,6 +93,9 @@ class OcrTransformer(Model):  # type: ignore[misc]
         self.predictor_model = predictor_model
         self.features = features
         self.second = second  # a second recogniser for the less confident accepted readings
+        self._predictor_headers = {"content-type": "application/json"}
+        if predictor_key:
+            self._predictor_headers[TRITON_KEY_HEADER] = predictor_key
         self._contexts: dict[str, ExamContext] = {}
 
     def load(self) -> bool:
@@ -102,17 +109,17 @@ class OcrTransformer(Model):  # type: ignore[misc]
         self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None
     ) -> InferRequest:
         headers = headers or {}
-        request_id = headers.get("ce-id") or headers.get("x-request-id") or str(uuid.uuid4())
         started = time.perf_counter()
         exam: ExamInput | None = None
         try:
+            request_id = check_request_id(headers) or str(uuid.uuid4())
             if isinstance(payload, InferRequest):
                 exam = exam_from_v2(payload.inputs, payload.parameters, request_id)
                 protocol = "v2"
             else:
                 exam = exam_from_v1(payload, request_id)
                 protocol = "v1"
-            exam = _bind_device(exam, headers.get("x-eyeops-device-id"))
+            exam = _bind_device(exam, headers.get(DEVICE_HEADER))
             self.layouts[exam.device_kind]  # unknown kinds fail before any image work
             ctx = ExamContext(exam, protocol, started)
             stored = await asyncio.to_thread(self.store.get_exam, exam.exam_id)
@@ -146,7 +153,7 @@ class OcrTransformer(Model):  # type: ignore[misc]
                 self.predictor_config.predictor_base_url,
                 model_name=self.predictor_model,
                 data=payload,
-                headers={"content-type": "application/json"},
+                headers=self._predictor_headers,
             )
         except (httpx.TransportError, httpx.HTTPStatusError) as exc:
             error = PredictorUnavailable(
@@ -256,7 +263,8 @@ def _bind_device(exam: ExamInput, authenticated: str | None) -> ExamInput:
         return exam
     if exam.device_id is not None and exam.device_id != authenticated:
         raise Forbidden(
-            f"this token belongs to device {authenticated!r}, not {exam.device_id!r}; use that device's token"
+            f"this token belongs to device {authenticated!r}, not to the device_id the request names;"
+            " use that device's token"
         )
     return replace(exam, device_id=authenticated)
 

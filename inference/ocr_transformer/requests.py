@@ -33,9 +33,20 @@ def _b64(value: object, where: str) -> bytes:
         raise InvalidRequest(f"{where} is not valid base64 ({exc})") from exc
 
 
+# Identity hints and ids are short; a longer one is refused before it reaches a log or a column.
+MAX_CHARS = {"patient_id": 64, "laterality": 8, "exam_date": 10, "device_id": 128, "request_id": 128}
+
+
 def _opt_str(source: Mapping[str, Any], key: str) -> str | None:
     value = source.get(key)
-    return None if value is None else str(value)
+    if value is None:
+        return None
+    if not isinstance(value, str | int):
+        raise InvalidRequest(f"{key} must be a string, got {type(value).__name__}")
+    text = str(value)
+    if len(text) > MAX_CHARS[key]:
+        raise InvalidRequest(f"{key} is longer than {MAX_CHARS[key]} characters; send the short identifier")
+    return text
 
 
 def _opt_date(source: Mapping[str, Any], key: str) -> str | None:
@@ -48,17 +59,19 @@ def _opt_date(source: Mapping[str, Any], key: str) -> str | None:
             return dt.date.fromisoformat(value).isoformat()
     except ValueError:
         pass
-    raise InvalidRequest(f"{key} must be an ISO date YYYY-MM-DD, got {value!r}")
+    raise InvalidRequest(f"{key} must be an ISO date YYYY-MM-DD")
 
 
-def exam_from_v1(body: Mapping[str, Any], request_id: str | None) -> ExamInput:
+def exam_from_v1(body: object, request_id: str | None) -> ExamInput:
+    if not isinstance(body, Mapping):
+        raise InvalidRequest(f"the body must be a JSON object; {V1_HINT}")
     instances = body.get("instances")
     if not isinstance(instances, list) or len(instances) != 1 or not isinstance(instances[0], dict):
         raise InvalidRequest(f"expected exactly one exam per request; {V1_HINT}")
     inst = instances[0]
     if "image_b64" not in inst:
         raise InvalidRequest(f"missing image_b64; {V1_HINT}")
-    if not isinstance(inst.get("device_kind"), str):
+    if not isinstance(inst.get("device_kind"), str) or len(inst["device_kind"]) > 64:
         raise InvalidRequest(f"missing device_kind; {V1_HINT}")
     return ExamInput(
         image=_b64(inst["image_b64"], "image_b64"),
@@ -78,7 +91,7 @@ def exam_from_v2(
     params = dict(parameters or {})
     images = [i for i in inputs if i.name == "image"]
     if len(images) != 1:
-        raise InvalidRequest(f"expected one input named 'image', got {[i.name for i in inputs]}; {V2_HINT}")
+        raise InvalidRequest(f"expected one input named 'image', got {len(images)}; {V2_HINT}")
     image = images[0]
     if image.datatype != "BYTES":
         raise InvalidRequest(f"input 'image' must be BYTES, got {image.datatype}; {V2_HINT}")
@@ -88,7 +101,7 @@ def exam_from_v2(
     if len(data) != 1:
         raise InvalidRequest(f"input 'image' must hold exactly one image, got {len(data)}; {V2_HINT}")
     kind = params.get("device_kind")
-    if not isinstance(kind, str):
+    if not isinstance(kind, str) or len(kind) > 64:
         raise InvalidRequest(f"missing parameter device_kind; {V2_HINT}")
     return ExamInput(
         image=_b64(data[0], "input 'image'"),

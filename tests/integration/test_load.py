@@ -9,6 +9,7 @@ import asyncio
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -16,9 +17,11 @@ import pytest
 from sqlalchemy import text
 
 from bench.ocr_load import UpProcess, render_exams, run_load
+from eyeops.auth import read_token_file
 from eyeops.db import ResultsStore
 from eyeops.lens.feature_views import VIEWS
 from eyeops.lens.ingest import feature_push_for
+from eyeops.stack.devices import SimulatedDevice, provision_devices
 from tests.helpers import children, command
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -35,23 +38,44 @@ def transformer_pids(up: UpProcess) -> list[int]:
     return [p for p in children(up.proc.pid) if "-m inference.ocr_transformer" in command(p)]
 
 
+GATEWAY_KINDS = ["optical_biometer", "anterior_segment_oct", "autorefractor", "specular_microscope"]
+
+
+@dataclass
+class LoadSite:
+    up: UpProcess
+    devices: list[SimulatedDevice]  # their hashes are the registry `eyeops up` was started with
+
+
 @pytest.fixture(scope="module")
-def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
-    process = UpProcess.start(tmp_path_factory.mktemp("load") / "site")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoadSite]:
+    root = tmp_path_factory.mktemp("load")
+    registry, devices = provision_devices(root / "devices", GATEWAY_KINDS)
+    process = UpProcess.start(root / "site", extra=["--device-tokens", str(registry)])
     try:
-        yield process
+        yield LoadSite(process, devices)
     finally:
         process.stop()
 
 
-def test_32_clients_for_two_minutes_lose_nothing_and_crash_nothing(up: UpProcess) -> None:
+def test_32_clients_for_two_minutes_lose_nothing_and_crash_nothing(site: LoadSite) -> None:
+    up = site.up
     repo = up.data_dir / "lens" / "feature_repo"  # EYEOPS_DATA_DIR is the data folder itself
     before = offline_rows(repo)
     transformer = transformer_pids(up)
     assert len(transformer) == 1, [command(p) for p in children(up.proc.pid)]
     exams = render_exams(60)
 
-    result = asyncio.run(run_load(up.ocr, exams, CLIENTS, SECONDS, resend_every=10))
+    result = asyncio.run(
+        run_load(
+            up.ocr,
+            exams,
+            CLIENTS,
+            SECONDS,
+            resend_every=10,
+            token=read_token_file(site.devices[0].token_file),
+        )
+    )
     summary = result.summary()
     print(summary)
 
@@ -91,17 +115,16 @@ def test_32_clients_for_two_minutes_lose_nothing_and_crash_nothing(up: UpProcess
 
 
 def test_transformer_killed_under_gateway_load_is_restarted_and_every_file_arrives_once(
-    up: UpProcess, tmp_path: Path
+    site: LoadSite, tmp_path: Path
 ) -> None:
     import hashlib
     import signal
 
     from eyeops.imageio import file_extension
-    from eyeops.stack.devices import gateway_process, provision_devices
+    from eyeops.stack.devices import gateway_process
     from eyeops.synth.exams import tagged_copy
 
-    kinds = ["optical_biometer", "anterior_segment_oct", "autorefractor", "specular_microscope"]
-    _, devices = provision_devices(tmp_path, kinds)
+    up, devices = site.up, site.devices
     rendered = render_exams(12, seed=977)
     per_device = 40
     fast = ("--settle", "1", "--retry-max", "2", "--rescan-interval", "1", "--concurrency", "8")

@@ -1,4 +1,5 @@
-"""The device-token middleware in front of a small real ASGI app with KServe's paths."""
+"""The bearer-token middleware in front of a small real ASGI app with KServe's paths: default-deny,
+probes open, the authenticated name replacing whatever the client claimed."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
 from eyeops.auth import TokenRegistry, hash_token
-from inference.ocr_transformer.auth import DeviceAuthMiddleware
+from inference.auth import DEVICE_HEADER, BearerAuthMiddleware
 
 pytestmark = pytest.mark.unit
 
@@ -23,11 +24,24 @@ def make_client(refused: list[int]) -> TestClient:
         return {"device": request.headers.get("x-eyeops-device-id")}
 
     @app.get("/v2/health/ready")
+    @app.get("/v2/models/ocr/ready")
+    @app.get("/metrics")
     async def ready() -> dict[str, bool]:
         return {"ready": True}
 
+    @app.get("/v2/models/ocr")
+    @app.get("/v2/repository/index")
+    @app.get("/a-route-added-later")
+    async def metadata() -> dict[str, str]:
+        return {"name": "ocr"}
+
     registry = TokenRegistry({"iolm-2": hash_token("good-token")})
-    app.add_middleware(DeviceAuthMiddleware, registry=registry, on_refused=lambda: refused.append(1))
+    app.add_middleware(
+        BearerAuthMiddleware,
+        registry=registry,
+        principal_header=DEVICE_HEADER,
+        on_refused=lambda: refused.append(1),
+    )
     return TestClient(app)
 
 
@@ -47,13 +61,22 @@ def test_inference_needs_a_known_token_and_sees_the_authenticated_device(caplog)
         )
     assert bad.status_code == 401 and bad.json() == {"error": "unknown device token"}
     assert bad.headers["www-authenticate"].startswith("Bearer")
-    assert "tono-1" in caplog.text and "stolen" not in caplog.text
+    assert "tono-1" in caplog.text and "stolen" not in caplog.text and "/v2/models" not in caplog.text
     assert client.post("/v1/models/ocr:predict").status_code == 401
     assert refused == [1, 1]
 
 
-def test_probes_stay_open():
-    assert make_client([]).get("/v2/health/ready").status_code == 200
+def test_probes_and_metrics_stay_open_and_every_other_route_is_guarded():
+    client = make_client([])
+    for path in ("/v2/health/ready", "/v2/models/ocr/ready", "/metrics"):
+        assert client.get(path).status_code == 200, path
+    good = {"authorization": "Bearer good-token"}
+    for path in ("/v2/models/ocr", "/v2/repository/index", "/a-route-added-later"):
+        assert client.get(path).status_code == 401, path
+    for path in ("/v2/models/ocr", "/a-route-added-later"):
+        assert client.get(path, headers=good).status_code == 200
+    # KServe's model repository (load/unload) is refused even to a known caller.
+    assert client.get("/v2/repository/index", headers=good).status_code == 403
 
 
 def test_a_token_for_one_device_cannot_send_for_another():

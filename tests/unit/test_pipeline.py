@@ -38,7 +38,12 @@ def test_v1_parsing_and_refusals():
         ({"instances": [{"image_b64": 5, "device_kind": "x"}]}, "base64 string"),
         ({"instances": [{"image_b64": "AAAA", "device_kind": "x", "exam_date": "14.03.2026"}]}, "YYYY-MM-DD"),
         ({"instances": [{"image_b64": "AAAA", "device_kind": "x", "exam_date": "20260314"}]}, "YYYY-MM-DD"),
-        ({"instances": [{"image_b64": "AAAA", "device_kind": "x", "exam_date": "2026-02-30"}]}, "2026-02-30"),
+        ({"instances": [{"image_b64": "AAAA", "device_kind": "x", "exam_date": "2026-02-30"}]}, "YYYY-MM-DD"),
+        ([1, 2], "JSON object"),
+        ("hello", "JSON object"),
+        (None, "JSON object"),
+        ({"instances": [{"image_b64": "AAAA", "device_kind": "x", "patient_id": "P" * 65}]}, "than 64"),
+        ({"instances": [{"image_b64": "AAAA", "device_kind": "x", "patient_id": ["P1"]}]}, "a string"),
     ]:
         with pytest.raises(InvalidRequest, match=says):
             exam_from_v1(bad, None)

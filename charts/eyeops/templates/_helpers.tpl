@@ -88,3 +88,14 @@ volumeMounts:
 - name: feature-store
   configMap: {name: {{ include "eyeops.fullname" . }}-feature-store}
 {{- end -}}
+
+{{- define "eyeops.serviceCredentials" -}}
+{{ printf "%s-service-credentials" (include "eyeops.fullname" .) }}
+{{- end -}}
+
+{{/* Triton's restricted APIs: everything but health needs the key (eyeops.stack.triton's list). */}}
+{{- define "eyeops.tritonRestricted" -}}
+{{- $apis := "metadata,inference,shared-memory,model-config,model-repository,statistics,trace,logging" -}}
+- --http-restricted-api={{ $apis }}:x-eyeops-triton-key=$(EYEOPS_TRITON_KEY)
+- --grpc-restricted-protocol={{ $apis }}:x-eyeops-triton-key=$(EYEOPS_TRITON_KEY)
+{{- end -}}
