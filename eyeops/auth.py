@@ -14,6 +14,7 @@ import re
 import secrets
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Protocol
 
 from eyeops.errors import EyeopsError, InvalidRequest
 
@@ -23,6 +24,12 @@ MAX_TOKEN_CHARS = 512
 # transformer sends it (eyeops.stack.triton and the chart start Triton with the same name).
 TRITON_KEY_HEADER = "x-eyeops-triton-key"
 _LINE = re.compile(r"^(?P<device>\S+)\s+sha256:(?P<digest>[0-9a-f]{64})$")
+
+
+class Authenticates(Protocol):
+    """Who a request's Authorization header belongs to, or Unauthorized."""
+
+    def authenticate(self, authorization: str | None) -> str: ...
 
 
 class Unauthorized(EyeopsError):
@@ -152,3 +159,71 @@ def local_bearer(token_file: Path | None, local_name: str) -> dict[str, str]:
 
     default = Settings().data_dir / "credentials" / local_name
     return bearer(default) if default.exists() else {}
+
+
+class JwtVerifier:
+    """Bearer JWTs from the cluster's identity provider (OIDC): the signature against the provider's
+    JSON Web Key Set (a file mounted from a ConfigMap, so no request waits on the network), the
+    issuer, the audience and the expiry. The caller is the token's `sub`."""
+
+    ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256")
+
+    def __init__(self, jwks: Mapping[str, object], issuer: str, audience: str, leeway_s: int = 30) -> None:
+        import jwt
+
+        try:
+            self._keys = {key.key_id: key for key in jwt.PyJWKSet.from_dict(dict(jwks)).keys}
+        except jwt.exceptions.PyJWTError as exc:
+            raise EyeopsError(f"the JSON Web Key Set cannot be read: {exc}") from exc
+        self.issuer, self.audience, self.leeway_s = issuer, audience, leeway_s
+
+    @classmethod
+    def from_file(cls, path: Path, issuer: str, audience: str) -> JwtVerifier:
+        import json
+
+        try:
+            return cls(json.loads(path.read_text(encoding="utf-8")), issuer, audience)
+        except (OSError, ValueError) as exc:
+            raise EyeopsError(f"cannot read the JSON Web Key Set {path}: {exc}") from exc
+
+    def subject(self, token: str) -> str:
+        import jwt
+
+        try:
+            header = jwt.get_unverified_header(token)
+            key = (
+                self._keys.get(header.get("kid")) if len(self._keys) > 1 else next(iter(self._keys.values()))
+            )
+            if key is None:
+                raise Unauthorized("token signed with an unknown key")
+            claims = jwt.decode(
+                token,
+                key.key,
+                algorithms=list(self.ALGORITHMS),
+                issuer=self.issuer,
+                audience=self.audience,
+                leeway=self.leeway_s,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
+        except jwt.exceptions.PyJWTError as exc:
+            raise Unauthorized(f"token refused: {type(exc).__name__}") from exc
+        return "jwt:" + str(claims["sub"])[:128]
+
+
+class Authenticator:
+    """Hashed tokens of a registry, and, when configured, JWTs of the identity provider."""
+
+    def __init__(self, registry: TokenRegistry, jwt: JwtVerifier | None = None) -> None:
+        self.registry = registry
+        self.jwt = jwt
+        self.what = registry.what
+
+    def __len__(self) -> int:
+        return len(self.registry)
+
+    def authenticate(self, authorization: str | None) -> str:
+        scheme, _, token = (authorization or "").partition(" ")
+        token = token.strip()
+        if self.jwt is not None and scheme.lower() == "bearer" and token.count(".") == 2:
+            return self.jwt.subject(token)
+        return self.registry.authenticate(authorization)

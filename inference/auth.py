@@ -14,7 +14,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 
-from eyeops.auth import TokenRegistry, Unauthorized
+from eyeops.auth import Authenticates, Unauthorized
 
 log = logging.getLogger("eyeops.auth")
 PRINCIPAL_HEADER = "x-eyeops-principal"
@@ -46,7 +46,7 @@ class BearerAuthMiddleware:
     def __init__(
         self,
         app: Any,
-        registry: TokenRegistry,
+        registry: Authenticates,
         principal_header: str = PRINCIPAL_HEADER,
         on_refused: Callable[[], None] | None = None,
         open_paths: re.Pattern[str] = OPEN_PATHS,
@@ -101,6 +101,43 @@ async def _json_error(
     await send({"type": "http.response.body", "body": body})
 
 
+class BodyLimitMiddleware:
+    """413 for a request body over `max_bytes`, declared or streamed, before the app reads it whole."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        message = f"the request body is over the limit of {self.max_bytes} bytes; send a smaller one"
+        if not declared.isdigit() or int(declared) > self.max_bytes:
+            await _json_error(send, 413, message)
+            return
+        seen = 0
+
+        async def counted() -> Any:
+            nonlocal seen
+            event = await receive()
+            if event["type"] == "http.request":
+                seen += len(event.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge
+            return event
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await _json_error(send, 413, message)
+
+
+class _TooLarge(Exception):
+    pass
+
+
 class _Metadatum(NamedTuple):
     key: str
     value: str
@@ -123,7 +160,7 @@ class _AuthenticatedContext:
 
 
 def grpc_interceptor(
-    registry: TokenRegistry | None,
+    registry: Authenticates | None,
     principal_header: str = PRINCIPAL_HEADER,
     on_refused: Callable[[], None] | None = None,
 ) -> Any:

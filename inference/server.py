@@ -70,18 +70,21 @@ def serve(
     registry: Any,
     principal_header: str | None = None,
     on_refused: Callable[[], None] | None = None,
+    max_body_bytes: int = 1 << 20,
 ) -> None:
-    """Start kserve.ModelServer with `models` on `edge.host`, behind `registry` (None: no auth)."""
+    """Start kserve.ModelServer with `models` on `edge.host`, behind `registry` (None: no auth);
+    bodies over `max_body_bytes` are 413 before anything reads them."""
     import kserve
     from kserve import model_server
     from kserve.protocol.grpc.server import GRPCServer
     from kserve.protocol.rest.server import RESTServer
 
-    from inference.auth import PRINCIPAL_HEADER, BearerAuthMiddleware, grpc_interceptor
+    from inference.auth import PRINCIPAL_HEADER, BearerAuthMiddleware, BodyLimitMiddleware, grpc_interceptor
     from inference.errors import install_error_handlers
 
     header = principal_header or PRINCIPAL_HEADER
     install_error_handlers(model_server.app)
+    model_server.app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     if registry is not None:
         model_server.app.add_middleware(
             BearerAuthMiddleware, registry=registry, principal_header=header, on_refused=on_refused

@@ -154,11 +154,11 @@ class Monitor:
         if role is None:
             self.metrics.rejected.labels("unknown_service").inc()
             raise UnknownService(
-                f"no InferenceService {event.service!r} here; known: {', '.join(sorted(self.services))}"
+                f"the event names an InferenceService this monitor does not read; known: {', '.join(sorted(self.services))}"
             )
         if event.ce_type not in (REQUEST, RESPONSE):
             self.metrics.rejected.labels("unknown_type").inc()
-            raise PayloadError(f"Ce-Type {event.ce_type!r} is neither {REQUEST} nor {RESPONSE}")
+            raise PayloadError(f"Ce-Type must be {REQUEST} or {RESPONSE}")
         seen_as = f"{event.ce_id}#{event.body_sha256[:16]}" if event.body_sha256 else event.ce_id
         try:
             with self.store.transaction() as tx:

@@ -63,7 +63,7 @@ def _v2_inputs(body: dict[str, Any], key: str) -> dict[str, AnyArray]:
             else:
                 out[name] = np.asarray(data, dtype=np.float64).reshape(tensor.get("shape") or [-1])
         except (TypeError, ValueError) as exc:
-            raise PayloadError(f"v2 {key} {name!r}: data does not fit its datatype and shape") from exc
+            raise PayloadError(f"v2 {key}: an entry's data does not fit its datatype and shape") from exc
         _capped(len(out[name]))
     return out
 

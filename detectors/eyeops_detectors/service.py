@@ -109,14 +109,19 @@ def create_app(
     @app.post("/")
     @app.post("/events")
     async def events(request: Request) -> JSONResponse:
+        too_large = JSONResponse({"error": f"events are at most {MAX_EVENT_BYTES} bytes"}, status_code=413)
         declared = request.headers.get("content-length", "0")
         if not declared.isdigit() or int(declared) > MAX_EVENT_BYTES:
             monitor.metrics.rejected.labels("too_large").inc()
-            return JSONResponse({"error": f"events are at most {MAX_EVENT_BYTES} bytes"}, status_code=413)
-        body = await request.body()
-        if len(body) > MAX_EVENT_BYTES:
-            monitor.metrics.rejected.labels("too_large").inc()
-            return JSONResponse({"error": f"events are at most {MAX_EVENT_BYTES} bytes"}, status_code=413)
+            return too_large
+        chunks, size = [], 0
+        async for chunk in request.stream():  # chunked bodies too: stop reading at the cap
+            size += len(chunk)
+            if size > MAX_EVENT_BYTES:
+                monitor.metrics.rejected.labels("too_large").inc()
+                return too_large
+            chunks.append(chunk)
+        body = b"".join(chunks)
         try:
             event = event_from(dict(request.headers), body)
         except PayloadError as exc:

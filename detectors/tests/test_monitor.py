@@ -86,9 +86,7 @@ def answer(eye_id: str | None = None) -> dict[str, Any]:
     return out
 
 
-def predicted(
-    post: Any, ce_id: str, body: dict[str, Any] | str, status: int = 200
-) -> int:
+def predicted(post: Any, ce_id: str, body: dict[str, Any] | str, status: int = 200) -> int:
     """A lens predictor call as KServe's logger reports it: the request, and on HTTP 200 the
     response with the same Ce-Id (one answer per eye). Returns the request event's status."""
     text = body if isinstance(body, str) else json.dumps(body)
@@ -128,7 +126,9 @@ def test_binary_and_structured_events_and_duplicates(client: TestClient) -> None
         "/", headers={"content-type": "application/cloudevents+json"}, content=json.dumps(structured)
     )
     assert reply.status_code == 202
-    response = client.post("/", headers=headers("r2", RESPONSE), content=json.dumps({"predictions": [answer()]}))
+    response = client.post(
+        "/", headers=headers("r2", RESPONSE), content=json.dumps({"predictions": [answer()]})
+    )
     assert response.status_code == 202
     text = client.get("/metrics").text
     assert 'eyeops_monitor_events_total{component="predictor",service="lens",type="request"} 2.0' in text
@@ -140,7 +140,7 @@ def test_refusals_say_why_and_are_counted(client: TestClient) -> None:
     not_event = client.post("/", headers={"content-type": "application/json"}, content=b"{}")
     assert not_event.status_code == 400 and "CloudEvent" in not_event.json()["error"]
     unknown = client.post("/", headers=headers("u1", service="iris"), content=b"{}")
-    assert unknown.status_code == 403 and "no InferenceService 'iris'" in unknown.json()["error"]
+    assert unknown.status_code == 403 and "does not read; known: lens, ocr" in unknown.json()["error"]
     bad = client.post("/", headers=headers("b1"), content=json.dumps({"instances": [{"age_years": 30}]}))
     assert bad.status_code == 400 and "wtw_mm" in bad.json()["error"]
     garbled = client.post("/", headers=headers("b2"), content=b"{not json")

@@ -48,22 +48,6 @@ def test_monitor_on_postgres_continues_its_window_after_a_restart(pg_url: str, t
         }
         return LoggedEvent(f"k{i}", REQUEST, "lens", "predictor", json.dumps({"instances": [row]}).encode())
 
-    first = Monitor(DetectorSet.load(tmp_path / "det"), MonitorStore(pg_url), {"lens": "lens"})
-    first.start()
-    assert [first.ingest(event(i)) for i in range(30)] == ["accepted"] * 30
-    assert first.ingest(event(29)) == "duplicate"
-    first.store.close()
-
-    again = Monitor(DetectorSet.load(tmp_path / "det"), MonitorStore(pg_url), {"lens": "lens"})
-    again.start()
-    assert again.status()["window_rows"] == {"lens_features": 30}
-    for i in range(30, 50):
-        again.ingest(event(i))
-    status = again.status()
-    assert (
-        status["detectors"]["lens_features"]["rows"] == 50
-        and status["detectors"]["lens_features"]["is_drift"]
-    )
     answer = {
         "sizes": [
             {"size_mm": s, "vault_um": 500.0, "lower_um": 300.0, "upper_um": 700.0}
@@ -72,6 +56,30 @@ def test_monitor_on_postgres_continues_its_window_after_a_restart(pg_url: str, t
         "recommended_size_mm": 12.6,
         "eye_id": "P0000001-OD",
     }
+
+    def predicted(monitor: Monitor, i: int) -> str:
+        """The request, then its 200 response (what makes the request's features count)."""
+        outcome = monitor.ingest(event(i))
+        body = json.dumps({"predictions": [answer]}).encode()
+        monitor.ingest(LoggedEvent(f"k{i}", RESPONSE, "lens", "predictor", body))
+        return outcome
+
+    first = Monitor(DetectorSet.load(tmp_path / "det"), MonitorStore(pg_url), {"lens": "lens"})
+    first.start()
+    assert [predicted(first, i) for i in range(30)] == ["accepted"] * 30
+    assert first.ingest(event(29)) == "duplicate"
+    first.store.close()
+
+    again = Monitor(DetectorSet.load(tmp_path / "det"), MonitorStore(pg_url), {"lens": "lens"})
+    again.start()
+    assert again.status()["window_rows"] == {"lens_features": 30, "lens_predictions": 30}
+    for i in range(30, 50):
+        predicted(again, i)
+    status = again.status()
+    assert (
+        status["detectors"]["lens_features"]["rows"] == 50
+        and status["detectors"]["lens_features"]["is_drift"]
+    )
     again.ingest(
         LoggedEvent("L1", RESPONSE, "lens", "transformer", json.dumps({"predictions": [answer]}).encode())
     )

@@ -188,7 +188,7 @@ class LayoutRegistry:
             return self._layouts[kind]
         except KeyError:
             raise UnknownDeviceKind(
-                f"unknown device kind {kind!r}; known kinds: {', '.join(self.kinds())}"
+                f"unknown device kind; known kinds: {', '.join(self.kinds())}"
             ) from None
 
     def __contains__(self, kind: object) -> bool:

@@ -30,7 +30,7 @@ def _capped(n: int) -> None:
 def _column(tensor: Any) -> np.ndarray:
     """One v2 input as a flat float column; 400 for a wrong type or a shape its data does not fill."""
     if tensor.datatype not in NUMERIC:
-        raise InvalidRequest(f"input {tensor.name} is {tensor.datatype}; {V2_HINT}")
+        raise InvalidRequest(f"input {tensor.name} is not numeric; {V2_HINT}")
     try:
         values = np.asarray(tensor.data if tensor.data is not None else tensor.as_numpy(), dtype=float)
     except (TypeError, ValueError) as exc:

@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--feature_repo", default="feature_repo", help="Feast repository (feature_store.yaml)"
     )
     add_edge_arguments(parser, "hashed bearer tokens of the clinical applications that may ask")
+    parser.add_argument("--jwks_file", default=None, help="the identity provider's JSON Web Key Set (OIDC)")
+    parser.add_argument("--jwt_issuer", default=None, help="the `iss` a JWT must carry (with --jwks_file)")
+    parser.add_argument("--jwt_audience", default=None, help="the `aud` a JWT must carry (with --jwks_file)")
     parser.add_argument(
         "--predictor_token_file",
         default=None,
@@ -46,6 +49,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     edge = EdgeOptions.from_args(own)
     registry = load_registry(edge, "client")
+    if own.jwks_file:
+        from eyeops.auth import Authenticator, JwtVerifier
+
+        if registry is None or not (own.jwt_issuer and own.jwt_audience):
+            raise SystemExit("--jwks_file needs --jwt_issuer, --jwt_audience and a --tokens registry")
+        verifier = JwtVerifier.from_file(Path(own.jwks_file), own.jwt_issuer, own.jwt_audience)
+        registry = Authenticator(registry, verifier)
     store = open_store(Path(own.feature_repo))
     install_payload_logger(model_server.app, "transformer", own.model_name)
     model = LensTransformer(

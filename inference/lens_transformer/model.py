@@ -22,7 +22,7 @@ from eyeops.lens.serving import EyeFeatures, eye_features
 from inference.errors import check_request_id
 
 OnlineRows = Callable[[Sequence[str]], list[dict[str, Any]]]
-HINT = 'send {"instances": [{"eye_id": "P0001234-OD"}]} (v1) or a BYTES input "eye_id" of shape [n] (v2)'
+HINT = 'send {"instances": [{"eye_id": "<patient id>-OD"}]} (v1) or a BYTES input "eye_id" of shape [n] (v2)'
 RETRY_AFTER_S = 5
 MAX_EYES = 64  # per request: a clinic asks about one patient's eyes, not a cohort (413 beyond)
 MAX_EYE_ID_CHARS = 64
@@ -42,7 +42,7 @@ def _v2_eye_ids(payload: InferRequest) -> list[object]:
         raise InvalidRequest(f"expected one input named eye_id; {HINT}")
     tensor = inputs[0]
     if tensor.datatype != "BYTES":
-        raise InvalidRequest(f"input eye_id must be BYTES, got {tensor.datatype}; {HINT}")
+        raise InvalidRequest(f"input eye_id must be BYTES; {HINT}")
     try:
         values = list(tensor.data) if tensor.data is not None else list(tensor.as_numpy().reshape(-1))
     except (TypeError, ValueError) as exc:

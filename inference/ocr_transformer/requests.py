@@ -94,12 +94,12 @@ def exam_from_v2(
         raise InvalidRequest(f"expected one input named 'image', got {len(images)}; {V2_HINT}")
     image = images[0]
     if image.datatype != "BYTES":
-        raise InvalidRequest(f"input 'image' must be BYTES, got {image.datatype}; {V2_HINT}")
+        raise InvalidRequest(f"input 'image' must be BYTES; {V2_HINT}")
     data = image.data if image.data is not None else []
     if hasattr(image, "_raw_data") and image._raw_data is not None and not data:
         data = list(image.as_numpy().reshape(-1))
-    if len(data) != 1:
-        raise InvalidRequest(f"input 'image' must hold exactly one image, got {len(data)}; {V2_HINT}")
+    if len(data) != 1 or list(image.shape or [1]) not in ([1], [1, 1]):
+        raise InvalidRequest(f"input 'image' must have shape [1] and hold one image; {V2_HINT}")
     kind = params.get("device_kind")
     if not isinstance(kind, str) or len(kind) > 64:
         raise InvalidRequest(f"missing parameter device_kind; {V2_HINT}")

@@ -177,7 +177,9 @@ def test_every_route_refuses_missing_wrong_and_foreign_credentials(
                 path,
                 allowed.text,
             )
-    for _, path in [(m, p) for m, p in routes if OPEN.match(p) and m == "GET"]:
+    opened = [(m, p) for m, p in routes if OPEN.match(p) and m == "GET"]
+    print(f"{server}: {len(guarded)} routes refused without its credentials, {len(opened)} probes open")
+    for _, path in opened:
         assert httpx.get(base + path, timeout=10).status_code not in (401, 403), (server, path)
 
 
@@ -397,6 +399,9 @@ def test_long_identifiers_are_refused_with_a_4xx_that_echoes_nothing(site: Site)
     huge_hint = {"instances": [{**body["instances"][0], "patient_id": PATIENT_LIKE[0] * 100_000}]}
     reply = site.keep(httpx.post(site.ocr + "/v1/models/ocr:predict", json=huge_hint, headers=device))
     assert reply.status_code == 400 and len(reply.content) < 1000
+    v1_on_v2 = {"instances": [{"image_b64": "A" * 400_000, "device_kind": "optical_biometer"}]}
+    reply = site.keep(httpx.post(site.ocr + "/v2/models/ocr/infer", json=v1_on_v2, headers=device))
+    assert reply.status_code == 400 and len(reply.content) < 1000, reply.text[:300]
     v2_on_v1 = {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": ["A" * 400_000]}]}
     reply = site.keep(httpx.post(site.ocr + "/v1/models/ocr:predict", json=v2_on_v1, headers=device))
     assert reply.status_code == 400 and len(reply.content) < 1000
@@ -418,7 +423,9 @@ def test_long_identifiers_are_refused_with_a_4xx_that_echoes_nothing(site: Site)
 def test_zz_no_patient_identifier_in_any_error_body_or_log(site: Site) -> None:
     """Last in the module: everything above has been sent and logged by now."""
     assert len(site.error_bodies) > 5000
-    leaks = [b[:200] for b in site.error_bodies if PATIENT_ID.search(b)]
+    leaks = [
+        b[max(0, m.start() - 150) : m.end() + 30] for b in site.error_bodies if (m := PATIENT_ID.search(b))
+    ]
     assert not leaks, leaks[:5]
     time.sleep(1.0)
     for log in sorted(site.logs.glob("*.log")):

@@ -313,6 +313,20 @@ def test_every_server_in_the_chart_authenticates_its_callers() -> None:
         t for w, t in pods(objects) if w["metadata"]["labels"]["app.kubernetes.io/component"] == "monitor"
     )
     assert "--tokens" in monitor["spec"]["containers"][0]["args"]
+    with_jwt = values_of(PROD)
+    with_jwt["lens"]["transformer"]["jwt"] = {
+        "issuer": "https://idp.example/realms/clinic",
+        "audience": "eyeops-lens",
+        "jwksConfigMap": {"name": "idp-jwks", "key": "jwks.json"},
+    }
+    (lens,) = [
+        c
+        for n, _, c in kserve_containers(render(with_jwt))
+        if c["command"][2:] == ["inference.lens_transformer"]
+    ]
+    flags = lens["args"]
+    assert flags[flags.index("--jwks_file") + 1] == "/etc/eyeops/jwks/jwks.json"
+    assert flags[flags.index("--jwt_issuer") + 1] == "https://idp.example/realms/clinic"
     with pytest.raises(helm_python.HelmRenderError, match=r"lens\.transformer\.clientTokensSecret"):
         prod = values_of(PROD)
         prod["lens"]["transformer"]["clientTokensSecret"]["name"] = ""
