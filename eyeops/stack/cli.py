@@ -139,10 +139,11 @@ def _up(args: argparse.Namespace) -> int:
     if credentials is None:
         print("authentication is OFF (--insecure): any local process may call every endpoint")
     else:
-        print(f"credentials:        {credentials.root} (bearer tokens; every endpoint but health and metrics")
-        print(f"                    needs one; device registry {stack.device_tokens},")
-        print(f"                    a first device's token {credentials.device_token}, the monitor's")
-        print(f"                    {credentials.monitor_token}; all servers listen on 127.0.0.1)")
+        print(f"credentials:        {credentials.root} (every endpoint but health and metrics needs a")
+        print("                    bearer token; all servers listen on 127.0.0.1). Device registry:")
+        print(f"                    {stack.device_tokens}; the monitor's token: {credentials.monitor_token}")
+        if credentials.device_token.exists():
+            print(f"                    a first device's token: {credentials.device_token}")
     print("Ctrl-C stops everything; a service that exits is restarted.", flush=True)
     supervisor = Supervisor(
         [monitor.process, *stack.processes, *lens.processes], say=lambda m: print(m, flush=True)
