@@ -44,7 +44,13 @@ def gate_and_register(
     champion = registry.champion(model_name)
     verdict = gate_for(model_name)(metrics, champion.metrics if champion else None)
     registered = registry.register(
-        model_name, version, Path(model.path), metrics, gate_reasons=verdict.reasons
+        model_name,
+        version,
+        Path(model.path),
+        metrics,
+        gate_reasons=verdict.reasons,
+        gate_promoted=verdict.promote,
+        champion_before=champion.version if champion else None,
     )
     rollout = "not deployed (no InferenceService named)"
     if verdict.promote:

@@ -8,7 +8,7 @@ from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
 from kfp_pipelines.common import DETECTORS_IMAGE, _component, register_step
-from kfp_pipelines.lens_training import point_in_time_features
+from kfp_pipelines.lens_training import point_in_time_features, validate_cohort_file
 
 
 @_component
@@ -95,8 +95,17 @@ def detector_fitting(
     ert: int = 10000,
     seed: int = 0,
     registry_uri_prefix: str = "",
+    date_format: str = "",
+    max_quarantined: float = 0.01,
+    inputs_sha256: str = "",
 ) -> None:
-    features = point_in_time_features(cohort_uri=cohort_uri, feature_repo=feature_repo)
+    cohort = validate_cohort_file(
+        cohort_uri=cohort_uri,
+        date_format=date_format,
+        max_quarantined=max_quarantined,
+        inputs_sha256=inputs_sha256,
+    )
+    features = point_in_time_features(cohort=cohort.outputs["validated"], feature_repo=feature_repo)
     reference = build_reference(
         data=features.outputs["features"], registry_root=registry_root, results_db_url=results_db_url
     )

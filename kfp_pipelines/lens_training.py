@@ -10,9 +10,50 @@ from kfp_pipelines.common import _component, register_step
 
 
 @_component
-def point_in_time_features(cohort_uri: str, feature_repo: str, features: Output[Dataset]) -> None:
-    """Labels from the cohort file; features from Feast as they were when each surgery was planned.
-    With no feature_repo, a repository is built from the cohort's own exams (local runs)."""
+def validate_cohort_file(
+    cohort_uri: str,
+    date_format: str,
+    max_quarantined: float,
+    inputs_sha256: str,
+    validated: Output[Dataset],
+    report: Output[Markdown],
+) -> None:
+    """The cohort file, checked before anything else reads it (eyeops.lens.cohort.check_cohort):
+    schema problems stop the run, implausible rows are set aside up to max_quarantined; the report
+    lists both with row numbers and eye ids. `inputs_sha256` (filled by `eyeops pipelines run`) keys
+    this step's cache on the file's content, and a file changed since the run started is refused."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from eyeops.lens.cohort import CohortError, check_cohort, load_cohort_file
+
+    path = Path(cohort_uri)
+    expected = json.loads(inputs_sha256 or "{}").get("cohort_uri")
+    if expected and hashlib.sha256(path.read_bytes()).hexdigest() != expected:
+        raise CohortError(f"{cohort_uri} changed since this run was started; start it again")
+    lines = ["# Cohort validation", "", f"- file: {cohort_uri}"]
+    try:
+        check = check_cohort(load_cohort_file(path), date_format or None, max_quarantined)
+    except CohortError as exc:
+        lines += [
+            "",
+            "**FAILED**: nothing was trained",
+            "",
+            *(f"- {p.strip()}" for p in exc.message.split("; ")),
+        ]
+        Path(report.path).write_text("\n".join(lines) + "\n")
+        raise
+    lines += ["", "**passed**", "", *(f"- {line.strip()}" for line in check.report_lines())]
+    Path(report.path).write_text("\n".join(lines) + "\n")
+    validated.metadata.update(check.summary())
+    check.frame.to_parquet(validated.path, index=False)
+
+
+@_component
+def point_in_time_features(cohort: Input[Dataset], feature_repo: str, features: Output[Dataset]) -> None:
+    """Labels from the validated cohort; features from Feast as they were when each surgery was
+    planned. With no feature_repo, a repository is built from the cohort's own exams (local runs)."""
     import tempfile
     from pathlib import Path
 
@@ -21,51 +62,46 @@ def point_in_time_features(cohort_uri: str, feature_repo: str, features: Output[
     from eyeops.lens import feature_store as fs
     from eyeops.lens.features import BASE_FEATURES
 
-    cohort = pd.read_parquet(cohort_uri) if cohort_uri.endswith(".parquet") else pd.read_csv(cohort_uri)
+    labelled = pd.read_parquet(cohort.path)
     if feature_repo:
         repo = Path(feature_repo)
     else:
         repo = fs.prepare_repo(Path(tempfile.mkdtemp(prefix="lens-features-")) / "repo")
-        fs.write_offline_data(cohort, repo)
+        fs.write_offline_data(labelled, repo)
         fs.open_store(repo).apply(fs.definitions(repo))
     store = fs.open_store(repo)
     # As of the surgery date (minus a day): what the surgeon could have known.
-    stamps = pd.to_datetime(cohort["surgery_date"]) - pd.Timedelta(days=1)
-    entities = pd.DataFrame({"eye_id": cohort["eye_id"], "event_timestamp": stamps.dt.tz_localize("UTC")})
+    stamps = pd.to_datetime(labelled["surgery_date"]) - pd.Timedelta(days=1)
+    entities = pd.DataFrame({"eye_id": labelled["eye_id"], "event_timestamp": stamps.dt.tz_localize("UTC")})
     joined = fs.historical_features(store, entities).drop(columns=["event_timestamp"])
-    labels = cohort.drop(columns=[c for c in (*BASE_FEATURES, "sex") if c in cohort.columns])
+    labels = labelled.drop(columns=[c for c in (*BASE_FEATURES, "sex") if c in labelled.columns])
     out = labels.merge(joined, on="eye_id", how="left")
     out.to_parquet(features.path, index=False)
 
 
 @_component
-def validate_cohort_data(data: Input[Dataset], validated: Output[Dataset], report: Output[Markdown]) -> None:
-    """Schema, ranges, missingness, duplicates. A failing cohort stops the run here; the report says why."""
+def validate_cohort_data(
+    data: Input[Dataset], max_quarantined: float, validated: Output[Dataset], report: Output[Markdown]
+) -> None:
+    """The features as Feast served them, checked again (a value missing or implausible in the store
+    is set aside like one in the file). A failing cohort stops the run here; the report says why."""
+    from pathlib import Path
+
     import pandas as pd
 
-    from eyeops.lens.cohort import CohortError, validate_cohort
+    from eyeops.lens.cohort import CohortError, check_cohort
 
     frame = pd.read_parquet(data.path)
-    missing = frame.isna().sum()
-    gaps = ", ".join(f"{c} ({n})" for c, n in missing[missing > 0].items()) or "none"
-    lines = [
-        "# Cohort validation",
-        "",
-        f"- rows: {len(frame)}",
-        f"- eyes: {frame['eye_id'].nunique()}",
-        f"- columns with missing values: {gaps}",
-    ]
+    lines = ["# Point-in-time features: validation", "", f"- rows: {len(frame)}"]
     try:
-        checked = validate_cohort(frame)
+        check = check_cohort(frame, None, max_quarantined)
     except CohortError as exc:
-        lines += ["", "**FAILED**", "", *(f"- {p.strip()}" for p in str(exc).split(";"))]
-        with open(report.path, "w") as handle:
-            handle.write("\n".join(lines) + "\n")
+        lines += ["", "**FAILED**", "", *(f"- {p.strip()}" for p in exc.message.split("; "))]
+        Path(report.path).write_text("\n".join(lines) + "\n")
         raise
-    lines += ["", "**passed**: every column in range, no duplicates, surgery after exam"]
-    with open(report.path, "w") as handle:
-        handle.write("\n".join(lines) + "\n")
-    checked.to_parquet(validated.path, index=False)
+    lines += ["", "**passed**", "", *(f"- {line.strip()}" for line in check.report_lines())]
+    Path(report.path).write_text("\n".join(lines) + "\n")
+    check.frame.to_parquet(validated.path, index=False)
 
 
 @_component
@@ -87,9 +123,15 @@ def train_lens_model(
 
 @_component
 def evaluate_lens_model(
-    model: Input[Model], test_uri: str, metrics: Output[Metrics], report: Output[HTML]
+    model: Input[Model],
+    test_uri: str,
+    date_format: str,
+    inputs_sha256: str,
+    metrics: Output[Metrics],
+    report: Output[HTML],
 ) -> str:
-    """Metrics on a held-out cohort (counterfactual coverage when it carries the true outcomes)."""
+    """Metrics on a held-out cohort (counterfactual coverage when it carries the true outcomes).
+    `inputs_sha256` keys the cache on the test file's content."""
     import html
     import json
     from pathlib import Path
@@ -99,7 +141,9 @@ def evaluate_lens_model(
     from eyeops.lens.model import LensModel
 
     result = evaluate(
-        LensModel.load(Path(model.path)), read_cohort(Path(test_uri)), load_params(Path(test_uri))
+        LensModel.load(Path(model.path)),
+        read_cohort(Path(test_uri), date_format or None).frame,
+        load_params(Path(test_uri)),
     )
     for key, value in result.items():
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -113,7 +157,8 @@ def evaluate_lens_model(
 
 
 @dsl.pipeline(
-    name="lens-training", description="Feast features → validate → train → evaluate → gate → register"
+    name="lens-training",
+    description="validate the file → Feast features → validate → train → evaluate → gate → register",
 )
 def lens_training(
     cohort_uri: str,
@@ -127,11 +172,27 @@ def lens_training(
     inference_service: str = "",
     namespace: str = "",
     canary_percent: int = 100,
+    date_format: str = "",
+    max_quarantined: float = 0.01,
+    inputs_sha256: str = "",
 ) -> None:
-    features = point_in_time_features(cohort_uri=cohort_uri, feature_repo=feature_repo)
-    checked = validate_cohort_data(data=features.outputs["features"])
+    """`inputs_sha256`: {"cohort_uri": sha256, "test_uri": sha256} of the files (`eyeops pipelines
+    run` fills it), so that a step's cache follows the content of its file, not only its path."""
+    cohort = validate_cohort_file(
+        cohort_uri=cohort_uri,
+        date_format=date_format,
+        max_quarantined=max_quarantined,
+        inputs_sha256=inputs_sha256,
+    )
+    features = point_in_time_features(cohort=cohort.outputs["validated"], feature_repo=feature_repo)
+    checked = validate_cohort_data(data=features.outputs["features"], max_quarantined=max_quarantined)
     trained = train_lens_model(data=checked.outputs["validated"], version=version, delta=delta, alpha=alpha)
-    evaluated = evaluate_lens_model(model=trained.outputs["model"], test_uri=test_uri)
+    evaluated = evaluate_lens_model(
+        model=trained.outputs["model"],
+        test_uri=test_uri,
+        date_format=date_format,
+        inputs_sha256=inputs_sha256,
+    )
     register_step(
         trained.outputs["model"],
         evaluated.outputs["Output"],

@@ -42,6 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="a device kind whose OCR events may label metrics (besides the detectors' kinds); repeat",
     )
     serve.add_argument(
+        "--outcome-window-days",
+        nargs=2,
+        type=int,
+        default=[21, 56],
+        metavar=("FIRST", "LAST"),
+        help="the AS-OCT that counts as the outcome: the first this many days after surgery",
+    )
+    serve.add_argument(
         "--tokens", type=Path, default=None, help="token registry for /feedback, /status, /history"
     )
     serve.add_argument(
@@ -71,12 +79,20 @@ def main(argv: list[str] | None = None) -> int:
         from eyeops_detectors.auth import TokenCheck
         from eyeops_detectors.service import build_monitor, create_app
 
+        if not (args.detectors / "manifest.json").is_file():
+            raise SystemExit(f"--detectors {args.detectors}: not a fitted detector set (no manifest.json)")
         if args.tokens is None and not args.insecure:
             raise SystemExit("pass --tokens (a registry made with `eyeops gateway token`) or --insecure")
         tokens = TokenCheck.from_file(args.tokens) if args.tokens else None
         sink = TokenCheck.from_file(args.sink_tokens) if args.sink_tokens else None
         services = dict(pair.split("=", 1) for pair in args.service) or {"lens": "lens", "ocr": "ocr"}
-        app = create_app(build_monitor(args.detectors, args.state, services, args.device_kind), tokens, sink)
+        app = create_app(
+            build_monitor(
+                args.detectors, args.state, services, args.device_kind, tuple(args.outcome_window_days)
+            ),
+            tokens,
+            sink,
+        )
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 

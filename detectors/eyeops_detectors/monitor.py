@@ -30,6 +30,9 @@ TARGET_VAULT_UM = (250.0, 750.0)  # DOMAIN.md §3, the range most clinics use
 OUTCOME_DEVICE = "anterior_segment_oct"
 OUTCOME_FIELD = "vault_um"
 PATIENT_MEMORY = 5000  # patients remembered for the one-eye-per-patient rule
+# The AS-OCT that counts as the outcome: the first one 3 to 8 weeks after surgery (a setting; the
+# vault settles over the first weeks, and later readings measure something else).
+OUTCOME_WINDOW_DAYS = (21, 56)
 COMPONENTS = ("predictor", "transformer", "explainer")  # KServe's; the only Ce-Component labels
 PENDING_REQUESTS = 10_000  # lens requests waiting for their response (200) before they count
 # The kinds eyeops ships layouts for; `--device-kind` adds an onboarded one. Events of any other kind
@@ -114,6 +117,7 @@ class Monitor:
         metrics: MonitorMetrics | None = None,
         rolling: int = 200,
         device_kinds: list[str] | None = None,
+        outcome_window_days: tuple[int, int] = OUTCOME_WINDOW_DAYS,
     ) -> None:
         """`services` maps InferenceService names to their role, "lens" or "ocr". `device_kinds`:
         the kinds whose OCR events may name a metric series (besides those the detectors know);
@@ -126,6 +130,7 @@ class Monitor:
         self.services = services
         self.metrics = metrics or MonitorMetrics()
         self.rolling = rolling
+        self.outcome_window_days = outcome_window_days
         self.window = detectors.config.window
         self._online_keep = 2 * max(detectors.config.online_window_sizes)
         self.device_kinds = (
@@ -334,23 +339,41 @@ class Monitor:
         return "joined" if joined else "recorded"
 
     def _outcome(self, tx: MonitorStore, exam: dict[str, Any]) -> None:
-        patient, side = exam.get("patient_id"), exam.get("laterality")
-        field = next((f for f in exam["fields"] if f.get("name") == OUTCOME_FIELD), None)
-        if not patient or not side or field is None or field.get("status") != "accepted":
-            return  # no identity or a vault nobody has checked: not ground truth
-        eye_id = f"{patient}-{side}"
-        tx.record_outcome(eye_id, str(exam.get("exam_date") or ""), float(field["value"]), None, None, None)
+        """An AS-OCT exam: its accepted vault is kept by date. A pre-operative exam (no vault, or one
+        not checked) is read like any other and is simply not an outcome."""
+        patient, side, exam_date = exam.get("patient_id"), exam.get("laterality"), exam.get("exam_date")
+        field = next(
+            (f for f in exam["fields"] if isinstance(f, dict) and f.get("name") == OUTCOME_FIELD), None
+        )
+        if not patient or not side or not exam_date or field is None or field.get("status") != "accepted":
+            return  # no identity, no date, or a vault nobody has checked: not ground truth
+        value = field.get("value")
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+            return  # a pre-operative AS-OCT reads no vault
+        try:
+            day = dt.date.fromisoformat(str(exam_date)).isoformat()
+        except ValueError as exc:
+            raise PayloadError("an AS-OCT exam_date must be YYYY-MM-DD") from exc
+        eye_id = f"{patient}-{side}"[:64]
+        tx.record_vault(eye_id, day, float(value))
         self._join(tx, eye_id)
 
     def _join(self, tx: MonitorStore, eye_id: str) -> bool:
-        observed = tx.outcome_for(eye_id)
+        """Join the eye's outcome (its first vault reading in the postoperative window) to the
+        prediction the surgeon used, once both the surgery (feedback) and that reading are known."""
         given = tx.feedback_for(eye_id)
-        if observed is None or given is None:
+        if given is None:
+            return False
+        size, surgery_date, request_id = given
+        try:
+            surgery = dt.date.fromisoformat(surgery_date)
+        except ValueError:
+            return False
+        first, last = (surgery + dt.timedelta(days=d) for d in self.outcome_window_days)
+        observed = tx.first_vault_between(eye_id, first.isoformat(), last.isoformat())
+        if observed is None:
             return False
         exam_date, vault = observed
-        size, surgery_date, request_id = given
-        if exam_date and surgery_date and exam_date < surgery_date:
-            return False  # a preoperative AS-OCT: not the outcome
         answer = tx.answer_for(eye_id, request_id)
         if answer is None:
             return False

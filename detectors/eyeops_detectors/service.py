@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from eyeops_detectors.auth import TokenCheck
 from eyeops_detectors.detectors import DetectorSet
-from eyeops_detectors.monitor import COMPONENTS, LoggedEvent, Monitor, UnknownService
+from eyeops_detectors.monitor import COMPONENTS, OUTCOME_WINDOW_DAYS, LoggedEvent, Monitor, UnknownService
 from eyeops_detectors.payloads import PayloadError, PayloadTooLarge
 from eyeops_detectors.store import MonitorStore
 
@@ -173,8 +173,20 @@ def create_app(
 
 
 def build_monitor(
-    detectors: Path, state: Path | str, services: dict[str, str], device_kinds: list[str] | None = None
+    detectors: Path,
+    state: Path | str,
+    services: dict[str, str],
+    device_kinds: list[str] | None = None,
+    outcome_window_days: tuple[int, int] = OUTCOME_WINDOW_DAYS,
 ) -> Monitor:
-    monitor = Monitor(DetectorSet.load(detectors), MonitorStore(state), services, device_kinds=device_kinds)
+    if not 0 <= outcome_window_days[0] <= outcome_window_days[1]:
+        raise SystemExit("--outcome-window-days takes FIRST LAST with 0 <= FIRST <= LAST")
+    monitor = Monitor(
+        DetectorSet.load(detectors),
+        MonitorStore(state),
+        services,
+        device_kinds=device_kinds,
+        outcome_window_days=outcome_window_days,
+    )
     monitor.start()
     return monitor

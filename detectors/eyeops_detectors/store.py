@@ -30,6 +30,8 @@ CREATE TABLE IF NOT EXISTS feedback (eye_id TEXT PRIMARY KEY, implanted_size_mm 
     surgery_date TEXT, request_id TEXT, at FLOAT8);
 CREATE TABLE IF NOT EXISTS outcomes (eye_id TEXT PRIMARY KEY, exam_date TEXT, vault_um FLOAT8,
     error_um FLOAT8, covered INTEGER, in_range INTEGER, at FLOAT8);
+CREATE TABLE IF NOT EXISTS vault_readings (eye_id TEXT, exam_date TEXT, vault_um FLOAT8, at FLOAT8,
+    PRIMARY KEY (eye_id, exam_date));
 CREATE TABLE IF NOT EXISTS patients (patient TEXT PRIMARY KEY, seq BIGINT);
 CREATE TABLE IF NOT EXISTS ocr_fields (id SERIAL_PK, device_kind TEXT, review INTEGER, at FLOAT8);
 CREATE INDEX IF NOT EXISTS ocr_fields_kind ON ocr_fields (device_kind, id);
@@ -230,6 +232,23 @@ class MonitorStore:
             " covered = excluded.covered, in_range = excluded.in_range, at = excluded.at",
             (eye_id, exam_date, vault_um, error_um, _int(covered), _int(in_range), time.time()),
         )
+
+    def record_vault(self, eye_id: str, exam_date: str, vault_um: float) -> None:
+        """Every accepted AS-OCT vault of an eye, by exam date (which one is the outcome depends on the
+        surgery date, which may arrive later)."""
+        self._x(
+            "INSERT INTO vault_readings VALUES (?, ?, ?, ?) ON CONFLICT (eye_id, exam_date) DO NOTHING",
+            (eye_id, exam_date, vault_um, time.time()),
+        )
+
+    def first_vault_between(self, eye_id: str, first: str, last: str) -> tuple[str, float] | None:
+        """The earliest vault reading of the eye dated within [first, last] (ISO dates)."""
+        row = self._x(
+            "SELECT exam_date, vault_um FROM vault_readings WHERE eye_id = ? AND exam_date >= ?"
+            " AND exam_date <= ? ORDER BY exam_date LIMIT 1",
+            (eye_id, first, last),
+        ).fetchone()
+        return None if row is None else (str(row[0]), float(row[1]))
 
     def outcome_for(self, eye_id: str) -> tuple[str, float] | None:
         row = self._x("SELECT exam_date, vault_um FROM outcomes WHERE eye_id = ?", (eye_id,)).fetchone()

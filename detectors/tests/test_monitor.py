@@ -351,3 +351,36 @@ def test_labels_sizes_and_feedback_are_checked(client: TestClient) -> None:
     assert client.post("/feedback", json=future).status_code == 422
     not_a_date = {**unknown, "surgery_date": "2026-02-30"}
     assert client.post("/feedback", json=not_a_date).status_code == 422
+
+
+def test_a_preoperative_asoct_is_read_and_only_the_first_in_the_window_is_the_outcome(
+    client: TestClient,
+) -> None:
+    def asoct(ce_id: str, date: str, vault: float | None) -> int:
+        exam = {
+            "device_kind": "anterior_segment_oct", "patient_id": "P0000077", "laterality": "OS",
+            "exam_date": date,
+            "fields": [{"name": "vault_um", "value": vault, "confidence": 0.99, "status": "accepted"}],
+        }  # fmt: skip
+        reply = client.post(
+            "/",
+            headers=headers(ce_id, RESPONSE, "ocr", "transformer"),
+            content=json.dumps({"predictions": [exam]}),
+        )
+        return int(reply.status_code)
+
+    assert asoct("pre", "2026-02-20", None) == 202  # before surgery: no vault yet, not an error
+    reply = client.post(
+        "/", headers=headers("L7", RESPONSE, component="transformer"),
+        content=json.dumps({"predictions": [answer("P0000077-OS")]}),
+    )  # fmt: skip
+    assert reply.status_code == 202
+    feedback = {"eye_id": "P0000077-OS", "implanted_size_mm": 12.6, "surgery_date": "2026-03-01"}
+    assert client.post("/feedback", json=feedback).json() == {"outcome": "recorded"}
+    assert asoct("day-3", "2026-03-04", 900.0) == 202  # too early: the vault has not settled
+    assert client.get("/status").json()["outcomes"] == 0
+    assert asoct("week-6", "2026-04-12", 500.0) == 202  # the first in 3-8 weeks: the outcome
+    assert asoct("week-7", "2026-04-19", 700.0) == 202  # later in the window: not the outcome
+    assert asoct("year-1", "2027-03-01", 100.0) == 202  # long after: not the outcome
+    status = client.get("/status").json()
+    assert status["outcomes"] == 1 and status["mae_um"] == 50.0  # |450 − 500|, the week-6 reading

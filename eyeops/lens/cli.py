@@ -44,6 +44,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--date-format",
+        default=None,
+        help="how the cohort files write dates when not ISO (YYYY-MM-DD), e.g. %%d.%%m.%%Y",
+    )
+    p.add_argument(
+        "--max-quarantined",
+        type=float,
+        default=0.01,
+        help="share of rows with implausible or missing values set aside before the run stops",
+    )
     p.add_argument("--delta", type=float, default=0.125, help="support threshold on the propensity")
     p.add_argument("--alpha", type=float, default=0.10, help="1 - interval coverage")
     p.add_argument("--seed", type=int, default=0)
@@ -55,15 +66,31 @@ def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return LensConfig(delta=args.delta, alpha=args.alpha, seed=args.seed)
 
 
-def _train(args: argparse.Namespace) -> int:
+def _cohort(args: argparse.Namespace, path: Path, say: bool = True):  # type: ignore[no-untyped-def]
+    """The cohort at `path`, validated; what was set aside is printed (to stderr with --json)."""
+    import sys
+
     from eyeops.lens.cohort import read_cohort
+
+    check = read_cohort(path, args.date_format, args.max_quarantined)
+    if say:
+        out = sys.stderr if getattr(args, "json", False) else sys.stdout
+        for line in check.report_lines():
+            print(f"{path.name}: {line}" if not line.startswith(" ") else line, file=out)
+    return check
+
+
+def _train(args: argparse.Namespace) -> int:
     from eyeops.lens.model import LensModel
 
-    model = LensModel.fit(read_cohort(args.cohort), _config(args), version=args.version)
+    train = _cohort(args, args.cohort)
+    model = LensModel.fit(train.frame, _config(args), version=args.version)
+    model.manifest["metrics"]["train_cohort"] = train.summary()
     if args.eval is not None:
         from eyeops.lens.evaluate import evaluate, load_params
 
-        model.manifest["metrics"]["eval"] = evaluate(model, read_cohort(args.eval), load_params(args.eval))
+        held_out = _cohort(args, args.eval)
+        model.manifest["metrics"]["eval"] = evaluate(model, held_out.frame, load_params(args.eval))
         model.manifest["metrics"]["eval_cohort"] = str(args.eval)
     model.save(args.out)
     print(f"{args.out}: lens model {model.version}, data {model.manifest['training_data_sha256'][:12]}")
@@ -73,15 +100,16 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     import time
 
-    from eyeops.lens.cohort import read_cohort
     from eyeops.lens.evaluate import evaluate, load_params
     from eyeops.lens.model import LensModel
 
+    train, test = _cohort(args, args.train), _cohort(args, args.test)
     t0 = time.perf_counter()
-    model = LensModel.fit(read_cohort(args.train), _config(args), version=f"eval-{args.train.stem}")
+    model = LensModel.fit(train.frame, _config(args), version=f"eval-{args.train.stem}")
     train_s = time.perf_counter() - t0
-    metrics = evaluate(model, read_cohort(args.test), load_params(args.test))
+    metrics = evaluate(model, test.frame, load_params(args.test))
     metrics["train_seconds"] = round(train_s, 1)
+    metrics["train_cohort"], metrics["test_cohort"] = train.summary(), test.summary()
     if not args.json:
         for key, value in metrics.items():
             print(f"{key:40s} {value}")

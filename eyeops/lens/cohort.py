@@ -215,82 +215,196 @@ class CohortError(EyeopsError, ValueError):
     """A cohort file that does not follow the schema; the message lists every problem found."""
 
 
-def cohort_schema(with_counterfactuals: bool) -> Any:
-    """The cohort file's data expectations as a pandera schema (ranges, categories, uniqueness)."""
-    import pandera.pandas as pa
+MAX_QUARANTINED = 0.01  # share of rows with implausible or missing values a run may set aside
+ISO_DATE = r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$"
+EXAMPLES = 5  # rows named per problem
 
-    def plausible(column: str) -> Any:
-        low, high = PLAUSIBLE[column]
-        return pa.Column(
-            float, pa.Check.in_range(low, high, error=f"outside the plausible range {low}–{high}")
+
+def _rows(frame: pd.DataFrame, mask: pd.Series) -> str:
+    """`rows 3 (P0000012-OD), 17 (…)` for the first few rows of `mask`: 1-based data rows (a CSV's
+    line is the row + 1, after its header)."""
+    hits = np.flatnonzero(mask.to_numpy())
+    ids = frame["eye_id"].astype(str).to_numpy() if "eye_id" in frame else None
+    named = [f"{i + 1} ({ids[i]})" if ids is not None else str(i + 1) for i in hits[:EXAMPLES]]
+    more = f" and {len(hits) - EXAMPLES} more" if len(hits) > EXAMPLES else ""
+    return ("row " if len(hits) == 1 else "rows ") + ", ".join(named) + more
+
+
+def _dates(frame: pd.DataFrame, column: str, date_format: str | None, problems: list[str]) -> pd.Series:
+    """A date column, parsed strictly: ISO 8601 (YYYY-MM-DD), or exactly `date_format`. A date in any
+    other form is refused, never guessed (12.03.2026 is March in one clinic and December in another)."""
+    values = frame[column]
+    if pd.api.types.is_datetime64_any_dtype(values):
+        parsed = pd.to_datetime(values)
+        parsed = parsed.dt.tz_localize(None) if parsed.dt.tz is not None else parsed
+    else:
+        text = values.astype("string").str.strip()
+        blank = text.isna() | (text == "")
+        if date_format:
+            parsed = pd.to_datetime(text.where(~blank), format=date_format, errors="coerce")
+            unreadable = parsed.isna() & ~blank
+            hint = f"not dates in the form {date_format}"
+        else:
+            iso = text.str.match(ISO_DATE).fillna(False).astype(bool)
+            parsed = pd.to_datetime(text.where(iso & ~blank), format="ISO8601", errors="coerce")
+            unreadable = (~iso | parsed.isna()) & ~blank
+            hint = "not ISO dates (YYYY-MM-DD); pass --date-format (e.g. %d.%m.%Y) for another form"
+        if unreadable.any():
+            problems.append(f"{column}: {int(unreadable.sum())} values {hint}: {_rows(frame, unreadable)}")
+        if blank.any():
+            problems.append(f"{column}: {int(blank.sum())} blank: {_rows(frame, blank)}")
+        parsed = parsed.dt.tz_localize(None) if parsed.dt.tz is not None else parsed
+    return parsed.astype("datetime64[ns]")
+
+
+@dataclass(frozen=True)
+class CohortCheck:
+    """A cohort after validation: the rows a model may use, and those set aside, with why."""
+
+    frame: pd.DataFrame
+    quarantined: pd.DataFrame  # one row per problem: row (1-based), eye_id, column, value, why
+    total_rows: int
+
+    @property
+    def quarantined_rows(self) -> int:
+        return int(self.quarantined["row"].nunique()) if len(self.quarantined) else 0
+
+    def summary(self) -> dict[str, Any]:
+        by_column: dict[Any, Any] = (
+            dict(self.quarantined.groupby("column")["row"].nunique()) if len(self.quarantined) else {}
         )
+        return {
+            "rows": self.total_rows,
+            "kept": len(self.frame),
+            "quarantined": self.quarantined_rows,
+            "quarantined_share": round(self.quarantined_rows / max(self.total_rows, 1), 5),
+            "quarantined_by_column": {str(k): int(v) for k, v in by_column.items()},
+        }
 
-    columns: dict[str, Any] = {
-        "eye_id": pa.Column(str, unique=True),
-        "patient_id": pa.Column(str),
-        "laterality": pa.Column(str, pa.Check.isin(["OD", "OS"], error="not OD or OS")),
-        "sex": pa.Column(str, pa.Check.isin(["F", "M"], error="not F or M")),
-        "exam_date": pa.Column("datetime64[ns]"),
-        "surgery_date": pa.Column("datetime64[ns]"),
-        "implanted_size_mm": pa.Column(float, pa.Check.isin(list(SIZES_MM), error=f"not one of {SIZES_MM}")),
-        **{c: plausible(c) for c in PLAUSIBLE},
-    }
-    if with_counterfactuals:
-        columns.update({c: pa.Column(float, pa.Check.in_range(0, 2000)) for c in COUNTERFACTUAL_COLUMNS})
-    return pa.DataFrameSchema(
-        columns,
-        checks=pa.Check(lambda df: df["surgery_date"] >= df["exam_date"], error="surgery before the exam"),
-        coerce=True,
-    )
+    def report_lines(self) -> list[str]:
+        """What was set aside and why, per column with examples (for the CLI and the pipeline)."""
+        s = self.summary()
+        lines = [
+            f"cohort: {s['rows']} rows, {s['kept']} kept, {s['quarantined']} quarantined"
+            f" ({100 * s['quarantined_share']:.2f} %)"
+        ]
+        for (column, why), group in self.quarantined.groupby(["column", "why"], sort=True):
+            examples = ", ".join(
+                f"{r.row} ({r.eye_id}: {r.value})" for r in group.head(EXAMPLES).itertuples()
+            )
+            lines.append(f"  {column}: {group['row'].nunique()} rows {why}, e.g. rows {examples}")
+        return lines
 
 
-def validate_cohort(frame: pd.DataFrame) -> pd.DataFrame:
-    """Check columns, types, ranges, categories, duplicates and date order (pandera, every failure
-    collected); return the frame with types coerced and dates parsed, or CohortError listing all."""
-    import pandera.errors
-
+def check_cohort(
+    frame: pd.DataFrame, date_format: str | None = None, max_quarantined: float = MAX_QUARANTINED
+) -> CohortCheck:
+    """One pass over a cohort. Schema problems (missing columns, wrong types, unknown categories,
+    duplicate eyes, dates that are not dates, surgery before the exam) stop the run: CohortError
+    lists every one with row numbers and eye ids. Implausible or missing measurements quarantine
+    their rows; the run goes on while the quarantined share stays at most `max_quarantined`."""
     missing = [c for c in COHORT_COLUMNS if c not in frame.columns]
     if missing:
         raise CohortError(f"missing columns: {', '.join(missing)}; the schema is {', '.join(COHORT_COLUMNS)}")
-    out = frame.copy()
+    out = frame.reset_index(drop=True).copy()
     problems: list[str] = []
     for column in ("exam_date", "surgery_date"):
-        out[column] = pd.to_datetime(out[column], errors="coerce").dt.tz_localize(None)
-        if out[column].isna().any():
-            problems.append(f"{column}: {int(out[column].isna().sum())} values are not dates")
-    numeric = [*PLAUSIBLE, "implanted_size_mm", *[c for c in COUNTERFACTUAL_COLUMNS if c in out]]
-    for column in numeric:
-        out[column] = pd.to_numeric(out[column], errors="coerce")
-        bad = int(out[column].isna().sum())
-        if bad:
-            problems.append(f"{column}: {bad} missing or non-numeric values")
+        out[column] = _dates(out, column, date_format, problems)
+    for column in ("eye_id", "patient_id"):
+        blank = out[column].isna() | (out[column].astype("string").str.strip() == "")
+        if blank.any():
+            problems.append(f"{column}: {int(blank.sum())} blank: {_rows(out, blank)}")
+        out[column] = out[column].astype(str)
+    for column, allowed in (("laterality", ("OD", "OS")), ("sex", ("F", "M"))):
+        bad = ~out[column].isin(allowed)
+        if bad.any():
+            problems.append(
+                f"{column}: {int(bad.sum())} values not {' or '.join(allowed)}: {_rows(out, bad)}"
+            )
+    quarantine: list[dict[str, Any]] = []
+    counterfactual = [c for c in COUNTERFACTUAL_COLUMNS if c in out.columns]
+    ranges = {**PLAUSIBLE, **dict.fromkeys(counterfactual, (0.0, 2000.0))}
+    for column in [*ranges, "implanted_size_mm"]:
+        raw = out[column]
+        numbers = pd.to_numeric(raw, errors="coerce")
+        blank = raw.isna() | (raw.astype("string").str.strip() == "")
+        wrong = numbers.isna() & ~blank
+        if wrong.any():
+            problems.append(f"{column}: {int(wrong.sum())} values are not numbers: {_rows(out, wrong)}")
+        out[column] = numbers.astype(float)
+        if column == "implanted_size_mm":
+            unknown = ~numbers.round(1).isin(SIZES_MM) & ~blank & ~wrong
+            if unknown.any() or blank.any():
+                problems.append(
+                    f"implanted_size_mm: {int((unknown | blank).sum())} values not one of {SIZES_MM}:"
+                    f" {_rows(out, unknown | blank)}"
+                )
+            continue
+        low, high = ranges[column]
+        for mask, why in (
+            (blank, "missing"),
+            (~blank & ~wrong & ~numbers.between(low, high), f"outside the plausible range {low}–{high}"),
+        ):
+            for i in (int(j) for j in np.flatnonzero(mask.to_numpy())):
+                quarantine.append(
+                    {"row": i + 1, "eye_id": str(out.at[i, "eye_id"]), "column": column,
+                     "value": raw.iat[i], "why": why}
+                )  # fmt: skip
+    duplicated = out["eye_id"].duplicated(keep=False)
+    if duplicated.any():
+        problems.append(f"eye_id: {int(duplicated.sum())} values duplicated: {_rows(out, duplicated)}")
+    early = out["surgery_date"] < out["exam_date"]
+    if early.any():
+        problems.append(f"rows: {int(early.sum())} with surgery before the exam: {_rows(out, early)}")
+    set_aside = pd.DataFrame(quarantine, columns=["row", "eye_id", "column", "value", "why"])
+    check = CohortCheck(out, set_aside, len(out))
+    share = check.quarantined_rows / max(len(out), 1)
+    if share > max_quarantined:
+        counts = set_aside.groupby(["column", "why"], sort=True)["row"].nunique()
+        by_column = "; ".join(f"{key[0]}: {n} values {key[1]}" for key, n in counts.items())  # type: ignore[index]
+        problems.append(
+            f"{check.quarantined_rows} rows ({100 * share:.1f} %) have implausible or missing values,"
+            f" over the {100 * max_quarantined:g} % a run may set aside ({by_column}); fix them or"
+            " raise the limit (--max-quarantined)"
+        )
     if problems:
         raise CohortError("; ".join(problems))
-    schema = cohort_schema(all(c in out.columns for c in COUNTERFACTUAL_COLUMNS))
-    try:
-        validated: pd.DataFrame = schema.validate(out, lazy=True)
-    except pandera.errors.SchemaErrors as err:
-        cases = err.failure_cases
-        for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=False):
-            where = column if isinstance(column, str) else "rows"
-            text = "duplicated" if str(check) == "field_uniqueness" else str(check)
-            problems.append(f"{where}: {len(group)} values {text}")
-        raise CohortError("; ".join(problems)) from err
-    for column in ("age_years", "cct_um", "clr_um", "vault_um", *COUNTERFACTUAL_COLUMNS):
-        if column in validated:
-            validated[column] = validated[column].round().astype(int)
-    return validated
+    kept = out.drop(index=[r - 1 for r in set_aside["row"].unique()]).reset_index(drop=True)
+    for column in ("age_years", "cct_um", "clr_um", "vault_um", *counterfactual):
+        kept[column] = kept[column].round().astype(int)
+    return CohortCheck(kept, set_aside, len(out))
 
 
-def read_cohort(path: Path) -> pd.DataFrame:
-    """A cohort from parquet or CSV, validated."""
+def validate_cohort(
+    frame: pd.DataFrame, date_format: str | None = None, max_quarantined: float = MAX_QUARANTINED
+) -> pd.DataFrame:
+    """The rows of `frame` a model may use (check_cohort's, without its report)."""
+    return check_cohort(frame, date_format, max_quarantined).frame
+
+
+def load_cohort_file(path: Path) -> pd.DataFrame:
+    """A cohort file as it is (CSV values as text, so that nothing is guessed before validation)."""
     if path.suffix == ".parquet":
-        frame = pd.read_parquet(path)
-    elif path.suffix == ".csv":
-        frame = pd.read_csv(path)
-    else:
-        raise CohortError(f"{path}: expected a .parquet or .csv file")
-    return validate_cohort(frame)
+        return pd.read_parquet(path)
+    if path.suffix == ".csv":
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    raise CohortError(f"{path}: expected a .parquet or .csv file")
+
+
+def read_cohort(
+    path: Path, date_format: str | None = None, max_quarantined: float = MAX_QUARANTINED
+) -> CohortCheck:
+    """A cohort from parquet or CSV, validated: its usable rows and the report of those set aside."""
+    try:
+        frame = load_cohort_file(path)
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, CohortError):
+            raise
+        raise CohortError(f"{path}: cannot be read ({exc})") from exc
+    try:
+        return check_cohort(frame, date_format, max_quarantined)
+    except CohortError as exc:
+        raise CohortError(f"{path}: {exc.message}") from exc
 
 
 def write_cohort(frame: pd.DataFrame, path: Path) -> None:

@@ -45,6 +45,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--pipeline-root", type=Path, default=None, help="local outputs (default: <data dir>/pipelines)"
     )
     r.add_argument("--no-cache", action="store_true")
+    r.add_argument(
+        "--fail-on-reject",
+        action="store_true",
+        help="exit 1 when the gate does not promote the new version (for CI and schedulers)",
+    )
     r.set_defaults(func=_run)
     s = cmds.add_parser("schedule", help="create the declared recurring runs on a KFP endpoint")
     s.add_argument("--host", required=True, help="KFP endpoint URL")
@@ -128,14 +133,59 @@ def _arguments(pairs: list[str], pipeline: Any) -> dict[str, Any]:
     return values
 
 
+def input_fingerprints(arguments: dict[str, Any], pipeline: Any) -> tuple[dict[str, Any], list[str]]:
+    """Fill the pipeline's `inputs_sha256` with the SHA-256 of every `*_uri` argument that is a file
+    here, so that a step's cache follows the file's content (a changed file at the same path is read
+    again). Returns the arguments and the `*_uri` arguments that could not be hashed."""
+    import hashlib
+
+    inputs = pipeline.component_spec.inputs or {}
+    if "inputs_sha256" not in inputs or "inputs_sha256" in arguments:
+        return arguments, []
+    hashes, unhashed = {}, []
+    for key, value in arguments.items():
+        if not key.endswith("_uri") or not isinstance(value, str) or not value:
+            continue
+        path = Path(value)
+        if path.is_file():
+            hashes[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            unhashed.append(key)
+    return {**arguments, "inputs_sha256": json.dumps(hashes, sort_keys=True)}, unhashed
+
+
+def decision_of(
+    arguments: dict[str, Any], root: Path, name: str
+) -> tuple[bool, list[str], Path | None] | None:
+    """What the gate decided for the version this run registered, and the decision report's path."""
+    from eyeops.registry import ModelRegistry, RegistryError
+
+    model = {"lens-training": "lens", "ocr-training": "ocr", "detector-fitting": "detectors"}[name]
+    if "registry_root" not in arguments or "version" not in arguments:
+        return None
+    try:
+        entry = ModelRegistry(Path(arguments["registry_root"])).get(model, str(arguments["version"]))
+    except RegistryError:
+        return None
+    reports = sorted(root.glob("**/decision"), key=lambda p: p.stat().st_mtime)
+    return (
+        bool(entry.metadata.get("gate_promoted")),
+        list(entry.metadata.get("gate_reasons", [])),
+        (reports[-1] if reports else None),
+    )
+
+
 def _run(args: argparse.Namespace) -> int:
     pipeline = pipelines()[args.name]
-    arguments = _arguments(args.arg, pipeline)
+    arguments, unhashed = input_fingerprints(_arguments(args.arg, pipeline), pipeline)
     if args.host:
         import kfp
 
+        caching = not args.no_cache and not unhashed
+        if unhashed:
+            print(f"{', '.join(unhashed)}: not a file here, so not hashed; step caching is off for this run")
         client = kfp.Client(host=args.host)
-        run = client.create_run_from_pipeline_func(pipeline, arguments=arguments)
+        run = client.create_run_from_pipeline_func(pipeline, arguments=arguments, enable_caching=caching)
         print(f"submitted {args.name}: run {run.run_id}")
         return 0
     import os
@@ -155,7 +205,16 @@ def _run(args: argparse.Namespace) -> int:
     )
     pipeline(**arguments)
     print(f"{args.name} finished; outputs under {root}")
-    return 0
+    decided = decision_of(arguments, root, args.name)
+    if decided is None:
+        return 0
+    promoted, reasons, report = decided
+    print(f"{'PROMOTED' if promoted else 'NOT PROMOTED'}: {args.name} version {arguments['version']}")
+    for reason in reasons:
+        print(f"  - {reason}")
+    if report is not None:
+        print(f"decision report: {report}")
+    return 1 if args.fail_on_reject and not promoted else 0
 
 
 def add_registry_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -182,19 +241,33 @@ def _registry(args: argparse.Namespace) -> Any:
     return ModelRegistry(args.root or Settings().data_dir / "registry")
 
 
+def gate_word(metadata: dict[str, Any]) -> str:
+    """What the gate said of a registered version: promoted, refused, or not gated (older records)."""
+    if "gate_promoted" not in metadata:
+        return "not gated"
+    return "gate: promoted" if metadata["gate_promoted"] else "gate: REFUSED"
+
+
 def _registry_list(args: argparse.Namespace) -> int:
     registry = _registry(args)
     champion = registry.champion(args.model)
+    standing = registry.lineage(args.model)
     for version in registry.versions(args.model):
         entry = registry.get(args.model, version)
         nan = float("nan")
         mae, coverage = entry.metrics.get("mae_um", nan), entry.metrics.get("coverage_factual", nan)
         in_range = entry.metrics.get("in_range_rate_recommended", nan)
         mark = "*" if champion is not None and champion.version == version else " "
+        gate = gate_word(entry.metadata)
+        reasons = "; ".join(entry.metadata.get("gate_reasons", []))
         print(
             f"{mark} {version:16s} MAE {mae:6.1f} µm  coverage {coverage:.3f}  in range {in_range:.3f}"
-            f"  {entry.storage_uri}"
+            f"  {gate:14s} {entry.storage_uri}"
         )
+        if entry.metadata.get("gate_promoted") is False and reasons:
+            print(f"    refused because: {reasons}")
+    if standing:
+        print(f"champions, newest last (rollback goes to the one before): {' → '.join(standing)}")
     return 0
 
 
@@ -253,6 +326,8 @@ def _schedule(args: argparse.Namespace) -> int:
             print(f"{run['name']}: exists, left as it is")
             continue
         client.create_recurring_run(
+            # A scheduled run re-reads files that change at the same path: no step from a cache.
+            enable_caching=False,
             experiment_id=experiment.experiment_id if experiment else None,
             job_name=run["name"],
             cron_expression=run["cron"],

@@ -117,7 +117,7 @@ class ModelRegistry:
         current = self._pointer(model)["champion"]
         return None if current is None else self.get(model, current)
 
-    def promote(self, model: str, version: str, note: str) -> ModelVersion:
+    def promote(self, model: str, version: str, note: str, kind: str = "promote") -> ModelVersion:
         chosen = self.get(model, version)
         pointer = self._pointer(model)
         pointer["history"].append(
@@ -126,6 +126,7 @@ class ModelRegistry:
                 "previous": pointer["champion"],
                 "at": dt.datetime.now(dt.UTC).isoformat(),
                 "note": note,
+                "kind": kind,
             }
         )
         pointer["champion"] = version
@@ -134,9 +135,26 @@ class ModelRegistry:
         tmp.replace(self._model_dir(model) / "champion.json")
         return chosen
 
+    def lineage(self, model: str) -> list[str]:
+        """The champions that stand, oldest first: each promotion adds one, each rollback removes the
+        newest, so rolling back again goes further back (never toggles between two versions)."""
+        stack: list[str] = []
+        for entry in self._pointer(model)["history"]:
+            if entry.get("kind") == "rollback" or (
+                "kind" not in entry and str(entry.get("note", "")).startswith("rollback")
+            ):
+                if stack:
+                    stack.pop()
+            else:
+                stack.append(entry["champion"])
+        return stack
+
     def rollback(self, model: str, note: str = "rollback") -> ModelVersion:
-        """Make the previous champion the champion again."""
-        pointer = self._pointer(model)
-        if not pointer["history"] or pointer["history"][-1]["previous"] is None:
+        """Make the champion before the current one the champion again."""
+        stack = self.lineage(model)
+        if len(stack) < 2:
             raise RegistryError(f"{model} has no earlier champion to roll back to")
-        return self.promote(model, pointer["history"][-1]["previous"], note)
+        return self.promote(model, stack[-2], note, kind="rollback")
+
+    def history(self, model: str) -> list[dict[str, Any]]:
+        return list(self._pointer(model)["history"])

@@ -1,5 +1,6 @@
-"""The lens-training pipeline end to end with kfp.local (SubprocessRunner): artifacts, metrics, the
-gate refusing a degraded model, a failing cohort stopped at validation with its report."""
+"""The lens-training pipeline end to end with kfp.local (SubprocessRunner) through `eyeops pipelines
+run`: artifacts, metrics, the gate refusing a degraded model (and the run saying so), a cohort file
+changed at the same path read again, a failing cohort stopped at validation with its report."""
 
 from __future__ import annotations
 
@@ -18,17 +19,26 @@ from tests.helpers import newest_output
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_lens_training_registers_promotes_and_gates_then_detectors_fit(tmp_path, monkeypatch):
+def test_lens_training_registers_promotes_and_gates_then_detectors_fit(tmp_path, monkeypatch, capsys):
+    from eyeops.cli import main
+
     write_cohort(simulate_cohort(3000, 61), tmp_path / "train.parquet")
     write_cohort(simulate_cohort(800, 62), tmp_path / "test.parquet")
     outputs = tmp_path / "outputs"
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(outputs), enable_caching=True)
     common = {
         "cohort_uri": str(tmp_path / "train.parquet"),
         "test_uri": str(tmp_path / "test.parquet"),
         "registry_root": str(tmp_path / "registry"),
     }
-    lens_training(version="1", **common)
+
+    def run(version: str, *extra: str) -> tuple[int, str]:
+        argv = ["pipelines", "run", "lens-training", "--local", "--pipeline-root", str(outputs)]
+        argv += [f"--arg={k}={v}" for k, v in {**common, "version": version}.items()]
+        code = main([*argv, *extra])
+        return code, capsys.readouterr().out
+
+    code, said = run("1", "--fail-on-reject")
+    assert code == 0 and "PROMOTED: lens-training version 1" in said and "decision report:" in said
     registry = ModelRegistry(tmp_path / "registry")
     champion = registry.champion("lens")
     assert champion is not None and champion.version == "1"
@@ -37,14 +47,24 @@ def test_lens_training_registers_promotes_and_gates_then_detectors_fit(tmp_path,
     assert "coverage_counterfactual_unsupported" in champion.metrics
     decision = newest_output(outputs, "gate-and-register", "decision").read_text()
     assert "PROMOTED" in decision and "no champion yet" in decision
+    assert "**passed**" in newest_output(outputs, "validate-cohort-file", "report").read_text()
     report = newest_output(outputs, "validate-cohort-data", "report").read_text()
     assert "**passed**" in report and "rows: 3000" in report
 
-    # A deliberately degraded model: 50 % intervals. Registered, refused by the gate.
-    lens_training(version="2-degraded", alpha=0.5, **common)
-    assert registry.champion("lens").version == "1"  # type: ignore[union-attr]
-    degraded = registry.get("lens", "2-degraded")
-    assert degraded.metrics["coverage_factual"] < 0.6
+    # The cohort file overwritten at the same path: its steps read it again, none is served from a
+    # cache keyed on the path alone (the new version's data hash is the new file's).
+    write_cohort(simulate_cohort(3000, 71), tmp_path / "train.parquet")
+    code, said = run("2")
+    assert code == 0, said
+    manifests = [json.loads((registry.get("lens", v).path / "manifest.json").read_text()) for v in "12"]
+    assert manifests[0]["training_data_sha256"] != manifests[1]["training_data_sha256"]
+
+    # A deliberately degraded model: 50 % intervals. Registered, refused by the gate, and said so.
+    code, said = run("3-degraded", "--arg=alpha=0.5", "--fail-on-reject")
+    assert code == 1 and "NOT PROMOTED: lens-training version 3-degraded" in said and "coverage" in said
+    assert registry.champion("lens").version in ("1", "2")  # type: ignore[union-attr]
+    degraded = registry.get("lens", "3-degraded")
+    assert degraded.metrics["coverage_factual"] < 0.6 and degraded.metadata["gate_promoted"] is False
     assert any("coverage" in r for r in degraded.metadata["gate_reasons"])
     assert "NOT promoted" in newest_output(outputs, "gate-and-register", "decision").read_text()
 
@@ -81,7 +101,8 @@ def test_a_bad_cohort_stops_at_validation_with_its_report(tmp_path):
             registry_root=str(tmp_path / "registry"),
             version="1",
         )
-    report = newest_output(outputs, "validate-cohort-data", "report").read_text()
+    report = newest_output(outputs, "validate-cohort-file", "report").read_text()
     assert "**FAILED**" in report and "acd_mm: 10 values outside the plausible range" in report
+    assert "over the 1 % a run may set aside" in report
     assert not (tmp_path / "registry").exists()
     json.dumps(report)  # the report is plain text a run page can show

@@ -37,6 +37,13 @@ def test_register_promote_rollback_and_refuse_duplicates(tmp_path):
     registry.promote("lens", "2", "better MAE")
     assert registry.champion("lens").version == "2"  # type: ignore[union-attr]
     assert registry.rollback("lens").version == "1"
+    with pytest.raises(RegistryError, match="no earlier champion"):
+        registry.rollback("lens")  # 1 was the first: a second rollback does not toggle back to 2
+    registry.register("lens", "3", artifact(tmp_path, "e"), {"mae_um": 92.0})
+    registry.promote("lens", "2", "again")
+    registry.promote("lens", "3", "better still")
+    assert registry.lineage("lens") == ["1", "2", "3"]
+    assert [registry.rollback("lens").version for _ in range(2)] == ["2", "1"]  # walks back the history
     with pytest.raises(RegistryError, match="no version"):
         registry.promote("lens", "9", "typo")
     with pytest.raises(RegistryError, match="not allowed"):
@@ -62,8 +69,11 @@ def test_registry_commands(tmp_path, capsys):
     from eyeops.cli import main
 
     registry = ModelRegistry(tmp_path)
-    registry.register("lens", "1", artifact(tmp_path, "a"), GOOD)
-    registry.register("lens", "2", artifact(tmp_path, "b"), {**GOOD, "mae_um": 90.0})
+    registry.register("lens", "1", artifact(tmp_path, "a"), GOOD, gate_promoted=True, gate_reasons=["ok"])
+    registry.register(
+        "lens", "2", artifact(tmp_path, "b"), {**GOOD, "mae_um": 90.0}, gate_promoted=False,
+        gate_reasons=["coverage 0.80 below 0.88"],
+    )  # fmt: skip
     root = ["registry", "--root", str(tmp_path)]
     assert main([*root, "promote", "lens", "1", "--note", "first"]) == 0
     assert main([*root, "promote", "lens", "2", "--note", "better"]) == 0
@@ -71,4 +81,7 @@ def test_registry_commands(tmp_path, capsys):
     capsys.readouterr()
     assert main([*root, "list", "lens"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("* 1 ") and "MAE   95.0" in lines[0] and lines[1].startswith("  2 ")
+    assert lines[0].startswith("* 1 ") and "MAE   95.0" in lines[0] and "gate: promoted" in lines[0]
+    assert lines[1].startswith("  2 ") and "gate: REFUSED" in lines[1]
+    assert lines[2].strip() == "refused because: coverage 0.80 below 0.88"
+    assert lines[-1].endswith(": 1")  # 2 was rolled back: 1 stands alone
