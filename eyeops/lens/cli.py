@@ -55,6 +55,15 @@ def _model_options(p: argparse.ArgumentParser) -> None:
         default=0.01,
         help="share of rows with implausible or missing values set aside before the run stops",
     )
+    p.add_argument(
+        "--step-gain",
+        type=float,
+        nargs=2,
+        default=[330.0, 1100.0],
+        metavar=("MIN", "MAX"),
+        help="what unsupported sizes' bounds assume: the vault gain per mm of size lies in [MIN, MAX] µm"
+        " (default from PMC8101126 and the NK formula; 0 inf gives plain monotone bounds)",
+    )
     p.add_argument("--delta", type=float, default=0.125, help="support threshold on the propensity")
     p.add_argument("--alpha", type=float, default=0.10, help="1 - interval coverage")
     p.add_argument("--seed", type=int, default=0)
@@ -63,7 +72,10 @@ def _model_options(p: argparse.ArgumentParser) -> None:
 def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from eyeops.lens.model import LensConfig
 
-    return LensConfig(delta=args.delta, alpha=args.alpha, seed=args.seed)
+    low, high = args.step_gain
+    if not 0 <= low <= high:
+        raise SystemExit("--step-gain takes MIN MAX with 0 <= MIN <= MAX")
+    return LensConfig(delta=args.delta, alpha=args.alpha, seed=args.seed, step_gain_um_per_mm=(low, high))
 
 
 def _cohort(args: argparse.Namespace, path: Path, say: bool = True):  # type: ignore[no-untyped-def]

@@ -49,6 +49,10 @@ def evaluate(model: LensModel, test: pd.DataFrame, params: CohortParams | None =
         },
         "implanted_supported_share": float(pred.supported[rows, idx].mean()),
         "mean_interval_width_um": float((pred.upper_um - pred.lower_um)[pred.supported].mean()),
+        "unsupported_bound_width_um": float((pred.upper_um - pred.lower_um)[~pred.supported].mean())
+        if (~pred.supported).any()
+        else None,
+        "step_gain_um_per_mm": list(model.config.step_gain_um_per_mm),
         "recommended_share_by_size": {
             f"{s:.1f}": float((pred.recommended_size_mm == s).mean()) for s in SIZES_MM
         },
@@ -74,9 +78,18 @@ def evaluate(model: LensModel, test: pd.DataFrame, params: CohortParams | None =
         naive_inside = (truth >= naive_lower) & (truth <= naive_upper)
         rec = np.searchsorted(np.array(SIZES_MM), pred.recommended_size_mm)
         nom = np.searchsorted(np.array(SIZES_MM), pred.nomogram_size_mm)
+        # The same unsupported pairs under plain monotone bounds (no limit on the gain per step).
+        plain_lo, plain_hi = _plain_bounds(model, test)
+        plain_inside = (truth >= plain_lo) & (truth <= plain_hi)
         out.update(
             coverage_counterfactual_supported=float(inside[cf_sup].mean()) if cf_sup.any() else None,
             coverage_counterfactual_unsupported=float(inside[cf_uns].mean()) if cf_uns.any() else None,
+            coverage_counterfactual_unsupported_monotone=float(plain_inside[cf_uns].mean())
+            if cf_uns.any()
+            else None,
+            unsupported_bound_width_monotone_um=float((plain_hi - plain_lo)[cf_uns].mean())
+            if cf_uns.any()
+            else None,
             coverage_naive_unsupported=float(naive_inside[cf_uns].mean()) if cf_uns.any() else None,
             counterfactual_pairs_supported=int(cf_sup.sum()),
             counterfactual_pairs_unsupported=int(cf_uns.sum()),
@@ -86,6 +99,19 @@ def evaluate(model: LensModel, test: pd.DataFrame, params: CohortParams | None =
             mae_counterfactual_um=float(np.abs(truth - pred.vault_um)[counterfactual].mean()),
         )
     return out
+
+
+def _plain_bounds(model: LensModel, test: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The model's answer for `test` as it would be with plain monotone bounds."""
+    from dataclasses import replace
+
+    plain = replace(model.config, step_gain_um_per_mm=(0.0, float("inf")))
+    saved, model.config = model.config, plain
+    try:
+        pred = model.predict(test)
+    finally:
+        model.config = saved
+    return pred.lower_um, pred.upper_um
 
 
 def _naive_intervals(

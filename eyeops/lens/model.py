@@ -8,8 +8,12 @@
   the calibration residuals of the eyes that received s are weighted by 1 / e_s(x) (Tibshirani et
   al. 2019, covariate shift from the eyes that got s to all eyes), which MAPIE 1.6's split
   regressors do not take. P(vault in 250–750 µm) comes from the same weighted residuals.
-- Unsupported sizes get monotone bounds: [max lower of supported smaller sizes, min upper of
-  supported larger sizes], with [0, vault_max] where a side has no supported size.
+- Unsupported sizes get bounds from the supported sizes' intervals under two assumptions: monotone
+  treatment response, and a bounded response per size step (between two sizes of one eye, the vault
+  gains `step_gain_um_per_mm` per mm of size: from half the published population slope, 657 µm/mm
+  (PMC8101126), to 1.5 × the NK formula's 729 µm/mm). So a size above the largest supported one is
+  bounded by that size's interval plus the gain its step allows, instead of [its lower limit, 2000].
+  (0, inf) gives plain monotone bounds; an eye whose intervals contradict the assumption gets those.
 - Recommended size: the supported size with the highest P(in range); ties (within 0.005) go to the
   predicted vault nearest 500 µm.
 """
@@ -42,6 +46,7 @@ class LensConfig:
     delta: float = 0.125
     alpha: float = 0.10
     vault_max_um: float = 2000.0
+    step_gain_um_per_mm: tuple[float, float] = (330.0, 1100.0)
     target_um: tuple[float, float] = TARGET_VAULT_UM
     calibration_share: float = 0.25
     seed: int = 0
@@ -117,6 +122,7 @@ class LensPrediction:
     p_in_range: np.ndarray  # NaN where the size is not supported
     recommended_size_mm: np.ndarray
     nomogram_size_mm: np.ndarray
+    assumes: str = "monotone treatment response"
 
     def eye(self, i: int, model_version: str) -> dict[str, Any]:
         """One eye's answer in the lens service's contract."""
@@ -130,6 +136,7 @@ class LensPrediction:
                     "supported": supported,
                     "propensity": round(float(self.propensity[i, j]), 4),
                     "kind": "interval" if supported else "bounds",
+                    **({} if supported else {"assumes": self.assumes}),
                     "lower_um": round(float(self.lower_um[i, j]), 1),
                     "upper_um": round(float(self.upper_um[i, j]), 1),
                     "p_in_range": round(float(self.p_in_range[i, j]), 4) if supported else None,
@@ -288,11 +295,15 @@ class LensModel:
             upper[:, j] = np.clip(vault[:, j] + radius, 0.0, cfg.vault_max_um)
             low, high = cfg.target_um
             p_in[:, j] = calib.mass_between(low - vault[:, j], high - vault[:, j], weights)
-        lower, upper = monotone_bounds(lower, upper, supported, cfg.vault_max_um)
+        lower, upper = response_bounds(lower, upper, supported, cfg.vault_max_um, cfg.step_gain_um_per_mm)
         p_in[~supported] = np.nan
         recommended = recommend(vault, p_in, supported)
         nomogram = nomogram_size(frame["wtw_mm"].to_numpy(dtype=float), frame["acd_mm"].to_numpy(dtype=float))
-        return LensPrediction(vault, e, supported, lower, upper, p_in, recommended, nomogram)
+        g_min, g_max = cfg.step_gain_um_per_mm
+        assumes = "monotone treatment response" + (
+            f"; vault gain {g_min:g}–{g_max:g} µm per mm of size" if np.isfinite(g_max) or g_min > 0 else ""
+        )
+        return LensPrediction(vault, e, supported, lower, upper, p_in, recommended, nomogram, assumes)
 
     def explain(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
         """Per eye: path-dependent TreeSHAP of the predicted vault at every size (LightGBM
@@ -367,6 +378,10 @@ class LensModel:
                 raise ModelArtifactError(f"{folder} is missing {part}")
         config_data = json.loads((folder / "config.json").read_text())
         config_data["target_um"] = tuple(config_data["target_um"])
+        if "step_gain_um_per_mm" in config_data:  # models saved before it had plain monotone bounds
+            config_data["step_gain_um_per_mm"] = tuple(config_data["step_gain_um_per_mm"])
+        else:
+            config_data["step_gain_um_per_mm"] = (0.0, float("inf"))
         config = LensConfig(**config_data)
         with np.load(folder / "calibration.npz") as data:
             calibration = {
@@ -377,25 +392,64 @@ class LensModel:
         return cls(vault, joblib.load(folder / "propensity.joblib"), calibration, config, manifest)
 
 
-def monotone_bounds(
-    lower: np.ndarray, upper: np.ndarray, supported: np.ndarray, vault_max: float
+def response_bounds(
+    lower: np.ndarray,
+    upper: np.ndarray,
+    supported: np.ndarray,
+    vault_max: float,
+    gain_per_mm: tuple[float, float] = (0.0, float("inf")),
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Replace unsupported sizes' intervals with monotone-treatment-response bounds."""
+    """Replace unsupported sizes' intervals with bounds implied by every supported size's interval:
+    from a smaller supported size i, vault_j ∈ [lower_i + g_min·d, upper_i + g_max·d]; from a larger
+    one k, vault_j ∈ [lower_k − g_max·d, upper_k − g_min·d] (d: the size difference in mm). The
+    bound is the intersection, within [0, vault_max]; with (0, inf) it is the plain monotone bound,
+    which an eye whose limits contradict each other falls back to."""
+    g_min, g_max = gain_per_mm
+    sizes = np.asarray(SIZES_MM, dtype=float)
     lo, hi = lower.copy(), upper.copy()
     n, k = lower.shape
     for j in range(k):
         unsupported = ~supported[:, j]
         if not unsupported.any():
             continue
-        below = np.where(supported[:, :j], lower[:, :j], -np.inf).max(axis=1) if j else np.full(n, -np.inf)
-        above = (
-            np.where(supported[:, j + 1 :], upper[:, j + 1 :], np.inf).min(axis=1)
-            if j < k - 1
-            else np.full(n, np.inf)
-        )
-        lo[unsupported, j] = np.where(np.isfinite(below), below, 0.0)[unsupported]
-        hi[unsupported, j] = np.where(np.isfinite(above), above, vault_max)[unsupported]
+        tight_lo, tight_hi = np.zeros(n), np.full(n, vault_max)
+        plain_lo, plain_hi = np.zeros(n), np.full(n, vault_max)
+        for i in range(k):
+            if i == j:
+                continue
+            d, s_i = abs(sizes[j] - sizes[i]), supported[:, i]
+            if i < j:
+                step_lo, step_hi, mono_lo, mono_hi = (
+                    lower[:, i] + g_min * d,
+                    upper[:, i] + g_max * d,
+                    lower[:, i],
+                    None,
+                )
+            else:
+                step_lo, step_hi, mono_lo, mono_hi = (
+                    lower[:, i] - g_max * d,
+                    upper[:, i] - g_min * d,
+                    None,
+                    upper[:, i],
+                )
+            tight_lo = np.where(s_i, np.maximum(tight_lo, step_lo), tight_lo)
+            tight_hi = np.where(s_i, np.minimum(tight_hi, step_hi), tight_hi)
+            if mono_lo is not None:
+                plain_lo = np.where(s_i, np.maximum(plain_lo, mono_lo), plain_lo)
+            if mono_hi is not None:
+                plain_hi = np.where(s_i, np.minimum(plain_hi, mono_hi), plain_hi)
+        tight_lo, tight_hi = np.clip(tight_lo, 0.0, vault_max), np.clip(tight_hi, 0.0, vault_max)
+        contradicted = tight_lo > tight_hi
+        lo[unsupported, j] = np.where(contradicted, plain_lo, tight_lo)[unsupported]
+        hi[unsupported, j] = np.where(contradicted, plain_hi, tight_hi)[unsupported]
     return lo, hi
+
+
+def monotone_bounds(
+    lower: np.ndarray, upper: np.ndarray, supported: np.ndarray, vault_max: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Plain monotone-treatment-response bounds (no limit on the gain per size step)."""
+    return response_bounds(lower, upper, supported, vault_max)
 
 
 def recommend(vault: np.ndarray, p_in: np.ndarray, supported: np.ndarray) -> np.ndarray:

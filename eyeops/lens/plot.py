@@ -1,5 +1,5 @@
-"""A picture of one eye's answer: per size the interval (supported) or the bounds (unsupported),
-the predicted vault, the 250–750 µm target band, and the recommendation."""
+"""A picture of one eye's answer: per size the interval (supported) or the bounds (unsupported, with
+what they assume), the predicted vault, the 250–750 µm target band, and the recommendation."""
 
 from __future__ import annotations
 
@@ -43,4 +43,7 @@ def plot_recommendation(answer: dict[str, Any], out: Path) -> None:
         fontsize=9,
     )
     ax.legend(fontsize=8, loc="upper left")
+    assumed = next((s["assumes"] for s in sizes if not s["supported"] and s.get("assumes")), None)
+    if assumed:  # bounds are what the data allow under stated assumptions, not a prediction
+        fig.text(0.01, 0.01, f"bounds assume: {assumed}", fontsize=7, color="#616161")
     save_png(fig, out)

@@ -16,6 +16,7 @@ from eyeops.lens.model import (
     ModelArtifactError,
     monotone_bounds,
     recommend,
+    response_bounds,
 )
 from eyeops.lens.sizes import SIZES_MM
 
@@ -66,16 +67,38 @@ def test_bounds_contain_the_intervals_of_the_neighbouring_supported_sizes():
     assert (lo[supported] == lower[supported]).all() and (hi[supported] == upper[supported]).all()
 
 
-def test_real_bounds_enclose_the_supported_neighbours(model, eyes):
+def test_a_bounded_gain_per_step_gives_finite_bounds_beyond_the_supported_sizes():
+    lower = np.array([[300.0, 600.0, 0.0, 0.0]])
+    upper = np.array([[600.0, 900.0, 0.0, 0.0]])
+    supported = np.array([[True, True, False, False]])
+    lo, hi = response_bounds(lower, upper, supported, 2000.0, (300.0, 1000.0))
+    # 13.2 is 0.6 mm above 12.6 (and 1.1 above 12.1): [600 + 180, 900 + 600] ∩ [300 + 330, 600 + 1100]
+    assert (lo[0, 2], hi[0, 2]) == pytest.approx((780.0, 1500.0))
+    assert (lo[0, 3], hi[0, 3]) == pytest.approx((600.0 + 300 * 1.1, 900.0 + 1000 * 1.1))
+    plain_lo, plain_hi = monotone_bounds(lower, upper, supported, 2000.0)
+    assert (plain_lo[0, 2], plain_hi[0, 2]) == (600.0, 2000.0)  # what the bound was before
+    # Limits that contradict each other (an eye the assumption does not fit) fall back to monotone.
+    odd_lower, odd_upper = np.array([[300.0, 0.0, 310.0, 0.0]]), np.array([[320.0, 0.0, 330.0, 0.0]])
+    odd = np.array([[True, False, True, False]])
+    lo, hi = response_bounds(odd_lower, odd_upper, odd, 2000.0, (300.0, 1000.0))
+    assert (lo[0, 1], hi[0, 1]) == (300.0, 330.0)
+
+
+def test_real_bounds_lie_within_the_monotone_ones_and_say_what_they_assume(model, eyes):
     pred = model.predict(eyes)
     for i in range(len(eyes)):
         for j in np.flatnonzero(~pred.supported[i]):
             below = [k for k in range(j) if pred.supported[i, k]]
             above = [k for k in range(j + 1, 4) if pred.supported[i, k]]
             if below:
-                assert pred.lower_um[i, j] == max(pred.lower_um[i, k] for k in below)
+                assert pred.lower_um[i, j] >= max(pred.lower_um[i, k] for k in below)
             if above:
-                assert pred.upper_um[i, j] == min(pred.upper_um[i, k] for k in above)
+                assert pred.upper_um[i, j] <= min(pred.upper_um[i, k] for k in above)
+    unsupported = ~pred.supported
+    assert (pred.upper_um - pred.lower_um)[unsupported].max() < 2000.0
+    answer = pred.eye(int(np.flatnonzero(unsupported.any(axis=1))[0]), model.version)
+    bounds = [s for s in answer["sizes"] if s["kind"] == "bounds"]
+    assert bounds and all("µm per mm of size" in s["assumes"] for s in bounds)
 
 
 def test_recommendation_takes_best_supported_probability_and_breaks_ties_by_500():
