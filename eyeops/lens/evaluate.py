@@ -58,6 +58,22 @@ def evaluate(model: LensModel, test: pd.DataFrame, params: CohortParams | None =
         },
         "in_range_rate_implanted": float(_in_range(y, target).mean()),
     }
+    # Off-policy: the in-range rate each policy would reach, from the observed outcomes only.
+    from eyeops.lens.ope import policy_value
+
+    policies = {"recommended": pred.recommended_size_mm, "nomogram": pred.nomogram_size_mm}
+    values = {name: policy_value(model, test, sizes) for name, sizes in policies.items()}
+    observed_in = _in_range(y, target).astype(float)
+    half = 1.959964 * float(observed_in.std(ddof=1)) / np.sqrt(len(observed_in))
+    out["ope_in_range_recommended"] = values["recommended"].to_dict()
+    out["ope_in_range_nomogram"] = values["nomogram"].to_dict()
+    out["ope_in_range_surgeons"] = {
+        "estimate": round(float(observed_in.mean()), 4),
+        "ci_low": round(float(observed_in.mean()) - half, 4),
+        "ci_high": round(float(observed_in.mean()) + half, 4),
+        "eyes": len(observed_in),
+        "matched_share": 1.0,
+    }
     if params is not None:
         truth_fn = np.column_stack(
             [np.clip(structural_vault(test, s, params), 0.0, params.vault_max_um) for s in SIZES_MM]
@@ -98,6 +114,19 @@ def evaluate(model: LensModel, test: pd.DataFrame, params: CohortParams | None =
             in_range_rate_best_possible=float(_in_range(truth, target).any(axis=1).mean()),
             mae_counterfactual_um=float(np.abs(truth - pred.vault_um)[counterfactual].mean()),
         )
+        # The off-policy estimates against the true rates the simulator knows.
+        true_rates = {
+            "recommended": out["in_range_rate_recommended"],
+            "nomogram": out["in_range_rate_nomogram"],
+        }
+        out["ope_check"] = {
+            name: {
+                "true": round(rate, 4),
+                "estimate": values[name].estimate,
+                "within_ci": bool(values[name].ci_low <= rate <= values[name].ci_high),
+            }
+            for name, rate in true_rates.items()
+        }
     return out
 
 

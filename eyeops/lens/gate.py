@@ -40,11 +40,40 @@ def gate(
             f"MAE {candidate['mae_um']:.1f} µm above the champion's {champion['mae_um']:.1f} µm"
             f" + {tol.mae_relative:.0%}"
         )
-    if "in_range_rate_recommended" in candidate and "in_range_rate_recommended" in champion:
-        floor = champion["in_range_rate_recommended"] - tol.in_range_drop
-        if candidate["in_range_rate_recommended"] < floor:
+    notes: list[str] = []
+    rates = in_range_rates(candidate, champion)
+    if rates is None:
+        notes.append(
+            "in-range rate not checked: neither the true counterfactual rate nor an off-policy estimate"
+            " is in both evaluations (re-evaluate the champion with this version of eyeops)"
+        )
+    else:
+        kind, mine, theirs = rates
+        if mine < theirs - tol.in_range_drop:
             reasons.append(
-                f"in-range rate {candidate['in_range_rate_recommended']:.3f} below the champion's"
-                f" {champion['in_range_rate_recommended']:.3f} − {tol.in_range_drop}"
+                f"in-range rate ({kind}) {mine:.3f} below the champion's {theirs:.3f} − {tol.in_range_drop}"
             )
-    return GateDecision(not reasons, reasons or ["no worse than the champion within tolerances"])
+        else:
+            notes.append(f"in-range rate checked on the {kind}: {mine:.3f} vs the champion's {theirs:.3f}")
+    if reasons:
+        return GateDecision(False, reasons + notes)
+    return GateDecision(True, ["no worse than the champion within tolerances", *notes])
+
+
+def in_range_rates(candidate: dict[str, Any], champion: dict[str, Any]) -> tuple[str, float, float] | None:
+    """The recommended size's in-range rate of both, as comparable as the evaluations allow: the
+    true rate where both cohorts carry counterfactual outcomes (simulations), else the off-policy
+    estimate from observed data (real cohorts), else None (not checked)."""
+    if (
+        candidate.get("in_range_rate_recommended") is not None
+        and champion.get("in_range_rate_recommended") is not None
+    ):
+        return (
+            "true counterfactual rate",
+            candidate["in_range_rate_recommended"],
+            champion["in_range_rate_recommended"],
+        )
+    mine, theirs = candidate.get("ope_in_range_recommended"), champion.get("ope_in_range_recommended")
+    if isinstance(mine, dict) and isinstance(theirs, dict):
+        return "off-policy estimate", float(mine["estimate"]), float(theirs["estimate"])
+    return None

@@ -134,3 +134,21 @@ def test_artifact_round_trip_and_refusals(model, eyes, tmp_path):
         LensModel.load(tmp_path / "m")
     with pytest.raises(ModelArtifactError, match="no manifest"):
         LensModel.load(tmp_path)
+
+
+def test_the_off_policy_estimate_finds_the_true_in_range_rate_without_counterfactuals(model):
+    from eyeops.lens.cohort import COUNTERFACTUAL_COLUMNS
+    from eyeops.lens.ope import policy_value
+    from eyeops.lens.sizes import size_column
+
+    test = simulate_cohort(3000, seed=23)
+    truth = test[list(COUNTERFACTUAL_COLUMNS)].to_numpy(dtype=float)
+    observed_only = test.drop(columns=list(COUNTERFACTUAL_COLUMNS))  # what a real cohort holds
+    pred = model.predict(observed_only)
+    for policy in (pred.recommended_size_mm, pred.nomogram_size_mm):
+        value = policy_value(model, observed_only, policy)
+        columns = [list(COUNTERFACTUAL_COLUMNS).index(size_column(s)) for s in policy]
+        vault = truth[np.arange(len(test)), columns]
+        true_rate = float(((vault >= 250) & (vault <= 750)).mean())
+        assert value.ci_low <= true_rate <= value.ci_high, (value, true_rate)
+        assert value.ci_high - value.ci_low < 0.06 and 0 < value.matched_share < 1

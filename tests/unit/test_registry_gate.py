@@ -59,6 +59,17 @@ def test_gate_promotes_first_model_and_refuses_a_worse_one():
     assert any("MAE 130.0" in r for r in decision.reasons) and any(
         "in-range rate" in r for r in decision.reasons
     )
+    # A real cohort has no counterfactual columns: the off-policy estimate is compared instead,
+    # and a check neither evaluation can make is said, never skipped in silence.
+    real = {k: v for k, v in GOOD.items() if k != "in_range_rate_recommended"}
+    ope = {"estimate": 0.70, "ci_low": 0.68, "ci_high": 0.72}
+    worse = gate(
+        {**real, "ope_in_range_recommended": {**ope, "estimate": 0.60}},
+        {**real, "ope_in_range_recommended": ope},
+    )
+    assert not worse.promote and any("in-range rate (off-policy estimate) 0.600" in r for r in worse.reasons)
+    unchecked = gate(real, real)
+    assert unchecked.promote and any(r.startswith("in-range rate not checked:") for r in unchecked.reasons)
     miscalibrated = {**GOOD, "coverage_factual": 0.80, "coverage_factual_by_size": {"13.7": 0.7}}
     assert not gate(miscalibrated, None).promote
     assert gate({**GOOD, "mae_um": 99.0}, GOOD).promote  # within 5 %
