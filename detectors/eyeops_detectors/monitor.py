@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from eyeops_detectors.detectors import SIZES_MM, AnyArray, DetectorSet, size_index
 from eyeops_detectors.payloads import (
+    LensAnswer,
     PayloadError,
     PayloadTooLarge,
     lens_answers,
@@ -33,6 +34,8 @@ PATIENT_MEMORY = 5000  # patients remembered for the one-eye-per-patient rule
 # The AS-OCT that counts as the outcome: the first one 3 to 8 weeks after surgery (a setting; the
 # vault settles over the first weeks, and later readings measure something else).
 OUTCOME_WINDOW_DAYS = (21, 56)
+# E|r| of a normal residual is σ·√(2/π); a 90 % interval's half-width is 1.645 σ.
+EXPECTED_ABS_PER_HALF_WIDTH = float(np.sqrt(2 / np.pi) / 1.6449)
 COMPONENTS = ("predictor", "transformer", "explainer")  # KServe's; the only Ce-Component labels
 PENDING_REQUESTS = 10_000  # lens requests waiting for their response (200) before they count
 # The kinds eyeops ships layouts for; `--device-kind` adds an onboarded one. Events of any other kind
@@ -100,6 +103,17 @@ class MonitorMetrics:
             "eyeops_lens_in_range_rate", "Rolling share of vaults in 250–750 µm", registry=r
         )
         self.outcomes = Gauge("eyeops_lens_outcomes", "Outcomes in the rolling window", registry=r)
+        self.expected_mae = Gauge(
+            "eyeops_lens_expected_mae_um",
+            "Expected MAE of the recommended size's vault over the rolling predictions, before any"
+            " outcome: 0.485 × the interval half-width (a normal residual's E|r| for 90 % intervals)",
+            registry=r,
+        )
+        self.expected_in_range = Gauge(
+            "eyeops_lens_expected_in_range_rate",
+            "Mean P(vault in range) of the recommended sizes over the rolling predictions",
+            registry=r,
+        )
         self.training_mae = Gauge(
             "eyeops_lens_training_mae_um", "The served lens model's MAE on its evaluation cohort", registry=r
         )
@@ -141,6 +155,7 @@ class Monitor:
         # Lens predictor requests by Ce-Id, until the response (logged only on HTTP 200) arrives:
         # a request the predictor refused never enters a window. Kept in memory: a restart forgets
         # at most the requests in flight.
+        self._recent_expected: deque[tuple[float, float | None]] = deque(maxlen=rolling)
         self._pending: OrderedDict[str, deque[tuple[AnyArray, list[str | None]]]] = OrderedDict()
 
     def start(self) -> None:
@@ -219,6 +234,24 @@ class Monitor:
         if event.component != "transformer":  # count each prediction once, from the predictor
             predicted = [[*a.vault_um, float(size_index([a.recommended_size_mm])[0])] for a in answers]
             self._window(tx, "lens_predictions", predicted)
+            self._expected(answers)
+
+    def _expected(self, answers: list[LensAnswer]) -> None:
+        """Performance before the outcome arrives: from each prediction's own interval and P(in range)
+        at the recommended size (weighted conformal intervals widen where the eye is unlike the
+        calibration eyes, so the expectation follows covariate shift). Kept in memory; a restart
+        starts the rolling window afresh."""
+        for a in answers:
+            j = int(size_index([a.recommended_size_mm])[0])
+            half_width = (a.upper_um[j] - a.lower_um[j]) / 2.0
+            p_in = a.p_in_range[j] if j < len(a.p_in_range) else None
+            self._recent_expected.append((EXPECTED_ABS_PER_HALF_WIDTH * half_width, p_in))
+        abs_errors = [e for e, _ in self._recent_expected]
+        p_values = [p for _, p in self._recent_expected if p is not None]
+        if abs_errors:
+            self.metrics.expected_mae.set(float(np.mean(abs_errors)))
+        if p_values:
+            self.metrics.expected_in_range.set(float(np.mean(p_values)))
 
     def _features(self, tx: MonitorStore, rows: AnyArray, ids: list[str | None]) -> None:
         if len(ids) == len(rows):

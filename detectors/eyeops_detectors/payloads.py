@@ -40,6 +40,7 @@ class LensAnswer:
     upper_um: list[float]
     recommended_size_mm: float
     eye_id: str | None = None
+    p_in_range: tuple[float | None, ...] = ()  # per size where the answer carries it (supported sizes)
 
 
 def as_json(data: Any) -> Any:
@@ -125,6 +126,15 @@ def _eye_id(value: Any) -> str | None:
     return value
 
 
+def _probability(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    if not 0.0 <= number <= 1.0:
+        raise ValueError("p_in_range outside 0..1")
+    return number
+
+
 def _answer(p: dict[str, Any]) -> LensAnswer:
     try:
         by_size = {round(float(s["size_mm"]), 1): s for s in p["sizes"]}
@@ -135,6 +145,7 @@ def _answer(p: dict[str, Any]) -> LensAnswer:
             [float(s["upper_um"]) for s in sizes],
             float(p["recommended_size_mm"]),
             _eye_id(p.get("eye_id")),
+            tuple(_probability(s.get("p_in_range")) for s in sizes),
         )
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise PayloadError(

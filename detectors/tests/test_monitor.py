@@ -384,3 +384,19 @@ def test_a_preoperative_asoct_is_read_and_only_the_first_in_the_window_is_the_ou
     assert asoct("year-1", "2027-03-01", 100.0) == 202  # long after: not the outcome
     status = client.get("/status").json()
     assert status["outcomes"] == 1 and status["mae_um"] == 50.0  # |450 − 500|, the week-6 reading
+
+
+def test_expected_performance_is_exposed_before_any_outcome(client: TestClient) -> None:
+    sizes = [
+        {"size_mm": s, "vault_um": v, "lower_um": v - 200, "upper_um": v + 200, "p_in_range": p}
+        for s, v, p in zip(
+            (12.1, 12.6, 13.2, 13.7), (300.0, 450.0, 600.0, 750.0), (0.5, 0.8, 0.7, None), strict=True
+        )
+    ]
+    body = {"predictions": [{"sizes": sizes, "recommended_size_mm": 12.6}] * 3}
+    reply = client.post("/", headers=headers("x1", RESPONSE), content=json.dumps(body))
+    assert reply.status_code == 202
+    assert metric(client, "eyeops_lens_expected_in_range_rate") == pytest.approx(0.8)
+    # a 90 % interval of half-width 200 µm: E|r| = 200 · √(2/π) / 1.645 ≈ 97 µm
+    assert metric(client, "eyeops_lens_expected_mae_um") == pytest.approx(97.0, abs=0.5)
+    assert client.get("/status").json()["outcomes"] == 0
