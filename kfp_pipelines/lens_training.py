@@ -127,32 +127,37 @@ def evaluate_lens_model(
     test_uri: str,
     date_format: str,
     inputs_sha256: str,
+    registry_root: str,
     metrics: Output[Metrics],
     report: Output[HTML],
 ) -> str:
-    """Metrics on a held-out cohort (counterfactual coverage when it carries the true outcomes).
-    `inputs_sha256` keys the cache on the test file's content."""
-    import html
+    """Metrics on a held-out cohort (counterfactual coverage when it carries the true outcomes), and
+    the champion's on the same cohort, so that the gate compares the two on the same eyes; an HTML
+    report with plots. `inputs_sha256` keys the cache on the test file's content."""
     import json
     from pathlib import Path
 
     from eyeops.lens.cohort import read_cohort
     from eyeops.lens.evaluate import evaluate, load_params
+    from eyeops.lens.features import feature_matrix
     from eyeops.lens.model import LensModel
+    from eyeops.lens.report import evaluation_page
+    from eyeops.registry import ModelRegistry
 
-    result = evaluate(
-        LensModel.load(Path(model.path)),
-        read_cohort(Path(test_uri), date_format or None).frame,
-        load_params(Path(test_uri)),
-    )
+    test = read_cohort(Path(test_uri), date_format or None).frame
+    params = load_params(Path(test_uri))
+    candidate = LensModel.load(Path(model.path))
+    result = evaluate(candidate, test, params)
+    champion = ModelRegistry(Path(registry_root)).champion("lens") if registry_root else None
+    if champion is not None:
+        result["champion_on_same_data"] = evaluate(LensModel.load(champion.path), test, params)
     for key, value in result.items():
         if isinstance(value, int | float) and not isinstance(value, bool):
             metrics.log_metric(key, float(value))
-    rows = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in result.items()
+    page = evaluation_page(
+        result, result.get("champion_on_same_data"), candidate.propensities(feature_matrix(test))
     )
-    with open(report.path, "w") as handle:
-        handle.write(f"<html><body><h1>Lens model evaluation</h1><table>{rows}</table></body></html>")
+    Path(report.path).write_text(page)
     return json.dumps(result)
 
 
@@ -192,7 +197,9 @@ def lens_training(
         test_uri=test_uri,
         date_format=date_format,
         inputs_sha256=inputs_sha256,
+        registry_root=registry_root,
     )
+    evaluated.set_caching_options(False)  # it reads the champion, which changes between runs
     register_step(
         trained.outputs["model"],
         evaluated.outputs["Output"],

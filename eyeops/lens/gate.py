@@ -22,6 +22,8 @@ def gate(
 ) -> GateDecision:
     """Compare evaluation metrics (the output of eyeops.lens.evaluate.evaluate) on the same data."""
     tol = tol or GateTolerances()
+    if champion is not None and isinstance(candidate.get("champion_on_same_data"), dict):
+        champion = candidate["champion_on_same_data"]  # the champion on the candidate's test eyes
     reasons: list[str] = []
     low, high = tol.coverage_range
     coverage = candidate["coverage_factual"]

@@ -152,3 +152,15 @@ def test_the_off_policy_estimate_finds_the_true_in_range_rate_without_counterfac
         true_rate = float(((vault >= 250) & (vault <= 750)).mean())
         assert value.ci_low <= true_rate <= value.ci_high, (value, true_rate)
         assert value.ci_high - value.ci_low < 0.06 and 0 < value.matched_share < 1
+
+
+def test_the_evaluation_page_shows_coverage_policies_widths_overlap_and_the_champion(model):
+    from eyeops.lens.evaluate import evaluate
+    from eyeops.lens.features import feature_matrix
+    from eyeops.lens.report import evaluation_page
+
+    test = simulate_cohort(600, seed=24)
+    metrics = evaluate(model, test)
+    page = evaluation_page(metrics, {**metrics, "mae_um": 123.4}, model.propensities(feature_matrix(test)))
+    assert page.count("<img") == 2 and "123.400" in page and "off-policy, 95 % CI" in page
+    assert f"{metrics['mae_um']:.3f}" in page
