@@ -132,10 +132,78 @@ def online_features(store: Any, eye_ids: Sequence[str]) -> pd.DataFrame:
 
 
 def historical_features(store: Any, entities: pd.DataFrame) -> pd.DataFrame:
-    """Point-in-time correct features for (eye_id, event_timestamp) rows."""
+    """Features for (eye_id, event_timestamp) rows as they were *known* at that time.
+
+    Feast's point-in-time join takes, per view, the latest exam dated before the timestamp, whenever
+    it was written: an exam back-filled after a surgery would then be visible "the day before" it.
+    Every row carries its ingestion time (`created`), so where the exam Feast chose was written
+    after the timestamp, the view's values are replaced by the latest exam that had been written by
+    then (or left empty, which validation sets aside), and the derived features recomputed."""
     service = store.get_feature_service(FEATURE_SERVICE)
     frame: pd.DataFrame = store.get_historical_features(entity_df=entities, features=service).to_df()
-    return frame
+    return known_at(store, frame)
+
+
+def offline_rows(store: Any, view: str) -> pd.DataFrame:
+    """A view's offline log: eye id, event and ingestion (`created`) times, values."""
+    offline = store.config.offline_store
+    if getattr(offline, "type", "file") == "postgres":
+        from sqlalchemy import create_engine
+        from sqlalchemy.engine import URL
+
+        url = URL.create(
+            "postgresql+psycopg", username=offline.user, password=offline.password or None,
+            host=offline.host, port=offline.port, database=offline.database,
+        )  # fmt: skip
+        engine = create_engine(url, hide_parameters=True)
+        try:
+            return pd.read_sql_table(f"lens_{view}", engine)
+        finally:
+            engine.dispose()
+    path = offline_file(store, view)
+    return pd.read_parquet(path) if path.exists() else pd.DataFrame()
+
+
+def known_at(store: Any, joined: pd.DataFrame) -> pd.DataFrame:
+    """`joined` (Feast's historical frame) with each view's values as known at each row's time."""
+    import numpy as np
+
+    from eyeops.lens.feature_views import TTL_DAYS
+    from eyeops.lens.features import DERIVED_FEATURES, derive_features
+
+    out = joined.reset_index(drop=True).copy()
+    if out.empty:
+        return out
+    at = _utc(out["event_timestamp"])
+    key = pd.DataFrame(
+        {JOIN_KEY: out[JOIN_KEY].to_numpy(), "_at": at.to_numpy(), "_row": np.arange(len(out))}
+    )
+    changed = False
+    for view, (_, columns) in VIEWS.items():
+        logged = offline_rows(store, view)
+        if logged.empty:
+            continue
+        rows = key.merge(logged, on=JOIN_KEY)
+        rows["_event"], rows["_created"] = _utc(rows["event_timestamp"]), _utc(rows["created"])
+        usable = (rows["_event"] <= rows["_at"]) & (
+            rows["_event"] >= rows["_at"] - pd.Timedelta(days=TTL_DAYS)
+        )
+        rows = rows[usable].sort_values(["_row", "_event", "_created"])
+        chosen = rows.groupby("_row").tail(1)  # what Feast's join took
+        late = chosen.loc[chosen["_created"] > chosen["_at"], "_row"].to_numpy()
+        if not len(late):
+            continue
+        changed = True
+        known = rows[rows["_created"] <= rows["_at"]].groupby("_row").tail(1).set_index("_row")
+        names = [c for c in columns if c in out.columns]
+        for row in late:
+            out.loc[row, names] = known.loc[row, names].to_numpy() if row in known.index else None
+    if changed and all(c in out.columns for c in DERIVED_FEATURES):
+        base = ["k1_d", "k2_d", "ata_mm", "wtw_mm", "sphere_d", "cyl_d"]
+        derived = derive_features(out[base].apply(pd.to_numeric, errors="coerce"))
+        for column in DERIVED_FEATURES:
+            out[column] = derived[column]
+    return out
 
 
 def push_exam(
@@ -153,7 +221,10 @@ def push_exam(
         if pd.Timestamp(measured_at).tzinfo
         else pd.Timestamp(measured_at, tz="UTC")
     )
-    row = {JOIN_KEY: eye_id, **{c: values[c] for c in columns}, "event_timestamp": stamp, "created": stamp}
+    # The event time is when the exam was made; `created`, when it was written here: an exam
+    # back-filled later must not be seen as known before it (historical_features).
+    written = pd.Timestamp.now(tz="UTC")
+    row = {JOIN_KEY: eye_id, **{c: values[c] for c in columns}, "event_timestamp": stamp, "created": written}
     frame = pd.DataFrame([row])
     offline = store.config.offline_store
     # Online through Feast; the offline log we append ourselves. Feast 0.67's PostgreSQL offline
@@ -179,7 +250,7 @@ def append_parquet(path: Path, frame: pd.DataFrame) -> bool:
 
     The new file is written beside the old one, flushed, and renamed over it, so a reader sees the
     old rows or all of them and a crash mid-write leaves the old file whole. A row already in the
-    file (same values and timestamps: a retried push) is not appended again. Returns whether
+    file (same values and event time, whenever written: a retried push) is not appended again. Returns whether
     anything was written. Callers serialize writes to one file (eyeops.db.feature_outbox).
     """
     import os
@@ -191,8 +262,12 @@ def append_parquet(path: Path, frame: pd.DataFrame) -> bool:
     if path.exists():
         previous = pq.read_table(path, memory_map=False)
         table = table.select(previous.schema.names).cast(previous.schema)
-        have = {tuple(r.values()) for r in previous.to_pylist()}
-        fresh = [i for i, r in enumerate(table.to_pylist()) if tuple(r.values()) not in have]
+        # The same exam pushed again (a retry) differs only in when it was written: not a new row.
+        def same(row: dict[str, Any]) -> tuple[Any, ...]:
+            return tuple(v for k, v in row.items() if k != "created")
+
+        have = {same(r) for r in previous.to_pylist()}
+        fresh = [i for i, r in enumerate(table.to_pylist()) if same(r) not in have]
         if not fresh:
             return False
         table = pa.concat_tables([previous, table.take(fresh)])

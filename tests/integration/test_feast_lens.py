@@ -117,3 +117,28 @@ def test_the_ocr_sink_makes_an_accepted_exam_online(store):
     online = by_eye(fs.online_rows_frame(feature_store, ["P7777777-OD"]))
     assert online.loc["P7777777-OD", "ata_mm"] == pytest.approx(12.05)
     assert online.loc["P7777777-OD", "clr_um"] == 310
+
+
+def test_an_exam_back_filled_later_is_not_known_before_it_was_written(store):
+    feature_store, current, earlier = store
+    eye = current["eye_id"].iloc[1]
+    surgery = pd.Timestamp(current["exam_date"].iloc[1]) - pd.Timedelta(days=50)  # between the two exams
+    values = {c: float(current[c].iloc[1]) for c in VIEWS["biometry"][1]}
+    values["cct_um"] = int(values["cct_um"])
+    values["wtw_mm"] = 9.87
+    # An exam made 100 days before that surgery, read and written only today (a back-fill).
+    made = (surgery - pd.Timedelta(days=100)).tz_localize("UTC").to_pydatetime()
+    fs.push_exam(feature_store, "biometry", eye, values, made)
+    before = pd.DataFrame(
+        {"eye_id": [eye], "event_timestamp": [surgery.tz_localize("UTC") - pd.Timedelta(days=1)]}
+    )
+    got = by_eye(fs.historical_features(feature_store, before))
+    # Feast alone would take the back-filled 9.87 (the latest exam dated before the surgery); what
+    # was known then is the earlier exam.
+    assert got.loc[eye, "wtw_mm"] == pytest.approx(float(by_eye(earlier).loc[eye, "wtw_mm"]))
+    expected_gap = float(by_eye(earlier).loc[eye, "ata_mm"]) - float(by_eye(earlier).loc[eye, "wtw_mm"])
+    assert got.loc[eye, "ata_minus_wtw_mm"] == pytest.approx(expected_gap)
+    now = pd.DataFrame({"eye_id": [eye], "event_timestamp": [pd.Timestamp.now(tz="UTC")]})
+    assert by_eye(fs.historical_features(feature_store, now)).loc[eye, "wtw_mm"] == pytest.approx(
+        float(by_eye(current).loc[eye, "wtw_mm"])
+    )  # today the current exam is the latest, and known
