@@ -250,3 +250,21 @@ def test_training_exams_are_drawn_on_the_onboarded_reference(onboarded: Path) ->
     assert np.median(ink) > 20
     with pytest.raises(NoReferenceImage, match="onboard it"):
         reference_image(layouts["autorefractor"])
+
+
+def test_a_dicom_sample_onboards_like_its_png(tmp_path: Path) -> None:
+    from tests.helpers import dicom_bytes
+
+    sample = draw_lensmeter(VALUES)
+    (tmp_path / "sample.dcm").write_bytes(dicom_bytes(sample))
+    cv2.imwrite(str(tmp_path / "sample.png"), sample)
+    (tmp_path / "lensmeter.yaml").write_text(yaml.safe_dump(LAYOUT))
+    from_dicom = onboard("lensmeter", tmp_path / "sample.dcm", tmp_path / "lensmeter.yaml", tmp_path / "a")
+    from_png = onboard("lensmeter", tmp_path / "sample.png", tmp_path / "lensmeter.yaml", tmp_path / "b")
+    # DICOM pixels are stretched to 0-255: nearly the same image, nearly the same static content.
+    assert (
+        from_png.keypoints >= 150
+        and abs(from_dicom.keypoints - from_png.keypoints) < 0.05 * from_png.keypoints
+    )
+    a, b = (cv2.imread(str(o.reference), cv2.IMREAD_GRAYSCALE).astype(int) for o in (from_dicom, from_png))
+    assert a.shape == b.shape and np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.99
