@@ -64,6 +64,13 @@ def _model_options(p: argparse.ArgumentParser) -> None:
         help="what unsupported sizes' bounds assume: the vault gain per mm of size lies in [MIN, MAX] µm"
         " (default from PMC8101126 and the NK formula; 0 inf gives plain monotone bounds)",
     )
+    p.add_argument(
+        "--gain-margin",
+        type=float,
+        default=200.0,
+        help="what anchored bounds assume: the model's vault gain between two sizes is off by at most"
+        " this many µm per mm (inf: bounds from --step-gain alone)",
+    )
     p.add_argument("--delta", type=float, default=0.125, help="support threshold on the propensity")
     p.add_argument("--alpha", type=float, default=0.10, help="1 - interval coverage")
     p.add_argument("--seed", type=int, default=0)
@@ -75,7 +82,13 @@ def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     low, high = args.step_gain
     if not 0 <= low <= high:
         raise SystemExit("--step-gain takes MIN MAX with 0 <= MIN <= MAX")
-    return LensConfig(delta=args.delta, alpha=args.alpha, seed=args.seed, step_gain_um_per_mm=(low, high))
+    return LensConfig(
+        delta=args.delta,
+        alpha=args.alpha,
+        seed=args.seed,
+        step_gain_um_per_mm=(low, high),
+        gain_margin_um_per_mm=args.gain_margin,
+    )
 
 
 def _cohort(args: argparse.Namespace, path: Path, say: bool = True):  # type: ignore[no-untyped-def]

@@ -134,7 +134,7 @@ def _plain_bounds(model: LensModel, test: pd.DataFrame) -> tuple[np.ndarray, np.
     """The model's answer for `test` as it would be with plain monotone bounds."""
     from dataclasses import replace
 
-    plain = replace(model.config, step_gain_um_per_mm=(0.0, float("inf")))
+    plain = replace(model.config, step_gain_um_per_mm=(0.0, float("inf")), gain_margin_um_per_mm=float("inf"))
     saved, model.config = model.config, plain
     try:
         pred = model.predict(test)

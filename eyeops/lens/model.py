@@ -47,6 +47,11 @@ class LensConfig:
     alpha: float = 0.10
     vault_max_um: float = 2000.0
     step_gain_um_per_mm: tuple[float, float] = (330.0, 1100.0)
+    # Anchored bounds: the true vault at an unsupported size j differs from the model's f_j by no
+    # more than a supported size i's residual (its 1 − bound_alpha radius) plus the error of the
+    # model's gain f_j − f_i, at most `gain_margin_um_per_mm` per mm between them. inf: off.
+    gain_margin_um_per_mm: float = 200.0
+    bound_alpha: float = 0.05
     target_um: tuple[float, float] = TARGET_VAULT_UM
     calibration_share: float = 0.25
     seed: int = 0
@@ -296,6 +301,16 @@ class LensModel:
             low, high = cfg.target_um
             p_in[:, j] = calib.mass_between(low - vault[:, j], high - vault[:, j], weights)
         lower, upper = response_bounds(lower, upper, supported, cfg.vault_max_um, cfg.step_gain_um_per_mm)
+        if np.isfinite(cfg.gain_margin_um_per_mm):
+            wide = np.column_stack(
+                [
+                    self.calibration[size].radius(1.0 / np.clip(e[:, j], cfg.delta, 1.0), cfg.bound_alpha)
+                    for j, size in enumerate(SIZES_MM)
+                ]
+            )
+            lower, upper = anchored_bounds(
+                vault, wide, supported, lower, upper, cfg.gain_margin_um_per_mm, cfg.vault_max_um
+            )
         p_in[~supported] = np.nan
         recommended = recommend(vault, p_in, supported)
         nomogram = nomogram_size(frame["wtw_mm"].to_numpy(dtype=float), frame["acd_mm"].to_numpy(dtype=float))
@@ -303,6 +318,10 @@ class LensModel:
         assumes = "monotone treatment response" + (
             f"; vault gain {g_min:g}–{g_max:g} µm per mm of size" if np.isfinite(g_max) or g_min > 0 else ""
         )
+        if np.isfinite(cfg.gain_margin_um_per_mm):
+            assumes += (
+                f"; the model's gain between sizes off by at most {cfg.gain_margin_um_per_mm:g} µm per mm"
+            )
         return LensPrediction(vault, e, supported, lower, upper, p_in, recommended, nomogram, assumes)
 
     def explain(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -382,6 +401,7 @@ class LensModel:
             config_data["step_gain_um_per_mm"] = tuple(config_data["step_gain_um_per_mm"])
         else:
             config_data["step_gain_um_per_mm"] = (0.0, float("inf"))
+        config_data.setdefault("gain_margin_um_per_mm", float("inf"))
         config = LensConfig(**config_data)
         with np.load(folder / "calibration.npz") as data:
             calibration = {
@@ -442,6 +462,39 @@ def response_bounds(
         contradicted = tight_lo > tight_hi
         lo[unsupported, j] = np.where(contradicted, plain_lo, tight_lo)[unsupported]
         hi[unsupported, j] = np.where(contradicted, plain_hi, tight_hi)[unsupported]
+    return lo, hi
+
+
+def anchored_bounds(
+    vault: np.ndarray,
+    wide_radius: np.ndarray,
+    supported: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    margin_per_mm: float,
+    vault_max: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Tighten unsupported sizes' bounds with each supported size i as an anchor: the truth at j is
+    f_j ± (R_i + margin · |s_j − s_i|), R_i being i's wide (1 − bound_alpha) conformal radius, since
+    the residual at j is i's residual plus the error of the model's gain between the two sizes.
+    Intersected with the bounds given (monotone and per-step gain); where they would cross, the
+    bounds given are kept."""
+    sizes = np.asarray(SIZES_MM, dtype=float)
+    lo, hi = lower.copy(), upper.copy()
+    n, k = vault.shape
+    for j in range(k):
+        unsupported = ~supported[:, j]
+        if not unsupported.any():
+            continue
+        reach = np.full(n, np.inf)
+        for i in range(k):
+            if i != j:
+                spread = wide_radius[:, i] + margin_per_mm * abs(sizes[j] - sizes[i])
+                reach = np.where(supported[:, i], np.minimum(reach, spread), reach)
+        tight_lo = np.maximum(lower[:, j], np.clip(vault[:, j] - reach, 0.0, vault_max))
+        tight_hi = np.minimum(upper[:, j], np.clip(vault[:, j] + reach, 0.0, vault_max))
+        keep = unsupported & (tight_lo <= tight_hi)
+        lo[keep, j], hi[keep, j] = tight_lo[keep], tight_hi[keep]
     return lo, hi
 
 

@@ -164,3 +164,17 @@ def test_the_evaluation_page_shows_coverage_policies_widths_overlap_and_the_cham
     page = evaluation_page(metrics, {**metrics, "mae_um": 123.4}, model.propensities(feature_matrix(test)))
     assert page.count("<img") == 2 and "123.400" in page and "off-policy, 95 % CI" in page
     assert f"{metrics['mae_um']:.3f}" in page
+
+
+def test_anchored_bounds_follow_the_model_between_sizes_within_the_stated_margin():
+    from eyeops.lens.model import anchored_bounds
+
+    vault = np.array([[400.0, 700.0, 1000.0, 1300.0]])
+    wide = np.full((1, 4), 150.0)
+    supported = np.array([[True, True, False, False]])
+    lower, upper = monotone_bounds(vault - 100, vault + 100, supported, 2000.0)
+    lo, hi = anchored_bounds(vault, wide, supported, lower, upper, 200.0, 2000.0)
+    # 13.2 is 0.6 mm from 12.6 (the nearer anchor): 1000 ± (150 + 200 · 0.6)
+    assert (lo[0, 2], hi[0, 2]) == pytest.approx((730.0, 1270.0))
+    assert (lo[0, 3], hi[0, 3]) == pytest.approx((1300 - 150 - 200 * 1.1, 1300 + 150 + 200 * 1.1))
+    assert (lo[0, :2] == lower[0, :2]).all() and (hi[0, :2] == upper[0, :2]).all()  # intervals untouched
