@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Required, TypedDict
 
 import numpy as np
 import pandas as pd
 
 from eyeops.lens.cohort import COUNTERFACTUAL_COLUMNS, CohortParams, structural_vault
 from eyeops.lens.model import LensModel
+from eyeops.lens.ope import PolicyEstimate, policy_value
 from eyeops.lens.sizes import SIZES_MM
 
 PARAMS_SUFFIX = ".params.json"
@@ -26,7 +27,55 @@ def _in_range(values: np.ndarray, target: tuple[float, float]) -> np.ndarray:
     return (values >= target[0]) & (values <= target[1])
 
 
-def evaluate(model: LensModel, test: pd.DataFrame, params: CohortParams | None = None) -> dict[str, Any]:
+class OpeCheck(TypedDict):
+    true: float
+    estimate: float
+    within_ci: bool
+
+
+class LensMetrics(TypedDict, total=False):
+    """What `evaluate` measures: the record the CLI prints, the pipeline logs and the gate reads.
+    Keys marked NotRequired exist only when the test cohort allows them (simulator parameters,
+    counterfactual columns, a champion evaluated on the same eyes)."""
+
+    model_version: Required[str]
+    test_eyes: Required[int]
+    mae_um: Required[float]
+    rmse_um: Required[float]
+    coverage_factual: Required[float]
+    coverage_factual_by_size: Required[dict[str, float]]
+    supported_share_by_size: Required[dict[str, float]]
+    implanted_supported_share: Required[float]
+    mean_interval_width_um: Required[float]
+    unsupported_bound_width_um: Required[float | None]
+    step_gain_um_per_mm: Required[list[float]]
+    gain_margin_um_per_mm: Required[float]
+    recommended_share_by_size: Required[dict[str, float]]
+    in_range_rate_implanted: Required[float]
+    ope_in_range_recommended: PolicyEstimate
+    ope_in_range_nomogram: PolicyEstimate
+    ope_in_range_surgeons: PolicyEstimate
+    oracle_mae_um: float | None
+    oracle_note: str
+    coverage_counterfactual_supported: float | None
+    coverage_counterfactual_unsupported: float | None
+    coverage_counterfactual_unsupported_monotone: float | None
+    unsupported_bound_width_monotone_um: float | None
+    coverage_naive_unsupported: float | None
+    counterfactual_pairs_supported: int
+    counterfactual_pairs_unsupported: int
+    in_range_rate_recommended: float
+    in_range_rate_nomogram: float
+    in_range_rate_best_possible: float
+    mae_counterfactual_um: float
+    ope_check: dict[str, OpeCheck]
+    champion_on_same_data: LensMetrics
+    train_seconds: float
+    train_cohort: dict[str, Any]
+    test_cohort: dict[str, Any]
+
+
+def evaluate(model: LensModel, test: pd.DataFrame, params: CohortParams | None = None) -> LensMetrics:
     """Metrics of `model` on `test`. `params` (the simulator's) gives the oracle error."""
     pred = model.predict(test)
     rows = np.arange(len(test))
@@ -35,7 +84,7 @@ def evaluate(model: LensModel, test: pd.DataFrame, params: CohortParams | None =
     fitted = pred.vault_um[rows, idx]
     factual_in = (y >= pred.lower_um[rows, idx]) & (y <= pred.upper_um[rows, idx])
     target = model.config.target_um
-    out: dict[str, Any] = {
+    out: LensMetrics = {
         "model_version": model.version,
         "test_eyes": len(test),
         "mae_um": float(np.abs(y - fitted).mean()),
@@ -53,14 +102,13 @@ def evaluate(model: LensModel, test: pd.DataFrame, params: CohortParams | None =
         if (~pred.supported).any()
         else None,
         "step_gain_um_per_mm": list(model.config.step_gain_um_per_mm),
+        "gain_margin_um_per_mm": model.config.gain_margin_um_per_mm,
         "recommended_share_by_size": {
             f"{s:.1f}": float((pred.recommended_size_mm == s).mean()) for s in SIZES_MM
         },
         "in_range_rate_implanted": float(_in_range(y, target).mean()),
     }
     # Off-policy: the in-range rate each policy would reach, from the observed outcomes only.
-    from eyeops.lens.ope import policy_value
-
     policies = {"recommended": pred.recommended_size_mm, "nomogram": pred.nomogram_size_mm}
     values = {name: policy_value(model, test, sizes) for name, sizes in policies.items()}
     observed_in = _in_range(y, target).astype(float)
@@ -97,23 +145,21 @@ def evaluate(model: LensModel, test: pd.DataFrame, params: CohortParams | None =
         # The same unsupported pairs under plain monotone bounds (no limit on the gain per step).
         plain_lo, plain_hi = _plain_bounds(model, test)
         plain_inside = (truth >= plain_lo) & (truth <= plain_hi)
-        out.update(
-            coverage_counterfactual_supported=float(inside[cf_sup].mean()) if cf_sup.any() else None,
-            coverage_counterfactual_unsupported=float(inside[cf_uns].mean()) if cf_uns.any() else None,
-            coverage_counterfactual_unsupported_monotone=float(plain_inside[cf_uns].mean())
-            if cf_uns.any()
-            else None,
-            unsupported_bound_width_monotone_um=float((plain_hi - plain_lo)[cf_uns].mean())
-            if cf_uns.any()
-            else None,
-            coverage_naive_unsupported=float(naive_inside[cf_uns].mean()) if cf_uns.any() else None,
-            counterfactual_pairs_supported=int(cf_sup.sum()),
-            counterfactual_pairs_unsupported=int(cf_uns.sum()),
-            in_range_rate_recommended=float(_in_range(truth[rows, rec], target).mean()),
-            in_range_rate_nomogram=float(_in_range(truth[rows, nom], target).mean()),
-            in_range_rate_best_possible=float(_in_range(truth, target).any(axis=1).mean()),
-            mae_counterfactual_um=float(np.abs(truth - pred.vault_um)[counterfactual].mean()),
+        out["coverage_counterfactual_supported"] = float(inside[cf_sup].mean()) if cf_sup.any() else None
+        out["coverage_counterfactual_unsupported"] = float(inside[cf_uns].mean()) if cf_uns.any() else None
+        out["coverage_counterfactual_unsupported_monotone"] = (
+            float(plain_inside[cf_uns].mean()) if cf_uns.any() else None
         )
+        out["unsupported_bound_width_monotone_um"] = (
+            float((plain_hi - plain_lo)[cf_uns].mean()) if cf_uns.any() else None
+        )
+        out["coverage_naive_unsupported"] = float(naive_inside[cf_uns].mean()) if cf_uns.any() else None
+        out["counterfactual_pairs_supported"] = int(cf_sup.sum())
+        out["counterfactual_pairs_unsupported"] = int(cf_uns.sum())
+        out["in_range_rate_recommended"] = float(_in_range(truth[rows, rec], target).mean())
+        out["in_range_rate_nomogram"] = float(_in_range(truth[rows, nom], target).mean())
+        out["in_range_rate_best_possible"] = float(_in_range(truth, target).any(axis=1).mean())
+        out["mae_counterfactual_um"] = float(np.abs(truth - pred.vault_um)[counterfactual].mean())
         # The off-policy estimates against the true rates the simulator knows.
         true_rates = {
             "recommended": out["in_range_rate_recommended"],

@@ -14,7 +14,8 @@ and it is checked against the true counterfactual rate on simulated cohorts (eye
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,16 @@ MIN_PROPENSITY = 0.05
 Z95 = 1.959964
 
 
+class PolicyEstimate(TypedDict):
+    """A PolicyValue as a metrics record carries it (JSON)."""
+
+    estimate: float
+    ci_low: float
+    ci_high: float
+    eyes: int
+    matched_share: float
+
+
 @dataclass(frozen=True)
 class PolicyValue:
     """A policy's estimated in-range rate with its 95 % confidence interval."""
@@ -37,8 +48,14 @@ class PolicyValue:
     eyes: int
     matched_share: float  # eyes whose observed size is the policy's: the data the correction uses
 
-    def to_dict(self) -> dict[str, float | int]:
-        return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
+    def to_dict(self) -> PolicyEstimate:
+        return {
+            "estimate": round(self.estimate, 4),
+            "ci_low": round(self.ci_low, 4),
+            "ci_high": round(self.ci_high, 4),
+            "eyes": self.eyes,
+            "matched_share": round(self.matched_share, 4),
+        }
 
 
 def outcome_probabilities(model: LensModel, frame: pd.DataFrame) -> np.ndarray:

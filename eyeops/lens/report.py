@@ -5,6 +5,7 @@ propensity overlap between sizes, and the comparison with the champion."""
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ HEADLINE = (
 )
 
 
-def _value(metrics: dict[str, Any] | None, key: str) -> str:
+def _value(metrics: Mapping[str, Any] | None, key: str) -> str:
     if metrics is None or metrics.get(key) is None:
         return "—"
     value = metrics[key]
@@ -31,7 +32,9 @@ def _value(metrics: dict[str, Any] | None, key: str) -> str:
 
 
 def evaluation_page(
-    metrics: dict[str, Any], champion: dict[str, Any] | None = None, propensity: np.ndarray | None = None
+    metrics: Mapping[str, Any],
+    champion: Mapping[str, Any] | None = None,
+    propensity: np.ndarray | None = None,
 ) -> str:
     """An HTML page (figures inline) for `metrics` (eyeops.lens.evaluate.evaluate), beside the
     champion's metrics on its own evaluation when there is one; `propensity` (eyes × sizes) draws
