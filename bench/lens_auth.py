@@ -18,7 +18,8 @@ import tempfile
 from pathlib import Path
 
 from bench.lens_latency import open_loop, summary
-from eyeops.stack.credentials import LocalCredentials, bearer
+from eyeops.auth import bearer
+from eyeops.stack.credentials import LocalCredentials
 from eyeops.stack.lens import LensStack, prepare_local_lens
 
 

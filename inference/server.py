@@ -43,10 +43,6 @@ class EdgeOptions:
         return cls(own.bind_host, Path(own.tokens) if own.tokens else None, bool(own.insecure))
 
 
-class MissingCredentials(SystemExit):
-    pass
-
-
 def load_registry(edge: EdgeOptions, what: str) -> Any:
     """The token registry to authenticate callers with, or None with --insecure. Starting without
     either is refused: an unauthenticated server must be asked for, never a default."""
@@ -59,7 +55,7 @@ def load_registry(edge: EdgeOptions, what: str) -> Any:
     if edge.insecure:
         log.warning("authentication OFF (--insecure): anyone who reaches this port is served")
         return None
-    raise MissingCredentials(
+    raise SystemExit(
         f"no --tokens file of {what} tokens: pass one (made with `eyeops gateway token`), or --insecure"
     )
 

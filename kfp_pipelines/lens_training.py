@@ -26,26 +26,19 @@ def validate_cohort_file(
     import json
     from pathlib import Path
 
-    from eyeops.lens.cohort import CohortError, check_cohort, load_cohort_file
+    from eyeops.lens.cohort import CohortError, check_cohort, load_cohort_file, validation_report
 
     path = Path(cohort_uri)
     expected = json.loads(inputs_sha256 or "{}").get("cohort_uri")
     if expected and hashlib.sha256(path.read_bytes()).hexdigest() != expected:
         raise CohortError(f"{cohort_uri} changed since this run was started; start it again")
-    lines = ["# Cohort validation", "", f"- file: {cohort_uri}"]
+    title, facts = "Cohort validation", [f"file: {cohort_uri}"]
     try:
         check = check_cohort(load_cohort_file(path), date_format or None, max_quarantined)
     except CohortError as exc:
-        lines += [
-            "",
-            "**FAILED**: nothing was trained",
-            "",
-            *(f"- {p.strip()}" for p in exc.message.split("; ")),
-        ]
-        Path(report.path).write_text("\n".join(lines) + "\n")
+        Path(report.path).write_text(validation_report(title, facts, None, exc))
         raise
-    lines += ["", "**passed**", "", *(f"- {line.strip()}" for line in check.report_lines())]
-    Path(report.path).write_text("\n".join(lines) + "\n")
+    Path(report.path).write_text(validation_report(title, facts, check))
     validated.metadata.update(check.summary())
     check.frame.to_parquet(validated.path, index=False)
 
@@ -89,18 +82,16 @@ def validate_cohort_data(
 
     import pandas as pd
 
-    from eyeops.lens.cohort import CohortError, check_cohort
+    from eyeops.lens.cohort import CohortError, check_cohort, validation_report
 
     frame = pd.read_parquet(data.path)
-    lines = ["# Point-in-time features: validation", "", f"- rows: {len(frame)}"]
+    title, facts = "Point-in-time features: validation", [f"rows: {len(frame)}"]
     try:
         check = check_cohort(frame, None, max_quarantined)
     except CohortError as exc:
-        lines += ["", "**FAILED**", "", *(f"- {p.strip()}" for p in exc.message.split("; "))]
-        Path(report.path).write_text("\n".join(lines) + "\n")
+        Path(report.path).write_text(validation_report(title, facts, None, exc))
         raise
-    lines += ["", "**passed**", "", *(f"- {line.strip()}" for line in check.report_lines())]
-    Path(report.path).write_text("\n".join(lines) + "\n")
+    Path(report.path).write_text(validation_report(title, facts, check))
     check.frame.to_parquet(validated.path, index=False)
 
 

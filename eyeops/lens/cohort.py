@@ -375,6 +375,23 @@ def check_cohort(
     return CohortCheck(kept, set_aside, len(out))
 
 
+def validation_report(
+    title: str, facts: list[str], check: CohortCheck | None, error: CohortError | None = None
+) -> str:
+    """The Markdown a pipeline's validation step leaves: what was checked, then every problem that
+    stopped the run, or what was set aside."""
+    lines = [f"# {title}", "", *(f"- {fact}" for fact in facts), ""]
+    if error is not None:
+        lines += [
+            "**FAILED**: nothing was trained",
+            "",
+            *(f"- {p.strip()}" for p in error.message.split("; ")),
+        ]
+    elif check is not None:
+        lines += ["**passed**", "", *(f"- {line.strip()}" for line in check.report_lines())]
+    return "\n".join(lines) + "\n"
+
+
 def validate_cohort(
     frame: pd.DataFrame, date_format: str | None = None, max_quarantined: float = MAX_QUARANTINED
 ) -> pd.DataFrame:

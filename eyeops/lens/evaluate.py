@@ -178,14 +178,14 @@ def evaluate(model: LensModel, test: pd.DataFrame, params: CohortParams | None =
 
 def _plain_bounds(model: LensModel, test: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """The model's answer for `test` as it would be with plain monotone bounds."""
+    import copy
     from dataclasses import replace
 
-    plain = replace(model.config, step_gain_um_per_mm=(0.0, float("inf")), gain_margin_um_per_mm=float("inf"))
-    saved, model.config = model.config, plain
-    try:
-        pred = model.predict(test)
-    finally:
-        model.config = saved
+    plain = copy.copy(model)
+    plain.config = replace(
+        model.config, step_gain_um_per_mm=(0.0, float("inf")), gain_margin_um_per_mm=float("inf")
+    )
+    pred = plain.predict(test)
     return pred.lower_um, pred.upper_um
 
 

@@ -148,14 +148,7 @@ def offline_rows(store: Any, view: str) -> pd.DataFrame:
     """A view's offline log: eye id, event and ingestion (`created`) times, values."""
     offline = store.config.offline_store
     if getattr(offline, "type", "file") == "postgres":
-        from sqlalchemy import create_engine
-        from sqlalchemy.engine import URL
-
-        url = URL.create(
-            "postgresql+psycopg", username=offline.user, password=offline.password or None,
-            host=offline.host, port=offline.port, database=offline.database,
-        )  # fmt: skip
-        engine = create_engine(url, hide_parameters=True)
+        engine = _postgres_engine(offline)
         try:
             return pd.read_sql_table(f"lens_{view}", engine)
         finally:
@@ -262,6 +255,7 @@ def append_parquet(path: Path, frame: pd.DataFrame) -> bool:
     if path.exists():
         previous = pq.read_table(path, memory_map=False)
         table = table.select(previous.schema.names).cast(previous.schema)
+
         # The same exam pushed again (a retry) differs only in when it was written: not a new row.
         def same(row: dict[str, Any]) -> tuple[Any, ...]:
             return tuple(v for k, v in row.items() if k != "created")
@@ -283,7 +277,8 @@ def append_parquet(path: Path, frame: pd.DataFrame) -> bool:
     return True
 
 
-def _append_postgres(config: Any, table: str, frame: pd.DataFrame) -> None:
+def _postgres_engine(config: Any) -> Any:
+    """A SQLAlchemy engine on the Feast PostgreSQL offline store's database."""
     from sqlalchemy import create_engine
     from sqlalchemy.engine import URL
 
@@ -295,7 +290,11 @@ def _append_postgres(config: Any, table: str, frame: pd.DataFrame) -> None:
         port=config.port,
         database=config.database,
     )
-    engine = create_engine(url, hide_parameters=True)
+    return create_engine(url, hide_parameters=True)
+
+
+def _append_postgres(config: Any, table: str, frame: pd.DataFrame) -> None:
+    engine = _postgres_engine(config)
     try:
         frame.to_sql(table, engine, if_exists="append", index=False)
     finally:

@@ -17,9 +17,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from eyeops.auth import add_device, bearer
-
-__all__ = ["LocalCredentials", "bearer"]
+from eyeops.auth import add_device
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,14 @@ from typing import Any
 
 import numpy as np
 
+from eyeops.auth import bearer
 from eyeops.db.store import ResultsStore
 from eyeops.devices import load_layouts
 from eyeops.gateway.outbox import Outbox
 from eyeops.imageio import file_extension
 from eyeops.ocr.evaluate import EvalRun
 from eyeops.settings import Settings
-from eyeops.stack.credentials import LocalCredentials, bearer
+from eyeops.stack.credentials import LocalCredentials
 from eyeops.stack.devices import SimulatedDevice, gateway_process, provision_devices
 from eyeops.stack.lens import LensEndpoints, LensStack, prepare_local_lens
 from eyeops.stack.local import LocalStack

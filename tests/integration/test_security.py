@@ -21,10 +21,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from eyeops.auth import bearer
 from eyeops.db import ResultsStore
 from eyeops.devices import load_layouts
 from eyeops.settings import Settings
-from eyeops.stack.credentials import LocalCredentials, bearer
+from eyeops.stack.credentials import LocalCredentials
 from eyeops.stack.lens import LensStack, local_eye_features, prepare_local_lens
 from eyeops.stack.local import LocalStack
 from eyeops.stack.monitor import MonitorStack, prepare_local_detectors
