@@ -23,6 +23,7 @@ START_THE_STACK = "start the stack with `eyeops up` (it prints each service's UR
 
 def build_parser() -> argparse.ArgumentParser:
     from eyeops import chartdocs
+    from eyeops.console import cli as console_cli
     from eyeops.devices import cli as devices_cli
     from eyeops.gateway import cli as gateway_cli
     from eyeops.lens import cli as lens_cli
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipelines_cli.add_parser(sub)
     monitoring_cli.add_parser(sub)
     chartdocs.add_parser(sub)
+    console_cli.add_parser(sub)
     pipelines_cli.add_registry_parser(sub)
     # Where only `eyeops[gateway]` is installed, the other commands say which extra they need.
     from eyeops.extras import guard_server_commands

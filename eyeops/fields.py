@@ -11,7 +11,9 @@ from typing import Literal
 
 from eyeops.devices.layout import BLANK_MARKER, CrossCheck, DeviceLayout, FieldSpec
 
-Status = Literal["accepted", "review"]
+# accepted: read and validated by the service; review: waits for a person; reviewed: a person
+# confirmed or corrected it in the console (eyeops.review)
+Status = Literal["accepted", "review", "reviewed"]
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
 from sqlalchemy.orm import Session, sessionmaker
 
-from eyeops.db.schema import Exam, FeaturePushRow, FieldRow, InferenceLog, ReviewItem
+from eyeops.db.schema import Exam, ExamImage, FeaturePushRow, FieldRow, InferenceLog, ReviewItem
 from eyeops.errors import DatabaseUnavailable
 from eyeops.exams import ExamRecord
 from eyeops.fields import FieldReading, Status
@@ -56,7 +56,7 @@ def _to_row(position: int, reading: FieldReading) -> FieldRow:
 
 def _from_row(row: FieldRow) -> FieldReading:
     value: float | str | None = row.value_number if row.value_number is not None else row.value_text
-    status: Status = "accepted" if row.status == "accepted" else "review"
+    status: Status = row.status if row.status in ("accepted", "reviewed") else "review"  # type: ignore[assignment]
     return FieldReading(row.name, row.raw_text, value, row.unit, row.confidence, status, row.reason)
 
 
@@ -122,10 +122,18 @@ class ResultsStore:
                 },
             )
 
-    def save_exam(self, record: ExamRecord, log: Mapping[str, object], push_features: bool = False) -> bool:
+    def save_exam(
+        self,
+        record: ExamRecord,
+        log: Mapping[str, object],
+        push_features: bool = False,
+        image: bytes | None = None,
+    ) -> bool:
         """Write exam, fields, review items and the log row in one transaction; with
         `push_features`, an accepted exam's feature push is queued in the same transaction (so an
-        exam is never stored without its push, nor pushed without being stored).
+        exam is never stored without its push, nor pushed without being stored). `image`: kept with
+        an exam a person has to look at (review or failed), for the review console; an accepted
+        exam's image is not kept.
 
         Returns False (and writes only the log row) when the exam already exists: a concurrent
         re-send of the same image lost the race, which is not an error.
@@ -162,6 +170,8 @@ class ResultsStore:
                                 reason=reading.reason or "review",
                             )
                         )
+                if image is not None and record.status != "accepted":
+                    s.add(ExamImage(exam_id=record.exam_id, data=image))
                 s.add(InferenceLog(exam_id=record.exam_id, outcome="stored", **log))
                 if push_features and record.status == "accepted":
                     s.add(FeaturePushRow(exam_id=record.exam_id, attempts=0))
@@ -199,9 +209,7 @@ class ResultsStore:
             rows = s.execute(
                 select(FeaturePushRow.id, FeaturePushRow.exam_id, FeaturePushRow.attempts)
                 .where(FeaturePushRow.pushed_at.is_(None))
-                .where(
-                    FeaturePushRow.next_attempt_at.is_(None) | (FeaturePushRow.next_attempt_at <= now)
-                )
+                .where(FeaturePushRow.next_attempt_at.is_(None) | (FeaturePushRow.next_attempt_at <= now))
                 .order_by(FeaturePushRow.id)
                 .limit(limit)
             )

@@ -227,7 +227,10 @@ class OcrTransformer(Model):  # type: ignore[misc]
 
     def _save(self, record: ExamRecord, ctx: ExamContext, status: int, error: str | None) -> bool:
         return self.store.save_exam(
-            record, self._log_values(ctx, status, error), push_features=self.features is not None
+            record,
+            self._log_values(ctx, status, error),
+            push_features=self.features is not None,
+            image=ctx.exam.image,  # kept only when a person has to look at the exam
         )
 
     def _log_duplicate(self, ctx: ExamContext) -> None:

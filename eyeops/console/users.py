@@ -1,0 +1,207 @@
+"""Who may use the review console, and how a browser stays signed in.
+
+Locally, a users file: one line per person, `<name> <roles> scrypt$<n>$<r>$<p>$<salt>$<hash>`
+(roles comma-separated: reviewer, device_admin); `eyeops console users add` writes it, passwords
+are never stored. On a cluster, the ingress's OIDC proxy (e.g. oauth2-proxy) signs people in and
+forwards who they are; the console maps their groups to roles (eyeops.console.app).
+
+A session is a signed cookie (HMAC-SHA256 over user, roles, expiry and the session's CSRF token);
+nothing is kept on the server, so any replica can read it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from eyeops.errors import EyeopsError
+
+ROLES = ("reviewer", "device_admin")
+NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+MIN_PASSWORD = 10
+
+
+class UsersFileError(EyeopsError):
+    """A users file that cannot be read or an entry that cannot be written; says which line."""
+
+    status_code = 400
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def hash_password(password: str, salt: bytes | None = None) -> str:
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password(password: str, encoded: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = encoded.split("$")
+        if scheme != "scrypt":
+            return False
+        got = hashlib.scrypt(
+            password.encode(), salt=_unb64(salt), n=int(n), r=int(r), p=int(p), dklen=len(_unb64(digest))
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(got, _unb64(digest))
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    roles: frozenset[str]
+    password_hash: str = ""
+
+
+def _check_roles(roles: Iterable[str], where: str) -> frozenset[str]:
+    out = frozenset(r.strip() for r in roles if r.strip())
+    unknown = out - set(ROLES)
+    if not out or unknown:
+        raise UsersFileError(f"{where}: roles must be among {', '.join(ROLES)}")
+    return out
+
+
+def load_users(path: Path) -> dict[str, User]:
+    """The users file; an unreadable or malformed line is an error that names it."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise UsersFileError(
+            f"users file {path}: {exc.strerror or exc}; create it with `eyeops console users add`"
+        ) from exc
+    users: dict[str, User] = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        parts = line.split()
+        if len(parts) != 3 or not NAME.fullmatch(parts[0]) or not parts[2].startswith("scrypt$"):
+            raise UsersFileError(f"{path}:{number}: expected '<name> <roles> scrypt$...'")
+        users[parts[0]] = User(parts[0], _check_roles(parts[1].split(","), f"{path}:{number}"), parts[2])
+    return users
+
+
+def add_user(path: Path, name: str, roles: Iterable[str], password: str) -> User:
+    """Add or replace one person in the users file (written atomically, owner-only)."""
+    if not NAME.fullmatch(name):
+        raise UsersFileError("a user name is 1-64 letters, digits or . _ @ -")
+    checked = _check_roles(roles, "roles")
+    if len(password) < MIN_PASSWORD:
+        raise UsersFileError(f"a password needs at least {MIN_PASSWORD} characters")
+    users = load_users(path) if path.exists() else {}
+    users[name] = User(name, checked, hash_password(password))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    with open(partial, "w", encoding="utf-8", opener=lambda p, f: os.open(p, f, 0o600)) as handle:
+        handle.write(
+            "# eyeops console users: <name> <roles> <scrypt hash>; edit with `eyeops console users add`\n"
+        )
+        for user in users.values():
+            handle.write(f"{user.name} {','.join(sorted(user.roles))} {user.password_hash}\n")
+    os.replace(partial, path)
+    return users[name]
+
+
+@dataclass(frozen=True)
+class Session:
+    user: str
+    roles: frozenset[str]
+    expires: float
+    csrf: str
+
+
+class SessionExpired(Exception):
+    """A well-signed session past its expiry: the person signs in again, their typed values kept."""
+
+
+class Sessions:
+    """Signs and reads session cookies with `secret` (32+ random bytes, shared by replicas)."""
+
+    def __init__(
+        self, secret: bytes, ttl_s: float = 8 * 3600, clock: Callable[[], float] = time.time
+    ) -> None:
+        if len(secret) < 32:
+            raise UsersFileError("the session secret needs at least 32 bytes")
+        self.secret = secret
+        self.ttl_s = ttl_s
+        self.clock = clock
+
+    def _sign(self, payload: bytes) -> str:
+        return _b64(hmac.new(self.secret, payload, hashlib.sha256).digest())
+
+    def issue(self, user: str, roles: Iterable[str]) -> tuple[str, Session]:
+        session = Session(user, frozenset(roles), self.clock() + self.ttl_s, secrets.token_urlsafe(24))
+        body = json.dumps(
+            {"u": session.user, "r": sorted(session.roles), "e": session.expires, "c": session.csrf},
+            separators=(",", ":"),
+        ).encode()
+        return f"{_b64(body)}.{self._sign(body)}", session
+
+    def read(self, cookie: str | None) -> Session | None:
+        """The session a cookie holds; None when absent or forged; SessionExpired when too old."""
+        if not cookie or "." not in cookie:
+            return None
+        body_text, signature = cookie.rsplit(".", 1)
+        try:
+            body = _unb64(body_text)
+        except ValueError:
+            return None
+        if not hmac.compare_digest(signature, self._sign(body)):
+            return None
+        try:
+            data = json.loads(body)
+            session = Session(str(data["u"]), frozenset(data["r"]), float(data["e"]), str(data["c"]))
+        except (ValueError, KeyError, TypeError):
+            return None
+        if session.expires < self.clock():
+            raise SessionExpired(session.user)
+        return session
+
+    def seal(self, data: dict[str, object]) -> str:
+        """A small signed value (the typed values kept across a sign-in)."""
+        body = json.dumps(data, separators=(",", ":")).encode()
+        return f"{_b64(body)}.{self._sign(body)}"
+
+    def unseal(self, value: str | None) -> dict[str, object] | None:
+        if not value or "." not in value:
+            return None
+        body_text, signature = value.rsplit(".", 1)
+        try:
+            body = _unb64(body_text)
+        except ValueError:
+            return None
+        if not hmac.compare_digest(signature, self._sign(body)):
+            return None
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+
+def read_secret(path: Path) -> bytes:
+    """The session secret file; made (owner-only, 48 random bytes) when it does not exist."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(
+            path, "w", encoding="utf-8", opener=lambda p, f: os.open(p, f | os.O_EXCL, 0o600)
+        ) as handle:
+            handle.write(secrets.token_urlsafe(48) + "\n")
+    return path.read_text(encoding="utf-8").strip().encode()

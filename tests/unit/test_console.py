@@ -1,0 +1,200 @@
+"""The review console's pages through Starlette's test client: sign-in, roles, CSRF, release,
+optimistic concurrency, expired sessions that keep typed values, no patient id in any URL."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from eyeops.console.app import SESSION_COOKIE, ConsoleConfig, create_app
+from eyeops.console.users import Sessions, add_user, load_users, verify_password
+from eyeops.db.store import ResultsStore, migrate
+from eyeops.devices import LayoutRegistry
+from eyeops.review.store import ReviewStore
+from tests.review_seed import seed_exam
+
+pytestmark = pytest.mark.unit
+KIND = "optical_biometer"
+PASSWORD = "correct horse battery"
+SECRET = b"s" * 48
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def console(sqlite_url: str, layouts: LayoutRegistry, tmp_path: Path):  # type: ignore[no-untyped-def]
+    migrate(sqlite_url)
+    store = ReviewStore(ResultsStore.from_url(sqlite_url).engine)
+    users = tmp_path / "users.txt"
+    add_user(users, "ana", ["reviewer"], PASSWORD)
+    add_user(users, "ben", ["reviewer"], PASSWORD)
+    add_user(users, "dev", ["device_admin"], PASSWORD)
+    clock = Clock()
+    config = ConsoleConfig(
+        Sessions(SECRET, ttl_s=600, clock=clock), users=load_users(users), crops_dir=tmp_path / "crops"
+    )
+    app = create_app(store, lambda: layouts, config)
+    return app, store, clock
+
+
+def sign_in(client: TestClient, user: str, password: str = PASSWORD, follow: bool = True):  # type: ignore[no-untyped-def]
+    page = client.get("/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert csrf is not None
+    return client.post(
+        "/login",
+        data={"user": user, "password": password, "csrf": csrf.group(1), "next": "/queue"},
+        follow_redirects=follow,
+    )
+
+
+def form_fields(html: str) -> dict[str, str]:
+    return dict(re.findall(r'name="([^"]+)" value="([^"]*)"', html))
+
+
+def test_users_file_keeps_hashes_only(tmp_path: Path) -> None:
+    path = tmp_path / "users.txt"
+    add_user(path, "ana", ["reviewer", "device_admin"], PASSWORD)
+    assert PASSWORD not in path.read_text() and oct(path.stat().st_mode)[-3:] == "600"
+    user = load_users(path)["ana"]
+    assert user.roles == {"reviewer", "device_admin"} and verify_password(PASSWORD, user.password_hash)
+    assert not verify_password("wrong password!", user.password_hash)
+
+
+def test_pages_need_sign_in_and_the_right_role(console) -> None:  # type: ignore[no-untyped-def]
+    app, _, _ = console
+    with TestClient(app) as client:
+        assert (
+            client.get("/queue", follow_redirects=False).headers["location"].startswith("/login?next=/queue")
+        )
+        assert sign_in(client, "ana", "not the password").status_code == 401
+        assert sign_in(client, "ana").status_code == 200
+        assert client.get("/devices").status_code == 403  # a reviewer is no device admin
+    with TestClient(app) as client:
+        sign_in(client, "dev")
+        assert client.get("/queue").status_code == 403
+        assert client.get("/devices").status_code == 200
+        assert client.get("/healthz").status_code == 200 and client.get("/metrics").status_code == 200
+
+
+def test_release_through_the_form(console, layouts: LayoutRegistry) -> None:  # type: ignore[no-untyped-def]
+    app, store, _ = console
+    layout = layouts[KIND]
+    exam_id, truth = seed_exam(store.results, layout, 0, misread={"al_mm": "23.99"})
+    with TestClient(app) as client:
+        sign_in(client, "ana")
+        queue = client.get("/queue")
+        links = re.findall(r'href="(/exams/[^"]+)"', queue.text)
+        assert links == [f"/exams/{exam_id}"]
+        patient = truth["patient_id"]
+        assert all(patient not in link for link in re.findall(r'(?:href|src|action)="([^"]+)"', queue.text))
+        page = client.get(links[0])
+        assert page.status_code == 200
+        for url in re.findall(r'src="(/exams/[^"]+\.png)"', page.text):
+            image = client.get(url)
+            assert image.status_code == 200 and image.content[:4] == b"\x89PNG" and patient not in url
+        fields = form_fields(page.text)
+        assert fields["value__al_mm"] == "23.99"
+        form = {**fields, "value__al_mm": "45.00"}  # out of range: refused with the rule
+        refused = client.post(f"/exams/{exam_id}/release", data=form)
+        assert refused.status_code == 422 and "out_of_range" in refused.text
+        assert store.exam(exam_id).record.status == "review"  # type: ignore[union-attr]
+        no_csrf = client.post(f"/exams/{exam_id}/release", data={**fields, "csrf": "forged"})
+        assert no_csrf.status_code == 403
+        done = client.post(f"/exams/{exam_id}/release", data={**fields, "value__al_mm": truth["al_mm"]})
+        assert done.status_code == 200 and "released" in done.text, re.findall(
+            r"class=\"(?:problem|error)\"[^>]*>([^<]*)", done.text
+        )
+        assert re.search(r"<td>ana</td><td>correct</td><td>al_mm</td><td>23.99</td>", done.text)
+        assert store.exam(exam_id).record.status == "accepted"  # type: ignore[union-attr]
+        metrics = client.get("/metrics").text
+        assert (
+            'eyeops_review_fields_total{action="correct",device_kind="optical_biometer",field="al_mm"} 1.0'
+            in metrics
+        )
+
+
+def test_second_reviewer_is_told_who_saved_first(console, layouts: LayoutRegistry) -> None:  # type: ignore[no-untyped-def]
+    app, store, _ = console
+    exam_id, _ = seed_exam(store.results, layouts[KIND], 1, doubtful=["k1_d"])
+    with TestClient(app) as ana, TestClient(app) as ben:
+        sign_in(ana, "ana")
+        sign_in(ben, "ben")
+        form_a = form_fields(ana.get(f"/exams/{exam_id}").text)
+        form_b = form_fields(ben.get(f"/exams/{exam_id}").text)
+        assert ana.post(f"/exams/{exam_id}/release", data=form_a).status_code == 200
+        late = ben.post(f"/exams/{exam_id}/release", data={**form_b, "value__k1_d": "44.00"})
+        assert late.status_code == 409 and "ana saved this exam first" in late.text
+        assert '<code class="typed" data-field="k1_d">44.00</code>' in late.text  # what ben typed stays
+
+
+def test_expired_session_keeps_typed_values(console, layouts: LayoutRegistry) -> None:  # type: ignore[no-untyped-def]
+    app, store, clock = console
+    exam_id, truth = seed_exam(store.results, layouts[KIND], 2, misread={"acd_mm": "9.99"})
+    with TestClient(app) as client:
+        sign_in(client, "ana")
+        form = form_fields(client.get(f"/exams/{exam_id}").text)
+        clock.now += 3600  # past the 600 s session
+        typed = {**form, "value__acd_mm": truth["acd_mm"]}
+        gone = client.post(f"/exams/{exam_id}/release", data=typed, follow_redirects=False)
+        assert gone.status_code == 303 and gone.headers["location"].startswith(
+            f"/login?next=/exams/{exam_id}"
+        )
+        assert store.exam(exam_id).record.status == "review"  # type: ignore[union-attr]
+        login = client.get(gone.headers["location"])
+        assert "What you typed is kept" in login.text
+        back = sign_in_from(client, login.text)
+        assert back.url.path == f"/exams/{exam_id}"
+        assert (
+            f'name="value__acd_mm" value="{truth["acd_mm"]}"' in back.text
+            and "session had expired" in back.text
+        )
+
+
+def sign_in_from(client: TestClient, login_page: str):  # type: ignore[no-untyped-def]
+    fields = form_fields(login_page)
+    return client.post("/login", data={**fields, "user": "ana", "password": PASSWORD})
+
+
+def test_behind_an_oidc_proxy_the_forwarded_user_and_groups_decide(
+    sqlite_url: str, layouts: LayoutRegistry
+) -> None:
+    migrate(sqlite_url)
+    store = ReviewStore(ResultsStore.from_url(sqlite_url).engine)
+    config = ConsoleConfig(
+        Sessions(SECRET), forwarded_user_header="X-Forwarded-User", group_roles={"eye-reviewers": "reviewer"}
+    )
+    exam_id, _ = seed_exam(store.results, layouts[KIND], 3, doubtful=["k1_d"])
+    with TestClient(create_app(store, lambda: layouts, config)) as client:
+        assert client.get("/queue").status_code == 401
+        who = {"X-Forwarded-User": "carla@clinic", "X-Forwarded-Groups": "staff,eye-reviewers"}
+        page = client.get(f"/exams/{exam_id}", headers=who)
+        assert page.status_code == 200
+        assert (
+            client.get(
+                "/queue", headers={"X-Forwarded-User": "dan", "X-Forwarded-Groups": "staff"}
+            ).status_code
+            == 403
+        )
+        done = client.post(f"/exams/{exam_id}/release", data=form_fields(page.text), headers=who)
+        assert done.status_code == 200
+        assert store.exam(exam_id).reviewed_by == "carla@clinic"  # type: ignore[union-attr]
+    assert SESSION_COOKIE not in done.cookies
+
+
+def test_unknown_or_malformed_exam_ids_are_404_without_echo(console) -> None:  # type: ignore[no-untyped-def]
+    app, _, _ = console
+    with TestClient(app) as client:
+        sign_in(client, "ana")
+        for exam_id in ("P1234567", "0" * 64, "../etc/passwd"):
+            response = client.get(f"/exams/{exam_id}")
+            assert response.status_code == 404 and "P1234567" not in response.text
