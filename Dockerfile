@@ -46,6 +46,10 @@ FROM app AS lens
 # The lens transformer runs this entrypoint; the lens ServingRuntime runs inference.lens_predictor.
 ENTRYPOINT ["python", "-m", "inference.lens_transformer"]
 
+FROM app AS console
+# The review console (web): `eyeops console serve`, behind the ingress's OIDC proxy on a cluster.
+ENTRYPOINT ["python", "-m", "eyeops", "console", "serve"]
+
 FROM app AS pipelines
 USER 0
 RUN apt-get update && apt-get install -y --no-install-recommends tesseract-ocr fonts-dejavu-core fonts-liberation \

@@ -81,6 +81,7 @@ class ConsoleConfig:
     layouts_dir: Path | None = None  # where onboarded devices are written
     monitor_url: str | None = None
     monitor_token: str | None = None
+    review_max_wait_s: float = 4 * 3600  # EyeopsReviewBacklogStale fires when an exam waits longer
     title: str = "eyeops review"
 
 
@@ -118,8 +119,9 @@ class ReviewMetrics(Collector):
     """Review backlog and its age, and fields confirmed or corrected, read from the database at
     each scrape (so every replica reports the same, and a restart loses nothing)."""
 
-    def __init__(self, store: ReviewStore) -> None:
+    def __init__(self, store: ReviewStore, max_wait_s: float) -> None:
         self.store = store
+        self.max_wait_s = max_wait_s
 
     def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
         now = dt.datetime.now(dt.UTC)
@@ -131,6 +133,11 @@ class ReviewMetrics(Collector):
             "How long the oldest waiting exam has waited",
             labels=["device_kind"],
         )
+        limit = GaugeMetricFamily(
+            "eyeops_review_max_wait_seconds", "The longest an exam should wait for review (an alert beyond)"
+        )
+        limit.add_metric([], self.max_wait_s)
+        yield limit
         try:
             rows = self.store.backlog()
             fields = self.store.corrections()
@@ -164,7 +171,7 @@ def create_app(
     env = Environment(loader=PackageLoader("eyeops.console", "templates"), autoescape=select_autoescape())
     env.filters["age"] = lambda since: _age(since, dt.datetime.now(dt.UTC))
     registry = CollectorRegistry()
-    registry.register(ReviewMetrics(store))
+    registry.register(ReviewMetrics(store, config.review_max_wait_s))
     refusals = PromCounter(
         "eyeops_console_refused", "Console requests refused, by reason", ["reason"], registry=registry
     )

@@ -69,6 +69,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     serve.add_argument("--triton-key-file", type=Path, default=None, help="the key Triton's APIs expect")
     serve.add_argument("--monitor-url", default=None, help="shows the monitor's drift and performance")
     serve.add_argument("--monitor-token-file", type=Path, default=None)
+    serve.add_argument(
+        "--review-max-wait-minutes", type=float, default=240.0,
+        help="the longest an exam should wait for review (exported; an alert fires beyond it)",
+    )  # fmt: skip
     serve.set_defaults(func=_serve)
 
     users = csub.add_parser("users", help="people who sign in to the console locally")
@@ -138,6 +142,7 @@ def _serve(args: argparse.Namespace) -> int:
         layouts_dir=layouts_dir,
         monitor_url=args.monitor_url,
         monitor_token=args.monitor_token_file.read_text().strip() if args.monitor_token_file else None,
+        review_max_wait_s=args.review_max_wait_minutes * 60,
     )
     migrate(url)
     store = ReviewStore(ResultsStore.from_url(url).engine)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import threading
 from pathlib import Path
@@ -22,6 +23,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     up.add_argument("--lens-port", type=int, default=8082)
     up.add_argument("--lens-predictor-port", type=int, default=None, help="default: a free port")
     up.add_argument("--monitor-port", type=int, default=None, help="default: a free port")
+    up.add_argument("--console-port", type=int, default=8090, help="the review console (web)")
     up.set_defaults(func=_up)
     up.add_argument(
         "--device-tokens",
@@ -49,6 +51,8 @@ SUPERVISE_EVERY_S = 0.5
 
 def _up(args: argparse.Namespace) -> int:
     from eyeops.devices import load_layouts
+    from eyeops.devices.layout import LAYOUT_DIRS_ENV, extra_layout_dirs
+    from eyeops.stack.console import FIRST_USER, ConsoleLogin, console_process
     from eyeops.stack.credentials import LocalCredentials
     from eyeops.stack.lens import LensStack, prepare_local_lens
     from eyeops.stack.local import LocalStack
@@ -72,8 +76,15 @@ def _up(args: argparse.Namespace) -> int:
             (args.lens_port, "--lens-port"),
             (predictor_port, "--lens-predictor-port"),
             (monitor_port, "--monitor-port"),
+            (args.console_port, "--console-port"),
         ]
     )
+    # Devices onboarded with `eyeops devices onboard` or in the console land in <data>/layouts by
+    # default: every process of the stack reads them (after a restart of the OCR service).
+    onboarded = settings.data_dir / "layouts"
+    onboarded.mkdir(parents=True, exist_ok=True)
+    if onboarded.resolve() not in [d.resolve() for d in extra_layout_dirs()]:
+        os.environ[LAYOUT_DIRS_ENV] = os.pathsep.join([*map(str, extra_layout_dirs()), str(onboarded)])
     credentials = None
     if not args.insecure:
         credentials = LocalCredentials.provision(
@@ -122,6 +133,26 @@ def _up(args: argparse.Namespace) -> int:
         stack.stop()
         monitor.stop()
         raise
+    login = ConsoleLogin.provision(settings.data_dir / "credentials")
+    console = console_process(
+        login,
+        args.console_port,
+        endpoints.database_url,
+        settings.data_dir / "log",
+        triton_url=endpoints.triton,
+        triton_key=credentials.triton_key if credentials else None,
+        monitor_url=monitor_url,
+        monitor_token=credentials.monitor_token if credentials else None,
+    )
+    try:
+        console.start()
+        console.wait_ready(60)
+    except BaseException:
+        console.stop()
+        lens.stop()
+        stack.stop()
+        monitor.stop()
+        raise
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -144,15 +175,19 @@ def _up(args: argparse.Namespace) -> int:
         print(f"                    {stack.device_tokens}; the monitor's token: {credentials.monitor_token}")
         if credentials.device_token.exists():
             print(f"                    a first device's token: {credentials.device_token}")
+    print(f"review console:     http://127.0.0.1:{args.console_port}/ (user {FIRST_USER}, password in")
+    print(f"                    {login.password}; add people: eyeops console users add NAME --role reviewer")
+    print(f"                    --users-file {login.users})")
     print("Ctrl-C stops everything; a service that exits is restarted.", flush=True)
     supervisor = Supervisor(
-        [monitor.process, *stack.processes, *lens.processes], say=lambda m: print(m, flush=True)
+        [monitor.process, *stack.processes, *lens.processes, console], say=lambda m: print(m, flush=True)
     )
     try:
         while not stop.wait(SUPERVISE_EVERY_S):
             supervisor.check()
     finally:
         print("stopping ...", flush=True)
+        console.stop()
         lens.stop()
         stack.stop()
         monitor.stop()

@@ -118,6 +118,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         "lens": free_port(),
         "lens-predictor": free_port(),
         "monitor": free_port(),
+        "console": free_port(),
     }
     flags = [f"--{name}-port={port}" for name, port in ports.items()]
     site = Site(data_dir, flags, ports, Up.start(data_dir, flags, ports["ocr"], ports["lens"]))
@@ -162,6 +163,7 @@ def test_a_killed_ocr_transformer_is_restarted_and_said_so(site: Site) -> None:
     replacement = up.child("inference.ocr_transformer")
     assert replacement != victim and parent_pid(replacement) == up.proc.pid
     assert ready(f"{up.lens}/v2/models/lens/ready")  # the others were left alone
+    assert ready(f"http://127.0.0.1:{site.ports['console']}/readyz")
 
 
 def test_sigkill_of_up_leaves_no_process_and_the_ports_free_for_the_next(site: Site) -> None:
@@ -175,6 +177,7 @@ def test_sigkill_of_up_leaves_no_process_and_the_ports_free_for_the_next(site: S
         "inference.lens_predictor",
         "inference.lens_transformer",
         "eyeops_detectors serve",
+        "console serve",
     ):
         assert expected in commands, f"{expected} not among the stack's processes: {commands}"
     up.proc.kill()

@@ -18,6 +18,7 @@ ROOT = repo_root()
 DOCKERFILES = {
     "eyeops/ocr-transformer": (ROOT / "Dockerfile", "ocr-transformer"),
     "eyeops/lens": (ROOT / "Dockerfile", "lens"),
+    "eyeops/console": (ROOT / "Dockerfile", "console"),
     "eyeops/pipelines": (ROOT / "Dockerfile", "pipelines"),
     "eyeops/detectors": (ROOT / "detectors" / "Dockerfile", None),
     "eyeops/triton": (ROOT / "inference" / "triton" / "Dockerfile", None),

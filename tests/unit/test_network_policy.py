@@ -142,6 +142,7 @@ def others() -> list[Endpoint]:
         Endpoint("lens-app-here", NAMESPACE, {"eyeops.io/client": "lens"}),
         Endpoint("ingress", "istio-system", {"app": "istio-ingressgateway"}),
         Endpoint("prometheus", "monitoring", {"app": "prometheus"}),
+        Endpoint("oidc-proxy", "oauth2-proxy", {"app": "oauth2-proxy"}),
         Endpoint("stranger-here", NAMESPACE, {"app": "something-else"}),
         Endpoint("stranger", "default", {"app": "something-else"}),
         Endpoint("database", None, ip="10.20.1.5"),
@@ -180,7 +181,7 @@ def test_the_production_release_allows_exactly_the_intended_pairs() -> None:
     release = [p.name for p in release_pods(objects)]
     assert sorted(release) == sorted(
         ["monitor", "feast", "feast-apply", "feast-materialize", "test", "ocr-transformer", "ocr-predictor",
-         "lens-transformer", "lens-predictor"]
+         "lens-transformer", "lens-predictor", "console"]
     )  # fmt: skip
     intended = (
         pairs(release, "dns", 53)
@@ -192,6 +193,11 @@ def test_the_production_release_allows_exactly_the_intended_pairs() -> None:
             ["prometheus", "ocr-transformer", "lens-transformer", "lens-predictor", "test"], "monitor", 8080
         )
         | pairs("ocr-transformer", "ocr-predictor", SERVING)
+        | pairs("oidc-proxy", "console", 8080)  # people reach the console only through the proxy
+        | pairs("prometheus", "console", 8080)
+        | pairs("console", "database", 5432)
+        | pairs("console", "ocr-predictor", SERVING)  # re-read from marked corners
+        | pairs("console", "monitor", 8080)  # the operations page
         | pairs("lens-transformer", "lens-predictor", SERVING)
         | pairs(
             ["ocr-transformer", "lens-transformer", "feast", "feast-apply", "feast-materialize"],
