@@ -18,12 +18,14 @@ def prepare_crops(
     variety: str,
     device_kinds: str,
     mix_classic: int,
+    inputs_sha256: str,
     crops: Output[Dataset],
 ) -> None:
     """Labelled crops from `crops_uri` (a CropSet .npz, e.g. reviewed production fields), or crops of
     `exams` synthetic training exams cut by the transformer's own align/crop code: `variety` classic,
     broad, or reference (values written into each onboarded kind's own reference image), for the
-    comma-separated `device_kinds` (all when empty), plus `mix_classic` classic exams of every kind."""
+    comma-separated `device_kinds` (all when empty); either way plus `mix_classic` classic exams of
+    every kind (replay, so that a fine-tune on one device's reviewed crops keeps reading the others)."""
     import os
     from pathlib import Path
 
@@ -32,6 +34,14 @@ def prepare_crops(
 
     workers = min(4, os.cpu_count() or 1)
     if crops_uri:
+        import hashlib
+        import json
+
+        # `inputs_sha256` (filled by `eyeops pipelines run`) keys this step's cache on the file's
+        # content: the labelled set is rewritten at the same path as reviewers work.
+        expected = json.loads(inputs_sha256 or "{}").get("crops_uri")
+        if expected and hashlib.sha256(Path(crops_uri).read_bytes()).hexdigest() != expected:
+            raise ValueError(f"{crops_uri} changed since this run was started; start it again")
         data = CropSet.load(Path(crops_uri))
     else:
         if variety not in ("classic", "broad", "reference"):
@@ -39,13 +49,13 @@ def prepare_crops(
         kinds = [k.strip() for k in device_kinds.split(",") if k.strip()]
         layouts = training_layouts(load_layouts(), kinds, variety)  # type: ignore[arg-type]
         data = build_crop_set(layouts, exams, seed, "train", workers=workers, variety=variety)  # type: ignore[arg-type]
-        if mix_classic:
-            data = data.concat(build_crop_set(load_layouts(), mix_classic, seed, "train", workers=workers))
+    if mix_classic:  # replayed beside labelled crops too, so a fine-tune does not forget the rest
+        data = data.concat(build_crop_set(load_layouts(), mix_classic, seed, "train", workers=workers))
     if len(data) == 0:
         raise ValueError("no crops: every exam failed to align, or the labelled set is empty")
     data.save(Path(crops.path))
-    source = (
-        crops_uri or f"synthetic {variety} seed {seed} kinds {device_kinds or 'all'} + {mix_classic} classic"
+    source = (crops_uri or f"synthetic {variety} seed {seed} kinds {device_kinds or 'all'}") + (
+        f" + {mix_classic} classic" if mix_classic else ""
     )
     crops.metadata.update({"crops": len(data), "source": source})
 
@@ -174,9 +184,11 @@ def ocr_training(
     inference_service: str = "",
     namespace: str = "",
     canary_percent: int = 100,
+    inputs_sha256: str = "",
 ) -> None:
     crops = prepare_crops(
         crops_uri=crops_uri,
+        inputs_sha256=inputs_sha256,
         exams=train_exams,
         seed=train_seed,
         variety=train_variety,

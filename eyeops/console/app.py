@@ -41,7 +41,7 @@ from eyeops.devices.layout import DeviceLayout, LayoutRegistry
 from eyeops.errors import EyeopsError
 from eyeops.review.images import ExamView, png, view_exam
 from eyeops.review.reread import Recognizer, reread
-from eyeops.review.store import Conflict, ExamForReview, Label, NotReviewable, ReviewStore
+from eyeops.review.store import Conflict, ExamForReview, NotReviewable, ReviewStore, labels_for
 from eyeops.review.validate import review_values
 from eyeops.settings import Settings
 
@@ -562,7 +562,6 @@ def create_app(
         confidences = {r.name: r.confidence for r in exam.record.fields}
         readings, problems = review_values(layout, typed, confidences)
         if view is None or not view.crops:
-            problems = problems or []
             message = "this exam has no aligned image: mark the screen's corners first, or reject it"
             return exam_page(request, session, exam, layout, view, status=422, typed=typed, message=message)
         if problems:
@@ -578,15 +577,7 @@ def create_app(
                 problems={p.field: p.reason for p in problems},
                 message="not released: correct the fields marked below",
             )
-        before = {r.name: r for r in exam.record.fields}
-        labels = []
-        for reading in readings:
-            spec = layout.field(reading.name)
-            old = before.get(reading.name)
-            corrected = old is None or old.value != reading.value
-            labels.append(
-                Label(spec.name, spec.grammar, typed[spec.name].strip(), corrected, view.crops[spec.name])
-            )
+        labels = labels_for(layout, readings, typed, exam.record.fields, view.crops)
         try:
             await asyncio.to_thread(store.release, exam_id, version_of(form), session.user, readings, labels)
         except Conflict as exc:

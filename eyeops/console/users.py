@@ -154,16 +154,21 @@ class Sessions:
         ).encode()
         return f"{_b64(body)}.{self._sign(body)}", session
 
-    def read(self, cookie: str | None) -> Session | None:
-        """The session a cookie holds; None when absent or forged; SessionExpired when too old."""
-        if not cookie or "." not in cookie:
+    def _verified(self, value: str | None) -> bytes | None:
+        """The body of a `<body>.<signature>` value this secret signed; None when absent or forged."""
+        if not value or "." not in value:
             return None
-        body_text, signature = cookie.rsplit(".", 1)
+        body_text, signature = value.rsplit(".", 1)
         try:
             body = _unb64(body_text)
         except ValueError:
             return None
-        if not hmac.compare_digest(signature, self._sign(body)):
+        return body if hmac.compare_digest(signature, self._sign(body)) else None
+
+    def read(self, cookie: str | None) -> Session | None:
+        """The session a cookie holds; None when absent or forged; SessionExpired when too old."""
+        body = self._verified(cookie)
+        if body is None:
             return None
         try:
             data = json.loads(body)
@@ -180,14 +185,8 @@ class Sessions:
         return f"{_b64(body)}.{self._sign(body)}"
 
     def unseal(self, value: str | None) -> dict[str, object] | None:
-        if not value or "." not in value:
-            return None
-        body_text, signature = value.rsplit(".", 1)
-        try:
-            body = _unb64(body_text)
-        except ValueError:
-            return None
-        if not hmac.compare_digest(signature, self._sign(body)):
+        body = self._verified(value)
+        if body is None:
             return None
         try:
             data = json.loads(body)

@@ -86,7 +86,8 @@ class ResultsStore:
         return cls(engine)
 
     @contextmanager
-    def _session(self) -> Iterator[Session]:
+    def session(self) -> Iterator[Session]:
+        """One transaction; an unreachable database is DatabaseUnavailable (503, Retry-After)."""
         try:
             with self._sessions.begin() as session:
                 yield session
@@ -96,11 +97,11 @@ class ResultsStore:
             ) from exc
 
     def ping(self) -> None:
-        with self._session() as s:
+        with self.session() as s:
             s.execute(select(1))
 
     def get_exam(self, exam_id: str) -> ExamRecord | None:
-        with self._session() as s:
+        with self.session() as s:
             exam = s.get(Exam, exam_id)
             if exam is None:
                 return None
@@ -139,7 +140,7 @@ class ResultsStore:
         re-send of the same image lost the race, which is not an error.
         """
         try:
-            with self._session() as s:
+            with self.session() as s:
                 s.add(
                     Exam(
                         id=record.exam_id,
@@ -181,11 +182,11 @@ class ResultsStore:
         return True
 
     def log_request(self, **values: object) -> None:
-        with self._session() as s:
+        with self.session() as s:
             s.add(InferenceLog(**values))
 
     def counts(self) -> dict[str, int]:
-        with self._session() as s:
+        with self.session() as s:
             return {
                 "exams": int(s.scalar(select(func.count()).select_from(Exam)) or 0),
                 "fields": int(s.scalar(select(func.count()).select_from(FieldRow)) or 0),
@@ -194,7 +195,7 @@ class ResultsStore:
             }
 
     def open_reviews(self, limit: int = 100) -> list[tuple[str, str | None, str]]:
-        with self._session() as s:
+        with self.session() as s:
             rows = s.execute(
                 select(ReviewItem.exam_id, ReviewItem.field_name, ReviewItem.reason)
                 .where(ReviewItem.resolved_at.is_(None))
@@ -205,7 +206,7 @@ class ResultsStore:
     # -- the feature outbox: one serialized writer drains it (eyeops.db.feature_outbox) -----------
     def due_feature_pushes(self, now: dt.datetime, limit: int = 100) -> list[tuple[int, str, int]]:
         """(id, exam_id, attempts) of queued pushes due at `now`, oldest first."""
-        with self._session() as s:
+        with self.session() as s:
             rows = s.execute(
                 select(FeaturePushRow.id, FeaturePushRow.exam_id, FeaturePushRow.attempts)
                 .where(FeaturePushRow.pushed_at.is_(None))
@@ -216,7 +217,7 @@ class ResultsStore:
             return [(int(r[0]), str(r[1]), int(r[2])) for r in rows]
 
     def feature_push_done(self, push_id: int, now: dt.datetime) -> None:
-        with self._session() as s:
+        with self.session() as s:
             row = s.get(FeaturePushRow, push_id)
             if row is not None:
                 row.pushed_at = now
@@ -224,7 +225,7 @@ class ResultsStore:
                 row.last_error = None
 
     def feature_push_failed(self, push_id: int, error: str, retry_at: dt.datetime) -> None:
-        with self._session() as s:
+        with self.session() as s:
             row = s.get(FeaturePushRow, push_id)
             if row is not None:
                 row.attempts += 1
@@ -233,7 +234,7 @@ class ResultsStore:
 
     def feature_push_counts(self) -> dict[str, int]:
         """Queued (not yet pushed) and pushed feature pushes."""
-        with self._session() as s:
+        with self.session() as s:
             queued = s.scalar(
                 select(func.count()).select_from(FeaturePushRow).where(FeaturePushRow.pushed_at.is_(None))
             )

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import Engine, func, select, update
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from eyeops.db.schema import (
     Exam,
@@ -30,8 +28,9 @@ from eyeops.db.schema import (
     ReviewAudit,
     ReviewItem,
 )
-from eyeops.db.store import RETRY_AFTER_S, ResultsStore
-from eyeops.errors import DatabaseUnavailable, EyeopsError
+from eyeops.db.store import ResultsStore
+from eyeops.devices.layout import DeviceLayout
+from eyeops.errors import EyeopsError
 from eyeops.exams import ExamRecord
 from eyeops.fields import FieldReading
 
@@ -105,6 +104,28 @@ class Label:
     crop: np.ndarray
 
 
+def labels_for(
+    layout: DeviceLayout,
+    readings: Sequence[FieldReading],
+    typed: Mapping[str, str],
+    previous: Sequence[FieldReading],
+    crops: Mapping[str, np.ndarray],
+) -> list[Label]:
+    """A label per reviewed field: the text as the reviewer typed it (the screen's format), the
+    crop the recogniser read, and whether the reading was wrong."""
+    before = {r.name: r.value for r in previous}
+    return [
+        Label(
+            r.name,
+            layout.field(r.name).grammar,
+            typed[r.name].strip(),
+            r.name not in before or before[r.name] != r.value,
+            crops[r.name],
+        )
+        for r in readings
+    ]
+
+
 @dataclass(frozen=True)
 class Backlog:
     device_kind: str
@@ -130,17 +151,6 @@ class ReviewStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.results = ResultsStore(engine)
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
-
-    @contextmanager
-    def _session(self) -> Iterator[Session]:
-        try:
-            with self._sessions.begin() as session:
-                yield session
-        except (OperationalError, InterfaceError) as exc:
-            raise DatabaseUnavailable(
-                f"results database unavailable: {exc.orig}", retry_after_s=RETRY_AFTER_S
-            ) from exc
 
     # -- reads ---------------------------------------------------------------------------------------
     def queue(
@@ -152,7 +162,7 @@ class ReviewStore:
         now: dt.datetime | None = None,
     ) -> list[QueueEntry]:
         """Exams with open review items, the longest waiting first."""
-        with self._session() as s:
+        with self.results.session() as s:
             query = (
                 select(
                     ReviewItem.exam_id,
@@ -194,7 +204,7 @@ class ReviewStore:
         record = self.results.get_exam(exam_id)
         if record is None:
             return None
-        with self._session() as s:
+        with self.results.session() as s:
             row = s.get(Exam, exam_id)
             assert row is not None
             image = s.get(ExamImage, exam_id)
@@ -223,7 +233,7 @@ class ReviewStore:
 
     def backlog(self) -> list[Backlog]:
         """Open exams and the oldest waiting item, per device kind."""
-        with self._session() as s:
+        with self.results.session() as s:
             rows = s.execute(
                 select(
                     Exam.device_kind,
@@ -238,7 +248,7 @@ class ReviewStore:
 
     def corrections(self) -> list[tuple[str, str, str, int]]:
         """(device kind, field, confirm|correct, count) over every labelled field."""
-        with self._session() as s:
+        with self.results.session() as s:
             rows = s.execute(
                 select(
                     LabelledCrop.device_kind, LabelledCrop.field_name, LabelledCrop.corrected, func.count()
@@ -247,7 +257,7 @@ class ReviewStore:
             return [(r[0], r[1], "correct" if r[2] else "confirm", int(r[3])) for r in rows]
 
     def labelled_crops(self, up_to: int | None = None) -> list[LabelledCrop]:
-        with self._session() as s:
+        with self.results.session() as s:
             query = select(LabelledCrop).order_by(LabelledCrop.id)
             if up_to is not None:
                 query = query.where(LabelledCrop.id <= up_to)
@@ -296,7 +306,7 @@ class ReviewStore:
     ) -> None:
         """Release an exam with the reviewer's validated readings (eyeops.review.validate)."""
         now = now or utc_now()
-        with self._session() as s:
+        with self.results.session() as s:
             exam = self._claim(s, exam_id, version, user, now)
             if exam.status not in ("review", "failed"):
                 raise NotReviewable(f"this exam is {exam.status}, not waiting for review")
@@ -366,7 +376,7 @@ class ReviewStore:
         """The exam cannot be used (wrong device, unreadable, not this patient): it leaves the queue
         and never reaches Feast."""
         now = now or utc_now()
-        with self._session() as s:
+        with self.results.session() as s:
             exam = self._claim(s, exam_id, version, user, now)
             if exam.status not in ("review", "failed"):
                 raise NotReviewable(f"this exam is {exam.status}, not waiting for review")
@@ -386,7 +396,7 @@ class ReviewStore:
         """An exam that failed alignment, read again from the four screen corners a reviewer marked:
         its fields are stored as read (each still waits for the reviewer's release)."""
         now = now or utc_now()
-        with self._session() as s:
+        with self.results.session() as s:
             exam = self._claim(s, exam_id, version, user, now)
             if exam.status != "failed":
                 raise NotReviewable(f"this exam is {exam.status}; corners are marked only on failed exams")

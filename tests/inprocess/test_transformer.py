@@ -174,3 +174,23 @@ def test_unreachable_predictor_writes_nothing(layouts, sqlite_url, tmp_path: Pat
         run(model(v1(exam.image, exam.device_kind), {}))
     assert info.value.status_code == 503 and info.value.retry_after_s
     assert model.store.counts() == {"exams": 0, "fields": 0, "review_items": 0, "log_rows": 0}
+
+
+def test_the_console_reads_an_exam_again_through_the_same_triton(layouts, triton_host):
+    """A reviewer marks the screen's corners on an exam that failed alignment: the console warps the
+    image from them and sends the crops to the recogniser the OCR service uses (JSON v2 request)."""
+    from eyeops.review.images import view_exam
+    from eyeops.review.reread import TritonRecognizer, reread
+
+    layout = layouts["optical_biometer"]
+    exam = render_one(layout, 11, "eval", 5)
+    found = view_exam(exam.image, layout, Settings())
+    assert found.alignment is not None
+    corners = found.alignment["corners"]  # where a careful reviewer clicks
+    marked = view_exam(exam.image, layout, Settings(), corners=corners)  # type: ignore[arg-type]
+    readings = reread(layout, marked.crops, TritonRecognizer(f"http://{triton_host}"), 0.97)
+    assert [r.name for r in readings] == list(exam.texts)
+    right = sum(r.raw_text.strip() == exam.texts[r.name] for r in readings)
+    assert right >= len(readings) - 1, [(r.name, r.raw_text) for r in readings]
+    with pytest.raises(PredictorUnavailable):
+        reread(layout, marked.crops, TritonRecognizer(f"http://127.0.0.1:{free_port()}"), 0.97)

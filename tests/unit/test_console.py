@@ -198,3 +198,55 @@ def test_unknown_or_malformed_exam_ids_are_404_without_echo(console) -> None:  #
         for exam_id in ("P1234567", "0" * 64, "../etc/passwd"):
             response = client.get(f"/exams/{exam_id}")
             assert response.status_code == 404 and "P1234567" not in response.text
+
+
+class TruthReader:
+    """The recogniser as a test double: reads what the renderer drew (the Triton path is tested in
+    tests/inprocess/test_transformer.py)."""
+
+    def __init__(self, texts: dict[str, str]) -> None:
+        self.texts = texts
+
+    def read(self, crops, grammars):  # type: ignore[no-untyped-def]
+        return [(text, 0.999) for text in self.texts.values()]
+
+
+def test_a_failed_exam_is_read_again_from_marked_corners(
+    sqlite_url: str, layouts: LayoutRegistry, tmp_path: Path
+) -> None:
+    import hashlib
+
+    from eyeops.ocr.pipeline import ExamInput, failed_record
+    from eyeops.synth.exams import render_one
+
+    migrate(sqlite_url)
+    store = ReviewStore(ResultsStore.from_url(sqlite_url).engine)
+    layout = layouts[KIND]
+    exam = render_one(layout, 4242, "eval", 9, clean=True)
+    exam_id = hashlib.sha256(exam.image).hexdigest()
+    failed = failed_record(ExamInput(exam.image, KIND), "alignment failed: quality 0.10")
+    store.results.save_exam(failed, {"http_status": 422}, image=exam.image)
+    users = tmp_path / "users.txt"
+    add_user(users, "ana", ["reviewer"], PASSWORD)
+    config = ConsoleConfig(Sessions(SECRET), users=load_users(users))
+    app = create_app(store, lambda: layouts, config, recognizer=TruthReader(dict(exam.texts)))
+    with TestClient(app) as client:
+        sign_in(client, "ana")
+        page = client.get(f"/exams/{exam_id}")
+        assert 'id="corners-form"' in page.text and 'id="release-form"' not in page.text
+        form = form_fields(page.text)
+        bad = client.post(f"/exams/{exam_id}/corners", data={**form, "corners": "1,2;3,4"})
+        assert bad.status_code == 400 and "four corners" in bad.text
+        from eyeops.review.images import view_exam
+        from eyeops.settings import Settings
+
+        corners = view_exam(exam.image, layout, Settings()).alignment["corners"]  # type: ignore[index]
+        marked = ";".join(f"{x},{y}" for x, y in corners)  # type: ignore[union-attr]
+        done = client.post(f"/exams/{exam_id}/corners", data={**form, "corners": marked})
+        assert done.status_code == 200 and "read again" in done.text
+        after = store.exam(exam_id)
+        assert after is not None and after.record.status == "review" and after.corners is not None
+        assert [r.raw_text for r in after.record.fields] == list(exam.texts.values())
+        released = client.post(f"/exams/{exam_id}/release", data=form_fields(done.text))
+        assert released.status_code == 200 and "released" in released.text
+        assert store.exam(exam_id).record.status == "accepted"  # type: ignore[union-attr]

@@ -18,7 +18,7 @@ from eyeops.lens.ingest import feature_push_for
 from eyeops.ocr.dataset import CropSet
 from eyeops.review.cropset import export_crops
 from eyeops.review.images import BadCorners, view_exam
-from eyeops.review.store import Conflict, Label, NotReviewable, ReviewStore
+from eyeops.review.store import Conflict, NotReviewable, ReviewStore, labels_for
 from eyeops.review.validate import review_values
 from eyeops.settings import Settings
 from eyeops.synth.exams import render_one
@@ -34,19 +34,6 @@ def store(sqlite_url: str) -> ReviewStore:
     return ReviewStore(ResultsStore.from_url(sqlite_url).engine)
 
 
-def _labels(layout, view, readings, before):  # type: ignore[no-untyped-def]
-    return [
-        Label(
-            r.name,
-            layout.field(r.name).grammar,
-            layout.field(r.name).format_value(r.value),
-            before[r.name] != r.value,
-            view.crops[r.name],
-        )
-        for r in readings
-    ]
-
-
 def test_release_writes_fields_audit_push_and_crops_in_one_go(
     store: ReviewStore, layouts: LayoutRegistry
 ) -> None:
@@ -59,8 +46,13 @@ def test_release_writes_fields_audit_push_and_crops_in_one_go(
     assert view.aligned is not None and set(view.crops) == {f.name for f in layout.all_fields()}
     readings, problems = review_values(layout, truth)
     assert problems == []
-    before = {r.name: r.value for r in exam.record.fields}
-    store.release(exam_id, exam.version, "ana", readings, _labels(layout, view, readings, before))
+    store.release(
+        exam_id,
+        exam.version,
+        "ana",
+        readings,
+        labels_for(layout, readings, truth, exam.record.fields, view.crops),
+    )
 
     done = store.exam(exam_id)
     assert done is not None and done.record.status == "accepted" and not done.waiting
@@ -172,8 +164,13 @@ def test_export_writes_a_version_the_training_pipeline_reads(
     assert exam is not None and exam.image is not None
     view = view_exam(exam.image, layout, Settings())
     readings, _ = review_values(layout, truth)
-    before = {r.name: r.value for r in exam.record.fields}
-    store.release(exam_id, exam.version, "ana", readings, _labels(layout, view, readings, before))
+    store.release(
+        exam_id,
+        exam.version,
+        "ana",
+        readings,
+        labels_for(layout, readings, truth, exam.record.fields, view.crops),
+    )
     manifest = export_crops(store, out)
     assert manifest["crops"] == len(readings) and manifest["corrected"] == 1
     data = CropSet.load(out / "reviewed.npz")
