@@ -72,6 +72,9 @@ class CohortParams:
     clr_coef_um_per_um: float = -0.2  # and with crystalline lens rise
     acd_coef_um_per_mm: float = 150.0  # and increases with ACD
     noise_sd_um: float = 120.0  # fellow-eye difference 26 ± 122 µm (Cerpa Manito 2020)
+    # Heteroscedastic outcomes for the expected-performance bench: the eye term's SD is multiplied by
+    # exp(this · (WTW − wtw_mean_mm) / wtw_sd_mm). 0: the same SD for every eye (the default).
+    noise_log_slope_per_wtw_sd: float = 0.0
     vault_max_um: float = 2000.0  # physical upper limit used by the bounds (K1, DOMAIN §4)
 
     def to_dict(self) -> dict[str, object]:
@@ -185,6 +188,9 @@ def simulate_cohort(n: int, seed: int, params: CohortParams | None = None) -> pd
     x.insert(0, "patient_id", [f"P{k:07d}" for k in numbers])
     x.insert(0, "eye_id", x["patient_id"] + "-" + x["laterality"])
     eye_term = rng.normal(0, p.noise_sd_um, n)
+    if p.noise_log_slope_per_wtw_sd:
+        z = (x["wtw_mm"].to_numpy(dtype=float) - p.wtw_mean_mm) / p.wtw_sd_mm
+        eye_term = eye_term * np.exp(p.noise_log_slope_per_wtw_sd * z)
     truth = {}
     for size in SIZES_MM:
         truth[size_column(size)] = np.clip(structural_vault(x, size, p) + eye_term, 0.0, p.vault_max_um)

@@ -16,6 +16,17 @@
   (0, inf) gives plain monotone bounds; an eye whose intervals contradict the assumption gets those.
 - Recommended size: the supported size with the highest P(in range); ties (within 0.005) go to the
   predicted vault nearest 500 µm.
+- Expected error before the outcome (direct loss estimation, as NannyML's DLE): a small LightGBM
+  regressor of |residual| on the calibration eyes' features, predicted vault and implanted size.
+  Those residuals are out of sample for the vault model; the estimator's own quality is measured by
+  cross-fitting it over patient folds of the calibration split (manifest metrics `dle_*`), and the
+  served one is fitted on all calibration eyes. It answers E|vault − predicted| per eye and size;
+  by construction it sees covariate shift only, never a changed outcome function (concept shift).
+- Each calibration eye's coverage flag (its implanted size's interval covered its vault), out of
+  sample: the radius is the weighted conformal quantile of the *other* calibration eyes of that size
+  (leave-one-out; what a new eye with those eyes as calibration set gets). With the eyes' base
+  features they are kept in the artifact for the monitor, which reweights them to a window's
+  covariates to estimate coverage before outcomes arrive.
 """
 
 from __future__ import annotations
@@ -33,8 +44,10 @@ from eyeops.errors import EyeopsError
 from eyeops.lens.features import BASE_FEATURES, FEATURES, SIZE_FEATURE, feature_matrix
 from eyeops.lens.sizes import SIZES_MM, TARGET_VAULT_UM, nomogram_size
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # a DLE and calibration eyes are optional parts: older folders still load
 TIE_TOLERANCE = 0.005
+DLE_FEATURES: tuple[str, ...] = (*FEATURES, "predicted_vault_um", SIZE_FEATURE)
+DLE_FOLDS = 5
 
 
 class ModelArtifactError(EyeopsError, ValueError):
@@ -70,6 +83,21 @@ class LensConfig:
         }
     )
     vault_rounds: int = 700
+    # The direct loss estimator: small and strongly regularised (|residual| is a noisy target).
+    dle_params: dict[str, Any] = field(
+        default_factory=lambda: {
+            "objective": "regression",
+            "learning_rate": 0.03,
+            "num_leaves": 7,
+            "min_data_in_leaf": 60,
+            "lambda_l2": 10.0,
+            "feature_fraction": 0.9,
+            "bagging_fraction": 0.8,
+            "bagging_freq": 1,
+            "verbose": -1,
+        }
+    )
+    dle_rounds: int = 200
 
 
 @dataclass
@@ -115,6 +143,26 @@ class Calibration:
         return np.asarray((upper - lower) / (self.total + query_weights))
 
 
+def leave_one_out_radius(abs_residuals: np.ndarray, weights: np.ndarray, alpha: float) -> np.ndarray:
+    """Per calibration eye: the weighted (1 − α) conformal radius from the other eyes, with its own
+    weight as the query's mass at +∞ (Calibration.radius without the eye itself), so that whether
+    its interval covers its own residual is an out-of-sample question."""
+    n = len(abs_residuals)
+    if n == 0:
+        return np.zeros(0)
+    order = np.argsort(abs_residuals, kind="stable")
+    ranked, cumw = abs_residuals[order], np.cumsum(weights[order])
+    position = np.empty(n, dtype=np.int64)
+    position[order] = np.arange(n)
+    need = (1 - alpha) * cumw[-1]  # (others' total + own mass) = the total
+    before = np.searchsorted(cumw, np.full(n, need), side="left")
+    # below the eye's own rank nothing moves; from it on the others' cumulative weight is cumw − w
+    after = np.searchsorted(cumw, need + weights, side="left")
+    k = np.where(before < position, before, np.maximum(after, position + 1))
+    padded = np.append(ranked, np.inf)
+    return np.asarray(padded[np.minimum(k, n)])
+
+
 @dataclass
 class LensPrediction:
     """Arrays over eyes (rows) × sizes (columns, SIZES_MM order)."""
@@ -128,6 +176,8 @@ class LensPrediction:
     recommended_size_mm: np.ndarray
     nomogram_size_mm: np.ndarray
     assumes: str = "monotone treatment response"
+    # E|vault − vault_um| from the direct loss estimator; None for a model saved without one
+    expected_abs_error_um: np.ndarray | None = None
 
     def eye(self, i: int, model_version: str) -> dict[str, Any]:
         """One eye's answer in the lens service's contract."""
@@ -145,6 +195,15 @@ class LensPrediction:
                     "lower_um": round(float(self.lower_um[i, j]), 1),
                     "upper_um": round(float(self.upper_um[i, j]), 1),
                     "p_in_range": round(float(self.p_in_range[i, j]), 4) if supported else None,
+                    **(
+                        {}
+                        if self.expected_abs_error_um is None
+                        else {
+                            "expected_abs_error_um": round(float(self.expected_abs_error_um[i, j]), 1)
+                            if supported
+                            else None
+                        }
+                    ),
                 }
             )
         return {
@@ -173,6 +232,73 @@ def _size_index(sizes: pd.Series | np.ndarray) -> np.ndarray:
     return index
 
 
+@dataclass
+class CalibrationEyes:
+    """The calibration eyes as the monitor needs them: base features (BASE_FEATURES order), the
+    implanted size, and whether that size's interval (or bounds) covered the vault, out of sample."""
+
+    features: np.ndarray
+    implanted_size_mm: np.ndarray
+    covered: np.ndarray
+
+
+class LossEstimator:
+    """Direct loss estimation: E|residual| given the features, the predicted vault and the size."""
+
+    def __init__(self, booster: Any) -> None:
+        self.booster = booster
+
+    @staticmethod
+    def design(x: pd.DataFrame, vault: np.ndarray, size_mm: np.ndarray) -> np.ndarray:
+        return np.column_stack([x[list(FEATURES)].to_numpy(dtype=float), vault, size_mm])
+
+    @classmethod
+    def fit(cls, design: np.ndarray, abs_residuals: np.ndarray, config: LensConfig) -> LossEstimator:
+        import lightgbm as lgb
+
+        params = {**config.dle_params, "seed": config.seed, "num_threads": 1}
+        data = lgb.Dataset(design, label=abs_residuals, feature_name=list(DLE_FEATURES))
+        return cls(lgb.train(params, data, num_boost_round=config.dle_rounds))
+
+    def predict_design(self, design: np.ndarray) -> np.ndarray:
+        n = len(design)
+        out = self.booster.predict(design, num_threads=1 if n < 256 else 0)
+        return np.asarray(np.clip(np.asarray(out, dtype=float), 1.0, None))  # an L2 fit can dip below 0
+
+    def predict(self, x: pd.DataFrame, vault: np.ndarray) -> np.ndarray:
+        """Expected |residual| for every eye × size (one call on a block, as predict_vault)."""
+        n = len(x)
+        block = np.vstack([self.design(x, vault[:, j], np.full(n, size)) for j, size in enumerate(SIZES_MM)])
+        return self.predict_design(block).reshape(len(SIZES_MM), n).T
+
+
+def crossfit_loss_estimator(
+    design: np.ndarray, abs_residuals: np.ndarray, groups: np.ndarray, config: LensConfig
+) -> tuple[LossEstimator, dict[str, float]]:
+    """The served estimator (all calibration eyes) and its honest quality: out-of-fold predictions
+    over DLE_FOLDS patient folds, so no eye's own residual informs its estimate."""
+    unique = np.unique(groups)
+    fold_of = np.random.default_rng(config.seed + 7).permutation(len(unique)) % DLE_FOLDS
+    fold = fold_of[np.searchsorted(unique, groups)]
+    oof = np.zeros(len(abs_residuals))
+    for k in range(DLE_FOLDS):
+        held = fold == k
+        if held.any() and (~held).any():
+            oof[held] = LossEstimator.fit(design[~held], abs_residuals[~held], config).predict_design(
+                design[held]
+            )
+    top = oof >= np.quantile(oof, 0.8)
+    bottom = oof <= np.quantile(oof, 0.2)
+    metrics = {
+        # ≈ 1 when the estimator is calibrated in the mean
+        "dle_crossfit_expected_over_realized": float(oof.mean() / max(abs_residuals.mean(), 1e-9)),
+        # realized MAE of the eyes it expects most and least of: the spread it can tell apart
+        "dle_crossfit_top_quintile_mae_um": float(abs_residuals[top].mean()),
+        "dle_crossfit_bottom_quintile_mae_um": float(abs_residuals[bottom].mean()),
+    }
+    return LossEstimator.fit(design, abs_residuals, config), metrics
+
+
 class LensModel:
     def __init__(
         self,
@@ -181,8 +307,12 @@ class LensModel:
         calibration: dict[float, Calibration],
         config: LensConfig,
         manifest: dict[str, Any],
+        loss_estimator: LossEstimator | None = None,
+        calibration_eyes: CalibrationEyes | None = None,
     ) -> None:
         self.vault = vault
+        self.loss_estimator = loss_estimator
+        self.calibration_eyes = calibration_eyes
         self.propensity_model = propensity
         # Serving predicts a few eyes at a time: OpenMP threads cost more than they save there.
         for calibrated in getattr(propensity, "calibrated_classifiers_", []):
@@ -240,11 +370,40 @@ class LensModel:
             "propensity_log_loss": float(-np.log(chosen).mean()),
             "calibration_implanted_supported_share": float((chosen >= config.delta).mean()),
         }
+        covered = np.zeros(len(calib_idx), dtype=bool)
+        supported_calib = chosen >= config.delta
         for j, size in enumerate(SIZES_MM):
             rows = size_idx[is_calib] == j
             residuals = y[is_calib][rows] - pred_calib[rows, j]
             weights = 1.0 / np.clip(e_calib[rows, j], config.delta, 1.0)
             model.calibration[size] = Calibration.build(residuals, weights)
+            radius = leave_one_out_radius(np.abs(residuals), weights, config.alpha)
+            low = np.clip(pred_calib[rows, j] - radius, 0.0, config.vault_max_um)
+            high = np.clip(pred_calib[rows, j] + radius, 0.0, config.vault_max_um)
+            covered[rows] = (low <= calib_y[rows]) & (calib_y[rows] <= high)
+        if (~supported_calib).any():
+            # An implanted size the model calls unsupported is answered with bounds built from the
+            # other sizes' calibration eyes, which this eye is not among: out of sample as they are.
+            odd = cohort[is_calib][~supported_calib]
+            bounds = model.predict(odd)
+            k = calib_idx[~supported_calib]
+            at = np.arange(len(k))
+            truth = calib_y[~supported_calib]
+            covered[~supported_calib] = (bounds.lower_um[at, k] <= truth) & (truth <= bounds.upper_um[at, k])
+        model.calibration_eyes = CalibrationEyes(
+            cohort.loc[is_calib, list(BASE_FEATURES)].to_numpy(dtype=float),
+            np.asarray(SIZES_MM)[calib_idx],
+            covered,
+        )
+        metrics["calibration_loo_coverage"] = float(covered.mean())
+        design = LossEstimator.design(calib_x, factual, np.asarray(SIZES_MM)[calib_idx])
+        model.loss_estimator, dle_metrics = crossfit_loss_estimator(
+            design,
+            np.abs(calib_y - factual),
+            cohort.loc[is_calib, "patient_id"].astype(str).to_numpy(),
+            config,
+        )
+        metrics |= dle_metrics
         model.manifest = {
             "format_version": FORMAT_VERSION,
             "version": version,
@@ -312,6 +471,7 @@ class LensModel:
                 vault, wide, supported, lower, upper, cfg.gain_margin_um_per_mm, cfg.vault_max_um
             )
         p_in[~supported] = np.nan
+        expected_abs = None if self.loss_estimator is None else self.loss_estimator.predict(x, vault)
         recommended = recommend(vault, p_in, supported)
         nomogram = nomogram_size(frame["wtw_mm"].to_numpy(dtype=float), frame["acd_mm"].to_numpy(dtype=float))
         g_min, g_max = cfg.step_gain_um_per_mm
@@ -322,7 +482,9 @@ class LensModel:
             assumes += (
                 f"; the model's gain between sizes off by at most {cfg.gain_margin_um_per_mm:g} µm per mm"
             )
-        return LensPrediction(vault, e, supported, lower, upper, p_in, recommended, nomogram, assumes)
+        return LensPrediction(
+            vault, e, supported, lower, upper, p_in, recommended, nomogram, assumes, expected_abs
+        )
 
     def explain(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
         """Per eye: path-dependent TreeSHAP of the predicted vault at every size (LightGBM
@@ -371,6 +533,10 @@ class LensModel:
             for name, values in asdict(calib).items():
                 arrays[f"{size:.1f}/{name}"] = values
         np.savez(folder / "calibration.npz", **arrays)
+        if self.loss_estimator is not None:
+            self.loss_estimator.booster.save_model(str(folder / "dle.txt"))
+        if self.calibration_eyes is not None:
+            np.savez(folder / "calibration_eyes.npz", **asdict(self.calibration_eyes))
         (folder / "config.json").write_text(json.dumps(asdict(self.config), indent=2))
         (folder / "manifest.json").write_text(json.dumps(self.manifest, indent=2))
 
@@ -409,7 +575,25 @@ class LensModel:
                 for size in SIZES_MM
             }
         vault = lgb.Booster(model_file=str(folder / "vault.txt"))
-        return cls(vault, joblib.load(folder / "propensity.joblib"), calibration, config, manifest)
+        # Optional parts (models saved before them answer without expected errors; the monitor then
+        # falls back to the interval rule and sets no expected coverage).
+        dle = folder / "dle.txt"
+        loss_estimator = LossEstimator(lgb.Booster(model_file=str(dle))) if dle.exists() else None
+        eyes = None
+        if (folder / "calibration_eyes.npz").exists():
+            with np.load(folder / "calibration_eyes.npz") as data:
+                eyes = CalibrationEyes(
+                    *(np.asarray(data[name]) for name in CalibrationEyes.__dataclass_fields__)
+                )
+        return cls(
+            vault,
+            joblib.load(folder / "propensity.joblib"),
+            calibration,
+            config,
+            manifest,
+            loss_estimator,
+            eyes,
+        )
 
 
 def response_bounds(

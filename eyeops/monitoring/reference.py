@@ -7,6 +7,10 @@ The reference is one `.npz` file, the contract between this environment and the 
 - `prediction_names` (4,), `predictions` (n, 4): predicted vault per ICL size, µm
 - `recommended` (n,): recommended size, mm
 - optional `training_mae_um` (scalar): the lens model's evaluation MAE
+- optional `calibration_features` (m, k), `calibration_covered` (m,): the lens model's calibration
+  eyes (base features) and whether their implanted size's interval covered the vault, out of sample
+  (leave-one-out conformal radius); the monitor reweights them to each window's covariates for the
+  expected coverage. Absent for a model saved without them.
 - optional, from the results database: `ocr_device_kind` (m,), `ocr_confidence` (m,),
   `ocr_review` (m,) one row per field read (review = 1); and per device kind K
   `ocr_value_names__K` (f,) and `ocr_values__K` (e, f): the accepted numeric values of each exam
@@ -26,16 +30,21 @@ from eyeops.lens.sizes import SIZES_MM
 
 
 def lens_reference(model: LensModel, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Features and the model's answers for every eye of `frame` (the training cohort)."""
+    """Features and the model's answers for every eye of `frame` (the training cohort), and the
+    model's calibration eyes with their coverage flags where the model keeps them."""
     base = frame[list(BASE_FEATURES)].astype(float).dropna()  # eyes with every feature
     prediction = model.predict(base.reset_index(drop=True))
-    return {
+    arrays = {
         "feature_names": np.array(BASE_FEATURES),
         "features": base.to_numpy(dtype=np.float64),
         "prediction_names": np.array([f"vault_um_{s}" for s in SIZES_MM]),
         "predictions": np.asarray(prediction.vault_um, dtype=np.float64),
         "recommended": np.asarray(prediction.recommended_size_mm, dtype=np.float64),
     }
+    if model.calibration_eyes is not None:
+        arrays["calibration_features"] = np.asarray(model.calibration_eyes.features, dtype=np.float64)
+        arrays["calibration_covered"] = np.asarray(model.calibration_eyes.covered, dtype=np.bool_)
+    return arrays
 
 
 def ocr_reference(database_url: str, limit: int = 200_000) -> dict[str, np.ndarray]:

@@ -77,6 +77,7 @@ def test_recommendation_for_an_eye_through_feast(service):
     for s in answer["sizes"]:
         assert s["lower_um"] <= s["upper_um"]
         assert (s["p_in_range"] is None) == (not s["supported"])
+        assert (s["expected_abs_error_um"] is None) == (not s["supported"])  # the direct loss estimate
 
 
 def test_unknown_missing_and_stale_eyes(service):
