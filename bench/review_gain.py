@@ -150,6 +150,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--mix-classic", type=int, default=600)
+    parser.add_argument("--pipeline-eval", type=int, default=150, help="the pipeline's own held-out exams")
     parser.add_argument("--out", type=Path, default=Path("var/bench/review-gain"))
     args = parser.parse_args()
     from eyeops.ocr.cli import default_checkpoint
@@ -171,6 +172,18 @@ def main() -> None:
     reviewed = review_stream(args.kind, stream, shipped, ppocr, out / "results.db", out / "crops")
     print("review:", json.dumps(reviewed), flush=True)
     data = out / "data"
+    # The champion the gate compares with: the shipped checkpoint, registered as a first version.
+    import shutil
+    import tempfile
+
+    from eyeops.ocr.offline import export_model_repository
+    from eyeops.registry import ModelRegistry
+
+    shutil.rmtree(data, ignore_errors=True)
+    registry = ModelRegistry(data / "registry")
+    with tempfile.TemporaryDirectory() as tmp:
+        registry.register("ocr", "shipped", export_model_repository(shipped, Path(tmp) / "repo"), {})
+    registry.promote("ocr", "shipped", "the shipped checkpoint: the champion a reviewed fine-tune must beat")
     t1 = time.perf_counter()
     arguments = {
         "registry_root": data / "registry",
@@ -181,7 +194,7 @@ def main() -> None:
         "batch_size": args.batch_size,
         "lr": args.lr,
         "max_minutes": args.minutes,
-        "eval_exams": 150,
+        "eval_exams": args.pipeline_eval,
     }
     command = [str(Path(sys.executable).parent / "eyeops"), "pipelines", "run", "ocr-training", "--local"]
     command += ["--no-cache", *(f"--arg={k}={v}" for k, v in arguments.items())]

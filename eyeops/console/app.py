@@ -663,6 +663,15 @@ def create_app(
             writable=config.layouts_dir is not None,
         )
 
+    @app.get("/devices/{kind}/preview.png")
+    async def device_preview(request: Request, kind: str) -> Response:
+        """A device's boxes and field names drawn over its reference image (eyeops devices preview)."""
+        require(request, DEVICE_ADMIN)
+        if kind not in state["layouts"]:
+            raise Refused(404, "no such device kind")
+        data = await asyncio.to_thread(_preview_png, state["layouts"][kind])
+        return Response(data, media_type="image/png", headers={"Cache-Control": "no-store"})
+
     @app.post("/devices")
     async def onboard_device(request: Request) -> Response:
         session = require(request, DEVICE_ADMIN)
@@ -704,6 +713,19 @@ def create_app(
         )
 
     return app
+
+
+def _preview_png(layout: DeviceLayout) -> bytes:
+    import cv2
+    import numpy as np
+
+    from eyeops.devices.onboard import preview
+
+    t = layout.template
+    image = cv2.imread(t.reference, cv2.IMREAD_GRAYSCALE) if t.reference else None
+    if image is None:  # a shipped kind: its boxes over a blank screen of the template's size
+        image = np.full((t.height, t.width), 235, np.uint8)
+    return png(preview(image, layout))
 
 
 def _operations(store: ReviewStore) -> dict[str, Any]:

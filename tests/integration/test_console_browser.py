@@ -207,6 +207,7 @@ def test_device_admin_draws_boxes_on_a_sample_and_saves_a_layout(
     page.wait_for_selector("#onboarded")
     assert "Onboarded lensmeter: 4 fields" in page.inner_text("#onboarded")
     assert "lensmeter" in page.inner_text("#kinds")
+    page.wait_for_function("document.getElementById('preview').naturalWidth > 0")  # the preview loaded
     from eyeops.devices.layout import load_layout_file
 
     saved = load_layout_file(console.layouts / "lensmeter.yaml")

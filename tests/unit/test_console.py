@@ -250,3 +250,25 @@ def test_a_failed_exam_is_read_again_from_marked_corners(
         released = client.post(f"/exams/{exam_id}/release", data=form_fields(done.text))
         assert released.status_code == 200 and "released" in released.text
         assert store.exam(exam_id).record.status == "accepted"  # type: ignore[union-attr]
+
+
+def test_operations_page_and_metrics_show_the_backlog(console, layouts: LayoutRegistry) -> None:  # type: ignore[no-untyped-def]
+    app, store, _ = console
+    seed_exam(store.results, layouts[KIND], 5, doubtful=["k1_d"])
+    seed_exam(store.results, layouts["autorefractor"], 6)
+    with TestClient(app) as client:
+        sign_in(client, "ana")
+        page = client.get("/operations")
+        assert page.status_code == 200
+        backlog = re.search(r'<table id="backlog">(.*?)</table>', page.text, re.S)
+        assert backlog and "<td>optical_biometer</td><td>1</td>" in backlog.group(1)
+        assert "autorefractor" not in backlog.group(1)  # accepted: nothing waits
+        hours = re.search(r'<table id="per-hour">(.*?)</table>', page.text, re.S)
+        assert hours and "<th>autorefractor</th>" in hours.group(1)
+        metrics = client.get("/metrics").text
+        assert 'eyeops_review_backlog_exams{device_kind="optical_biometer"} 1.0' in metrics
+        assert "eyeops_review_max_wait_seconds 14400.0" in metrics
+        age = re.search(
+            r'eyeops_review_oldest_age_seconds\{device_kind="optical_biometer"\} ([0-9.e+]+)', metrics
+        )
+        assert age and 0 <= float(age.group(1)) < 600
