@@ -4,7 +4,9 @@ an expected run time, prediction drift and, given OCR reference data, OCR qualit
 
 Reference (`.npz`, written by eyeops.monitoring.reference in the main environment): `feature_names`,
 `features` (n, k), `prediction_names`, `predictions` (n, 4), `recommended` (n,), optionally
-`ocr_device_kind`, `ocr_confidence`, `ocr_review` (one row per field read).
+`ocr_device_kind`, `ocr_confidence`, `ocr_review` (one row per field read), and
+`calibration_features` (m, k), `calibration_covered` (m,): the lens model's calibration eyes and
+whether their implanted size's interval covered the vault, out of sample (expected coverage).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from eyeops_detectors.expected import MIN_REFERENCE_ROWS, ExpectedCoverage
 from eyeops_detectors.feature_drift import AlibiKSDetector, DriftResult, FloatArray
 
 AnyArray = npt.NDArray[Any]
@@ -56,6 +59,9 @@ class Reference:
     training_mae_um: float | None = None  # the lens model's evaluation MAE, for the MAE alert
     # per device kind: names of its numeric fields and one row of accepted values per exam
     ocr_values: dict[str, tuple[list[str], FloatArray]] = field(default_factory=dict)
+    # the lens model's calibration eyes (features as `features`) and their out-of-sample coverage
+    calibration_features: FloatArray | None = None
+    calibration_covered: AnyArray | None = None
 
     @classmethod
     def load(cls, path: Path) -> Reference:
@@ -84,7 +90,22 @@ class Reference:
                     for key in data.files
                     if key.startswith("ocr_values__")
                 },
+                *_calibration(data, path),
             )
+
+
+def _calibration(data: Any, path: Path) -> tuple[FloatArray | None, AnyArray | None]:
+    """The optional calibration eyes; absent in references written before them."""
+    if "calibration_features" not in data.files or "calibration_covered" not in data.files:
+        return None, None
+    features = np.asarray(data["calibration_features"], dtype=np.float64)
+    covered = np.asarray(data["calibration_covered"]).astype(np.bool_).reshape(-1)
+    if features.ndim != 2 or features.shape[1] != len(data["feature_names"]) or len(features) != len(covered):
+        raise ValueError(
+            f"{path}: calibration_features must be (m, {len(data['feature_names'])}) and"
+            " calibration_covered (m,)"
+        )
+    return features, covered
 
 
 def size_index(sizes_mm: Sequence[float] | AnyArray) -> AnyArray:
@@ -185,6 +206,7 @@ class DetectorSet:
     ocr_confidence: dict[str, AlibiKSDetector] = field(default_factory=dict)
     ocr_review: dict[str, ChiSquareDetector] = field(default_factory=dict)
     ocr_values: dict[str, AlibiKSDetector] = field(default_factory=dict)
+    coverage: ExpectedCoverage | None = None  # None for a reference without calibration eyes
 
     @classmethod
     def fit(
@@ -211,6 +233,13 @@ class DetectorSet:
             for kind, (names, values) in reference.ocr_values.items()
             if len(values) >= 30
         }
+        coverage = None
+        if (
+            reference.calibration_features is not None
+            and reference.calibration_covered is not None
+            and len(reference.calibration_features) >= MIN_REFERENCE_ROWS
+        ):
+            coverage = ExpectedCoverage(reference.calibration_features, reference.calibration_covered)
         return cls(
             config,
             reference,
@@ -228,6 +257,7 @@ class DetectorSet:
             ocr_conf,
             ocr_rev,
             ocr_val,
+            coverage,
         )
 
     def save(self, out: Path) -> None:
@@ -243,6 +273,9 @@ class DetectorSet:
         }
         if r.training_mae_um is not None:
             arrays["training_mae_um"] = np.asarray(r.training_mae_um)
+        if r.calibration_features is not None and r.calibration_covered is not None:
+            arrays["calibration_features"] = r.calibration_features
+            arrays["calibration_covered"] = np.asarray(r.calibration_covered, dtype=np.bool_)
         for kind, (names, values) in r.ocr_values.items():
             arrays[f"ocr_value_names__{kind}"] = np.array(names)
             arrays[f"ocr_values__{kind}"] = values
@@ -270,6 +303,16 @@ class DetectorSet:
                     f"ocr_values/{k}": {"kind": "KSDrift", "correction": "fdr", "features": d.feature_names}
                     for k, d in self.ocr_values.items()
                 },
+                **(
+                    {
+                        "expected_coverage": {
+                            "kind": "importance-weighted coverage (logistic density ratio)",
+                            **self.coverage.summary(),
+                        }
+                    }
+                    if self.coverage is not None
+                    else {}
+                ),
             },
         }
         (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
@@ -346,6 +389,8 @@ def split(reference: Reference, heldout_fraction: float, seed: int) -> tuple[Ref
             reference.ocr_review if ocr else None,
             reference.training_mae_um,
             reference.ocr_values if ocr else {},
+            reference.calibration_features,  # other eyes than `features`: not split
+            reference.calibration_covered,
         )
 
     return part(fit_rows, True), part(held_rows, False)

@@ -106,9 +106,24 @@ class MonitorMetrics:
         self.expected_mae = Gauge(
             "eyeops_lens_expected_mae_um",
             "Expected MAE of the recommended size's vault over the rolling predictions, before any"
-            " outcome: 0.485 × the interval half-width (a normal residual's E|r| for 90 % intervals)",
+            " outcome: the model's direct loss estimate where the answer carries one, else 0.485 ×"
+            " the interval half-width (a normal residual's E|r| for 90 % intervals)",
             registry=r,
         )
+        self.expected_coverage = Gauge(
+            "eyeops_lens_expected_coverage",
+            "Expected interval coverage of the implanted size over the last window of lens eyes, before"
+            " any outcome: the calibration eyes' out-of-sample coverage weighted to the window's"
+            " covariates (NaN: the detector set holds no calibration eyes)",
+            registry=r,
+        )
+        self.expected_coverage_rows = Gauge(
+            "eyeops_lens_expected_coverage_effective_rows",
+            "Effective number of calibration eyes behind eyeops_lens_expected_coverage (Kish)",
+            registry=r,
+        )
+        self.expected_coverage.set(math.nan)
+        self.expected_coverage_rows.set(math.nan)
         self.expected_in_range = Gauge(
             "eyeops_lens_expected_in_range_rate",
             "Mean P(vault in range) of the recommended sizes over the rolling predictions",
@@ -237,15 +252,17 @@ class Monitor:
             self._expected(answers)
 
     def _expected(self, answers: list[LensAnswer]) -> None:
-        """Performance before the outcome arrives: from each prediction's own interval and P(in range)
-        at the recommended size (weighted conformal intervals widen where the eye is unlike the
-        calibration eyes, so the expectation follows covariate shift). Kept in memory; a restart
-        starts the rolling window afresh."""
+        """Performance before the outcome arrives, at the recommended size: the expected absolute
+        error the model's direct loss estimator put in the answer, or (an answer without one, from a
+        model saved before it) the interval rule, 0.485 × the half-width; and the mean P(in range).
+        Kept in memory; a restart starts the rolling window afresh."""
         for a in answers:
             j = int(size_index([a.recommended_size_mm])[0])
-            half_width = (a.upper_um[j] - a.lower_um[j]) / 2.0
+            direct = a.expected_abs_error_um[j] if j < len(a.expected_abs_error_um) else None
+            if direct is None:
+                direct = EXPECTED_ABS_PER_HALF_WIDTH * (a.upper_um[j] - a.lower_um[j]) / 2.0
             p_in = a.p_in_range[j] if j < len(a.p_in_range) else None
-            self._recent_expected.append((EXPECTED_ABS_PER_HALF_WIDTH * half_width, p_in))
+            self._recent_expected.append((direct, p_in))
         abs_errors = [e for e, _ in self._recent_expected]
         p_values = [p for _, p in self._recent_expected if p is not None]
         if abs_errors:
@@ -303,6 +320,10 @@ class Monitor:
         self.metrics.window_fill.labels(stream).set(filled - len(window))
         if stream == "lens_features":
             self._record(tx, "lens_features", self.detectors.features.check(window), len(window))
+            if self.detectors.coverage is not None:
+                estimate = self.detectors.coverage.estimate(window)
+                self.metrics.expected_coverage.set(estimate.coverage)
+                self.metrics.expected_coverage_rows.set(estimate.effective_rows)
         elif stream == "lens_predictions":
             self._record(tx, "lens_predictions", self.detectors.predictions.check(window[:, :4]), len(window))
             result = self.detectors.recommended.check(window[:, 4].astype(np.int64))

@@ -2,7 +2,8 @@
 
 - lens predictor request: one feature row per eye (its base features, in the reference's order)
 - lens predictor/transformer response: per eye the predicted vault per size, interval or bounds,
-  the recommended size, and (transformer) the eye id
+  the recommended size, (transformer) the eye id, and where the model has a direct loss estimator
+  the expected absolute error per supported size
 - OCR transformer response: the exam with its fields (value, confidence, status)
 """
 
@@ -41,6 +42,8 @@ class LensAnswer:
     recommended_size_mm: float
     eye_id: str | None = None
     p_in_range: tuple[float | None, ...] = ()  # per size where the answer carries it (supported sizes)
+    # per size, E|vault − vault_um| from the model's direct loss estimator (absent: older models)
+    expected_abs_error_um: tuple[float | None, ...] = ()
 
 
 def as_json(data: Any) -> Any:
@@ -135,6 +138,15 @@ def _probability(value: Any) -> float | None:
     return number
 
 
+def _abs_error(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    if not 0.0 <= number < 1e5:  # NaN fails too
+        raise ValueError("expected_abs_error_um outside 0..1e5")
+    return number
+
+
 def _answer(p: dict[str, Any]) -> LensAnswer:
     try:
         by_size = {round(float(s["size_mm"]), 1): s for s in p["sizes"]}
@@ -146,6 +158,7 @@ def _answer(p: dict[str, Any]) -> LensAnswer:
             float(p["recommended_size_mm"]),
             _eye_id(p.get("eye_id")),
             tuple(_probability(s.get("p_in_range")) for s in sizes),
+            tuple(_abs_error(s.get("expected_abs_error_um")) for s in sizes),
         )
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise PayloadError(

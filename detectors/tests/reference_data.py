@@ -9,7 +9,13 @@ import numpy as np
 NAMES = ["age_years", "wtw_mm", "acd_mm"]
 
 
-def write_reference(path: Path, n: int = 600, ocr: bool = True, seed: int = 0) -> Path:
+def covered_probability(wtw_mm: np.ndarray) -> np.ndarray:
+    """The synthetic calibration eyes' coverage: good for small eyes, poor above 12 mm WTW."""
+    return np.where(wtw_mm > 12.0, 0.65, 0.95)
+
+
+def write_reference(path: Path, n: int = 600, ocr: bool = True, seed: int = 0, calibration: int = 0) -> Path:
+    """`calibration`: that many calibration eyes with covered flags (none: an older reference)."""
     rng = np.random.default_rng(seed)
     features = np.column_stack([rng.normal(35, 8, n), rng.normal(11.7, 0.4, n), rng.normal(3.2, 0.3, n)])
     arrays = {
@@ -28,6 +34,18 @@ def write_reference(path: Path, n: int = 600, ocr: bool = True, seed: int = 0) -
             "ocr_values__optical_biometer": np.column_stack(
                 [rng.normal(24, 1.2, 300), rng.normal(3.2, 0.3, 300)]
             ),
+        }
+    if calibration:
+        eyes = np.column_stack(
+            [
+                rng.normal(35, 8, calibration),
+                rng.normal(11.7, 0.4, calibration),
+                rng.normal(3.2, 0.3, calibration),
+            ]
+        )
+        arrays |= {
+            "calibration_features": eyes,
+            "calibration_covered": rng.random(calibration) < covered_probability(eyes[:, 1]),
         }
     with path.open("wb") as handle:
         np.savez_compressed(handle, **arrays)
