@@ -691,6 +691,9 @@ def create_app(
         except ValueError:
             raise Refused(400, "boxes: draw at least one box on the sample") from None
         kind = str(form.get("kind", "")).strip()
+        current = state["layouts"]
+        if kind in current and not (config.layouts_dir / f"{kind}.yaml").exists():
+            raise Refused(409, f"{kind} is a device kind eyeops ships; name the new device otherwise")
         done = await asyncio.to_thread(
             _onboard,
             kind,

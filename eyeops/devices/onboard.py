@@ -28,6 +28,8 @@ MIN_KEYPOINTS = 150  # static keypoints outside the value boxes a reference need
 class OnboardingError(LayoutError):
     """A sample or layout that cannot define a device kind; the message says what to change."""
 
+    status_code = 400  # the console's upload: what the device admin sent, not the server
+
 
 def read_sample(path: Path) -> np.ndarray:
     """A sample export as 8-bit grey: PNG, JPEG or TIFF (OpenCV), DICOM when pydicom is installed."""

@@ -40,7 +40,10 @@ def console(sqlite_url: str, layouts: LayoutRegistry, tmp_path: Path):  # type: 
     add_user(users, "dev", ["device_admin"], PASSWORD)
     clock = Clock()
     config = ConsoleConfig(
-        Sessions(SECRET, ttl_s=600, clock=clock), users=load_users(users), crops_dir=tmp_path / "crops"
+        Sessions(SECRET, ttl_s=600, clock=clock),
+        users=load_users(users),
+        crops_dir=tmp_path / "crops",
+        layouts_dir=tmp_path / "layouts",
     )
     app = create_app(store, lambda: layouts, config)
     return app, store, clock
@@ -272,3 +275,27 @@ def test_operations_page_and_metrics_show_the_backlog(console, layouts: LayoutRe
             r'eyeops_review_oldest_age_seconds\{device_kind="optical_biometer"\} ([0-9.e+]+)', metrics
         )
         assert age and 0 <= float(age.group(1)) < 600
+
+
+def test_onboarding_refuses_a_shipped_kind_and_boxes_off_the_sample(
+    console, layouts: LayoutRegistry, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import cv2
+    import numpy as np
+
+    app, _, _ = console
+    sample = tmp_path / "sample.png"
+    cv2.imwrite(str(sample), np.full((300, 400), 200, np.uint8))
+    with TestClient(app) as client:
+        sign_in(client, "dev")
+        csrf = form_fields(client.get("/devices").text)["csrf"]
+        boxes = '[{"name": "patient_id", "type": "patient id", "x": 10, "y": 10, "w": 500, "h": 30}]'
+        for kind, status, said in (("autorefractor", 409, "ships"), ("lensmeter", 400, "falls off")):
+            with sample.open("rb") as image:
+                response = client.post(
+                    "/devices",
+                    data={"csrf": csrf, "kind": kind, "boxes": boxes},
+                    files={"sample": ("sample.png", image, "image/png")},
+                )
+            assert response.status_code == status and said in response.text, response.text[-400:]
+        assert client.get("/devices").status_code == 200  # the kinds still load
