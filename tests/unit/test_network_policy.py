@@ -16,7 +16,7 @@ from tests.unit.test_chart import PROD, render, values_of
 pytestmark = pytest.mark.unit
 NAMESPACE = "eyeops"
 SERVING = (8080, 8012, 9081)
-PORTS = (53, 443, 5432, 6379, 6443, 6566, 8002, 8012, 8080, 8081, 9081)
+PORTS = (53, 443, 5432, 6379, 6443, 6566, 8002, 8012, 8080, 8081, 9081, 9090)
 
 
 @dataclass(frozen=True)
@@ -141,6 +141,7 @@ def others() -> list[Endpoint]:
         Endpoint("lens-app", "clinic-apps", {"app": "emr"}),
         Endpoint("lens-app-here", NAMESPACE, {"eyeops.io/client": "lens"}),
         Endpoint("ingress", "istio-system", {"app": "istio-ingressgateway"}),
+        Endpoint("activator", "knative-serving", {"app": "activator"}),
         Endpoint("prometheus", "monitoring", {"app": "prometheus"}),
         Endpoint("oidc-proxy", "oauth2-proxy", {"app": "oauth2-proxy"}),
         Endpoint("stranger-here", NAMESPACE, {"app": "something-else"}),
@@ -176,8 +177,8 @@ def pairs(
     return {(s, d, p) for s in srcs for d in dsts for p in port_list}
 
 
-def test_the_production_release_allows_exactly_the_intended_pairs() -> None:
-    objects = render(values_of(PROD))
+def production_pairs(objects: list[dict[str, Any]]) -> set[tuple[str, str, int]]:
+    """What the production values intend in KServe's Standard mode."""
     release = [p.name for p in release_pods(objects)]
     assert sorted(release) == sorted(
         ["monitor", "feast", "feast-apply", "feast-materialize", "test", "ocr-transformer", "ocr-predictor",
@@ -208,9 +209,37 @@ def test_the_production_release_allows_exactly_the_intended_pairs() -> None:
         | pairs("test", "feast", 6566)
         | pairs("feast", "api-server", (443, 6443))  # Feast's Kubernetes auth: TokenReview
     )
+    return intended
+
+
+def test_the_production_release_allows_exactly_the_intended_pairs() -> None:
+    objects = render(values_of(PROD))
+    intended = production_pairs(objects)
     found = matrix(objects)
     assert not found - intended, sorted(found - intended)  # allowed, not intended
     assert not intended - found, sorted(intended - found)  # intended, not allowed
+
+
+def test_knative_mode_admits_the_activator_and_the_cluster_local_gateway() -> None:
+    """In Knative mode requests enter a pod through its queue-proxy (8012), from the activator or the
+    cluster-local gateway (istio-system here), the autoscaler scrapes the queue-proxy (9090), and a
+    transformer (the console, helm test) reaches a predictor through that gateway (8081)."""
+    values = values_of(PROD)
+    values["kserve"] = {"deploymentMode": "Knative"}
+    objects = render(values)
+    isvc = ["ocr-transformer", "ocr-predictor", "lens-transformer", "lens-predictor"]
+    intended = (
+        production_pairs(objects)
+        | pairs("activator", isvc, (8012, 9090))
+        | pairs("ingress", ["ocr-predictor", "lens-predictor"], 8012)
+        | pairs(["ocr-transformer", "lens-transformer", "console", "test"], "ingress", 8081)
+    )
+    found = matrix(objects)
+    assert not found - intended, sorted(found - intended)
+    assert not intended - found, sorted(intended - found)
+    for o in objects:
+        if o["kind"] == "InferenceService":
+            assert o["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative"
 
 
 def test_the_default_release_lets_nobody_but_its_test_reach_the_monitor() -> None:
