@@ -32,7 +32,8 @@ def gate_and_register(
 ) -> bool:
     """Register the candidate; promote it only if its gate passes against the current champion. On a
     cluster (inference_service set) promotion also points that InferenceService at the new
-    storageUri, as a canary when canary_percent < 100."""
+    storageUri, as a canary when canary_percent < 100 and its KServe deployment mode (read from the
+    live object) can honour one; where it cannot, the step fails before anything is registered."""
     import json
     from pathlib import Path
 
@@ -43,6 +44,12 @@ def gate_and_register(
     registry = ModelRegistry(Path(registry_root), uri_prefix=registry_uri_prefix)
     champion = registry.champion(model_name)
     verdict = gate_for(model_name)(metrics, champion.metrics if champion else None)
+    rollout = None
+    if verdict.promote and inference_service:
+        from eyeops.registry.deploy import in_cluster_api, plan_rollout
+
+        api = in_cluster_api()
+        rollout = plan_rollout(api, inference_service, namespace, canary_percent)  # refuses early
     registered = registry.register(
         model_name,
         version,
@@ -52,22 +59,20 @@ def gate_and_register(
         gate_promoted=verdict.promote,
         champion_before=champion.version if champion else None,
     )
-    rollout = "not deployed (no InferenceService named)"
+    deployed = "not deployed (no InferenceService named)"
     if verdict.promote:
         registry.promote(model_name, version, "; ".join(verdict.reasons))
-        if inference_service:
-            from eyeops.registry.deploy import in_cluster_api, promote_inference_service
+        if rollout is not None:
+            from eyeops.registry.deploy import apply_rollout
 
-            promote_inference_service(
-                in_cluster_api(), inference_service, namespace, registered.storage_uri, canary_percent
-            )
-            rollout = f"InferenceService {namespace}/{inference_service}: {canary_percent}% of traffic"
+            apply_rollout(api, rollout, registered.storage_uri)
+            deployed = rollout.describe()
     lines = [
         f"# {model_name} {version}: {'PROMOTED' if verdict.promote else 'NOT promoted'}",
         "",
         f"champion before: {champion.version if champion else 'none'}",
         f"storage URI: {registered.storage_uri}",
-        f"rollout: {rollout if verdict.promote else 'none'}",
+        f"rollout: {deployed if verdict.promote else 'none'}",
         "",
         *(f"- {r}" for r in verdict.reasons),
     ]

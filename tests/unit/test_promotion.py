@@ -1,8 +1,10 @@
-"""Promotion beyond the registry: the storageUri a cluster loads, the InferenceService patch with a
-canary share, and the OCR and detector gates."""
+"""Promotion beyond the registry: the storageUri a cluster loads, the InferenceService patch in the
+way its KServe deployment mode allows (a canary share only in Knative mode), and the OCR and
+detector gates."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,20 +13,43 @@ import pytest
 from eyeops.ocr.gate import gate as ocr_gate
 from eyeops.pipelines.gates import gate_for
 from eyeops.registry import ModelRegistry, RegistryError
-from eyeops.registry.deploy import promote_inference_service, storage_uri_patch
+from eyeops.registry.deploy import (
+    MODE_ANNOTATION,
+    RolloutRefused,
+    check_rollout,
+    deployment_mode,
+    promote_inference_service,
+)
 
 pytestmark = pytest.mark.unit
 
 
 class FakeCustomObjects:
-    def __init__(self) -> None:
+    """The InferenceService as the API server would return it, and the patches sent to it."""
+
+    def __init__(self, annotations: dict[str, str] | None = None, status: dict[str, Any] | None = None):
+        self.isvc = {"metadata": {"name": "lens", "annotations": annotations or {}}, "status": status or {}}
         self.calls: list[tuple[Any, ...]] = []
+
+    def get_namespaced_custom_object(
+        self, group: str, version: str, namespace: str, plural: str, name: str
+    ) -> Any:
+        assert (group, version, plural) == ("serving.kserve.io", "v1beta1", "inferenceservices")
+        return self.isvc
 
     def patch_namespaced_custom_object(
         self, group: str, version: str, namespace: str, plural: str, name: str, body: Any
     ) -> Any:
         self.calls.append((group, version, namespace, plural, name, body))
         return body
+
+
+def knative() -> FakeCustomObjects:
+    return FakeCustomObjects({MODE_ANNOTATION: "Knative"})
+
+
+def standard() -> FakeCustomObjects:
+    return FakeCustomObjects({MODE_ANNOTATION: "Standard"})
 
 
 def test_storage_uri_uses_the_cluster_prefix(tmp_path: Path) -> None:
@@ -37,8 +62,8 @@ def test_storage_uri_uses_the_cluster_prefix(tmp_path: Path) -> None:
     assert pvc.storage_uri == "pvc://eyeops-models/registry/lens/3"
 
 
-def test_promotion_patches_the_inference_service_as_a_canary() -> None:
-    api = FakeCustomObjects()
+def test_knative_mode_promotes_as_a_canary() -> None:
+    api = knative()
     promote_inference_service(api, "lens", "eyeops", "s3://models/lens/4", canary_percent=10)
     group, version, namespace, plural, name, body = api.calls[0]
     assert (group, version, namespace, plural, name) == (
@@ -51,12 +76,90 @@ def test_promotion_patches_the_inference_service_as_a_canary() -> None:
     assert body == {
         "spec": {"predictor": {"canaryTrafficPercent": 10, "model": {"storageUri": "s3://models/lens/4"}}}
     }
+    # 100 ends a canary: the new revision gets all the traffic.
+    promote_inference_service(api, "lens", "eyeops", "s3://models/lens/5")
+    assert api.calls[1][-1]["spec"]["predictor"]["canaryTrafficPercent"] == 100
+
+
+def test_standard_mode_rolls_out_fully_and_refuses_a_canary_share() -> None:
+    api = standard()
+    patch = promote_inference_service(api, "lens", "eyeops", "s3://models/lens/4", canary_percent=100)
+    # canaryTrafficPercent means nothing to KServe's Standard reconcilers: not sent.
+    assert patch == {"spec": {"predictor": {"model": {"storageUri": "s3://models/lens/4"}}}}
+    with pytest.raises(RolloutRefused) as refused:
+        promote_inference_service(api, "lens", "eyeops", "s3://models/lens/5", canary_percent=10)
+    message = str(refused.value)
+    assert "Standard mode" in message and "10% of its traffic" in message
+    assert "canary_percent=100" in message and "kserve.deploymentMode=Knative" in message
+    assert len(api.calls) == 1  # the refused one patched nothing
+
+
+def test_the_mode_is_the_one_kserve_recorded_then_the_annotation() -> None:
+    assert deployment_mode({"metadata": {"annotations": {MODE_ANNOTATION: "Serverless"}}}) == "Knative"
+    assert deployment_mode({"metadata": {"annotations": {MODE_ANNOTATION: "RawDeployment"}}}) == "Standard"
+    recorded = {
+        "metadata": {"annotations": {MODE_ANNOTATION: "Knative"}},
+        "status": {"deploymentMode": "Standard"},
+    }
+    assert deployment_mode(recorded) == "Standard"
+    assert deployment_mode({"metadata": {}}) is None
+    # Unstated: the cluster's default, which promotion cannot see; a full rollout is still fine.
+    with pytest.raises(RolloutRefused, match="does not state its deployment mode"):
+        check_rollout("ocr", "eyeops", None, 10)
+    assert check_rollout("ocr", "eyeops", None, 100).describe().endswith("all traffic, as a rolling update")
+    assert "canary, 10% of traffic" in check_rollout("ocr", "eyeops", "Knative", 10).describe()
+    with pytest.raises(RolloutRefused, match="ModelMesh"):
+        check_rollout("ocr", "eyeops", "ModelMesh", 10)
 
 
 @pytest.mark.parametrize(("uri", "percent"), [("s3://m/1", 0), ("s3://m/1", 101), ("/plain/path", 50)])
 def test_bad_promotion_arguments_are_refused(uri: str, percent: int) -> None:
     with pytest.raises(RegistryError):
-        storage_uri_patch(uri, percent)
+        promote_inference_service(knative(), "lens", "eyeops", uri, percent)
+
+
+def test_the_register_step_refuses_a_canary_standard_mode_cannot_honour_before_registering(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kfp.dsl import Markdown, Model
+
+    from eyeops.registry import deploy
+    from kfp_pipelines.common import gate_and_register
+
+    artifact = tmp_path / "candidate"
+    artifact.mkdir()
+    (artifact / "model.bin").write_bytes(b"x")
+    quiet = {"heldout_false_alarm_rate": 0.01, "false_alarm_budget": 0.02, "shift_detected": True}
+    api = standard()
+    monkeypatch.setattr(deploy, "in_cluster_api", lambda: api)
+
+    def run(version: str, percent: int) -> bool:
+        decision = Markdown(uri=str(tmp_path / f"decision-{version}"))
+        return bool(
+            gate_and_register.python_func(
+                model=Model(uri=str(artifact)),
+                evaluation=json.dumps(quiet),
+                registry_root=str(tmp_path / "registry"),
+                version=version,
+                model_name="detectors",
+                decision=decision,
+                registry_uri_prefix="pvc://eyeops-models/registry",
+                inference_service="lens",
+                namespace="eyeops",
+                canary_percent=percent,
+            )
+        )
+
+    with pytest.raises(RolloutRefused):
+        run("1", 10)
+    registry = ModelRegistry(tmp_path / "registry")
+    assert registry.versions("detectors") == [] and api.calls == []  # nothing changed
+    assert run("1", 100)
+    assert registry.champion("detectors") is not None
+    assert api.calls[0][-1] == {
+        "spec": {"predictor": {"model": {"storageUri": "pvc://eyeops-models/registry/detectors/1"}}}
+    }
+    assert "Standard mode): all traffic" in (tmp_path / "decision-1").read_text()
 
 
 def _ocr(field: float, exam: float, tesseract: float = 0.8) -> dict[str, Any]:
