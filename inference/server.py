@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,37 @@ def load_registry(edge: EdgeOptions, what: str) -> Any:
     )
 
 
+ReadyCheck = Callable[[], Coroutine[Any, Any, bool]]
+
+
+async def answers_ready(
+    url: str, headers: dict[str, str] | None = None, timeout_s: float = 2.0, transport: Any = None
+) -> bool:
+    """Whether `url` (a predictor's readiness path) answers 200 within `timeout_s`."""
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=timeout_s, transport=transport) as client:
+            response = await client.get(url, headers=headers or {})
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200
+
+
+def server_ready(models: Sequence[Any], kserve_ready: ReadyCheck, predictor_ready: ReadyCheck) -> ReadyCheck:
+    """The server's readiness (`/v2/health/ready`, the pod's readiness probe): its own models, what
+    KServe checks, and the predictor behind it. Only probes ask this; requests check their model's
+    own flag, so a predictor's health costs them nothing."""
+
+    async def ready() -> bool:
+        for model in models:
+            if not await model.healthy():
+                return False
+        return bool(await kserve_ready()) and await predictor_ready()
+
+    return ready
+
+
 def serve(
     models: Sequence[Any],
     edge: EdgeOptions,
@@ -67,9 +98,11 @@ def serve(
     principal_header: str | None = None,
     on_refused: Callable[[], None] | None = None,
     max_body_bytes: int = 1 << 20,
+    predictor_ready: ReadyCheck | None = None,
 ) -> None:
     """Start kserve.ModelServer with `models` on `edge.host`, behind `registry` (None: no auth);
-    bodies over `max_body_bytes` are 413 before anything reads them."""
+    bodies over `max_body_bytes` are 413 before anything reads them. `predictor_ready`: a
+    transformer's check of its predictor, which the server's readiness then includes."""
     import kserve
     from kserve import model_server
     from kserve.protocol.grpc.server import GRPCServer
@@ -120,6 +153,8 @@ def serve(
             if self.workers != 1:
                 raise SystemExit("eyeops model servers run one worker per pod; scale with replicas")
             self._register_and_check_atleast_one_model_is_ready(models)
+            if predictor_ready is not None:
+                self.dataplane.ready = server_ready(models, self.dataplane.ready, predictor_ready)
             self._rest_server = RESTServer(
                 model_server.FASTAPI_APP_IMPORT_STRING,
                 self.dataplane,

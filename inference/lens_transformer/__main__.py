@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         predictor_token=predictor_key(own.predictor_token_file, "EYEOPS_PREDICTOR_TOKEN"),
     )
     model.load()
-    serve([model], edge, registry)
+    serve([model], edge, registry, predictor_ready=model.predictor_ready)
     return 0
 
 

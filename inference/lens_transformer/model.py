@@ -102,6 +102,14 @@ class LensTransformer(Model):  # type: ignore[misc]
         self.ready = True
         return True
 
+    async def predictor_ready(self, transport: Any = None) -> bool:
+        """The lens predictor's readiness of its model: part of this server's readiness probe,
+        never of a request."""
+        from inference.server import answers_ready
+
+        url = f"{self.predictor_url}/v1/models/{self.predictor_model}"
+        return await answers_ready(url, self._auth, transport=transport)
+
     async def preprocess(
         self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None
     ) -> dict[str, Any]:

@@ -92,7 +92,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     # An image of the size limit, base64-encoded (4/3), and the JSON around it.
     body_limit = settings.max_image_bytes * 4 // 3 + (64 << 10)
     refused = metrics.requests_failed.labels(status_code="401").inc
-    serve([model], edge, registry, DEVICE_HEADER, refused, max_body_bytes=body_limit)
+    serve(
+        [model],
+        edge,
+        registry,
+        DEVICE_HEADER,
+        refused,
+        max_body_bytes=body_limit,
+        predictor_ready=model.predictor_ready,
+    )
     return 0
 
 

@@ -104,6 +104,17 @@ class OcrTransformer(Model):  # type: ignore[misc]
         self.ready = True
         return True
 
+    async def predictor_ready(self) -> bool:
+        """Triton's readiness of the recogniser (after its warmup): part of this server's
+        readiness probe, never of a request."""
+        from inference.server import answers_ready
+
+        config = self.predictor_config
+        if config is None or not config.predictor_host:
+            return False
+        base = config.predictor_base_url.rstrip("/")
+        return await answers_ready(f"{base}/v2/models/{self.predictor_model}/ready", self._predictor_headers)
+
     # -- preprocess: parse, dedupe, decode, align, crop -------------------------------------------
     async def preprocess(
         self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None

@@ -248,6 +248,27 @@ def test_kserve_pods_run_restricted_and_log_to_the_monitor() -> None:
     assert isvc["ocr"]["predictor"]["model"]["protocolVersion"] == "v2"
 
 
+def test_readiness_waits_for_the_predictor_and_the_mode_is_stated() -> None:
+    """Triton is ready after its warmup; each transformer's probe asks /v2/health/ready, which
+    includes its predictor's readiness; both InferenceServices name KServe's mode (Standard by
+    default, as KServe's own default, so nothing depends on the cluster's configuration)."""
+    objects = render(values_of(PROD))
+    probed = {
+        name: c["readinessProbe"]["httpGet"]["path"]
+        for name, _, c in kserve_containers(objects)
+        if "readinessProbe" in c
+    }
+    assert probed == {
+        "clinic-eyeops-triton": "/v2/health/ready",
+        "ocr/transformer": "/v2/health/ready",
+        "lens/transformer": "/v2/health/ready",
+    }
+    for o in (o for o in objects if o["kind"] == "InferenceService"):
+        assert o["metadata"]["annotations"] == {"serving.kserve.io/deploymentMode": "Standard"}
+    with pytest.raises(helm_python.HelmValuesError, match="deploymentMode"):
+        render({"kserve": {"deploymentMode": "Serverless"}})  # KServe 0.21's name is Knative
+
+
 def test_kserve_container_args_are_accepted_by_the_entrypoints_parsers() -> None:
     from kserve import model_server
 
