@@ -1,16 +1,40 @@
-"""What every eyeops pipeline shares: the component images and the gate-and-register step.
+"""What every eyeops pipeline shares: the component images, the models volume, the restricted
+security context and the gate-and-register step.
 
 Components are KFP v2 lightweight Python components. On a cluster they run in the pipeline image
-(which has eyeops installed) or the detectors image; locally `kfp.local.SubprocessRunner(use_venv=False)`
-runs them in the current environment. (No `from __future__ import annotations` here: KFP reads the
-real types.)
+(which has eyeops installed) or the detectors image, named without a registry host here: `eyeops
+pipelines compile|run|schedule --image-registry` puts the chart's `imageRegistry` in front of them
+(eyeops.pipelines.cli.with_image_registry). Every step that reads or writes the registry, a cohort
+or the feature repository mounts the models PVC (`models_pvc`, the chart's eyeops-models) at
+/mnt/eyeops, and every step runs as uid/gid 10001 like the chart's pods, so all of them write the
+volume as the same user. Locally `kfp.local.SubprocessRunner(use_venv=False)` runs them in the
+current environment and ignores the Kubernetes settings. (No `from __future__ import annotations`
+here: KFP reads the real types.)
 """
 
-from kfp import dsl
+from typing import Any
+
+from kfp import dsl, kubernetes
 from kfp.dsl import Input, Markdown, Model, Output
 
 PIPELINE_IMAGE = "eyeops/pipelines:0.1.0"  # Dockerfile, target pipelines
 DETECTORS_IMAGE = "eyeops/detectors:0.1.0"  # detectors/Dockerfile: alibi-detect, numpy<2
+MODELS_MOUNT = "/mnt/eyeops"  # where the recurring runs' paths live (k8s/pipelines/recurring-runs.yaml)
+MODELS_PVC = "eyeops-models"  # the chart's default claim (ReadWriteMany: pipelines, console, monitor)
+RUN_AS = 10001  # the images' user and the chart's runAsUser/fsGroup
+
+
+def restricted(task: Any) -> Any:
+    """Run the step as the images' non-root user (Pod Security "restricted"; KFP adds the rest:
+    no privilege escalation, all capabilities dropped, RuntimeDefault seccomp)."""
+    kubernetes.set_security_context(task, run_as_user=RUN_AS, run_as_group=RUN_AS, run_as_non_root=True)
+    return task
+
+
+def on_models_volume(task: Any, models_pvc: Any) -> Any:
+    """A step that reads or writes under /mnt/eyeops: mount the models PVC there, as that user."""
+    kubernetes.mount_pvc(task, pvc_name=models_pvc, mount_path=MODELS_MOUNT)
+    return restricted(task)
 
 
 def _component(func):  # type: ignore[no-untyped-def]
@@ -88,6 +112,7 @@ def register_step(  # type: ignore[no-untyped-def]
     registry_root,
     version,
     registry_uri_prefix,
+    models_pvc,
     inference_service="",
     namespace="",
     canary_percent=100,
@@ -106,4 +131,4 @@ def register_step(  # type: ignore[no-untyped-def]
         canary_percent=canary_percent,
     )
     registered.set_caching_options(False)
-    return registered
+    return on_models_volume(registered, models_pvc)

@@ -7,7 +7,14 @@ windows, catches a known shift) → register. The monitoring service loads what 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
-from kfp_pipelines.common import DETECTORS_IMAGE, _component, register_step
+from kfp_pipelines.common import (
+    DETECTORS_IMAGE,
+    MODELS_PVC,
+    _component,
+    on_models_volume,
+    register_step,
+    restricted,
+)
 from kfp_pipelines.lens_training import point_in_time_features, validate_cohort_file
 
 
@@ -98,6 +105,7 @@ def detector_fitting(
     date_format: str = "",
     max_quarantined: float = 0.01,
     inputs_sha256: str = "",
+    models_pvc: str = MODELS_PVC,
 ) -> None:
     cohort = validate_cohort_file(
         cohort_uri=cohort_uri,
@@ -105,14 +113,18 @@ def detector_fitting(
         max_quarantined=max_quarantined,
         inputs_sha256=inputs_sha256,
     )
+    on_models_volume(cohort, models_pvc)
     features = point_in_time_features(cohort=cohort.outputs["validated"], feature_repo=feature_repo)
+    on_models_volume(features, models_pvc)
     reference = build_reference(
         data=features.outputs["features"], registry_root=registry_root, results_db_url=results_db_url
     )
     reference.set_caching_options(False)  # the champion changes between runs
+    on_models_volume(reference, models_pvc)
     fitted = fit_detectors(
         reference=reference.outputs["reference"], window=window, p_val=p_val, ert=ert, seed=seed
     )
+    restricted(fitted)
     register_step(
         fitted.outputs["detectors"],
         fitted.outputs["Output"],
@@ -120,4 +132,5 @@ def detector_fitting(
         registry_root,
         version,
         registry_uri_prefix,
+        models_pvc,
     )

@@ -6,7 +6,7 @@ it. See kfp_pipelines/common.py for images and local runs.
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Model, Output
 
-from kfp_pipelines.common import _component, register_step
+from kfp_pipelines.common import MODELS_PVC, _component, on_models_volume, register_step, restricted
 
 
 @_component
@@ -171,18 +171,24 @@ def lens_training(
     date_format: str = "",
     max_quarantined: float = 0.01,
     inputs_sha256: str = "",
+    models_pvc: str = MODELS_PVC,
 ) -> None:
     """`inputs_sha256`: {"cohort_uri": sha256, "test_uri": sha256} of the files (`eyeops pipelines
-    run` fills it), so that a step's cache follows the content of its file, not only its path."""
+    run` fills it), so that a step's cache follows the content of its file, not only its path.
+    `models_pvc`: the claim mounted at /mnt/eyeops in the steps that read files or the registry."""
     cohort = validate_cohort_file(
         cohort_uri=cohort_uri,
         date_format=date_format,
         max_quarantined=max_quarantined,
         inputs_sha256=inputs_sha256,
     )
+    on_models_volume(cohort, models_pvc)
     features = point_in_time_features(cohort=cohort.outputs["validated"], feature_repo=feature_repo)
+    on_models_volume(features, models_pvc)
     checked = validate_cohort_data(data=features.outputs["features"], max_quarantined=max_quarantined)
+    restricted(checked)
     trained = train_lens_model(data=checked.outputs["validated"], version=version, delta=delta, alpha=alpha)
+    restricted(trained)
     evaluated = evaluate_lens_model(
         model=trained.outputs["model"],
         test_uri=test_uri,
@@ -191,6 +197,7 @@ def lens_training(
         registry_root=registry_root,
     )
     evaluated.set_caching_options(False)  # it reads the champion, which changes between runs
+    on_models_volume(evaluated, models_pvc)
     register_step(
         trained.outputs["model"],
         evaluated.outputs["Output"],
@@ -198,6 +205,7 @@ def lens_training(
         registry_root,
         version,
         registry_uri_prefix,
+        models_pvc,
         inference_service,
         namespace,
         canary_percent,

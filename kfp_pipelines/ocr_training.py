@@ -7,7 +7,7 @@ eyeops.ocr.*, the code the OCR service runs. See kfp_pipelines/common.py for ima
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
 
-from kfp_pipelines.common import _component, register_step
+from kfp_pipelines.common import MODELS_PVC, _component, on_models_volume, register_step, restricted
 
 
 @_component
@@ -185,6 +185,7 @@ def ocr_training(
     namespace: str = "",
     canary_percent: int = 100,
     inputs_sha256: str = "",
+    models_pvc: str = MODELS_PVC,
 ) -> None:
     crops = prepare_crops(
         crops_uri=crops_uri,
@@ -195,6 +196,7 @@ def ocr_training(
         device_kinds=device_kinds,
         mix_classic=mix_classic,
     )
+    on_models_volume(crops, models_pvc)
     trained = train_recognizer(
         crops=crops.outputs["crops"],
         init_checkpoint=init_checkpoint,
@@ -206,11 +208,14 @@ def ocr_training(
         max_minutes=max_minutes,
     )
     trained.set_caching_options(False)  # "champion" resolves at run time: never answer from a cache
+    on_models_volume(trained, models_pvc)
     evaluated = evaluate_recognizer(
         model=trained.outputs["model"], exams=eval_exams, seed=eval_seed, registry_root=registry_root
     )
     evaluated.set_caching_options(False)  # it reads the champion, which changes between runs
+    on_models_volume(evaluated, models_pvc)
     exported = export_model_repository(model=trained.outputs["model"])
+    restricted(exported)
     register_step(
         exported.outputs["repository"],
         evaluated.outputs["Output"],
@@ -218,6 +223,7 @@ def ocr_training(
         registry_root,
         version,
         registry_uri_prefix,
+        models_pvc,
         inference_service,
         namespace,
         canary_percent,

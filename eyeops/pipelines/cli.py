@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,12 @@ from eyeops.settings import Settings, source_checkout
 COMPILED_DIR = "kfp_pipelines/compiled"
 NAMES = ("lens-training", "ocr-training", "detector-fitting")
 SCHEDULES = "k8s/pipelines/recurring-runs.yaml"
+# The component images as the pipelines name them (kfp_pipelines/common.py): no registry host.
+OUR_IMAGE = re.compile(r"^(\s+image: )(eyeops/[a-z0-9-]+:[A-Za-z0-9._-]+)$", re.MULTILINE)
+REGISTRY_HELP = (
+    "registry the cluster pulls eyeops images from, put in front of the component images "
+    "(the chart's imageRegistry; default: none, as committed)"
+)
 
 
 def pipelines() -> dict[str, Any]:
@@ -34,6 +41,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--out", type=Path, default=None, help=f"default in a checkout: {COMPILED_DIR} (committed)"
     )
     c.add_argument("--check", action="store_true", help="fail if the committed YAML is stale")
+    c.add_argument("--image-registry", default="", help=REGISTRY_HELP)
     c.set_defaults(func=_compile)
     r = cmds.add_parser("run", help="run a pipeline locally (kfp.local) or submit it to a KFP endpoint")
     r.add_argument("name", choices=NAMES)
@@ -45,6 +53,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--pipeline-root", type=Path, default=None, help="local outputs (default: <data dir>/pipelines)"
     )
     r.add_argument("--no-cache", action="store_true")
+    r.add_argument("--image-registry", default="", help=REGISTRY_HELP + "; with --host")
     r.add_argument(
         "--fail-on-reject",
         action="store_true",
@@ -56,10 +65,25 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     s.add_argument(
         "--file", type=Path, default=None, help=f"the recurring runs (default in a checkout: {SCHEDULES})"
     )
+    s.add_argument("--image-registry", default="", help=REGISTRY_HELP)
     s.set_defaults(func=_schedule)
 
 
-def compile_all(out: Path) -> dict[str, str]:
+def with_image_registry(text: str, registry: str) -> str:
+    """A compiled pipeline whose eyeops component images are pulled from `registry` (a host, or a
+    host and path), as the chart's `imageRegistry` does for its own images. Empty: unchanged."""
+    registry = registry.strip().rstrip("/")
+    if not registry:
+        return text
+    if "://" in registry or any(c.isspace() for c in registry):
+        raise SystemExit(f"--image-registry {registry!r}: give a registry host (and path), no scheme")
+    replaced, count = OUR_IMAGE.subn(lambda m: f"{m.group(1)}{registry}/{m.group(2)}", text)
+    if count == 0:
+        raise SystemExit("no eyeops component image found in the compiled pipeline")
+    return replaced
+
+
+def compile_all(out: Path, image_registry: str = "") -> dict[str, str]:
     """Compile every pipeline to `out/<name>.yaml`; returns the YAML texts."""
     import tempfile
 
@@ -71,7 +95,7 @@ def compile_all(out: Path) -> dict[str, str]:
         with tempfile.TemporaryDirectory() as tmp:
             target = Path(tmp) / f"{name}.yaml"
             compiler.Compiler().compile(pipeline, str(target))
-            texts[name] = target.read_text()
+            texts[name] = with_image_registry(target.read_text(), image_registry)
         (out / f"{name}.yaml").write_text(texts[name])
     return texts
 
@@ -112,8 +136,10 @@ def _compile(args: argparse.Namespace) -> int:
             return 1
         print("compiled pipelines are up to date")
         return 0
+    if args.image_registry and args.out is None:
+        raise SystemExit("--image-registry needs --out: the committed YAML names no registry")
     out = checkout_file(args.out, COMPILED_DIR, "--out")
-    for name in compile_all(out):
+    for name in compile_all(out, args.image_registry):
         print(f"{out / (name + '.yaml')}")
     return 0
 
@@ -184,8 +210,15 @@ def _run(args: argparse.Namespace) -> int:
         caching = not args.no_cache and not unhashed
         if unhashed:
             print(f"{', '.join(unhashed)}: not a file here, so not hashed; step caching is off for this run")
+        import tempfile
+
         client = kfp.Client(host=args.host)
-        run = client.create_run_from_pipeline_func(pipeline, arguments=arguments, enable_caching=caching)
+        with tempfile.TemporaryDirectory() as tmp:
+            package = Path(tmp) / f"{args.name}.yaml"
+            package.write_text(compile_all(Path(tmp), args.image_registry)[args.name])
+            run = client.create_run_from_pipeline_package(
+                str(package), arguments=arguments, enable_caching=caching
+            )
         print(f"submitted {args.name}: run {run.run_id}")
         return 0
     import os
@@ -320,7 +353,12 @@ def _schedule(args: argparse.Namespace) -> int:
     client = kfp.Client(host=args.host)
     experiment = client.create_experiment(spec["experiment"]) if spec.get("experiment") else None
     existing = {r.display_name for r in (client.list_recurring_runs(page_size=1000).recurring_runs or [])}
+    import tempfile
+
     compiled = compiled_pipelines()
+    if args.image_registry:
+        compiled = Path(tempfile.mkdtemp(prefix="eyeops-pipelines-"))
+        compile_all(compiled, args.image_registry)
     for run in spec["runs"]:
         if run["name"] in existing:
             print(f"{run['name']}: exists, left as it is")
