@@ -538,3 +538,59 @@ def test_ocr_transformer_gets_the_confidence_threshold_settings_accepts(
     with pytest.raises(Exception, match="confidenceThreshold"):
         prod["ocr"]["transformer"]["confidenceThreshold"] = 1.5
         render(prod)
+
+
+def render_on_a_cluster(
+    tmp_path: Path, live: dict[str, dict[str, Any]], values: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Render as `helm upgrade` does on a cluster that runs `live` (InferenceServices by name):
+    offline `lookup` answers nothing, so the chart's one lookup of them (templates/_live.tpl) is
+    replaced by what the API server would return."""
+    import shutil
+
+    chart = tmp_path / "eyeops"
+    shutil.copytree(CHART, chart)
+    lookup = (
+        '{{- lookup "serving.kserve.io/v1beta1" "InferenceService" .root.Release.Namespace .name | toJson -}}'
+    )
+    answers = ["{{- $live := dict }}"]  # what the API server returns: the object, or nothing
+    for name, obj in live.items():
+        found = json.dumps(json.dumps(obj))  # a template string literal of the object's JSON
+        answers.append(f"{{{{- if eq .name {json.dumps(name)} }}}}{{{{- $live = {found} | fromJson }}}}")
+        answers.append("{{- end }}")
+    answers.append("{{- $live | toJson -}}")
+    template = (CHART / "templates" / "_live.tpl").read_text()
+    assert lookup in template
+    (chart / "templates" / "_live.tpl").write_text(template.replace(lookup, "".join(answers)))
+    loaded = helm_python.Chart.load(str(chart))
+    try:
+        out = loaded.render(values, name="clinic", namespace="eyeops", is_upgrade=True)
+    finally:
+        loaded.close()
+    return [
+        d for p, text in out.items() if not p.endswith("NOTES.txt") for d in yaml.safe_load_all(text) if d
+    ]
+
+
+def test_an_upgrade_keeps_the_model_a_promotion_deployed(tmp_path: Path) -> None:
+    """Install serves the values' storageUri; the pipeline promotes lens 9 by patching the live
+    InferenceService; the next `helm upgrade` with the same values keeps lens 9 instead of putting
+    lens 7 back. With kserve.keepPromotedModels false (or without a cluster: helm template, Argo CD)
+    the values win."""
+
+    def served(objects: list[dict[str, Any]]) -> dict[str, str]:
+        return {
+            o["metadata"]["name"]: o["spec"]["predictor"]["model"]["storageUri"]
+            for o in objects
+            if o["kind"] == "InferenceService"
+        }
+
+    values = values_of(PROD)
+    assert values["lens"]["storageUri"] == "pvc://eyeops-models/registry/lens/7"
+    installed = served(render(values))
+    assert installed == {"ocr": values["ocr"]["storageUri"], "lens": values["lens"]["storageUri"]}
+    promoted = {"spec": {"predictor": {"model": {"storageUri": "pvc://eyeops-models/registry/lens/9"}}}}
+    upgraded = served(render_on_a_cluster(tmp_path / "a", {"lens": promoted}, values))
+    assert upgraded == {**installed, "lens": "pvc://eyeops-models/registry/lens/9"}
+    pinned = {**values, "kserve": {"keepPromotedModels": False}}
+    assert served(render_on_a_cluster(tmp_path / "b", {"lens": promoted}, pinned)) == installed
