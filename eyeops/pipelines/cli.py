@@ -265,13 +265,63 @@ def add_registry_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     rb = cmds.add_parser("rollback", help="make the previous champion the champion again")
     rb.add_argument("model")
     rb.set_defaults(func=_registry_rollback)
+    sd = cmds.add_parser(
+        "seed",
+        help="a first install's models: the shipped OCR checkpoint (and a lens model on simulated eyes)",
+        description="Register version `seed` of ocr (the shipped checkpoint) and, with --lens-eyes, of "
+        "lens (trained on simulated eyes, a placeholder until lens-training runs on the clinic's cohort); "
+        "each becomes the champion only where there is none. Running it again changes nothing.",
+    )
+    sd.add_argument("--root", type=Path, default=argparse.SUPPRESS, help="registry folder (as above)")
+    sd.add_argument(
+        "--lens-eyes", type=int, default=0, help="train a seed lens model on this many simulated eyes"
+    )
+    sd.add_argument(
+        "--reference", type=Path, default=None, help="also write the detectors' drift reference (.npz) here"
+    )
+    sd.add_argument(
+        "--uri-prefix", default="", help="print storage URIs under this prefix (pvc://eyeops-models/registry)"
+    )
+    sd.set_defaults(func=_registry_seed)
+    rg = cmds.add_parser(
+        "register", help="register a model folder as a new version (e.g. a fitted detector set)"
+    )
+    rg.add_argument("model")
+    rg.add_argument("version")
+    rg.add_argument("folder", type=Path)
+    rg.add_argument("--promote", action="store_true", help="make it the champion where there is none yet")
+    rg.add_argument("--note", default="registered by hand", help="kept with the version")
+    rg.add_argument("--exist-ok", action="store_true", help="a version that exists is left as it is")
+    rg.set_defaults(func=_registry_register)
 
 
 def _registry(args: argparse.Namespace) -> Any:
     from eyeops.registry import ModelRegistry
     from eyeops.settings import Settings
 
-    return ModelRegistry(args.root or Settings().data_dir / "registry")
+    return ModelRegistry(args.root or Settings().data_dir / "registry", getattr(args, "uri_prefix", ""))
+
+
+def _registry_seed(args: argparse.Namespace) -> int:
+    from eyeops.registry.seed import seed_registry
+
+    if args.lens_eyes < 0 or args.lens_eyes == 1:
+        raise SystemExit("--lens-eyes: 0 (no lens model) or at least 2")
+    seed_registry(_registry(args), lens_eyes=args.lens_eyes, reference=args.reference)
+    return 0
+
+
+def _registry_register(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    if args.exist_ok and args.version in registry.versions(args.model):
+        print(f"{args.model} {args.version}: already registered, left as it is")
+    else:
+        registry.register(args.model, args.version, args.folder, {}, note=args.note)
+        print(f"{args.model} {args.version}: registered")
+    if args.promote and registry.champion(args.model) is None:
+        chosen = registry.promote(args.model, args.version, args.note)
+        print(f"{args.model} champion: {chosen.version} ({chosen.storage_uri})")
+    return 0
 
 
 def gate_word(metadata: dict[str, Any]) -> str:

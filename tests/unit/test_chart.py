@@ -104,7 +104,7 @@ def test_every_workload_is_covered_by_a_network_policy(objects: list[dict[str, A
 
 
 def test_the_shipped_rules_are_the_tested_rules() -> None:
-    objects = render({"alerting": {"prometheusRule": True}})
+    objects = render()
     rule = next(o for o in objects if o["kind"] == "PrometheusRule")
     tested = yaml.safe_load((CHART / "files" / "alerts" / "rules.yaml").read_text())
     assert rule["spec"] == tested
@@ -112,8 +112,14 @@ def test_the_shipped_rules_are_the_tested_rules() -> None:
         o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"].endswith("alertmanager")
     )
     assert yaml.safe_load(secret["stringData"]["alertmanager.yaml"])["route"]["receiver"] == "slack-ml"
-    # auto: without monitoring.coreos.com/v1 on the cluster (offline rendering has none), no CRs.
-    assert not [o for o in render() if o["apiVersion"].startswith("monitoring.coreos.com/")]
+    # Rendered by default, so helm template, kustomize and GitOps keep the alerts; false drops it,
+    # and auto without monitoring.coreos.com/v1 on the cluster (offline rendering has none) too.
+    assert [o["kind"] for o in render() if o["apiVersion"].startswith("monitoring.coreos.com/")] == [
+        "PrometheusRule"
+    ]
+    for off in (False, "auto"):
+        rendered = render({"alerting": {"prometheusRule": off}})
+        assert not [o for o in rendered if o["apiVersion"].startswith("monitoring.coreos.com/")]
 
 
 def test_values_schema_refuses_a_misspelled_key() -> None:
@@ -594,3 +600,51 @@ def test_an_upgrade_keeps_the_model_a_promotion_deployed(tmp_path: Path) -> None
     assert upgraded == {**installed, "lens": "pvc://eyeops-models/registry/lens/9"}
     pinned = {**values, "kserve": {"keepPromotedModels": False}}
     assert served(render_on_a_cluster(tmp_path / "b", {"lens": promoted}, pinned)) == installed
+
+
+def test_a_first_install_seeds_the_models_the_defaults_point_at() -> None:
+    """The post-install seed Job registers ocr/seed, lens/seed and detectors/seed in the registry
+    folder of the models PVC, where the pipelines (registry_root /mnt/eyeops/registry) and the
+    monitor's default detector path look; its commands are the CLI's own."""
+    from eyeops.cli import build_parser
+
+    objects = render()
+    job = next(o for o in objects if o["kind"] == "Job" and o["metadata"]["name"].endswith("-seed"))
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install"
+    spec = job["spec"]["template"]["spec"]
+    assert spec["volumes"][0] == {"name": "models", "persistentVolumeClaim": {"claimName": "eyeops-models"}}
+    steps = spec["initContainers"] + spec["containers"]
+    assert [c["name"] for c in steps] == ["seed", "fit-detectors", "register-detectors"]
+    assert [c["image"] for c in steps] == [
+        "eyeops/pipelines:0.1.0",
+        "eyeops/detectors:0.1.0",
+        "eyeops/pipelines:0.1.0",
+    ]
+    parser = build_parser()
+    seed = parser.parse_args(steps[0]["command"][1:] + steps[0]["args"])
+    assert (str(seed.root), seed.lens_eyes, str(seed.reference)) == (
+        "/mnt/eyeops/registry",
+        4000,
+        "/work/reference.npz",
+    )
+    register = parser.parse_args(steps[2]["command"][1:] + steps[2]["args"])
+    assert (register.model, register.version, register.promote, register.exist_ok) == (
+        "detectors",
+        "seed",
+        True,
+        True,
+    )
+    assert (
+        "--out /work/detectors" in steps[1]["args"][0]
+        and "/mnt/eyeops/registry/detectors/seed" in steps[1]["args"][0]
+    )
+    # The monitor loads what the seed registers: PVC root + registry/<model>/<version>.
+    monitor = next(
+        o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-monitor")
+    )
+    args = monitor["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--detectors") + 1] == "/mnt/registry/registry/detectors/seed"
+    only_ocr = render({"seed": {"lensEyes": 0}})
+    job = next(o for o in only_ocr if o["kind"] == "Job" and o["metadata"]["name"].endswith("-seed"))
+    assert "initContainers" not in job["spec"]["template"]["spec"]
+    assert not [o for o in render({"seed": {"enabled": False}}) if o["metadata"]["name"].endswith("-seed")]
