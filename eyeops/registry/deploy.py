@@ -3,7 +3,7 @@ as a canary where KServe's deployment mode can honour one.
 
 What KServe 0.21 rolls out gradually, by mode (read from its code, not its older docs):
 
-- Knative (called Serverless before 0.20): `spec.predictor.canaryTrafficPercent` (component.go,
+- Knative (formerly called Serverless): `spec.predictor.canaryTrafficPercent` (component.go,
   ComponentExtensionSpec). The Knative Service reconciler (reconcilers/knative/ksvc_reconciler.go)
   splits the predictor's traffic between the latest revision (the new storageUri) and the last
   rolled-out one. The transformer calls the predictor through Knative's route, so the split holds
