@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -77,22 +78,29 @@ def main(argv: list[str] | None = None) -> int:
         import uvicorn
 
         from eyeops_detectors.auth import TokenCheck
-        from eyeops_detectors.service import build_monitor, create_app
+        from eyeops_detectors.monitor import Monitor
+        from eyeops_detectors.service import MonitorSlot, build_monitor, create_app
 
-        if not (args.detectors / "manifest.json").is_file():
-            raise SystemExit(f"--detectors {args.detectors}: not a fitted detector set (no manifest.json)")
         if args.tokens is None and not args.insecure:
             raise SystemExit("pass --tokens (a registry made with `eyeops gateway token`) or --insecure")
         tokens = TokenCheck.from_file(args.tokens) if args.tokens else None
         sink = TokenCheck.from_file(args.sink_tokens) if args.sink_tokens else None
         services = dict(pair.split("=", 1) for pair in args.service) or {"lens": "lens", "ocr": "ocr"}
-        app = create_app(
-            build_monitor(
+
+        def build() -> Monitor:
+            return build_monitor(
                 args.detectors, args.state, services, args.device_kind, tuple(args.outcome_window_days)
-            ),
-            tokens,
-            sink,
-        )
+            )
+
+        # A first install has no detector set yet: serve ready but degraded, and start monitoring
+        # when the seed Job or the detector-fitting pipeline writes one (no crash loop).
+        slot = MonitorSlot(waiting_for=args.detectors, build=build)
+        if not slot.try_load():
+            logging.getLogger("eyeops_detectors").warning(
+                "no detector set at %s yet: serving degraded until one appears", args.detectors
+            )
+            slot.watch()
+        app = create_app(slot, tokens, sink)
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 

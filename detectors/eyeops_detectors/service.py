@@ -10,13 +10,14 @@ import asyncio
 import hashlib
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from pydantic import BaseModel, Field
 
 from eyeops_detectors.auth import TokenCheck
@@ -70,8 +71,77 @@ def event_from(headers: dict[str, str], body: bytes) -> LoggedEvent:
     )
 
 
+class NoDetectorsYet(Exception):
+    """The monitor has no fitted detector set yet (a first install, before the seed or the
+    detector-fitting pipeline wrote one)."""
+
+
+class MonitorSlot:
+    """The monitor, or the wait for its first detector set: a fresh install starts ready but
+    degraded ("no detectors yet"), answers events and feedback 503 with Retry-After, and builds
+    the monitor as soon as `waiting_for/manifest.json` appears (checked every `poll_s`)."""
+
+    def __init__(
+        self,
+        monitor: Monitor | None = None,
+        waiting_for: Path | None = None,
+        build: Callable[[], Monitor] | None = None,
+        poll_s: float = 30.0,
+    ) -> None:
+        self.monitor = monitor
+        self.waiting_for = waiting_for
+        self.build = build
+        self.poll_s = poll_s
+        self.registry = CollectorRegistry()
+        self.waiting = Gauge(
+            "eyeops_monitor_waiting_for_detectors",
+            "1 while the monitor has no fitted detector set to read events with (a first install)",
+            registry=self.registry,
+        )
+        self.waiting.set(0 if monitor is not None else 1)
+        self._stop = threading.Event()
+
+    def get(self) -> Monitor:
+        if self.monitor is None:
+            raise NoDetectorsYet(
+                f"no detectors yet: the monitor waits for a fitted detector set at {self.waiting_for}"
+                " (the seed Job or the detector-fitting pipeline writes it); try again later"
+            )
+        return self.monitor
+
+    def try_load(self) -> bool:
+        """Build the monitor if its detector set has appeared; whether it is there now."""
+        if self.monitor is not None:
+            return True
+        if self.waiting_for is None or self.build is None:
+            return False
+        if not (self.waiting_for / "manifest.json").is_file():
+            return False
+        try:
+            self.monitor = self.build()
+        except Exception:
+            log.exception("the detector set at %s could not be loaded yet", self.waiting_for)
+            return False
+        self.waiting.set(0)
+        log.info("detector set found at %s: monitoring", self.waiting_for)
+        return True
+
+    def watch(self) -> None:
+        """Poll for the detector set in a daemon thread until it loads."""
+
+        def run() -> None:
+            while not self._stop.wait(self.poll_s) and not self.try_load():
+                pass
+
+        if self.monitor is None:
+            threading.Thread(target=run, name="detectors-watch", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
 def create_app(
-    monitor: Monitor, tokens: TokenCheck | None = None, sink_tokens: TokenCheck | None = None
+    monitor: Monitor | MonitorSlot, tokens: TokenCheck | None = None, sink_tokens: TokenCheck | None = None
 ) -> FastAPI:
     """`tokens`: who may call /feedback, /status, /history (every route but the CloudEvents sink,
     health and metrics); None serves them to anyone (--insecure). `sink_tokens`: who may post
@@ -80,6 +150,11 @@ def create_app(
     pods. Either way an event must name a configured service and a KServe component."""
     app = FastAPI(title="eyeops monitor")
     lock = threading.Lock()  # detectors hold state: one event at a time
+    slot = monitor if isinstance(monitor, MonitorSlot) else MonitorSlot(monitor)
+
+    @app.exception_handler(NoDetectorsYet)
+    async def degraded(_request: Request, exc: NoDetectorsYet) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=503, headers={"retry-after": "60"})
 
     @app.middleware("http")
     async def authenticate(request: Request, call_next: Any) -> Response:
@@ -104,11 +179,12 @@ def create_app(
 
     def ingest(event: LoggedEvent) -> str:
         with lock:
-            return monitor.ingest(event)
+            return slot.get().ingest(event)
 
     @app.post("/")
     @app.post("/events")
     async def events(request: Request) -> JSONResponse:
+        monitor = slot.get()
         too_large = JSONResponse({"error": f"events are at most {MAX_EVENT_BYTES} bytes"}, status_code=413)
         declared = request.headers.get("content-length", "0")
         if not declared.isdigit() or int(declared) > MAX_EVENT_BYTES:
@@ -140,6 +216,8 @@ def create_app(
 
     @app.post("/feedback")
     async def feedback(item: Feedback) -> JSONResponse:
+        monitor = slot.get()
+
         def record() -> str:
             with lock:
                 return monitor.feedback(
@@ -154,16 +232,21 @@ def create_app(
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        return Response(generate_latest(monitor.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        body = generate_latest(slot.registry)
+        if slot.monitor is not None:
+            body += generate_latest(slot.monitor.metrics.registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/status")
     async def status() -> dict[str, Any]:
-        return monitor.status()
+        if slot.monitor is None:
+            return {"degraded": "no detectors yet", "waiting_for": str(slot.waiting_for)}
+        return slot.monitor.status()
 
     @app.get("/history")
     async def history(detector: str | None = None) -> list[dict[str, Any]]:
         """Every check each detector made: time, flag, p-values, rows (for `eyeops monitor report`)."""
-        return monitor.history(detector)
+        return slot.get().history(detector)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

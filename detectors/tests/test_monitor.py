@@ -254,10 +254,12 @@ def test_metrics_named_in_the_alert_rules_exist() -> None:
     from prometheus_client import CollectorRegistry
 
     from eyeops_detectors.monitor import MonitorMetrics
+    from eyeops_detectors.service import MonitorSlot
 
     registry = CollectorRegistry()
     MonitorMetrics(registry)
     exposed = {f.name + ("_total" if f.type == "counter" else "") for f in registry.collect()}
+    exposed |= {f.name for f in MonitorSlot().registry.collect()}
     rules = (Path(__file__).parents[2] / "charts" / "eyeops" / "files" / "alerts" / "rules.yaml").read_text()
     named = set(re.findall(r"\beyeops_(?:drift|lens|monitor)_[a-z_]+\b", rules))
     named |= set(re.findall(r"\beyeops_ocr_review_rate\b", rules))
@@ -400,3 +402,34 @@ def test_expected_performance_is_exposed_before_any_outcome(client: TestClient) 
     # a 90 % interval of half-width 200 µm: E|r| = 200 · √(2/π) / 1.645 ≈ 97 µm
     assert metric(client, "eyeops_lens_expected_mae_um") == pytest.approx(97.0, abs=0.5)
     assert client.get("/status").json()["outcomes"] == 0
+
+
+def test_without_detectors_it_serves_degraded_and_starts_monitoring_when_they_appear(
+    detector_dir: Path, tmp_path: Path
+) -> None:
+    """A first install: the detector set is not there yet. The monitor is ready (no crash loop),
+    says why it reads nothing, and starts monitoring as soon as the set is written."""
+    import shutil
+
+    from eyeops_detectors.service import MonitorSlot
+    from eyeops_detectors.service import build_monitor as build
+
+    waiting = tmp_path / "registry" / "detectors" / "seed"
+    slot = MonitorSlot(
+        waiting_for=waiting, build=lambda: build(waiting, tmp_path / "m.db", {"lens": "lens", "ocr": "ocr"})
+    )
+    assert not slot.try_load()
+    client = TestClient(create_app(slot))
+    assert client.get("/healthz").status_code == 200
+    refused = client.post(
+        "/", headers=headers("w1"), content=json.dumps(features_body(np.random.default_rng(1)))
+    )
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "60"
+    assert "no detectors yet" in refused.json()["error"]
+    assert client.get("/status").json()["degraded"] == "no detectors yet"
+    assert "eyeops_monitor_waiting_for_detectors 1.0" in client.get("/metrics").text
+    shutil.copytree(detector_dir, waiting)  # the seed Job wrote it
+    assert slot.try_load()
+    assert predicted(client.post, "w2", features_body(np.random.default_rng(2))) == 202
+    metrics = client.get("/metrics").text
+    assert "eyeops_monitor_waiting_for_detectors 0.0" in metrics and "eyeops_monitor_events_total" in metrics
