@@ -37,8 +37,9 @@ from sqlalchemy import select
 
 from eyeops.console.users import Session, SessionExpired, Sessions, User, verify_password
 from eyeops.db.schema import Exam
-from eyeops.devices.layout import DeviceLayout, LayoutRegistry
+from eyeops.devices.layout import DeviceLayout, FieldSpec, LayoutRegistry
 from eyeops.errors import EyeopsError
+from eyeops.fields import FieldReading
 from eyeops.review.images import ExamView, png, view_exam
 from eyeops.review.reread import Recognizer, reread
 from eyeops.review.store import Conflict, ExamForReview, NotReviewable, ReviewStore, labels_for
@@ -82,6 +83,7 @@ class ConsoleConfig:
     monitor_url: str | None = None
     monitor_token: str | None = None
     review_max_wait_s: float = 4 * 3600  # EyeopsReviewBacklogStale fires when an exam waits longer
+    second_look_share: float = 0.0  # releases another reviewer checks blind (reviewer agreement)
     title: str = "eyeops review"
 
 
@@ -141,6 +143,7 @@ class ReviewMetrics(Collector):
         try:
             rows = self.store.backlog()
             fields = self.store.corrections()
+            looks = self.store.second_looks()
         except EyeopsError:
             return
         for row in rows:
@@ -153,9 +156,17 @@ class ReviewMetrics(Collector):
         )
         for kind, name, action, count in fields:
             reviewed.add_metric([kind, name, action], count)
+        agreement = CounterMetricFamily(
+            "eyeops_review_second_look_fields",
+            "Fields of sampled releases a second reviewer checked blind, by agree or disagree",
+            labels=["device_kind", "field", "outcome"],
+        )
+        for kind, name, outcome, count in looks:
+            agreement.add_metric([kind, name, outcome], count)
         yield backlog
         yield oldest
         yield reviewed
+        yield agreement
 
 
 def create_app(
@@ -428,16 +439,20 @@ def create_app(
         note: str | None = None,
     ) -> HTMLResponse:
         readings = {r.name: r for r in exam.record.fields}
+        # A sampled release is checked blind: the second reviewer starts from what the OCR read and
+        # sees neither the first reviewer's values nor the audit.
+        blind = exam.second_look and session.user != exam.released_by
         rows = []
         for spec in layout.all_fields():
             reading = readings.get(spec.name)
-            shown = reading.raw_text.strip() if reading is not None else ""  # as the screen shows it
+            shown = _screen_text(spec, reading)
+            start = reading.raw_text.strip() if blind and reading is not None else shown
             rows.append(
                 {
                     "name": spec.name,
                     "unit": spec.unit or "",
                     "reading": reading,
-                    "value": (typed or {}).get(spec.name, shown),
+                    "value": (typed or {}).get(spec.name, start),
                     "problem": (problems or {}).get(spec.name),
                     "current": shown,
                     "typed": (typed or {}).get(spec.name),
@@ -454,6 +469,8 @@ def create_app(
             rows=rows,
             view=view,
             waiting_since=_age(exam.received_at, now),
+            blind=blind,
+            can_edit=exam.waiting and not (exam.second_look and not blind),
             message=message,
             note=note,
             reasons=[(f or "exam", r) for f, r in exam.open_items],
@@ -478,6 +495,8 @@ def create_app(
             "released": "released: the values go to the feature store and the crop set",
             "rejected": "rejected: the exam left the queue",
             "reread": "read again from the corners you marked; check every field and release",
+            "agree": "second look saved: both reviewers agree",
+            "disagree": "second look saved: the fields you read otherwise went back to review",
         }.get(done)
         if typed:
             note = "your session had expired: the values you typed are back; check them and save again"
@@ -579,7 +598,10 @@ def create_app(
             )
         labels = labels_for(layout, readings, typed, exam.record.fields, view.crops)
         try:
-            await asyncio.to_thread(store.release, exam_id, version_of(form), session.user, readings, labels)
+            sampled = _sampled(exam_id, config.second_look_share) and exam.released_by is None
+            await asyncio.to_thread(
+                store.release, exam_id, version_of(form), session.user, readings, labels, second_look=sampled
+            )
         except Conflict as exc:
             refusals.labels("conflict").inc()
             fresh = await load_exam(exam_id)
@@ -591,6 +613,26 @@ def create_app(
         log.info("exam %s released by %s", exam_id[:12], session.user)
         export_soon()
         return RedirectResponse(f"/exams/{exam_id}?done=released", status_code=303)
+
+    @app.post("/exams/{exam_id}/second-look")
+    async def second_look(request: Request, exam_id: str) -> Response:
+        session, form = await form_of(request, REVIEWER)
+        exam = await load_exam(exam_id)
+        layout, view = await view_of(exam)
+        typed = {k.removeprefix("value__"): v for k, v in form.items() if k.startswith("value__")}
+        readings, problems = review_values(layout, typed)
+        if problems:
+            return exam_page(request, session, exam, layout, view, status=422, typed=typed,
+                             problems={p.field: p.reason for p in problems},
+                             message="not saved: correct the fields marked below")  # fmt: skip
+        try:
+            differ = await asyncio.to_thread(
+                store.second_look, exam_id, version_of(form), session.user, readings
+            )
+        except (Conflict, NotReviewable) as exc:
+            fresh = await load_exam(exam_id)
+            return exam_page(request, session, fresh, layout, view, status=409, message=exc.message)
+        return RedirectResponse(f"/exams/{exam_id}?done={'disagree' if differ else 'agree'}", status_code=303)
 
     @app.post("/exams/{exam_id}/reject")
     async def reject(request: Request, exam_id: str) -> Response:
@@ -716,6 +758,24 @@ def create_app(
         )
 
     return app
+
+
+def _sampled(exam_id: str, share: float) -> bool:
+    """Whether a release is one of the `share` another reviewer checks: decided by the exam id (a
+    hash), so the sample is reproducible and no one can choose it."""
+    return int(exam_id[:8], 16) / 0x1_0000_0000 < share
+
+
+def _screen_text(spec: FieldSpec, reading: FieldReading | None) -> str:
+    """A field's current value as the device's screen writes it: a reviewed value in the field's own
+    format (dates too), else the text the recogniser read."""
+    if reading is None:
+        return ""
+    if reading.status == "reviewed" and reading.value is not None:
+        if spec.kind == "date" and spec.date_format:
+            return dt.date.fromisoformat(str(reading.value)).strftime(spec.date_format)
+        return spec.format_value(reading.value)
+    return reading.raw_text.strip()
 
 
 def _preview_png(layout: DeviceLayout) -> bytes:

@@ -70,6 +70,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     serve.add_argument("--monitor-url", default=None, help="shows the monitor's drift and performance")
     serve.add_argument("--monitor-token-file", type=Path, default=None)
     serve.add_argument(
+        "--second-look-share",
+        type=float,
+        default=0.05,
+        help="share of releases another reviewer checks blind (reviewer agreement); 0 turns it off",
+    )
+    serve.add_argument(
         "--review-max-wait-minutes", type=float, default=240.0,
         help="the longest an exam should wait for review (exported; an alert fires beyond it)",
     )  # fmt: skip
@@ -115,6 +121,8 @@ def _serve(args: argparse.Namespace) -> int:
     from eyeops.review.reread import TritonRecognizer
     from eyeops.review.store import ReviewStore
 
+    if not 0.0 <= args.second_look_share <= 1.0:
+        raise SystemExit("--second-look-share takes a share between 0 and 1, e.g. 0.05")
     settings = Settings()
     url = args.database_url or settings.resolved_database_url()
     users = {}
@@ -143,6 +151,7 @@ def _serve(args: argparse.Namespace) -> int:
         monitor_url=args.monitor_url,
         monitor_token=args.monitor_token_file.read_text().strip() if args.monitor_token_file else None,
         review_max_wait_s=args.review_max_wait_minutes * 60,
+        second_look_share=args.second_look_share,
     )
     migrate(url)
     store = ReviewStore(ResultsStore.from_url(url).engine)

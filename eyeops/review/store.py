@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from eyeops.db.schema import (
@@ -35,6 +35,8 @@ from eyeops.exams import ExamRecord
 from eyeops.fields import FieldReading
 
 HEADER_FIELDS = ("patient_id", "laterality", "exam_date")
+SECOND_LOOK = "second_look"  # a sampled release another reviewer checks blind (reviewer agreement)
+DISAGREEMENT = "disagreement"
 
 
 class Conflict(EyeopsError):
@@ -91,6 +93,16 @@ class ExamForReview:
     @property
     def waiting(self) -> bool:
         return bool(self.open_items)
+
+    @property
+    def second_look(self) -> bool:
+        """A sampled release waiting for another reviewer's blind check."""
+        return any(reason.startswith(SECOND_LOOK) for _, reason in self.open_items)
+
+    @property
+    def released_by(self) -> str | None:
+        releases = [a.user for a in self.audit if a.action == "release"]
+        return releases[-1] if releases else None
 
 
 @dataclass(frozen=True)
@@ -303,8 +315,10 @@ class ReviewStore:
         labels: Sequence[Label],
         push_features: bool = True,
         now: dt.datetime | None = None,
+        second_look: bool = False,
     ) -> None:
-        """Release an exam with the reviewer's validated readings (eyeops.review.validate)."""
+        """Release an exam with the reviewer's validated readings (eyeops.review.validate); with
+        `second_look`, another reviewer is asked to check it blind (eyeops.review: reviewer agreement)."""
         now = now or utc_now()
         with self.results.session() as s:
             exam = self._claim(s, exam_id, version, user, now)
@@ -352,6 +366,8 @@ class ReviewStore:
             exam.error = None
             self._resolve_items(s, exam_id, f"released by {user}", now)
             s.add(ReviewAudit(exam_id=exam_id, action="release", user=user, at=now))
+            # A later decision on the same exam (after a disagreement) supersedes the earlier labels.
+            s.execute(delete(LabelledCrop).where(LabelledCrop.exam_id == exam_id))
             for label in labels:
                 crop = np.ascontiguousarray(label.crop, dtype=np.uint8)
                 s.add(
@@ -369,6 +385,88 @@ class ReviewStore:
                 )
             if push_features:
                 s.add(FeaturePushRow(exam_id=exam_id, attempts=0))
+            if second_look:
+                s.add(
+                    ReviewItem(
+                        exam_id=exam_id,
+                        field_name=None,
+                        reason=f"{SECOND_LOOK}: another reviewer checks this release blind",
+                        created_at=now,
+                    )
+                )
+
+    def second_look(
+        self,
+        exam_id: str,
+        version: int,
+        user: str,
+        readings: Sequence[FieldReading],
+        now: dt.datetime | None = None,
+    ) -> list[str]:
+        """A second reviewer's values for a sampled release, typed without seeing the first's: each
+        field is recorded as agree or disagree (reviewer agreement). Fields that disagree go back to
+        review for a third decision; the exam waits again. Returns the fields that disagree."""
+        now = now or utc_now()
+        with self.results.session() as s:
+            first = s.scalar(
+                select(ReviewAudit.user)
+                .where(ReviewAudit.exam_id == exam_id)
+                .where(ReviewAudit.action == "release")
+                .order_by(ReviewAudit.id.desc())
+                .limit(1)
+            )
+            if first == user:
+                raise NotReviewable(f"{user} released this exam: a second look needs another reviewer")
+            exam = self._claim(s, exam_id, version, user, now)
+            item = s.scalar(
+                select(ReviewItem)
+                .where(ReviewItem.exam_id == exam_id)
+                .where(ReviewItem.resolved_at.is_(None))
+                .where(ReviewItem.reason.startswith(SECOND_LOOK))
+            )
+            if item is None:
+                raise NotReviewable("this exam is not waiting for a second look")
+            item.resolved_at, item.resolution = now, f"second look by {user}"
+            rows = {r.name: r for r in exam.fields}
+            differ = []
+            for reading in readings:
+                row = rows[reading.name]
+                current = _text(row.value_number if row.value_number is not None else row.value_text)
+                agrees = current == _text(reading.value)
+                s.add(
+                    ReviewAudit(
+                        exam_id=exam_id,
+                        field_name=reading.name,
+                        action="agree" if agrees else "disagree",
+                        old_value=current,
+                        new_value=_text(reading.value),
+                        user=user,
+                        at=now,
+                    )
+                )
+                if not agrees:
+                    differ.append(reading.name)
+                    row.status = "review"
+                    row.reason = f"{DISAGREEMENT}: two reviewers read this field differently"
+                    s.add(
+                        ReviewItem(
+                            exam_id=exam_id, field_name=reading.name, reason=row.reason, created_at=now
+                        )
+                    )
+            if differ:
+                exam.status = "review"  # a third reviewer decides; the release pushes the final values
+            return differ
+
+    def second_looks(self) -> list[tuple[str, str, str, int]]:
+        """(device kind, field, agree|disagree, count) over every second look."""
+        with self.results.session() as s:
+            rows = s.execute(
+                select(Exam.device_kind, ReviewAudit.field_name, ReviewAudit.action, func.count())
+                .join(Exam, Exam.id == ReviewAudit.exam_id)
+                .where(ReviewAudit.action.in_(("agree", "disagree")))
+                .group_by(Exam.device_kind, ReviewAudit.field_name, ReviewAudit.action)
+            )
+            return [(r[0], str(r[1]), r[2], int(r[3])) for r in rows]
 
     def reject(
         self, exam_id: str, version: int, user: str, reason: str, now: dt.datetime | None = None

@@ -52,7 +52,7 @@ def test_many_reviewers_at_once_never_5xx_and_each_exam_is_released_once(
     argv = [
         str(Path(sys.executable).parent / "eyeops"), "console", "serve", "--database-url", pg_url,
         "--port", str(port), "--users-file", str(users), "--session-secret-file", str(tmp_path / "key"),
-        "--crops-dir", str(tmp_path / "crops"),
+        "--crops-dir", str(tmp_path / "crops"), "--second-look-share", "0",
     ]  # fmt: skip
     env = {**os.environ, "EYEOPS_DATA_DIR": str(tmp_path / "var")}
     with (tmp_path / "console.log").open("w") as log:

@@ -299,3 +299,35 @@ def test_onboarding_refuses_a_shipped_kind_and_boxes_off_the_sample(
                 )
             assert response.status_code == status and said in response.text, response.text[-400:]
         assert client.get("/devices").status_code == 200  # the kinds still load
+
+
+def test_a_sampled_release_is_checked_blind_by_another_reviewer(
+    sqlite_url: str, layouts: LayoutRegistry, tmp_path: Path
+) -> None:
+    migrate(sqlite_url)
+    store = ReviewStore(ResultsStore.from_url(sqlite_url).engine)
+    users = tmp_path / "users.txt"
+    add_user(users, "ana", ["reviewer"], PASSWORD)
+    add_user(users, "ben", ["reviewer"], PASSWORD)
+    config = ConsoleConfig(Sessions(SECRET), users=load_users(users), second_look_share=1.0)
+    exam_id, truth = seed_exam(store.results, layouts[KIND], 12, misread={"al_mm": "23.99"})
+    app = create_app(store, lambda: layouts, config)
+    with TestClient(app) as ana, TestClient(app) as ben:
+        sign_in(ana, "ana")
+        sign_in(ben, "ben")
+        form = form_fields(ana.get(f"/exams/{exam_id}").text)
+        assert (
+            ana.post(f"/exams/{exam_id}/release", data={**form, "value__al_mm": truth["al_mm"]}).status_code
+            == 200
+        )
+        own = ana.get(f"/exams/{exam_id}").text
+        assert "another reviewer takes the second look" in own and 'id="second-look"' not in own
+        blind = ben.get(f"/exams/{exam_id}").text
+        assert 'id="second-look"' in blind and 'id="audit"' not in blind
+        fields = form_fields(blind)
+        assert fields["value__al_mm"] == "23.99"  # what the recogniser read, not ana's value
+        saved = ben.post(f"/exams/{exam_id}/second-look", data={**fields, "value__al_mm": truth["al_mm"]})
+        assert saved.status_code == 200 and "both reviewers agree" in saved.text
+        metrics = ben.get("/metrics").text
+        agreed = '{device_kind="optical_biometer",field="al_mm",outcome="agree"} 1.0'
+        assert f"eyeops_review_second_look_fields_total{agreed}" in metrics

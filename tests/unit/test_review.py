@@ -207,3 +207,38 @@ def test_only_exams_a_person_must_see_keep_their_image(store: ReviewStore, layou
     doubtful, _ = seed_exam(store.results, layout, 9, doubtful=["k2_d"])
     kept = {exam_id: store.exam(exam_id).image is not None for exam_id in (accepted, doubtful)}  # type: ignore[union-attr]
     assert kept == {accepted: False, doubtful: True}
+
+
+def test_a_second_look_records_agreement_and_sends_disagreements_back(
+    store: ReviewStore, layouts: LayoutRegistry
+) -> None:
+    layout = layouts[KIND]
+    agreed, truth = seed_exam(store.results, layout, 10, doubtful=["k1_d"])
+    differs, truth2 = seed_exam(store.results, layout, 11, doubtful=["k1_d"])
+    for exam_id, texts in ((agreed, truth), (differs, truth2)):
+        exam = store.exam(exam_id)
+        assert exam is not None
+        readings, _ = review_values(layout, texts)
+        store.release(exam_id, exam.version, "ana", readings, [], second_look=True)
+    waiting = store.exam(agreed)
+    assert waiting is not None and waiting.second_look and waiting.released_by == "ana"
+    assert {e.exam_id for e in store.queue(reason="second_look")} == {agreed, differs}
+    with pytest.raises(NotReviewable, match="another reviewer"):
+        store.second_look(agreed, waiting.version, "ana", review_values(layout, truth)[0])
+    assert store.second_look(agreed, waiting.version, "ben", review_values(layout, truth)[0]) == []
+    done = store.exam(agreed)
+    assert done is not None and done.record.status == "accepted" and not done.waiting
+    other = store.exam(differs)
+    assert other is not None
+    typed = {**truth2, "k1_d": "40.00" if truth2["k1_d"] != "40.00" else "41.00"}
+    assert store.second_look(differs, other.version, "ben", review_values(layout, typed)[0]) == ["k1_d"]
+    back = store.exam(differs)
+    assert back is not None and back.record.status == "review"
+    assert [f for f, _ in back.open_items] == ["k1_d"]
+    looks = {(field, outcome): n for _, field, outcome, n in store.second_looks()}
+    assert looks[("k1_d", "disagree")] == 1 and looks[("k1_d", "agree")] == 1
+    assert sum(n for (_, outcome), n in looks.items() if outcome == "agree") == 2 * len(truth) - 1
+    readings, _ = review_values(layout, truth2)  # a third reviewer decides; the release pushes again
+    store.release(differs, back.version, "carla", readings, [])
+    final = store.exam(differs)
+    assert final is not None and final.record.status == "accepted" and not final.waiting
