@@ -6,17 +6,13 @@ crop set. A device admin draws boxes on a sample export and saves a layout."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import httpx
 import numpy as np
 import pytest
 
@@ -25,7 +21,7 @@ from eyeops.db.feature_outbox import FeatureOutboxWriter
 from eyeops.db.store import ResultsStore, migrate
 from eyeops.devices import LayoutRegistry
 from eyeops.review.store import ReviewStore
-from eyeops.stack.process import free_port
+from tests.console_server import console_server
 from tests.review_seed import seed_exam
 
 pytestmark = pytest.mark.integration
@@ -48,45 +44,10 @@ def console(pg_url: str, tmp_path: Path) -> Iterator[Console]:
     users = tmp_path / "users.txt"
     add_user(users, "ana", ["reviewer"], PASSWORD)
     add_user(users, "dev", ["device_admin"], PASSWORD)
-    port = free_port()
     crops, layouts = tmp_path / "crops", tmp_path / "layouts"
-    argv = [
-        str(Path(sys.executable).parent / "eyeops"),
-        "console",
-        "serve",
-        "--database-url",
-        pg_url,
-        "--port",
-        str(port),
-        "--users-file",
-        str(users),
-        "--session-secret-file",
-        str(tmp_path / "session.key"),
-        "--crops-dir",
-        str(crops),
-        "--layouts-dir",
-        str(layouts),
-    ]
-    env = {**os.environ, "EYEOPS_DATA_DIR": str(tmp_path / "var")}
-    log = (tmp_path / "console.log").open("w")
-    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None, (tmp_path / "console.log").read_text()
-            assert time.monotonic() < deadline, "the console did not come up in 60 s"
-            time.sleep(0.3)
+    flags = ("--crops-dir", str(crops), "--layouts-dir", str(layouts))
+    with console_server(pg_url, users, tmp_path, *flags) as url:
         yield Console(url, ReviewStore(ResultsStore.from_url(pg_url).engine), crops, layouts)
-    finally:
-        process.terminate()
-        process.wait(10)
-        log.close()
 
 
 @pytest.fixture

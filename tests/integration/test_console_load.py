@@ -5,11 +5,7 @@ told who saved first), and 16 more exams are released by one client each. Nothin
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -19,7 +15,7 @@ from eyeops.console.users import add_user
 from eyeops.db.store import ResultsStore, migrate
 from eyeops.devices import LayoutRegistry
 from eyeops.review.store import ReviewStore
-from eyeops.stack.process import free_port
+from tests.console_server import console_server
 from tests.review_seed import seed_exam
 
 pytestmark = pytest.mark.integration
@@ -48,38 +44,15 @@ def test_many_reviewers_at_once_never_5xx_and_each_exam_is_released_once(
     users = tmp_path / "users.txt"
     add_user(users, "ana", ["reviewer"], PASSWORD)
     add_user(users, "ben", ["reviewer"], PASSWORD)
-    port = free_port()
-    argv = [
-        str(Path(sys.executable).parent / "eyeops"), "console", "serve", "--database-url", pg_url,
-        "--port", str(port), "--users-file", str(users), "--session-secret-file", str(tmp_path / "key"),
-        "--crops-dir", str(tmp_path / "crops"), "--second-look-share", "0",
-    ]  # fmt: skip
-    env = {**os.environ, "EYEOPS_DATA_DIR": str(tmp_path / "var")}
-    with (tmp_path / "console.log").open("w") as log:
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert process.poll() is None and time.monotonic() < deadline, (
-                    tmp_path / "console.log"
-                ).read_text()
-                time.sleep(0.3)
+    flags = ("--crops-dir", str(tmp_path / "crops"), "--second-look-share", "0")
+    with console_server(pg_url, users, tmp_path, *flags) as base:
 
-            async def everyone() -> list[int]:
-                contested = [_client(base, user, ids[i]) for i in range(8) for user in ("ana", "ben")]
-                single = [_client(base, "ana" if i % 2 else "ben", ids[i]) for i in range(8, 24)]
-                return await asyncio.gather(*contested, *single)
+        async def everyone() -> list[int]:
+            contested = [_client(base, user, ids[i]) for i in range(8) for user in ("ana", "ben")]
+            single = [_client(base, "ana" if i % 2 else "ben", ids[i]) for i in range(8, 24)]
+            return await asyncio.gather(*contested, *single)
 
-            codes = asyncio.run(everyone())
-        finally:
-            process.terminate()
-            process.wait(10)
+        codes = asyncio.run(everyone())
     assert sorted(codes) == [303] * 24 + [409] * 8, codes
     store = ReviewStore(results.engine)
     assert store.queue() == []
