@@ -303,7 +303,7 @@ def _registry(args: argparse.Namespace) -> Any:
 
 
 def _registry_seed(args: argparse.Namespace) -> int:
-    from eyeops.registry.seed import seed_registry
+    from eyeops.pipelines.seed import seed_registry
 
     if args.lens_eyes < 0 or args.lens_eyes == 1:
         raise SystemExit("--lens-eyes: 0 (no lens model) or at least 2")
