@@ -625,7 +625,7 @@ def test_a_first_install_seeds_the_models_the_defaults_point_at() -> None:
     assert (str(seed.root), seed.lens_eyes, str(seed.reference)) == (
         "/mnt/eyeops/registry",
         4000,
-        "/work/reference.npz",
+        "/var/lib/eyeops-seed/reference.npz",
     )
     register = parser.parse_args(steps[2]["command"][1:] + steps[2]["args"])
     assert (register.model, register.version, register.promote, register.exist_ok) == (
@@ -635,7 +635,7 @@ def test_a_first_install_seeds_the_models_the_defaults_point_at() -> None:
         True,
     )
     assert (
-        "--out /work/detectors" in steps[1]["args"][0]
+        "--out /var/lib/eyeops-seed/detectors" in steps[1]["args"][0]
         and "/mnt/eyeops/registry/detectors/seed" in steps[1]["args"][0]
     )
     # The monitor loads what the seed registers: PVC root + registry/<model>/<version>.
