@@ -503,7 +503,8 @@ def _reference_matrix(grey: np.ndarray, layout: DeviceLayout) -> np.ndarray | No
 # ------------------------------------------------------------------------------------------ align
 
 
-def _warp(grey: np.ndarray, matrix: np.ndarray, layout: DeviceLayout) -> np.ndarray:
+def warp_to_template(grey: np.ndarray, matrix: np.ndarray, layout: DeviceLayout) -> np.ndarray:
+    """The image in template pixels, given `matrix` (template pixels → image pixels)."""
     t = layout.template
     return cv2.warpPerspective(
         grey,
@@ -540,7 +541,7 @@ def align(grey: np.ndarray, layout: DeviceLayout, min_score: float = MIN_SCORE) 
         if matrix is None or not np.all(np.isfinite(matrix)) or not _on_picture(grey, matrix, layout):
             tried[method] = 0.0
             continue
-        aligned = _warp(grey, matrix, layout)
+        aligned = warp_to_template(grey, matrix, layout)
         score = box_agreement(aligned, layout)
         tried[method] = score
         if best is None or score > best.score:

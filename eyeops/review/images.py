@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from eyeops.align import Alignment, align, crop_regions
+from eyeops.align import Alignment, align, crop_regions, warp_to_template
 from eyeops.devices.layout import DeviceLayout
 from eyeops.errors import EyeopsError
 from eyeops.imageio import decode_exam_image
@@ -95,15 +95,7 @@ def warp_from_corners(
     t = layout.template
     template = np.array([[0, 0], [t.width, 0], [t.width, t.height], [0, t.height]], dtype=np.float32)
     matrix = cv2.getPerspectiveTransform(template, points.astype(np.float32))
-    return np.asarray(
-        cv2.warpPerspective(
-            grey,
-            matrix,
-            (t.width, t.height),
-            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-            borderMode=cv2.BORDER_REPLICATE,
-        )
-    )
+    return warp_to_template(grey, matrix, layout)
 
 
 def view_exam(
