@@ -63,20 +63,6 @@ def load_registry(edge: EdgeOptions, what: str) -> Any:
 ReadyCheck = Callable[[], Coroutine[Any, Any, bool]]
 
 
-async def answers_ready(
-    url: str, headers: dict[str, str] | None = None, timeout_s: float = 2.0, transport: Any = None
-) -> bool:
-    """Whether `url` (a predictor's readiness path) answers 200 within `timeout_s`."""
-    import httpx
-
-    try:
-        async with httpx.AsyncClient(timeout=timeout_s, transport=transport) as client:
-            response = await client.get(url, headers=headers or {})
-    except httpx.HTTPError:
-        return False
-    return response.status_code == 200
-
-
 def server_ready(models: Sequence[Any], kserve_ready: ReadyCheck, predictor_ready: ReadyCheck) -> ReadyCheck:
     """The server's readiness (`/v2/health/ready`, the pod's readiness probe): its own models, what
     KServe checks, and the predictor behind it. Only probes ask this; requests check their model's

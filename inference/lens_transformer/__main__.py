@@ -10,8 +10,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from inference.server import add_edge_arguments
+
+if TYPE_CHECKING:
+    import httpx
+
+    from inference.predictor import PredictorClient
+
+PREDICTOR_TIMEOUT_S = 10.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from eyeops.lens.feature_store import online_rows, open_store
     from inference.lens_transformer.model import LensTransformer
     from inference.payload_logger import install_payload_logger
-    from inference.server import EdgeOptions, load_registry, predictor_key, serve
+    from inference.server import EdgeOptions, load_registry, serve
 
     edge = EdgeOptions.from_args(own)
     registry = load_registry(edge, "client")
@@ -58,16 +66,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         registry = Authenticator(registry, verifier)
     store = open_store(Path(own.feature_repo))
     install_payload_logger(model_server.app, "transformer", own.model_name)
-    model = LensTransformer(
-        own.model_name,
-        lambda ids: online_rows(store, ids),
+    predictor = build_predictor(own)
+    model = LensTransformer(own.model_name, lambda ids: online_rows(store, ids), predictor)
+    model.load()
+    serve([model], edge, registry, predictor_ready=predictor.ready)
+    return 0
+
+
+def build_predictor(
+    own: argparse.Namespace, transport: httpx.AsyncBaseTransport | None = None
+) -> PredictorClient:
+    """The lens predictor's v1 client: `--predictor_host`, `--predictor_model`, and this service's
+    token for it (`--predictor_token_file`, else EYEOPS_PREDICTOR_TOKEN) as a bearer header."""
+    from inference.lens_transformer.model import RETRY_AFTER_S
+    from inference.predictor import PredictorClient
+    from inference.server import predictor_key
+
+    token = predictor_key(own.predictor_token_file, "EYEOPS_PREDICTOR_TOKEN")
+    return PredictorClient(
         f"http://{own.predictor_host}",
         own.predictor_model,
-        predictor_token=predictor_key(own.predictor_token_file, "EYEOPS_PREDICTOR_TOKEN"),
+        protocol="v1",
+        headers={"authorization": f"Bearer {token}"} if token else None,
+        timeout_s=PREDICTOR_TIMEOUT_S,
+        transport=transport,
+        retry_after_s=RETRY_AFTER_S,
+        label="lens predictor",
     )
-    model.load()
-    serve([model], edge, registry, predictor_ready=model.predictor_ready)
-    return 0
 
 
 if __name__ == "__main__":

@@ -9,17 +9,17 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from kserve import Model
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
-from eyeops.errors import EyeopsError, InvalidRequest, PayloadTooLarge, PredictorUnavailable
+from eyeops.errors import InvalidRequest, PayloadTooLarge
 from eyeops.lens.serving import EyeFeatures, eye_features
 from inference.errors import check_request_id
+from inference.predictor import PredictorClient
 
 OnlineRows = Callable[[Sequence[str]], list[dict[str, Any]]]
 HINT = 'send {"instances": [{"eye_id": "<patient id>-OD"}]} (v1) or a BYTES input "eye_id" of shape [n] (v2)'
@@ -28,12 +28,14 @@ MAX_EYES = 64  # per request: a clinic asks about one patient's eyes, not a coho
 MAX_EYE_ID_CHARS = 64
 
 
-class PredictorError(EyeopsError):
-    """The lens predictor refused the features (its status and message are passed on)."""
+@dataclass(frozen=True)
+class LensCall:
+    """What preprocess hands to predict: the eyes' features, the v2 request's id (None: answer in
+    v1) and the v1 body for the predictor."""
 
-    def __init__(self, message: str, status_code: int) -> None:
-        super().__init__(message)
-        self.status_code = status_code
+    eyes: list[EyeFeatures]
+    v2_id: str | None
+    body: dict[str, Any]
 
 
 def _v2_eye_ids(payload: InferRequest) -> list[object]:
@@ -82,74 +84,52 @@ class LensTransformer(Model):  # type: ignore[misc]
         self,
         name: str,
         online_rows: OnlineRows,
-        predictor_url: str,
-        predictor_model: str = "lens",
-        predictor_token: str | None = None,
+        predictor: PredictorClient,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
-        timeout_s: float = 10.0,
     ) -> None:
+        """`predictor`: the v1 client of the lens predictor (its model, this service's token)."""
         super().__init__(name)
         self.online_rows = online_rows
-        self.predictor_url = predictor_url.rstrip("/")
-        self.predictor_model = predictor_model
-        self._auth = {"authorization": f"Bearer {predictor_token}"} if predictor_token else {}
+        self.predictor = predictor
         self.clock = clock
-        self.timeout_s = timeout_s
-        self._contexts: dict[str, tuple[list[EyeFeatures], str | None]] = {}
-        self._client: httpx.AsyncClient | None = None
 
     def load(self) -> bool:
         self.ready = True
         return True
 
-    async def predictor_ready(self, transport: Any = None) -> bool:
-        """The lens predictor's readiness of its model: part of this server's readiness probe,
-        never of a request."""
-        from inference.server import answers_ready
+    def stop(self) -> None:
+        """KServe's shutdown (synchronous): not ready, and the predictor's connections closed."""
+        super().stop()
+        self.predictor.close_soon()
 
-        url = f"{self.predictor_url}/v1/models/{self.predictor_model}"
-        return await answers_ready(url, self._auth, transport=transport)
+    def validate(self, payload: Any) -> LensCall:
+        """KServe runs this between preprocess and predict; our preprocess hands a LensCall."""
+        if not isinstance(payload, LensCall):
+            raise TypeError(f"predict takes what preprocess made, not a {type(payload).__name__}")
+        return payload
 
     async def preprocess(
         self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None
-    ) -> dict[str, Any]:
+    ) -> LensCall:
         check_request_id(headers)
         ids = eye_ids_from(payload)
         rows = await asyncio.to_thread(self.online_rows, ids)
         eyes = eye_features(rows, ids, self.clock())
-        key = uuid.uuid4().hex
         # A v2 request is answered in v2 (its id kept); v1 in v1.
-        self._contexts[key] = (eyes, payload.id or "" if isinstance(payload, InferRequest) else None)
+        v2_id = (payload.id or "") if isinstance(payload, InferRequest) else None
         # The eye id travels with its features so the predictor's logged request says whose eye it is
         # (the monitor counts one eye per patient; the predictor reads only the features).
-        return {"instances": [{"eye_id": e.eye_id, **e.features} for e in eyes], "_context": key}
+        body = {"instances": [{"eye_id": e.eye_id, **e.features} for e in eyes]}
+        return LensCall(eyes, v2_id, body)
 
     async def predict(
-        self, payload: dict[str, Any], headers: dict[str, str] | None = None
+        self, call: LensCall, headers: dict[str, str] | None = None
     ) -> dict[str, Any] | InferResponse:
-        key = payload.pop("_context")
-        eyes, v2_id = self._contexts.pop(key)
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.timeout_s)
         forward = {k: v for k, v in (headers or {}).items() if k.lower() in ("ce-id", "x-request-id")}
-        forward.update(self._auth)
-        try:
-            response = await self._client.post(
-                f"{self.predictor_url}/v1/models/{self.predictor_model}:predict",
-                json=payload,
-                headers=forward,
-            )
-        except httpx.TransportError as exc:
-            raise PredictorUnavailable(
-                f"lens predictor unavailable ({type(exc).__name__}); retry later", retry_after_s=RETRY_AFTER_S
-            ) from exc
-        if response.status_code != 200:
-            try:
-                message = str(response.json().get("error") or response.text)
-            except (ValueError, json.JSONDecodeError):
-                message = response.text
-            raise PredictorError(f"lens predictor: {message}", response.status_code)
-        predictions = response.json()["predictions"]
+        # Unreachable or 5xx: 503 with Retry-After; a 4xx is passed on with the predictor's message.
+        response = await self.predictor.infer(call.body, headers=forward)
+        eyes, v2_id = call.eyes, call.v2_id
+        predictions = response["predictions"]
         for eye, prediction in zip(eyes, predictions, strict=True):
             prediction["eye_id"] = eye.eye_id
             prediction["stale_feature_views"] = eye.stale

@@ -11,8 +11,14 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from inference.server import add_edge_arguments
+
+if TYPE_CHECKING:
+    import httpx
+
+    from inference.predictor import PredictorClient
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,8 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from inference.auth import DEVICE_HEADER
     from inference.ocr_transformer.model import OcrTransformer
     from inference.payload_logger import install_payload_logger
-    from inference.server import EdgeOptions, load_registry, predictor_key, serve
+    from inference.server import EdgeOptions, load_registry, serve
 
+    predictor = build_predictor(own, argv)
     settings = Settings()
     if own.tokens is None and settings.device_tokens_file is not None:
         own.tokens = str(settings.device_tokens_file)
@@ -83,10 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         store,
         settings,
         metrics,
-        predictor_model=own.predictor_model,
+        predictor,
         features=features,
         second=second,
-        predictor_key=predictor_key(own.predictor_key_file),
     )
     model.load()
     # An image of the size limit, base64-encoded (4/3), and the JSON around it.
@@ -99,9 +105,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         DEVICE_HEADER,
         refused,
         max_body_bytes=body_limit,
-        predictor_ready=model.predictor_ready,
+        predictor_ready=predictor.ready,
     )
     return 0
+
+
+def build_predictor(
+    own: argparse.Namespace, argv: Sequence[str], transport: httpx.AsyncBaseTransport | None = None
+) -> PredictorClient:
+    """The recogniser's client, from the predictor arguments KServe gives a transformer
+    (`--predictor_host`, `--predictor_use_ssl`, `--predictor_request_timeout_seconds`, read with
+    kserve.model_server.parser) and ours (`--predictor_model`, the key). Triton is always asked
+    in v2, the only protocol this transformer speaks to it."""
+    from kserve import model_server
+
+    from eyeops.auth import TRITON_KEY_HEADER
+    from inference.ocr_transformer.model import PREDICTOR_RETRY_AFTER_S
+    from inference.predictor import PredictorClient
+    from inference.server import predictor_key
+
+    kserve_args, _ = model_server.parser.parse_known_args(list(argv))
+    if not kserve_args.predictor_host:
+        raise SystemExit("--predictor_host HOST:PORT (Triton's address) is required")
+    scheme = "https" if kserve_args.predictor_use_ssl else "http"
+    key = predictor_key(own.predictor_key_file)
+    return PredictorClient(
+        f"{scheme}://{kserve_args.predictor_host}",
+        own.predictor_model,
+        protocol="v2",
+        headers={TRITON_KEY_HEADER: key} if key else None,
+        timeout_s=float(kserve_args.predictor_request_timeout_seconds),
+        transport=transport,
+        retry_after_s=PREDICTOR_RETRY_AFTER_S,
+        label="OCR predictor",
+    )
 
 
 def _feast_sink(repo: str):  # type: ignore[no-untyped-def]

@@ -11,12 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import httpx
 import numpy as np
 from kserve import Model
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
 
-from eyeops.auth import TRITON_KEY_HEADER, Forbidden
+from eyeops.auth import Forbidden
 from eyeops.db.feature_outbox import FeatureOutboxWriter
 from eyeops.db.store import ResultsStore
 from eyeops.devices.layout import LayoutRegistry
@@ -35,6 +34,7 @@ from eyeops.settings import Settings
 from inference.auth import DEVICE_HEADER
 from inference.errors import check_request_id
 from inference.ocr_transformer.requests import exam_from_v1, exam_from_v2
+from inference.predictor import PredictorClient, PredictorError
 
 PREDICTOR_RETRY_AFTER_S = 10
 log = logging.getLogger("eyeops.ocr")
@@ -55,7 +55,7 @@ def recognizer_request(
 
 @dataclass
 class ExamContext:
-    """What preprocess learned, carried to predict and postprocess under the request id."""
+    """What preprocess learned, carried through predict to postprocess."""
 
     exam: ExamInput
     protocol: str
@@ -65,6 +65,15 @@ class ExamContext:
     recognitions: list[tuple[str, float]] = field(default_factory=list)
     model_version: str = "1"
     predict_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class RecognizerCall:
+    """What preprocess hands to predict: the exam's context and the one request for the
+    recogniser (None when the exam was stored before: nothing to recognise)."""
+
+    context: ExamContext
+    request: InferRequest | None
 
 
 class OcrTransformer(Model):  # type: ignore[misc]
@@ -77,12 +86,11 @@ class OcrTransformer(Model):  # type: ignore[misc]
         store: ResultsStore,
         settings: Settings,
         metrics: OcrMetrics,
-        predictor_model: str = "trocr",
+        predictor: PredictorClient,
         features: FeatureOutboxWriter | None = None,
         second: SecondReader | None = None,
-        predictor_key: str | None = None,
     ) -> None:
-        """`predictor_key`: what Triton's restricted APIs expect in TRITON_KEY_HEADER.
+        """`predictor`: the v2 client of the recogniser on Triton (its model, its key header).
         `features`: the writer that drains the feature outbox (the Feast push of accepted
         exams); with it, every accepted exam's push is queued in the exam's own transaction."""
         super().__init__(name)
@@ -90,13 +98,10 @@ class OcrTransformer(Model):  # type: ignore[misc]
         self.store = store
         self.settings = settings
         self.metrics = metrics
-        self.predictor_model = predictor_model
+        self.predictor = predictor
+        self.predictor_model = predictor.model
         self.features = features
         self.second = second  # a second recogniser for the less confident accepted readings
-        self._predictor_headers = {"content-type": "application/json"}
-        if predictor_key:
-            self._predictor_headers[TRITON_KEY_HEADER] = predictor_key
-        self._contexts: dict[str, ExamContext] = {}
 
     def load(self) -> bool:
         if self.features is not None:
@@ -104,21 +109,21 @@ class OcrTransformer(Model):  # type: ignore[misc]
         self.ready = True
         return True
 
-    async def predictor_ready(self) -> bool:
-        """Triton's readiness of the recogniser (after its warmup): part of this server's
-        readiness probe, never of a request."""
-        from inference.server import answers_ready
+    def stop(self) -> None:
+        """KServe's shutdown (synchronous): not ready, and the predictor's connections closed."""
+        super().stop()
+        self.predictor.close_soon()
 
-        config = self.predictor_config
-        if config is None or not config.predictor_host:
-            return False
-        base = config.predictor_base_url.rstrip("/")
-        return await answers_ready(f"{base}/v2/models/{self.predictor_model}/ready", self._predictor_headers)
+    def validate(self, payload: Any) -> RecognizerCall:
+        """KServe runs this between preprocess and predict; our preprocess hands a RecognizerCall."""
+        if not isinstance(payload, RecognizerCall):
+            raise TypeError(f"predict takes what preprocess made, not a {type(payload).__name__}")
+        return payload
 
     # -- preprocess: parse, dedupe, decode, align, crop -------------------------------------------
     async def preprocess(
         self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None
-    ) -> InferRequest:
+    ) -> RecognizerCall:
         headers = headers or {}
         started = time.perf_counter()
         exam: ExamInput | None = None
@@ -147,29 +152,29 @@ class OcrTransformer(Model):  # type: ignore[misc]
         except EyeopsError as exc:
             self._refused(exc, exam)
             raise
-        key = uuid.uuid4().hex
-        self._contexts[key] = ctx
         if ctx.prepared is None:
-            return InferRequest(self.predictor_model, [], request_id=key)
-        return recognizer_request(self.predictor_model, ctx.prepared.crops, ctx.prepared.grammars, key)
+            return RecognizerCall(ctx, None)
+        request = recognizer_request(
+            self.predictor_model, ctx.prepared.crops, ctx.prepared.grammars, request_id
+        )
+        return RecognizerCall(ctx, request)
 
     # -- predict: one v2 request to Triton for all crops of the exam ------------------------------
-    async def predict(self, payload: InferRequest, headers: dict[str, str] | None = None) -> ExamContext:
-        ctx = self._contexts.pop(str(payload.id))
-        if ctx.stored is not None:
+    async def predict(self, call: RecognizerCall, headers: dict[str, str] | None = None) -> ExamContext:
+        ctx = call.context
+        if call.request is None:
             return ctx
         t0 = time.perf_counter()
         try:
-            response = await self._http_client.infer(
-                self.predictor_config.predictor_base_url,
-                model_name=self.predictor_model,
-                data=payload,
-                headers=self._predictor_headers,
-            )
-        except (httpx.TransportError, httpx.HTTPStatusError) as exc:
+            response = await self.predictor.infer(call.request)
+        except PredictorUnavailable as exc:
+            self._refused(exc, ctx.exam)
+            raise
+        except PredictorError as exc:  # Triton refused what we sent (or our key): ours to fix
+            log.error("the recogniser refused a request (HTTP %d): %s", exc.status_code, exc.message)
             error = PredictorUnavailable(
-                f"OCR predictor unavailable ({type(exc).__name__}: {exc}); retry later",
-                retry_after_s=PREDICTOR_RETRY_AFTER_S,
+                f"OCR predictor unavailable (PredictorError: HTTP {exc.status_code}); retry later",
+                retry_after_s=self.predictor.retry_after_s,
             )
             self._refused(error, ctx.exam)
             raise error from exc

@@ -87,7 +87,8 @@ def exam_from_v1(body: object, request_id: str | None) -> ExamInput:
 def exam_from_v2(
     inputs: list[Any], parameters: Mapping[str, Any] | None, request_id: str | None
 ) -> ExamInput:
-    """`inputs` are kserve InferInput objects; only their name, datatype and data are read."""
+    """`inputs` are kserve InferInput objects; only their name, datatype, shape and data (JSON, or
+    raw bytes through `as_numpy()`) are read."""
     params = dict(parameters or {})
     images = [i for i in inputs if i.name == "image"]
     if len(images) != 1:
@@ -95,9 +96,12 @@ def exam_from_v2(
     image = images[0]
     if image.datatype != "BYTES":
         raise InvalidRequest(f"input 'image' must be BYTES; {V2_HINT}")
-    data = image.data if image.data is not None else []
-    if hasattr(image, "_raw_data") and image._raw_data is not None and not data:
-        data = list(image.as_numpy().reshape(-1))
+    data = image.data
+    if data is None or len(data) == 0:  # raw bytes (the binary extension): as_numpy decodes them
+        try:
+            data = list(image.as_numpy().reshape(-1))
+        except (TypeError, ValueError) as exc:
+            raise InvalidRequest(f"input 'image' cannot be read ({type(exc).__name__}); {V2_HINT}") from exc
     if len(data) != 1 or list(image.shape or [1]) not in ([1], [1, 1]):
         raise InvalidRequest(f"input 'image' must have shape [1] and hold one image; {V2_HINT}")
     kind = params.get("device_kind")

@@ -10,11 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kserve import context as kserve_context
-from kserve.predictor_config import PredictorConfig
 from kserve.protocol.infer_type import InferInput, InferRequest
 from prometheus_client import CollectorRegistry
 
+from eyeops.auth import TRITON_KEY_HEADER
 from eyeops.db import ResultsStore, migrate
 from eyeops.errors import AlignmentFailed, PredictorUnavailable, UnknownDeviceKind
 from eyeops.metrics import OcrMetrics
@@ -23,11 +22,13 @@ from eyeops.stack.process import free_port
 from eyeops.stack.triton import triton_process
 from eyeops.synth.exams import render_one
 from inference.ocr_transformer.model import OcrTransformer
+from inference.predictor import PredictorClient
 from tests.helpers import unalignable_png
 
 pytestmark = pytest.mark.inprocess
-# kserve's InferenceClientFactory keeps one HTTP client per process, bound to the loop that made it.
+# One loop for every test: asyncio.run would close the loop a model's client has connections on.
 LOOP = asyncio.new_event_loop()
+KEY = "inprocess-triton-key"  # Triton restricts every API but health to it, as on a cluster
 
 
 def run(coro):  # type: ignore[no-untyped-def]
@@ -38,15 +39,18 @@ def run(coro):  # type: ignore[no-untyped-def]
 def triton_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     settings = Settings(data_dir=tmp_path_factory.mktemp("triton"))
     port = free_port()
-    with triton_process(settings, port, settings.data_dir / "triton.log") as proc:
+    with triton_process(settings, port, settings.data_dir / "triton.log", key=KEY) as proc:
         proc.wait_ready(180)
         yield f"127.0.0.1:{port}"
 
 
-def make_model(layouts, url: str, host: str, registry: CollectorRegistry) -> OcrTransformer:
-    kserve_context.set_predictor_config(PredictorConfig(host, "v2", predictor_request_timeout_seconds=60))
+def make_model(layouts, url: str, host: str, registry: CollectorRegistry, key: str = KEY) -> OcrTransformer:
+    predictor = PredictorClient(
+        f"http://{host}", "trocr", "v2", {TRITON_KEY_HEADER: key}, timeout_s=60, retry_after_s=10
+    )
     migrate(url)
-    model = OcrTransformer("ocr", layouts, ResultsStore.from_url(url), Settings(), OcrMetrics(registry))
+    store = ResultsStore.from_url(url)
+    model = OcrTransformer("ocr", layouts, store, Settings(), OcrMetrics(registry), predictor)
     model.load()
     return model
 
@@ -176,6 +180,30 @@ def test_unreachable_predictor_writes_nothing(layouts, sqlite_url, tmp_path: Pat
     assert model.store.counts() == {"exams": 0, "fields": 0, "review_items": 0, "log_rows": 0}
 
 
+def test_a_refused_key_or_a_stopped_model_writes_nothing(layouts, sqlite_url, triton_host):
+    """Triton refuses a wrong key (4xx): the caller gets 503 (retry later), as when Triton is down,
+    and nothing is stored. A stopped model's client is closed: 503 too, nothing sent."""
+    exam = render_one(layouts["autorefractor"], 11, "eval", 6)
+    wrong = make_model(layouts, sqlite_url, triton_host, CollectorRegistry(), key="not-the-key")
+    with pytest.raises(PredictorUnavailable) as info:
+        run(wrong(v1(exam.image, exam.device_kind), {}))
+    assert info.value.status_code == 503 and "PredictorError" in info.value.message
+    assert wrong.store.counts()["exams"] == 0
+
+    model = make_model(layouts, sqlite_url, triton_host, CollectorRegistry())
+    assert run(model.predictor.ready())
+
+    async def shutdown() -> None:  # KServe calls the synchronous stop() while its loop runs
+        model.stop()
+        await asyncio.sleep(0.1)
+
+    run(shutdown())
+    assert model.predictor.closed and not run(model.predictor.ready())
+    with pytest.raises(PredictorUnavailable, match="shutting down"):
+        run(model(v1(exam.image, exam.device_kind), {}))
+    assert model.store.counts()["exams"] == 0
+
+
 def test_the_console_reads_an_exam_again_through_the_same_triton(layouts, triton_host):
     """A reviewer marks the screen's corners on an exam that failed alignment: the console warps the
     image from them and sends the crops to the recogniser the OCR service uses (JSON v2 request)."""
@@ -188,7 +216,7 @@ def test_the_console_reads_an_exam_again_through_the_same_triton(layouts, triton
     assert found.alignment is not None
     corners = found.alignment["corners"]  # where a careful reviewer clicks
     marked = view_exam(exam.image, layout, Settings(), corners=corners)  # type: ignore[arg-type]
-    readings = reread(layout, marked.crops, TritonRecognizer(f"http://{triton_host}"), 0.97)
+    readings = reread(layout, marked.crops, TritonRecognizer(f"http://{triton_host}", key=KEY), 0.97)
     assert [r.name for r in readings] == list(exam.texts)
     right = sum(r.raw_text.strip() == exam.texts[r.name] for r in readings)
     assert right >= len(readings) - 1, [(r.name, r.raw_text) for r in readings]

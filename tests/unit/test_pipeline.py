@@ -58,6 +58,13 @@ def test_v2_parsing_accepts_base64_and_raw_bytes():
     raw = InferInput("image", [1], "BYTES")
     raw.set_data_from_numpy(np.array([image], dtype=np.object_), binary_data=True)
     assert exam_from_v2([raw], {"device_kind": "autorefractor"}, None).image == image
+    two = InferInput("image", [2], "BYTES")
+    two.set_data_from_numpy(np.array([image, image], dtype=np.object_), binary_data=True)
+    with pytest.raises(InvalidRequest, match="shape"):
+        exam_from_v2([two], {"device_kind": "autorefractor"}, None)
+    empty = InferInput("image", [1], "BYTES", data=[])
+    with pytest.raises(InvalidRequest, match="cannot be read"):
+        exam_from_v2([empty], {"device_kind": "autorefractor"}, None)
     with pytest.raises(InvalidRequest, match="device_kind"):
         exam_from_v2([as_json], {}, None)
     with pytest.raises(InvalidRequest, match="named 'image'"):

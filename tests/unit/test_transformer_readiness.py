@@ -1,16 +1,21 @@
 """A transformer's readiness (`/v2/health/ready`, its pod's readiness probe) includes its predictor's:
-the probe helper, the composition the server installs, and the lens transformer's check of its
-predictor's model; requests never pay for it (they read their model's own flag)."""
+each transformer's client asks its predictor for its model (built from the entrypoint's arguments),
+and the composition the server installs; requests never pay for it (they read their model's own flag)."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import httpx
 import pytest
 
-from inference.lens_transformer.model import LensTransformer
-from inference.server import answers_ready, server_ready
+from eyeops.auth import TRITON_KEY_HEADER
+from inference.lens_transformer.__main__ import build_parser as lens_parser
+from inference.lens_transformer.__main__ import build_predictor as lens_predictor
+from inference.ocr_transformer.__main__ import build_parser as ocr_parser
+from inference.ocr_transformer.__main__ import build_predictor as ocr_predictor
+from inference.server import server_ready
 
 pytestmark = pytest.mark.unit
 
@@ -23,27 +28,38 @@ def transport(status: int, seen: list[httpx.Request]) -> httpx.MockTransport:
     return httpx.MockTransport(handle)
 
 
-def test_a_predictor_is_ready_only_when_its_readiness_path_answers_200() -> None:
+def test_the_ocr_transformer_asks_triton_for_its_recogniser(tmp_path: Path) -> None:
+    """The chart's args plus what KServe injects (--predictor_host) make the client of Triton."""
+    key = tmp_path / "triton.key"
+    key.write_text("k-1\n")
+    argv = ["--predictor_model", "trocr", "--predictor_protocol", "v2", "--predictor_key_file", str(key)]
+    argv += ["--predictor_host", "ocr-predictor.eyeops", "--http_port", "8080"]
     seen: list[httpx.Request] = []
-    assert asyncio.run(
-        answers_ready("http://p/v2/models/trocr/ready", {"k": "v"}, transport=transport(200, seen))
+    own, _ = ocr_parser().parse_known_args(argv)
+    assert asyncio.run(ocr_predictor(own, argv, transport(200, seen)).ready())
+    assert str(seen[0].url) == "http://ocr-predictor.eyeops/v2/models/trocr/ready"
+    assert seen[0].headers[TRITON_KEY_HEADER] == "k-1"
+    assert not asyncio.run(ocr_predictor(own, argv, transport(503, seen)).ready())
+    with pytest.raises(SystemExit, match="--predictor_host"):
+        ocr_predictor(own, argv[:6])
+
+
+def test_the_lens_transformer_asks_its_predictor_for_its_model(tmp_path: Path) -> None:
+    token = tmp_path / "lens.token"
+    token.write_text("t\n")
+    own, _ = lens_parser().parse_known_args(
+        ["--predictor_host", "predictor:8080", "--predictor_token_file", str(token)]
     )
-    assert seen[0].headers["k"] == "v"
-    assert not asyncio.run(answers_ready("http://p/x", transport=transport(503, seen)))
+    seen: list[httpx.Request] = []
+    assert asyncio.run(lens_predictor(own, transport(200, seen)).ready())
+    assert str(seen[0].url) == "http://predictor:8080/v1/models/lens"
+    assert seen[0].headers["authorization"] == "Bearer t"
+    assert not asyncio.run(lens_predictor(own, transport(503, seen)).ready())
 
     def unreachable(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused", request=request)
 
-    assert not asyncio.run(answers_ready("http://p/x", transport=httpx.MockTransport(unreachable)))
-
-
-def test_the_lens_transformer_asks_its_predictor_for_its_model() -> None:
-    seen: list[httpx.Request] = []
-    model = LensTransformer("lens", lambda ids: [], "http://predictor:8080/", "lens", predictor_token="t")
-    assert asyncio.run(model.predictor_ready(transport(200, seen)))
-    assert str(seen[0].url) == "http://predictor:8080/v1/models/lens"
-    assert seen[0].headers["authorization"] == "Bearer t"
-    assert not asyncio.run(model.predictor_ready(transport(503, seen)))
+    assert not asyncio.run(lens_predictor(own, httpx.MockTransport(unreachable)).ready())
 
 
 class Model:

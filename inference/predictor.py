@@ -1,0 +1,163 @@
+"""The one way a transformer of ours calls its predictor: KServe's public REST inference client
+(`kserve.inference_client.InferenceRESTClient`) with the predictor's address, model, protocol and
+credential fixed, and its failures mapped to eyeops errors.
+
+- a transport error (refused, reset, timed out) or a 5xx: `PredictorUnavailable` (503, Retry-After);
+- a 4xx: `PredictorError`, carrying the predictor's status and its message;
+- readiness (`ready()`) is the predictor's readiness of the model, False on any HTTP error;
+- the client is closed on shutdown: `close()`, or `close_soon()` from KServe's synchronous
+  `Model.stop()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+from typing import Any, Literal, overload
+
+import httpx
+from kserve.inference_client import InferenceRESTClient, RESTConfig
+from kserve.protocol.infer_type import InferRequest, InferResponse
+
+from eyeops.errors import EyeopsError, PredictorUnavailable
+
+log = logging.getLogger("eyeops.predictor")
+Protocol = Literal["v1", "v2"]
+READY_TIMEOUT_S = 2.0  # a readiness probe waits 3 s for the whole server's answer
+
+
+class PredictorError(EyeopsError):
+    """The predictor refused the request (4xx): its status and its message are passed on."""
+
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+def _ca_bundle() -> ssl.SSLContext | bool:
+    """What KServe's own transformer client verifies TLS with: the CA bundle the controller sets
+    (REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE), else the default certificates."""
+    path = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    return ssl.create_default_context(cafile=path) if path else True
+
+
+class PredictorClient:
+    """A transformer's client of its predictor, made once per process and closed on shutdown."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        protocol: Protocol = "v2",
+        headers: dict[str, str] | None = None,
+        timeout_s: float = 60.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        retry_after_s: int = 5,
+        label: str | None = None,
+        ready_timeout_s: float = READY_TIMEOUT_S,
+    ) -> None:
+        """`base_url`: http(s)://host:port of the predictor; `model`: the model's name there;
+        `headers`: sent with every call (Triton's key header, a bearer token); `transport`: an
+        httpx transport (tests inject a MockTransport); `retry_after_s`: what a 503 tells the
+        caller; `label`: how error messages name the predictor."""
+        if protocol not in ("v1", "v2"):
+            raise ValueError(f"predictor protocol must be v1 or v2, not {protocol!r}")
+        self.base_url = base_url
+        self.model = model
+        self.protocol: Protocol = protocol
+        self.retry_after_s = retry_after_s
+        self.label = label or f"predictor {model!r}"
+        self.ready_timeout_s = ready_timeout_s
+        self._headers = dict(headers or {})
+        self._client = InferenceRESTClient(
+            RESTConfig(
+                protocol=protocol,
+                timeout=timeout_s,
+                transport=transport,
+                verify=_ca_bundle() if transport is None else True,
+            )
+        )
+        self._closed = False
+        self._closing: asyncio.Task[None] | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @overload
+    async def infer(self, data: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]: ...
+
+    @overload
+    async def infer(self, data: InferRequest, headers: dict[str, str] | None = None) -> InferResponse: ...
+
+    async def infer(
+        self, data: InferRequest | dict[str, Any], headers: dict[str, str] | None = None
+    ) -> InferResponse | dict[str, Any]:
+        """One inference: an InferRequest answers an InferResponse (v2), a dict a dict (v1).
+        `headers` are sent on top of the fixed ones (a request id to forward)."""
+        if self._closed:
+            raise PredictorUnavailable(
+                f"{self.label} client is closed (the server is shutting down); retry later",
+                retry_after_s=self.retry_after_s,
+            )
+        # KServe's client writes content-type and the binary length into the dict it is given.
+        sent = {**self._headers, **(headers or {})}
+        try:
+            result = await self._client.infer(self.base_url, data, model_name=self.model, headers=sent)
+        except httpx.HTTPStatusError as exc:
+            raise self._refused(exc.response) from exc
+        except httpx.HTTPError as exc:
+            raise self._unavailable(type(exc).__name__) from exc
+        return result
+
+    async def ready(self) -> bool:
+        """Whether the predictor has the model ready (within `ready_timeout_s`); any HTTP or
+        transport error, or an answer that cannot be read, is False."""
+        if self._closed:
+            return False
+        try:
+            ready = await self._client.is_model_ready(
+                self.base_url, self.model, headers=dict(self._headers), timeout=self.ready_timeout_s
+            )
+        except (httpx.HTTPError, ValueError):
+            return False
+        return ready is True
+
+    async def close(self) -> None:
+        """Close the connections; later calls answer 503 (shutting down)."""
+        self._closed = True
+        await self._client.close()
+        log.info("closed the %s client", self.label)
+
+    def close_soon(self) -> None:
+        """Close from synchronous code (KServe calls `Model.stop()` synchronously on shutdown):
+        scheduled on the running loop, or run now when no loop runs."""
+        self._closed = True
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            try:
+                asyncio.run(self.close())
+            except Exception as exc:  # connections of a loop already gone went with it
+                log.warning("closing the %s client after its loop ended: %s", self.label, type(exc).__name__)
+            return
+        self._closing = loop.create_task(self.close())
+
+    def _unavailable(self, what: str) -> PredictorUnavailable:
+        return PredictorUnavailable(
+            f"{self.label} unavailable ({what}); retry later", retry_after_s=self.retry_after_s
+        )
+
+    def _refused(self, response: httpx.Response) -> EyeopsError:
+        status = response.status_code
+        if not 400 <= status < 500:
+            return self._unavailable(f"HTTP {status}")
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        error = body.get("error") if isinstance(body, dict) else None
+        message = str(error) if error else response.text
+        return PredictorError(f"{self.label}: {message}", status)
