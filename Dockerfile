@@ -1,41 +1,51 @@
-# syntax=docker/dockerfile:1.7
 # Images of the main environment, one target each; build context: the repository root.
-#   docker build --target ocr-transformer --build-arg TORCH_INDEX_URL=<PyTorch CPU wheel index> -t eyeops/ocr-transformer:0.1.0 .
-#   docker build --target lens            ... -t eyeops/lens:0.1.0 .
-#   docker build --target pipelines       ... -t eyeops/pipelines:0.1.0 .
-# They run the same entrypoints and flags `eyeops up` runs (the chart passes them).
-ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
+# Dependencies come from a wheelhouse made on the host from the lock (no network inside a build):
+#     bash scripts/images.sh            # the wheelhouse, every image, an SBOM per image
+# or by hand, once build/wheelhouse/main holds the lock's wheels and the eyeops wheel:
+#     docker build --target ocr-transformer --build-arg BASE_IMAGE=<python 3.11 image> -t eyeops/ocr-transformer:0.1.0 .
+# Targets: ocr-transformer, lens, console, pipelines, gateway. They run the same entrypoints and
+# flags `eyeops up` runs (the chart passes them), as uid 10001 with a read-only root: HOME, every
+# cache and eyeops' default data folder point at /tmp, which the chart mounts as an emptyDir; what
+# must outlive a pod goes to the volumes the chart mounts (results database, models PVC).
+# BASE_IMAGE: the official python:3.11.7-slim-bookworm by default; pin it by the digest your
+# registry shows (…@sha256:…). scripts/images.sh builds a Debian base with debootstrap instead.
+ARG BASE_IMAGE=python:3.11.7-slim-bookworm
 
-FROM ${PYTHON_IMAGE} AS build
-ARG TORCH_INDEX_URL
-RUN test -n "$TORCH_INDEX_URL" || (echo "--build-arg TORCH_INDEX_URL=<the PyTorch CPU wheel index> is required" && false)
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
-# torch first, CPU build, exactly this version (the rest must not resolve another one)
-RUN pip install --index-url "$TORCH_INDEX_URL" torch==2.13.0
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY eyeops ./eyeops
-COPY inference ./inference
-COPY kfp_pipelines ./kfp_pipelines
-COPY images/constraints-main.txt /tmp/constraints.txt
-# every dependency at the version the tests ran with; the server extra holds all but the gateway's
-RUN pip install -c /tmp/constraints.txt ".[server]" \
- && pip install --no-deps -c /tmp/constraints.txt rapidocr-onnxruntime
+FROM ${BASE_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels
+COPY build/wheelhouse/main /wheels
+# every dependency at the version the tests ran with; the server extra holds all but the gateway's;
+# the PP-OCRv4 model file comes without rapidocr's own dependencies (opencv-python beside headless)
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install -c /wheels/constraints.txt torch==2.13.0 "eyeops[server]" \
+ && /opt/venv/bin/pip install --no-deps -c /wheels/constraints.txt rapidocr-onnxruntime \
+ && /opt/venv/bin/pip uninstall -y pip
 
-FROM ${PYTHON_IMAGE} AS runtime
-RUN groupadd --gid 10001 eyeops && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin eyeops \
- && apt-get update && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 libgomp1 && rm -rf /var/lib/apt/lists/*
-COPY --from=build /opt/venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/tmp
+# The gateway alone: the core package, no model servers (`pip install 'eyeops[gateway]'`).
+FROM ${BASE_IMAGE} AS gateway-build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels
+COPY build/wheelhouse/main /wheels
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install -c /wheels/constraints.txt "eyeops[gateway]" \
+ && /opt/venv/bin/pip uninstall -y pip
+
+FROM ${BASE_IMAGE} AS base
+RUN (getent group 10001 || groupadd --gid 10001 eyeops) \
+ && (getent passwd 10001 || useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin eyeops)
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/tmp XDG_CACHE_HOME=/tmp/.cache \
+    MPLCONFIGDIR=/tmp/.cache/matplotlib HF_HOME=/tmp/.cache/huggingface EYEOPS_DATA_DIR=/tmp/eyeops
 WORKDIR /app
+
+FROM base AS runtime
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
 
 # What the services share: the Feast repository with the cluster profile (the chart mounts its own
 # feature_store.yaml over it), a non-root user.
 FROM runtime AS app
-COPY eyeops/lens/feature_repo /app/feature_repo
-RUN cp /app/feature_repo/feature_store.cluster.yaml /app/feature_repo/feature_store.yaml
+RUN cp -r "$(python -c 'import eyeops.lens, pathlib; print(pathlib.Path(eyeops.lens.__file__).parent / "feature_repo")')" /app/feature_repo \
+ && cp /app/feature_repo/feature_store.cluster.yaml /app/feature_repo/feature_store.yaml
 USER 10001
 EXPOSE 8080
 
@@ -56,3 +66,10 @@ RUN apt-get update && apt-get install -y --no-install-recommends tesseract-ocr f
  && rm -rf /var/lib/apt/lists/*
 USER 10001
 ENTRYPOINT ["python"]
+
+FROM base AS gateway
+COPY --from=gateway-build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+USER 10001
+ENTRYPOINT ["python", "-m", "eyeops", "gateway"]
+CMD ["watch", "--help"]
