@@ -160,7 +160,14 @@ class Gateway:
         self.quarantine_dir.mkdir(parents=True, exist_ok=True)
         target = self.quarantine_dir / f"{item.sha256[:12]}-{source.name}"
         if move_source:
-            shutil.move(str(source), target)
+            try:
+                shutil.move(str(source), target)
+            except OSError as err:  # a read-only export share: keep a copy, leave the device's file
+                log.warning(
+                    "cannot move %s out of the export folder (%s): quarantined a copy", source, err.strerror
+                )
+                if not target.exists():
+                    target.write_bytes(self._bytes_of(item))
         elif item.sha256 not in self.refusals:  # refused unread: there are no bytes to keep
             target.write_bytes(self._bytes_of(item))
         reason = f"{exc.message}\nsource: {source}\nsha256: {item.sha256}\ndevice: {self.device_id}\n"

@@ -157,6 +157,30 @@ def test_invalid_files_are_quarantined_with_a_reason_and_do_not_block(tmp_path):
     assert "truncated" in reason
 
 
+def test_an_invalid_file_on_a_read_only_share_is_quarantined_as_a_copy(tmp_path, monkeypatch):
+    """Many devices export to a share the gateway may only read: the file cannot be moved away,
+    so a copy goes to quarantine, the original stays, and the gateway goes on (it crashed before)."""
+    import errno
+    import shutil
+
+    def read_only(src: str, dst: object) -> None:
+        shutil.copy2(src, dst)  # what shutil.move does across devices, before its unlink fails
+        raise OSError(errno.EROFS, "Read-only file system", src)
+
+    monkeypatch.setattr("eyeops.gateway.service.shutil.move", read_only)
+    transport, seen = scripted([200])
+    gateway, outbox, _ = make_gateway(tmp_path, transport)
+    drop(outbox, tmp_path, "broken.png", noise_png(50, 50)[:300])
+    good = drop(outbox, tmp_path, "good.png", noise_png(20, 20, seed=3))
+    drain(gateway)
+    states = {r["source"].rsplit("/", 1)[1]: r["state"] for r in outbox.results()}
+    assert states == {"good.png": "done", "broken.png": "quarantined"}
+    assert len(seen) == 1 and seen[0].headers["ce-id"] == good
+    assert (tmp_path / "broken.png").exists()  # the device's file is left where it was
+    kept = next((tmp_path / "quarantine").glob("*-broken.png"))
+    assert kept.read_bytes() == (tmp_path / "broken.png").read_bytes()
+
+
 def test_concurrency_is_bounded(tmp_path):
     active, peak = 0, 0
 
