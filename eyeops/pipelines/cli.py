@@ -265,6 +265,18 @@ def add_registry_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     rb = cmds.add_parser("rollback", help="make the previous champion the champion again")
     rb.add_argument("model")
     rb.set_defaults(func=_registry_rollback)
+    cn = cmds.add_parser(
+        "canary",
+        help="a Knative-mode InferenceService's canary: show it, finish it (100%%) or undo it (0%%)",
+        description="status: the model, canaryTrafficPercent and the traffic per revision KServe reports. "
+        "finish: the new revision takes all traffic. undo: all traffic goes back to the previously "
+        "rolled-out revision (KServe pins it there; then roll the registry back and promote again). "
+        "Uses the pod's service account in a cluster, else your kubeconfig.",
+    )
+    cn.add_argument("action", choices=["status", "finish", "undo"])
+    cn.add_argument("inference_service", help="ocr or lens")
+    cn.add_argument("--namespace", "-n", required=True)
+    cn.set_defaults(func=_registry_canary)
     sd = cmds.add_parser(
         "seed",
         help="a first install's models: the shipped OCR checkpoint (and a lens model on simulated eyes)",
@@ -357,6 +369,27 @@ def _registry_list(args: argparse.Namespace) -> int:
 def _registry_promote(args: argparse.Namespace) -> int:
     chosen = _registry(args).promote(args.model, args.version, args.note)
     print(f"{args.model} champion: {chosen.version} ({chosen.storage_uri})")
+    return 0
+
+
+def _registry_canary(args: argparse.Namespace) -> int:
+    from kubernetes.client.exceptions import ApiException
+
+    from eyeops.registry.deploy import canary_state, kube_api, set_canary_traffic
+
+    api = kube_api()
+    try:
+        if args.action == "status":
+            state = canary_state(api, args.inference_service, args.namespace)
+        else:
+            percent = 100 if args.action == "finish" else 0
+            state = set_canary_traffic(api, args.inference_service, args.namespace, percent)
+    except ApiException as exc:
+        raise SystemExit(
+            f"the Kubernetes API answered {exc.status} {exc.reason} for InferenceService "
+            f"{args.namespace}/{args.inference_service}; check the name, the namespace and your access"
+        ) from exc
+    print(state.describe())
     return 0
 
 

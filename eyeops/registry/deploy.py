@@ -141,10 +141,107 @@ def promote_inference_service(
     return apply_rollout(api, plan_rollout(api, name, namespace, canary_percent), storage_uri)
 
 
+@dataclass(frozen=True)
+class CanaryState:
+    """Where a Knative-mode InferenceService's predictor traffic goes now (from its spec and status)."""
+
+    name: str
+    namespace: str
+    mode: str | None
+    storage_uri: str | None
+    canary_percent: int | None  # spec.predictor.canaryTrafficPercent; None: not set (all traffic)
+    traffic: tuple[tuple[str, int], ...]  # (revision, percent) as the controller reports them
+    latest_rolled_out: str | None
+    previous_rolled_out: str | None
+
+    def describe(self) -> str:
+        share = "not set (100)" if self.canary_percent is None else self.canary_percent
+        latest, previous = self.latest_rolled_out or "-", self.previous_rolled_out or "-"
+        lines = [
+            f"InferenceService {self.namespace}/{self.name} ({self.mode or 'cluster default'} mode)",
+            f"  model: {self.storage_uri or 'unknown'}",
+            f"  canaryTrafficPercent: {share}",
+            f"  latest rolled-out revision: {latest}; previous: {previous}",
+        ]
+        lines += [f"  {percent:3d}% -> {revision}" for revision, percent in self.traffic]
+        return "\n".join(lines)
+
+
+def canary_state(api: CustomObjects, name: str, namespace: str) -> CanaryState:
+    isvc = dict(
+        api.get_namespaced_custom_object(KSERVE_GROUP, KSERVE_VERSION, namespace, "inferenceservices", name)
+    )
+    predictor = (isvc.get("spec") or {}).get("predictor") or {}
+    status = ((isvc.get("status") or {}).get("components") or {}).get("predictor") or {}
+    traffic = tuple(
+        (str(t.get("revisionName") or t.get("tag") or "?"), int(t.get("percent") or 0))
+        for t in status.get("traffic") or []
+    )
+    percent = predictor.get("canaryTrafficPercent")
+    return CanaryState(
+        name,
+        namespace,
+        deployment_mode(isvc),
+        (predictor.get("model") or {}).get("storageUri"),
+        None if percent is None else int(percent),
+        traffic,
+        status.get("latestRolledoutRevision"),
+        status.get("previousRolledoutRevision"),
+    )
+
+
+def set_canary_traffic(api: CustomObjects, name: str, namespace: str, percent: int) -> CanaryState:
+    """Finish a canary (100: the new revision takes all traffic) or undo it (0: KServe sends all
+    traffic back to the previously rolled-out revision and keeps it pinned there). Knative mode
+    only: Standard mode has no canary to move, and this says so instead of patching."""
+    if percent not in (0, 100):
+        raise RegistryError(f"a canary is finished (100) or undone (0), not set to {percent}")
+    state = canary_state(api, name, namespace)
+    if state.mode != KNATIVE:
+        raise RolloutRefused(
+            f"InferenceService {namespace}/{name} runs in {state.mode or 'the cluster default'} mode: it has "
+            "no canary to finish or undo (a promotion there replaces the model as a rolling update). "
+            "To go back to the previous model, run `eyeops registry rollback MODEL` and promote that version."
+        )
+    if percent == 0 and not state.previous_rolled_out:
+        raise RolloutRefused(
+            f"InferenceService {namespace}/{name} has no previously rolled-out revision to send traffic "
+            "back to (KServe reports none); nothing was changed."
+        )
+    api.patch_namespaced_custom_object(
+        KSERVE_GROUP,
+        KSERVE_VERSION,
+        namespace,
+        "inferenceservices",
+        name,
+        {"spec": {"predictor": {"canaryTrafficPercent": percent}}},
+    )
+    return canary_state(api, name, namespace)
+
+
+def kube_api() -> CustomObjects:
+    """CustomObjectsApi from the pod's service account inside a cluster, else from the kubeconfig
+    (KUBECONFIG or ~/.kube/config) of whoever runs the command."""
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        try:
+            config.load_kube_config()
+        except (config.ConfigException, OSError) as exc:
+            raise RegistryError(
+                f"no Kubernetes API to reach: not inside a cluster, and no usable kubeconfig ({exc}); "
+                "set KUBECONFIG or write ~/.kube/config for the cluster eyeops runs in"
+            ) from exc
+    api: CustomObjects = client.CustomObjectsApi()
+    return api
+
+
 def in_cluster_api() -> CustomObjects:
     """CustomObjectsApi from the pod's service account (the pipeline runner's, granted get and patch
     on the two InferenceServices by the chart)."""
-    from kubernetes import client, config  # type: ignore[import-untyped]
+    from kubernetes import client, config
 
     config.load_incluster_config()
     api: CustomObjects = client.CustomObjectsApi()

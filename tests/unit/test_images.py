@@ -88,7 +88,11 @@ def test_image_runs_non_root_from_a_pinned_base_and_its_entrypoint_exists(image:
 
 @pytest.mark.parametrize(
     ("dockerfile", "env"),
-    [("Dockerfile", "main"), ("detectors/Dockerfile", "detectors"), ("inference/triton/Dockerfile", "triton")],
+    [
+        ("Dockerfile", "main"),
+        ("detectors/Dockerfile", "detectors"),
+        ("inference/triton/Dockerfile", "triton"),
+    ],
 )
 def test_images_install_from_their_lock(dockerfile: str, env: str) -> None:
     """Each image installs offline from its wheelhouse, which scripts/images.sh builds from the lock

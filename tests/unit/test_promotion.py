@@ -199,3 +199,69 @@ def test_detectors_gate_and_unknown_model() -> None:
     assert not gate_for("detectors")({**quiet, "shift_detected": False}, None).promote
     with pytest.raises(RegistryError):
         gate_for("tokenizer")
+
+
+def canary_isvc(mode: str, previous: str | None = "ocr-predictor-00001") -> FakeCustomObjects:
+    """An InferenceService halfway through a 10 % canary, as KServe reports one in Knative mode."""
+    api = FakeCustomObjects({MODE_ANNOTATION: mode})
+    api.isvc["spec"] = {
+        "predictor": {"canaryTrafficPercent": 10, "model": {"storageUri": "pvc://m/registry/ocr/4"}}
+    }
+    traffic = [{"revisionName": "ocr-predictor-00002", "percent": 10, "latestRevision": True}]
+    if previous:
+        traffic.append({"revisionName": previous, "percent": 90, "tag": "prev"})
+    api.isvc["status"] = {
+        "components": {
+            "predictor": {
+                "latestRolledoutRevision": previous,
+                "previousRolledoutRevision": previous,
+                "latestCreatedRevision": "ocr-predictor-00002",
+                "traffic": traffic,
+            }
+        }
+    }
+    return api
+
+
+@pytest.mark.parametrize(("action", "percent"), [("finish", 100), ("undo", 0)])
+def test_a_knative_canary_is_finished_or_undone(action: str, percent: int) -> None:
+    from eyeops.registry.deploy import canary_state, set_canary_traffic
+
+    api = canary_isvc("Knative")
+    before = canary_state(api, "ocr", "eyeops")
+    assert before.canary_percent == 10 and before.traffic[0] == ("ocr-predictor-00002", 10)
+    assert "10% -> ocr-predictor-00002" in before.describe()
+    set_canary_traffic(api, "ocr", "eyeops", percent)
+    assert [c[-1] for c in api.calls] == [{"spec": {"predictor": {"canaryTrafficPercent": percent}}}]
+    assert api.calls[0][2:5] == ("eyeops", "inferenceservices", "ocr")
+
+
+def test_a_canary_is_not_moved_where_there_is_none_to_move() -> None:
+    from eyeops.registry.deploy import set_canary_traffic
+
+    standard = canary_isvc("Standard")
+    with pytest.raises(RolloutRefused, match=r"no canary to finish or undo.*eyeops registry rollback"):
+        set_canary_traffic(standard, "ocr", "eyeops", 100)
+    first = canary_isvc("Knative", previous=None)
+    with pytest.raises(RolloutRefused, match="no previously rolled-out revision"):
+        set_canary_traffic(first, "ocr", "eyeops", 0)
+    with pytest.raises(RegistryError, match="finished \\(100\\) or undone \\(0\\)"):
+        set_canary_traffic(canary_isvc("Knative"), "ocr", "eyeops", 50)
+    assert standard.calls == first.calls == []
+
+
+def test_the_canary_command_prints_the_state_and_refuses_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from eyeops.cli import main
+
+    knative, standard = canary_isvc("Knative"), canary_isvc("Standard")
+    monkeypatch.setattr("eyeops.registry.deploy.kube_api", lambda: knative)
+    assert main(["registry", "canary", "finish", "ocr", "-n", "eyeops"]) == 0
+    assert "InferenceService eyeops/ocr (Knative mode)" in capsys.readouterr().out
+    assert knative.calls[-1][-1] == {"spec": {"predictor": {"canaryTrafficPercent": 100}}}
+    monkeypatch.setattr("eyeops.registry.deploy.kube_api", lambda: standard)
+    assert main(["registry", "canary", "undo", "ocr", "-n", "eyeops"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Standard mode" in err and "Traceback" not in err
+    assert standard.calls == []
