@@ -21,6 +21,7 @@ WHEELS=build/wheelhouse
 PIP=${PIP:-.venv/bin/pip}
 PY=${PYTHON:-.venv/bin/python}
 TRITON_WHEEL_VERSION=0.7.0
+DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org}  # the base's packages (a local mirror works too)
 VERSION=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' charts/eyeops/Chart.yaml)
 ALL="ocr-transformer lens console pipelines gateway triton detectors"
 WANT=${*:-$ALL}
@@ -64,11 +65,11 @@ if [ -z "${BASE_IMAGE:-}" ]; then
     log "debootstrap: Debian bookworm (minbase) with Python 3.11 into a scratch folder"
     $SUDO debootstrap --variant=minbase \
       --include=ca-certificates,python3,python3-venv,python-is-python3,libpython3.11,libgomp1 \
-      bookworm "$rootfs/root" http://deb.debian.org/debian >"$OUT/debootstrap.log" 2>&1 \
+      bookworm "$rootfs/root" "$DEBIAN_MIRROR/debian" >"$OUT/debootstrap.log" 2>&1 \
       || { echo "[images] debootstrap failed; see $OUT/debootstrap.log" >&2; exit 1; }
-    printf '%s\n' "deb http://deb.debian.org/debian bookworm main" \
-      "deb http://deb.debian.org/debian bookworm-updates main" \
-      "deb http://deb.debian.org/debian-security bookworm-security main" | $SUDO tee "$rootfs/root/etc/apt/sources.list" >/dev/null
+    printf '%s\n' "deb $DEBIAN_MIRROR/debian bookworm main" \
+      "deb $DEBIAN_MIRROR/debian bookworm-updates main" \
+      "deb $DEBIAN_MIRROR/debian-security bookworm-security main" | $SUDO tee "$rootfs/root/etc/apt/sources.list" >/dev/null
     $SUDO rm -rf "$rootfs/root/var/lib/apt/lists/"* "$rootfs/root/var/cache/apt/archives/"*.deb
     $SUDO tar -C "$rootfs/root" -c . | $DOCKER import -c 'ENV LANG=C.UTF-8' -c 'CMD ["python3"]' - "$BASE_IMAGE" >/dev/null
     log "imported $BASE_IMAGE ($($DOCKER image inspect -f '{{.Size}}' "$BASE_IMAGE") bytes)"
