@@ -15,9 +15,10 @@ import asyncio
 import logging
 import os
 import ssl
-from typing import Any, Literal, overload
+from typing import Any, ClassVar, Literal, overload
 
 import httpx
+from kserve import Model
 from kserve.inference_client import InferenceRESTClient, RESTConfig
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
@@ -161,3 +162,26 @@ class PredictorClient:
         error = body.get("error") if isinstance(body, dict) else None
         message = str(error) if error else response.text
         return PredictorError(f"{self.label}: {message}", status)
+
+
+class PredictorTransformer(Model):  # type: ignore[misc]
+    """A KServe transformer in front of one predictor, what both of ours share: the injected
+    `PredictorClient`, closed when KServe stops the model, and the per-request context as a typed
+    value (`call_type`) that preprocess hands to predict through KServe's `validate`."""
+
+    call_type: ClassVar[type[Any]]
+
+    def __init__(self, name: str, predictor: PredictorClient) -> None:
+        super().__init__(name)
+        self.predictor = predictor
+
+    def stop(self) -> None:
+        """KServe's shutdown (synchronous): not ready, and the predictor's connections closed."""
+        super().stop()
+        self.predictor.close_soon()
+
+    def validate(self, payload: Any) -> Any:
+        """KServe runs this between preprocess and predict; our preprocess hands a `call_type`."""
+        if not isinstance(payload, self.call_type):
+            raise TypeError(f"predict takes what preprocess made, not a {type(payload).__name__}")
+        return payload

@@ -13,13 +13,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kserve import Model
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from eyeops.errors import InvalidRequest, PayloadTooLarge
 from eyeops.lens.serving import EyeFeatures, eye_features
 from inference.errors import check_request_id
-from inference.predictor import PredictorClient
+from inference.predictor import PredictorClient, PredictorTransformer
 
 OnlineRows = Callable[[Sequence[str]], list[dict[str, Any]]]
 HINT = 'send {"instances": [{"eye_id": "<patient id>-OD"}]} (v1) or a BYTES input "eye_id" of shape [n] (v2)'
@@ -79,7 +78,9 @@ def eye_ids_from(payload: object) -> list[str]:
     return [str(v) for v in values]
 
 
-class LensTransformer(Model):  # type: ignore[misc]
+class LensTransformer(PredictorTransformer):
+    call_type = LensCall
+
     def __init__(
         self,
         name: str,
@@ -88,25 +89,13 @@ class LensTransformer(Model):  # type: ignore[misc]
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         """`predictor`: the v1 client of the lens predictor (its model, this service's token)."""
-        super().__init__(name)
+        super().__init__(name, predictor)
         self.online_rows = online_rows
-        self.predictor = predictor
         self.clock = clock
 
     def load(self) -> bool:
         self.ready = True
         return True
-
-    def stop(self) -> None:
-        """KServe's shutdown (synchronous): not ready, and the predictor's connections closed."""
-        super().stop()
-        self.predictor.close_soon()
-
-    def validate(self, payload: Any) -> LensCall:
-        """KServe runs this between preprocess and predict; our preprocess hands a LensCall."""
-        if not isinstance(payload, LensCall):
-            raise TypeError(f"predict takes what preprocess made, not a {type(payload).__name__}")
-        return payload
 
     async def preprocess(
         self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from kserve import Model
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
 
 from eyeops.auth import Forbidden
@@ -34,7 +33,7 @@ from eyeops.settings import Settings
 from inference.auth import DEVICE_HEADER
 from inference.errors import check_request_id
 from inference.ocr_transformer.requests import exam_from_v1, exam_from_v2
-from inference.predictor import PredictorClient, PredictorError
+from inference.predictor import PredictorClient, PredictorError, PredictorTransformer
 
 PREDICTOR_RETRY_AFTER_S = 10
 log = logging.getLogger("eyeops.ocr")
@@ -76,8 +75,10 @@ class RecognizerCall:
     request: InferRequest | None
 
 
-class OcrTransformer(Model):  # type: ignore[misc]
+class OcrTransformer(PredictorTransformer):
     """KServe transformer. Domain work lives in eyeops.ocr.pipeline; this class only adapts it."""
+
+    call_type = RecognizerCall
 
     def __init__(
         self,
@@ -93,12 +94,11 @@ class OcrTransformer(Model):  # type: ignore[misc]
         """`predictor`: the v2 client of the recogniser on Triton (its model, its key header).
         `features`: the writer that drains the feature outbox (the Feast push of accepted
         exams); with it, every accepted exam's push is queued in the exam's own transaction."""
-        super().__init__(name)
+        super().__init__(name, predictor)
         self.layouts = layouts
         self.store = store
         self.settings = settings
         self.metrics = metrics
-        self.predictor = predictor
         self.predictor_model = predictor.model
         self.features = features
         self.second = second  # a second recogniser for the less confident accepted readings
@@ -108,17 +108,6 @@ class OcrTransformer(Model):  # type: ignore[misc]
             self.features.start()  # drains what an earlier process left queued, then new pushes
         self.ready = True
         return True
-
-    def stop(self) -> None:
-        """KServe's shutdown (synchronous): not ready, and the predictor's connections closed."""
-        super().stop()
-        self.predictor.close_soon()
-
-    def validate(self, payload: Any) -> RecognizerCall:
-        """KServe runs this between preprocess and predict; our preprocess hands a RecognizerCall."""
-        if not isinstance(payload, RecognizerCall):
-            raise TypeError(f"predict takes what preprocess made, not a {type(payload).__name__}")
-        return payload
 
     # -- preprocess: parse, dedupe, decode, align, crop -------------------------------------------
     async def preprocess(
