@@ -32,8 +32,7 @@ done
 log() { printf '[images] %s\n' "$*"; }
 if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
 DOCKER=${DOCKER:-docker}
-# Debian's client matches Debian's daemon; the classic builder needs no image from a registry.
-[ -x /usr/bin/docker ] && DOCKER=/usr/bin/docker
+# The classic builder: BuildKit would fetch its frontend image from a registry.
 export DOCKER_BUILDKIT=0
 
 # -- 1. the engine ------------------------------------------------------------------------------
