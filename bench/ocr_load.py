@@ -2,6 +2,11 @@
 local Feast repository with file offline store): exams/s, latency percentiles, and every non-200.
 
     .venv/bin/python -m bench.ocr_load --clients 32 --seconds 120
+    .venv/bin/python -m bench.ocr_load --clients 32 --seconds 90 --baseline b40a418   # side by side
+
+With --baseline REF, the same load runs first against REF's code (a `git worktree` of it, imported
+ahead of the installed package, its own model repository) and then against this checkout's, in one
+run on one machine, and the ratio of new exams/s is printed.
 
 Starts its own `eyeops up` on free ports with EYEOPS_DATA_DIR in a temporary folder (or uses
 --endpoint), renders distinct exams of the six device kinds (biometry, AS-OCT and refraction exams
@@ -164,10 +169,15 @@ class UpProcess:
     log: Path
 
     @classmethod
-    def start(cls, data_dir: Path, timeout_s: float = 600.0, extra: Sequence[str] = ()) -> UpProcess:
+    def start(
+        cls, data_dir: Path, timeout_s: float = 600.0, extra: Sequence[str] = (), code: Path | None = None
+    ) -> UpProcess:
+        """`code`: a source tree to run instead of the installed eyeops (put first on PYTHONPATH)."""
         data_dir.mkdir(parents=True, exist_ok=True)
         triton, ocr, lens = free_triton_port(), free_port(), free_port()
         env = {**os.environ, "EYEOPS_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
+        if code is not None:
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(code), env.get("PYTHONPATH", "")) if p)
         log = data_dir / "eyeops-up.log"
         argv = [sys.executable, "-m", "eyeops.cli", "up", "--triton-port", str(triton)]
         argv += ["--ocr-port", str(ocr), "--lens-port", str(lens), *extra]
@@ -219,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--resend-every", type=int, default=10, help="every N-th request re-sends an exam")
     parser.add_argument("--endpoint", default=None, help="a running OCR service (default: start one)")
     parser.add_argument("--token-file", type=Path, default=None, help="a device token for --endpoint")
+    parser.add_argument("--baseline", default=None, help="a git ref to measure first, side by side")
     args = parser.parse_args(argv)
     exams = render_exams(args.exams)
     if args.endpoint:
@@ -228,15 +239,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(json.dumps(result.summary()))
         return 0
+    parsed_clients, parsed_seconds = args.clients, args.seconds
+    runs: dict[str, dict[str, object]] = {}
     with tempfile.TemporaryDirectory(prefix="eyeops-load-") as tmp:
-        up = UpProcess.start(Path(tmp) / "site")
-        try:
-            result = asyncio.run(
-                run_load(up.ocr, exams, args.clients, args.seconds, args.resend_every, up.device_token())
+        trees: list[tuple[str, Path | None]] = [("this checkout", None)]
+        if args.baseline:
+            tree = Path(tmp) / "baseline"
+            subprocess.run(
+                ["git", "worktree", "add", "--detach", str(tree), args.baseline],
+                check=True,
+                capture_output=True,
+                cwd=Path(__file__).resolve().parents[1],
             )
+            here = Path(__file__).resolve().parents[1]
+            for env in (".venv", ".venv-triton", ".venv-detectors", ".triton"):  # the same environments
+                if (here / env).exists():
+                    (tree / env).symlink_to(here / env)
+            trees.insert(0, (f"baseline {args.baseline}", tree))
+        try:
+            for label, code in trees:
+                up = UpProcess.start(Path(tmp) / f"site-{len(runs)}", code=code)
+                try:
+                    result = asyncio.run(
+                        run_load(
+                            up.ocr,
+                            exams,
+                            parsed_clients,
+                            parsed_seconds,
+                            args.resend_every,
+                            up.device_token(),
+                        )
+                    )
+                finally:
+                    up.stop()
+                runs[label] = result.summary()
+                print(json.dumps({label: runs[label]}), flush=True)
         finally:
-            up.stop()
-    print(json.dumps(result.summary()))
+            if args.baseline:
+                subprocess.run(
+                    ["git", "worktree", "remove", "--force", str(Path(tmp) / "baseline")], check=False
+                )
+    if len(runs) == 2:
+        (old_label, old), (new_label, new) = runs.items()
+        ratio = float(str(new["new_exams_per_s"])) / max(float(str(old["new_exams_per_s"])), 1e-9)
+        print(json.dumps({"new_exams_per_s_ratio": round(ratio, 2), "of": [new_label, old_label]}))
     return 0
 
 

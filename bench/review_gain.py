@@ -36,7 +36,7 @@ from eyeops.fields import read_fields
 from eyeops.ocr.decode import recognize
 from eyeops.ocr.model import load_recognizer
 from eyeops.ocr.offline import ExamFile, compare_with_tesseract, held_out_exams
-from eyeops.ocr.peers import PPOCRv4
+from eyeops.ocr.peers import CtcRecognizer
 from eyeops.ocr.peers import read_fields as read_ppocr
 from eyeops.ocr.pipeline import second_opinion
 from eyeops.review.cropset import export_crops
@@ -62,7 +62,7 @@ def stress_exams(kind: str, count: int, seed: int, damage: str) -> list[ExamFile
     return exams
 
 
-def score(checkpoint: Path, exams: list[ExamFile], in_dist: int, ppocr: PPOCRv4) -> dict[str, Any]:
+def score(checkpoint: Path, exams: list[ExamFile], in_dist: int, ppocr: CtcRecognizer) -> dict[str, Any]:
     layouts = load_layouts()
     recognizer = load_recognizer(checkpoint)
     shifted = compare_with_tesseract(recognizer, layouts, exams, tesseract=False, ppocr=ppocr)
@@ -78,7 +78,7 @@ def score(checkpoint: Path, exams: list[ExamFile], in_dist: int, ppocr: PPOCRv4)
 
 
 def review_stream(
-    kind: str, exams: list[ExamFile], checkpoint: Path, ppocr: PPOCRv4, db: Path, crops: Path
+    kind: str, exams: list[ExamFile], checkpoint: Path, ppocr: CtcRecognizer, db: Path, crops: Path
 ) -> dict[str, Any]:
     """Read the stream as the service does, store it, release every exam in review with the true
     values through eyeops.review, export the labelled crop set."""
@@ -157,7 +157,7 @@ def main() -> None:
 
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    ppocr = PPOCRv4.load()
+    ppocr = CtcRecognizer.load()
     shipped = default_checkpoint()
     t0 = time.perf_counter()
     stream = stress_exams(args.kind, args.stream, 8101, args.damage)

@@ -23,6 +23,9 @@ MAX_TOKEN_CHARS = 512
 # The header Triton's --http-restricted-api / --grpc-restricted-protocol checks for its key; the OCR
 # transformer sends it (eyeops.stack.triton and the chart start Triton with the same name).
 TRITON_KEY_HEADER = "x-eyeops-triton-key"
+# Over gRPC, Triton reads a restricted protocol's key from metadata under this prefix (measured on
+# 2.51: without it, "This protocol is restricted, expecting header 'triton-grpc-protocol-...'").
+TRITON_GRPC_KEY_HEADER = "triton-grpc-protocol-" + TRITON_KEY_HEADER
 _LINE = re.compile(r"^(?P<device>\S+)\s+sha256:(?P<digest>[0-9a-f]{64})$")
 
 

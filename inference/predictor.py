@@ -88,16 +88,24 @@ class PredictorClient:
         return self._closed
 
     @overload
-    async def infer(self, data: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]: ...
+    async def infer(
+        self, data: dict[str, Any], headers: dict[str, str] | None = None, model: str | None = None
+    ) -> dict[str, Any]: ...
 
     @overload
-    async def infer(self, data: InferRequest, headers: dict[str, str] | None = None) -> InferResponse: ...
+    async def infer(
+        self, data: InferRequest, headers: dict[str, str] | None = None, model: str | None = None
+    ) -> InferResponse: ...
 
     async def infer(
-        self, data: InferRequest | dict[str, Any], headers: dict[str, str] | None = None
+        self,
+        data: InferRequest | dict[str, Any],
+        headers: dict[str, str] | None = None,
+        model: str | None = None,
     ) -> InferResponse | dict[str, Any]:
         """One inference: an InferRequest answers an InferResponse (v2), a dict a dict (v1).
-        `headers` are sent on top of the fixed ones (a request id to forward)."""
+        `headers` are sent on top of the fixed ones (a request id to forward); `model`: another
+        model on the same predictor (default: the client's)."""
         if self._closed:
             raise PredictorUnavailable(
                 f"{self.label} client is closed (the server is shutting down); retry later",
@@ -106,21 +114,22 @@ class PredictorClient:
         # KServe's client writes content-type and the binary length into the dict it is given.
         sent = {**self._headers, **(headers or {})}
         try:
-            result = await self._client.infer(self.base_url, data, model_name=self.model, headers=sent)
+            name = model or self.model
+            result = await self._client.infer(self.base_url, data, model_name=name, headers=sent)
         except httpx.HTTPStatusError as exc:
             raise self._refused(exc.response) from exc
         except httpx.HTTPError as exc:
             raise self._unavailable(type(exc).__name__) from exc
         return result
 
-    async def ready(self) -> bool:
-        """Whether the predictor has the model ready (within `ready_timeout_s`); any HTTP or
-        transport error, or an answer that cannot be read, is False."""
+    async def ready(self, model: str | None = None) -> bool:
+        """Whether the predictor has the model (default: the client's) ready within
+        `ready_timeout_s`; any HTTP or transport error, or an answer that cannot be read, is False."""
         if self._closed:
             return False
         try:
             ready = await self._client.is_model_ready(
-                self.base_url, self.model, headers=dict(self._headers), timeout=self.ready_timeout_s
+                self.base_url, model or self.model, headers=dict(self._headers), timeout=self.ready_timeout_s
             )
         except (httpx.HTTPError, ValueError):
             return False

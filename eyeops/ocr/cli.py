@@ -112,7 +112,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="score a checkpoint in this process (the service's align, crop and decoding code), no stack",
     )
     e.add_argument("--checkpoint", type=Path, default=None, help="with --offline (default: the shipped one)")
-    e.add_argument("--no-ppocr", action="store_true", help="with --offline: leave out the PP-OCRv4 peer")
+    e.add_argument(
+        "--no-ppocr", action="store_true", help="with --offline: leave out the second recogniser (PP-OCR)"
+    )
+    e.add_argument(
+        "--peer-model",
+        default=None,
+        metavar="MODEL.onnx[:DICTIONARY.txt]",
+        help="with --offline: another PP-OCR recogniser as the second opinion (default: the served one)",
+    )
     e.add_argument(
         "--exams",
         type=Path,
@@ -217,9 +225,14 @@ def _eval(args: argparse.Namespace) -> int:
         layouts = load_layouts()
         exams = exam_folder(args.exams) if args.exams else held_out_exams(layouts, args.count, args.seed)
         recognizer = load_recognizer(args.checkpoint or default_checkpoint())
-        from eyeops.ocr.peers import PPOCRv4
+        from eyeops.ocr.peers import CtcRecognizer
 
-        ppocr = None if args.no_ppocr else PPOCRv4.load()
+        ppocr = None
+        if not args.no_ppocr and args.peer_model:
+            model, _, dictionary = args.peer_model.partition(":")
+            ppocr = CtcRecognizer.load(Path(model), Path(dictionary) if dictionary else None)
+        elif not args.no_ppocr:
+            ppocr = CtcRecognizer.load()
         result = compare_with_tesseract(
             recognizer, layouts, exams, tesseract=not args.no_tesseract, ppocr=ppocr
         )

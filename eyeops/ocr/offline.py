@@ -21,7 +21,7 @@ from eyeops.errors import AlignmentFailed
 from eyeops.fields import read_fields as validate_fields
 from eyeops.ocr.decode import recognize
 from eyeops.ocr.model import Recognizer
-from eyeops.ocr.peers import PPOCRv4
+from eyeops.ocr.peers import CtcRecognizer
 from eyeops.ocr.peers import read_fields as read_ppocr
 from eyeops.ocr.pipeline import second_opinion
 from eyeops.ocr.scorecard import Scorecard, shown_hits
@@ -29,6 +29,7 @@ from eyeops.settings import Settings
 from eyeops.synth.exams import synthesize_exams
 
 MODEL_NAME = "trocr"
+SECOND_MODEL_NAME = "ppocr"
 
 
 class LabelledExam(Protocol):
@@ -77,7 +78,7 @@ def compare_with_tesseract(
     exams: Iterable[LabelledExam],
     tesseract: bool = True,
     threshold: float | None = None,
-    ppocr: PPOCRv4 | None = None,
+    ppocr: CtcRecognizer | None = None,
 ) -> dict[str, Any]:
     """Score a recogniser (grammar-constrained decoding, as served) on labelled exams with the
     scorecard the served evaluation uses (eyeops.ocr.scorecard): each exam goes through the
@@ -128,7 +129,8 @@ def compare_with_tesseract(
 
 def export_model_repository(checkpoint: Path, out: Path, version: int = 1) -> Path:
     """`out/trocr/{config.pbtxt, <version>/model.py, <version>/checkpoint/}`: the shipped model
-    definition with a new checkpoint. Returns `out` (the repository root a storageUri points at)."""
+    definition with a new checkpoint, beside the shipped second recogniser `out/ppocr/` (the OCR
+    transformer asks both on one Triton). Returns `out` (the repository root a storageUri points at)."""
     from eyeops.resources import triton_model_template
 
     template = triton_model_template()
@@ -139,6 +141,8 @@ def export_model_repository(checkpoint: Path, out: Path, version: int = 1) -> Pa
     shutil.copy2(template / "config.pbtxt", model_dir / "config.pbtxt")
     shutil.copy2(template / "1" / "model.py", model_dir / str(version) / "model.py")
     shutil.copytree(checkpoint, model_dir / str(version) / "checkpoint")
+    second = template.parent / SECOND_MODEL_NAME
+    shutil.copytree(second, out / SECOND_MODEL_NAME, ignore=shutil.ignore_patterns("__pycache__"))
     if (template.parent / "requirements.txt").is_file():
         shutil.copy2(template.parent / "requirements.txt", out / "requirements.txt")
     return out

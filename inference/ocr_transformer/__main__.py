@@ -27,6 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="eyeops OCR transformer (kserve.ModelServer)")
     parser.add_argument("--model_name", default="ocr")
     parser.add_argument("--predictor_model", default="trocr", help="model name on the Triton predictor")
+    parser.add_argument(
+        "--second_model",
+        default="ppocr",
+        help="the second recogniser's model on the same Triton (EYEOPS_SECOND_OPINION=false leaves it out)",
+    )
     parser.add_argument("--database_url", default=None, help="SQLAlchemy URL (default: settings)")
     parser.add_argument("--feature_repo", default=None, help="Feast repository to push accepted exams to")
     add_edge_arguments(
@@ -76,12 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _feast_sink(own.feature_repo),
             on_outcome=lambda outcome: metrics.feature_pushes.labels(outcome=outcome).inc(),
         )
-    second = None
-    if settings.second_opinion:
-        from eyeops.ocr.peers import PPOCRv4
-
-        second = PPOCRv4.load()  # PeerMissing says how to install it, or set EYEOPS_SECOND_OPINION=false
-        logging.info("second opinion on: PP-OCRv4 checks accepted readings below the confidence bar")
+    second_model = own.second_model if settings.second_opinion else None
+    if second_model:
+        logging.info("second opinion on: %s on Triton checks readings below the confidence bar", second_model)
     else:
         logging.warning("second opinion OFF (EYEOPS_SECOND_OPINION=false): more silent errors under shift")
     model = OcrTransformer(
@@ -92,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics,
         predictor,
         features=features,
-        second=second,
+        second_model=second_model,
     )
     model.load()
     # An image of the size limit, base64-encoded (4/3), and the JSON around it.
@@ -105,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         DEVICE_HEADER,
         refused,
         max_body_bytes=body_limit,
-        predictor_ready=predictor.ready,
+        predictor_ready=lambda: _all_ready(predictor, second_model),
     )
     return 0
 
@@ -139,6 +141,13 @@ def build_predictor(
         retry_after_s=PREDICTOR_RETRY_AFTER_S,
         label="OCR predictor",
     )
+
+
+async def _all_ready(predictor: PredictorClient, second_model: str | None) -> bool:
+    """Ready when Triton has the primary recogniser and, with a second opinion, the second one."""
+    if not await predictor.ready():
+        return False
+    return second_model is None or await predictor.ready(second_model)
 
 
 def _feast_sink(repo: str):  # type: ignore[no-untyped-def]

@@ -1,4 +1,6 @@
-"""OCR transformer: exam image → aligned crops → one v2 request to Triton → validated, stored fields."""
+"""OCR transformer: exam image → aligned crops → one batched v2 request to Triton's primary recogniser
+(trocr) → validation → one batched request to the second recogniser (ppocr) for the fields whose
+decision it can change → validated, stored fields. No model runs in this process."""
 
 from __future__ import annotations
 
@@ -21,14 +23,18 @@ from eyeops.devices.layout import LayoutRegistry
 from eyeops.errors import AlignmentFailed, EyeopsError, PredictorUnavailable
 from eyeops.exams import ExamRecord
 from eyeops.metrics import OcrMetrics
+from eyeops.ocr.peers import region_pixels
 from eyeops.ocr.pipeline import (
+    SECOND_OPINION_BELOW,
     ExamInput,
     PreparedExam,
-    SecondReader,
     failed_record,
     finish_exam,
     prepare_exam,
+    second_look,
+    validate,
 )
+from eyeops.ocr.tesseract import whitelist
 from eyeops.settings import Settings
 from inference.auth import DEVICE_HEADER
 from inference.errors import check_request_id
@@ -52,6 +58,19 @@ def recognizer_request(
     return InferRequest(model, [pixels, grammar], request_id=request_id)
 
 
+def peer_request(model: str, prepared: PreparedExam, names: Sequence[str], request_id: str) -> InferRequest:
+    """One v2 request for the second recogniser: the named fields' regions as it reads them
+    (eyeops.ocr.peers.region_pixels) with the characters each field can hold."""
+    specs = {s.name: s for s in prepared.specs}
+    regions = np.stack([region_pixels(prepared.regions[n]) for n in names])
+    pixels = InferInput("REGION", list(regions.shape), "UINT8")
+    pixels.set_data_from_numpy(regions, binary_data=True)
+    allowed = InferInput("ALLOWED", [len(names), 1], "BYTES")
+    rows = np.array([[whitelist(specs[n]).encode()] for n in names], dtype=np.object_)
+    allowed.set_data_from_numpy(rows, binary_data=True)
+    return InferRequest(model, [pixels, allowed], request_id=request_id)
+
+
 @dataclass
 class ExamContext:
     """What preprocess learned, carried through predict to postprocess."""
@@ -62,6 +81,7 @@ class ExamContext:
     prepared: PreparedExam | None = None
     stored: ExamRecord | None = None
     recognitions: list[tuple[str, float]] = field(default_factory=list)
+    second: dict[str, str] | None = None  # the second recogniser's text of the fields it was asked
     model_version: str = "1"
     predict_ms: float = 0.0
 
@@ -89,11 +109,14 @@ class OcrTransformer(PredictorTransformer):
         metrics: OcrMetrics,
         predictor: PredictorClient,
         features: FeatureOutboxWriter | None = None,
-        second: SecondReader | None = None,
+        second_model: str | None = None,
+        second_below: float = SECOND_OPINION_BELOW,
     ) -> None:
         """`predictor`: the v2 client of the recogniser on Triton (its model, its key header).
         `features`: the writer that drains the feature outbox (the Feast push of accepted
-        exams); with it, every accepted exam's push is queued in the exam's own transaction."""
+        exams); with it, every accepted exam's push is queued in the exam's own transaction.
+        `second_model`: the second recogniser's model on the same Triton (None: no second opinion),
+        asked about accepted readings less confident than `second_below`."""
         super().__init__(name, predictor)
         self.layouts = layouts
         self.store = store
@@ -101,7 +124,8 @@ class OcrTransformer(PredictorTransformer):
         self.metrics = metrics
         self.predictor_model = predictor.model
         self.features = features
-        self.second = second  # a second recogniser for the less confident accepted readings
+        self.second_model = second_model
+        self.second_below = second_below
 
     def load(self) -> bool:
         if self.features is not None:
@@ -167,7 +191,6 @@ class OcrTransformer(PredictorTransformer):
             )
             self._refused(error, ctx.exam)
             raise error from exc
-        ctx.predict_ms = (time.perf_counter() - t0) * 1e3
         outputs = {o.name: o for o in response.outputs}
         texts = [
             t.decode("utf-8") if isinstance(t, bytes) else str(t)
@@ -178,7 +201,36 @@ class OcrTransformer(PredictorTransformer):
             (text, _field_confidence(row)) for text, row in zip(texts, confidences, strict=True)
         ]
         ctx.model_version = str(response.model_version or "1")
+        if self.second_model is not None and ctx.prepared is not None:
+            ctx.second = await self._second_opinion(ctx.prepared, ctx.recognitions, ctx.exam.request_id)
+        ctx.predict_ms = (time.perf_counter() - t0) * 1e3
         return ctx
+
+    async def _second_opinion(
+        self, prepared: PreparedExam, recognitions: list[tuple[str, float]], request_id: str | None
+    ) -> dict[str, str]:
+        """The second recogniser's text of the fields whose decision it can change, in one batched
+        request; {} when no field needs it. If it cannot answer, its fields go to review (the exam
+        is still read and stored, never refused for it)."""
+        assert self.second_model is not None
+        readings = validate(prepared, recognitions, self.settings.confidence_threshold)
+        names = second_look(readings, self.second_below)
+        if not names:
+            return {}
+        request = peer_request(self.second_model, prepared, names, request_id or "")
+        try:
+            response = await self.predictor.infer(request, model=self.second_model)
+        except (PredictorUnavailable, PredictorError) as exc:
+            # counted under eyeops_ocr_review_fields_total{reason="second_opinion"}, as every review reason
+            log.warning(
+                "the second recogniser did not answer (%s): its fields go to review", type(exc).__name__
+            )
+            return {}
+        texts = next(o for o in response.outputs if o.name == "TEXT").as_numpy().reshape(-1)
+        return {
+            name: (t.decode("utf-8") if isinstance(t, bytes) else str(t))
+            for name, t in zip(names, texts, strict=True)
+        }
 
     # -- postprocess: validate, persist in one transaction, answer ---------------------------------
     async def postprocess(
@@ -198,7 +250,8 @@ class OcrTransformer(PredictorTransformer):
                 self.settings.confidence_threshold,
                 self.predictor_model,
                 ctx.model_version,
-                self.second,
+                ctx.second,
+                self.second_below,
             )
             post_ms = (time.perf_counter() - t0) * 1e3
             ctx.prepared.timings_ms.update(predict_ms=ctx.predict_ms, postprocess_ms=post_ms)

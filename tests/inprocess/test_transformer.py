@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from kserve.protocol.infer_type import InferInput, InferRequest
 from prometheus_client import CollectorRegistry
@@ -44,13 +45,15 @@ def triton_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield f"127.0.0.1:{port}"
 
 
-def make_model(layouts, url: str, host: str, registry: CollectorRegistry, key: str = KEY) -> OcrTransformer:
+def make_model(
+    layouts, url: str, host: str, registry: CollectorRegistry, key: str = KEY, **second: object
+) -> OcrTransformer:
     predictor = PredictorClient(
         f"http://{host}", "trocr", "v2", {TRITON_KEY_HEADER: key}, timeout_s=60, retry_after_s=10
     )
     migrate(url)
     store = ResultsStore.from_url(url)
-    model = OcrTransformer("ocr", layouts, store, Settings(), OcrMetrics(registry), predictor)
+    model = OcrTransformer("ocr", layouts, store, Settings(), OcrMetrics(registry), predictor, **second)  # type: ignore[arg-type]
     model.load()
     return model
 
@@ -89,6 +92,57 @@ def test_reads_stores_and_dedupes(layouts, sqlite_url, triton_host):
     assert again["predictions"][0]["duplicate"] is True
     assert again["predictions"][0]["fields"] == result["fields"]
     assert model.store.counts()["exams"] == 1 and model.store.counts()["log_rows"] == 2
+
+
+def _inference_count(host: str, model: str) -> tuple[int, int]:
+    stats = httpx.get(f"http://{host}/v2/models/{model}/stats", headers={TRITON_KEY_HEADER: KEY}, timeout=10)
+    row = stats.json()["model_stats"][0]
+    return int(row["inference_count"]), int(row["execution_count"])
+
+
+def test_the_second_recogniser_on_triton_checks_every_field_it_is_asked_about_in_one_request(
+    layouts, sqlite_url, triton_host
+):
+    """Asked about every accepted field (second_below above any confidence): one batched request to
+    Triton's ppocr per exam; a field stays accepted only where both recognisers read the same."""
+    from eyeops.ocr.pipeline import SECOND_OPINION_REASON
+
+    model = make_model(
+        layouts, sqlite_url, triton_host, CollectorRegistry(), second_model="ppocr", second_below=1.01
+    )
+    alone = make_model(layouts, sqlite_url.replace(".db", "-alone.db"), triton_host, CollectorRegistry())
+    exam = render_one(layouts["optical_biometer"], 12, "eval", 5)
+    before = _inference_count(triton_host, "ppocr")
+    body, _ = run(model(v1(exam.image, exam.device_kind), {}))
+    first = {
+        f["name"]: f for f in run(alone(v1(exam.image, exam.device_kind), {}))[0]["predictions"][0]["fields"]
+    }
+    after = _inference_count(triton_host, "ppocr")
+    fields = {f["name"]: f for f in body["predictions"][0]["fields"]}
+    asked = [n for n, f in first.items() if f["status"] == "accepted"]
+    assert after[0] - before[0] == len(asked) and after[1] - before[1] == 1  # one request, every region
+    agreed = [n for n in asked if fields[n]["status"] == "accepted"]
+    assert len(agreed) >= len(asked) - 2  # PP-OCR reads our renderer's fields as we do, nearly always
+    for name in asked:
+        if name not in agreed:
+            assert fields[name]["reason"] == SECOND_OPINION_REASON
+        assert fields[name]["raw_text"] == first[name]["raw_text"]  # never rewritten, only held back
+
+
+def test_a_second_recogniser_that_does_not_answer_sends_its_fields_to_review_not_the_exam_to_503(
+    layouts, sqlite_url, triton_host
+):
+    from eyeops.ocr.pipeline import SECOND_OPINION_MISSING
+
+    model = make_model(
+        layouts, sqlite_url, triton_host, CollectorRegistry(), second_model="no-such-model", second_below=1.01
+    )
+    exam = render_one(layouts["noncontact_tonometer"], 12, "eval", 6)
+    body, _ = run(model(v1(exam.image, exam.device_kind), {}))
+    result = body["predictions"][0]
+    assert result["status"] == "review"
+    assert all(f["status"] == "review" for f in result["fields"])
+    assert any(f["reason"] == SECOND_OPINION_MISSING for f in result["fields"])
 
 
 def test_v2_request_returns_exam_output(layouts, sqlite_url, triton_host):

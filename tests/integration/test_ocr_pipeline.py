@@ -10,7 +10,7 @@ import pytest
 from kfp import local
 
 from eyeops.ocr.dataset import build_crop_set
-from eyeops.ocr.offline import MODEL_NAME
+from eyeops.ocr.offline import MODEL_NAME, SECOND_MODEL_NAME
 from eyeops.registry import ModelRegistry
 from eyeops.settings import Settings
 from eyeops.stack.process import free_port
@@ -38,6 +38,7 @@ def test_ocr_training_exports_a_servable_repository_and_gates(tmp_path, layouts)
     assert (repo / MODEL_NAME / "config.pbtxt").is_file()
     assert (repo / MODEL_NAME / "1" / "model.py").is_file()
     assert (repo / MODEL_NAME / "1" / "checkpoint" / "model.safetensors").is_file()
+    assert (repo / SECOND_MODEL_NAME / "1" / "model.onnx").is_file()  # both recognisers, one repository
     report = newest_output(outputs, "evaluate-recognizer", "report").read_text()
     assert "Tesseract field acc." in report and "data:image/png;base64," in report
     assert "PROMOTED" in newest_output(outputs, "gate-and-register", "decision").read_text()

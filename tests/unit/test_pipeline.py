@@ -123,35 +123,38 @@ def test_exam_date_from_the_gateway_is_checked_against_the_header(layouts):
 
 def test_a_second_recogniser_sends_less_confident_disagreements_to_review(layouts):
     """Readings below SECOND_OPINION_BELOW stand only where the other recogniser reads the same text;
-    confident readings are not asked, and a reading in review is never promoted."""
-    from eyeops.ocr.pipeline import SECOND_OPINION_BELOW, SECOND_OPINION_REASON
-
-    class Other:  # reads 2650 as 2680, and everything else as shown
-        def __init__(self, truth: dict[str, str]) -> None:
-            self.truth, self.asked = truth, []
-
-        def read(self, region: np.ndarray, allowed_chars: str | None = None) -> str:
-            name = next(n for n, r in regions.items() if r is region)
-            self.asked.append(name)
-            return "2680" if name == "ecd_cells_mm2" else self.truth[name]
+    confident readings are not asked, a reading in review is never promoted, and a field the other
+    recogniser could not read goes to review."""
+    from eyeops.ocr.pipeline import (
+        SECOND_OPINION_BELOW,
+        SECOND_OPINION_MISSING,
+        SECOND_OPINION_REASON,
+        second_look,
+        validate,
+    )
 
     layout = layouts["specular_microscope"]
     specs = list(layout.all_fields())
     texts = {"patient_id": "P7654321", "laterality": "OS", "exam_date": "2024-05-06"}
     texts |= {"ecd_cells_mm2": "2650", "cv_pct": "33", "hex_pct": "48", "cct_um": "520"}
-    regions = {s.name: np.zeros((s.box[3], s.box[2]), np.uint8) for s in specs}
     exam = ExamInput(image=b"img", device_kind=layout.kind)
-    prepared = PreparedExam(exam, layout, specs, np.zeros((len(specs), 32, 128), np.uint8), regions=regions)
+    prepared = PreparedExam(exam, layout, specs, np.zeros((len(specs), 32, 128), np.uint8))
     confidence = {s.name: 0.98 for s in specs} | {"cct_um": SECOND_OPINION_BELOW, "hex_pct": 0.5}
-    other = Other(texts)
-    record = finish_exam(
-        prepared, [(texts[s.name], confidence[s.name]) for s in specs], 0.97, "trocr", "1", other
-    )
+    recognitions = [(texts[s.name], confidence[s.name]) for s in specs]
+    asked = second_look(validate(prepared, recognitions, 0.97))
+    assert "cct_um" not in asked and "hex_pct" not in asked  # confident, or in review already
+    assert {"ecd_cells_mm2", "cv_pct", "patient_id"} <= set(asked)
+    other = {n: ("2680" if n == "ecd_cells_mm2" else texts[n]) for n in asked if n != "laterality"}
+    record = finish_exam(prepared, recognitions, 0.97, "trocr", "1", other)
     fields = {f.name: f for f in record.fields}
     assert fields["ecd_cells_mm2"].status == "review"
     assert fields["ecd_cells_mm2"].reason == SECOND_OPINION_REASON
     assert "2650" not in SECOND_OPINION_REASON  # the reason never carries a reading
     assert fields["cv_pct"].status == "accepted"  # both read 33
     assert fields["hex_pct"].status == "review" and fields["hex_pct"].reason != SECOND_OPINION_REASON
-    assert "cct_um" not in other.asked and "hex_pct" not in other.asked
+    assert fields["laterality"].reason == SECOND_OPINION_MISSING  # asked, not answered
+    assert fields["cct_um"].status == "accepted"
     assert record.status == "review"
+    # without a second opinion (switched off) nothing changes but validation's own verdicts
+    alone = {f.name: f for f in finish_exam(prepared, recognitions, 0.97, "trocr", "1").fields}
+    assert alone["ecd_cells_mm2"].status == "accepted" and alone["hex_pct"].status == "review"

@@ -1,0 +1,75 @@
+"""Triton Python-backend model: prepared field regions in, the PP-OCR recogniser's text and
+confidence out.
+
+Every request of a dynamic batch is read in one onnxruntime call through eyeops.ocr.peers (shared
+with the offline evaluation). As for trocr, EYEOPS_SITE_PACKAGES names the folders to put first on
+sys.path (the stub ignores PYTHONPATH). A model file that is missing or not a PP-OCR recogniser
+fails initialize with the reason, so Triton never serves a half-loaded model.
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path[0:0] = [p for p in os.environ.get("EYEOPS_SITE_PACKAGES", "").split(os.pathsep) if p]
+
+import numpy as np  # noqa: E402
+import triton_python_backend_utils as pb_utils  # noqa: E402
+
+from eyeops.ocr.peers import CtcRecognizer  # noqa: E402
+
+
+def _parameter(config, key):
+    return config.get("parameters", {}).get(key, {}).get("string_value", "")
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        version_dir = Path(args["model_repository"]) / args["model_version"]
+        model_file = os.environ.get("EYEOPS_PPOCR_MODEL") or _parameter(config, "MODEL_FILE")
+        if not model_file and (version_dir / "model.onnx").is_file():
+            model_file = str(version_dir / "model.onnx")
+        dictionary = _parameter(config, "DICTIONARY")
+        if not dictionary and (version_dir / "dictionary.txt").is_file():
+            dictionary = str(version_dir / "dictionary.txt")
+        threads = int(os.environ.get("EYEOPS_PPOCR_THREADS") or _parameter(config, "THREADS") or 0)
+        self.recognizer = CtcRecognizer.load(
+            Path(model_file) if model_file else None,
+            Path(dictionary) if dictionary else None,
+            threads=threads,
+        )
+
+    def execute(self, requests):
+        pixels, allowed, sizes, responses = [], [], [], [None] * len(requests)
+        for i, request in enumerate(requests):
+            batch = pb_utils.get_input_tensor_by_name(request, "REGION").as_numpy()
+            chars = pb_utils.get_input_tensor_by_name(request, "ALLOWED")
+            if chars is None:
+                rows = [None] * len(batch)
+            else:
+                raw = chars.as_numpy().reshape(-1)
+                if len(raw) != len(batch):
+                    responses[i] = pb_utils.InferenceResponse(
+                        error=pb_utils.TritonError(f"ALLOWED has {len(raw)} rows for {len(batch)} regions")
+                    )
+                    sizes.append(0)
+                    continue
+                rows = [(c.decode("utf-8") if isinstance(c, bytes) else str(c)) or None for c in raw]
+            pixels.append(batch)
+            allowed.extend(rows)
+            sizes.append(len(batch))
+        readings = self.recognizer.read_batch(np.concatenate(pixels), allowed) if pixels else []
+        offset = 0
+        for i, size in enumerate(sizes):
+            if responses[i] is not None:
+                continue
+            chunk = readings[offset : offset + size]
+            offset += size
+            text = np.array([[r.text.encode("utf-8")] for r in chunk], dtype=np.object_)
+            conf = np.array([[r.confidence] for r in chunk], dtype=np.float32)
+            responses[i] = pb_utils.InferenceResponse(
+                output_tensors=[pb_utils.Tensor("TEXT", text), pb_utils.Tensor("CONFIDENCE", conf)]
+            )
+        return responses
