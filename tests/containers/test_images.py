@@ -114,6 +114,7 @@ def test_the_seed_job_fills_the_models_volume(models: Path) -> None:
         champion = json.loads((models / name / "champion.json").read_text())
         assert champion["champion"] == "seed", champion
     assert (models / "ocr" / "seed" / "trocr" / "config.pbtxt").exists()
+    assert (models / "ocr" / "seed" / "ppocr" / "1" / "model.onnx").exists()  # the second recogniser
     assert (models / "lens" / "seed" / "manifest.json").exists()
     assert (models / "detectors" / "seed" / "manifest.json").exists()
 
