@@ -31,8 +31,10 @@ from eyeops.align import align_to_template, decode_grey
 from eyeops.devices import load_layouts
 from eyeops.errors import AlignmentFailed
 from eyeops.ocr.offline import exam_folder, held_out_exams
-from eyeops.ocr.peers import CtcRecognizer, region_pixels
+from eyeops.ocr.peers import CtcRecognizer, ppocr_model_path, region_pixels, shipped_peer
 from eyeops.ocr.tesseract import whitelist
+from tests.foreign.render import render_set
+from tests.stress.render import render_stress_set
 
 
 def regions_of(exams: Sequence[object]) -> list[tuple[np.ndarray, list[str | None], list[str]]]:
@@ -86,24 +88,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", action="append", default=[], help="NAME=model.onnx[:dictionary.txt]")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from eyeops.ocr.peers import ppocr_model_path, shipped_peer
-    from tests.foreign.render import render_set
-    from tests.stress.render import render_stress_set
-
-    served, _ = shipped_peer()
-    models = {
-        "PP-OCRv4": CtcRecognizer.load(ppocr_model_path(), threads=args.threads, name="PP-OCRv4"),
-        "PP-OCRv6-tiny (served)": CtcRecognizer.load(threads=args.threads, name="PP-OCRv6-tiny"),
-    }
-    sizes = {"PP-OCRv4": ppocr_model_path().stat().st_size, "PP-OCRv6-tiny (served)": served.stat().st_size}
+    candidates: list[tuple[str, Path, Path | None]] = [
+        ("PP-OCRv4", ppocr_model_path(), None),
+        ("PP-OCRv6-tiny (served)", *shipped_peer()),
+    ]
     for spec in args.model:
         name, _, paths = spec.partition("=")
         model_path, _, dictionary = paths.partition(":")
-        models[name] = CtcRecognizer.load(
-            Path(model_path), Path(dictionary) if dictionary else None, threads=args.threads, name=name
-        )
-        sizes[name] = Path(model_path).stat().st_size
+        candidates.append((name, Path(model_path), Path(dictionary) if dictionary else None))
+    models = {name: CtcRecognizer.load(path, table, threads=args.threads) for name, path, table in candidates}
+    sizes = {name: path.stat().st_size for name, path, _ in candidates}
     layouts = load_layouts()
     with tempfile.TemporaryDirectory(prefix="eyeops-peers-") as tmp:
         render_stress_set(args.count, args.seed, Path(tmp) / "stress", damage="full")

@@ -14,6 +14,7 @@ from pathlib import Path
 from eyeops.errors import EyeopsError
 
 TRITON_MODEL_NAME = "trocr"
+TRITON_SECOND_MODEL_NAME = "ppocr"  # the second recogniser, in the same repository
 
 
 class PackageDataMissing(EyeopsError):

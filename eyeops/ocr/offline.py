@@ -25,11 +25,12 @@ from eyeops.ocr.peers import CtcRecognizer
 from eyeops.ocr.peers import read_fields as read_ppocr
 from eyeops.ocr.pipeline import second_opinion
 from eyeops.ocr.scorecard import Scorecard, shown_hits
+from eyeops.resources import TRITON_SECOND_MODEL_NAME
 from eyeops.settings import Settings
 from eyeops.synth.exams import synthesize_exams
 
 MODEL_NAME = "trocr"
-SECOND_MODEL_NAME = "ppocr"
+SECOND_MODEL_NAME = TRITON_SECOND_MODEL_NAME
 
 
 class LabelledExam(Protocol):

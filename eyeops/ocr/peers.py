@@ -46,9 +46,9 @@ class PeerModelInvalid(EyeopsError):
 
 def shipped_peer() -> tuple[Path, Path]:
     """The served recogniser's model file and character table, from the packaged model repository."""
-    from eyeops.resources import triton_model_repository
+    from eyeops.resources import TRITON_SECOND_MODEL_NAME, triton_model_repository
 
-    folder = triton_model_repository() / "ppocr" / "1"
+    folder = triton_model_repository() / TRITON_SECOND_MODEL_NAME / "1"
     return folder / "model.onnx", folder / "dictionary.txt"
 
 
@@ -109,16 +109,15 @@ class CtcRecognizer:
     """A PP-OCR recogniser on batches of prepared regions, each restricted to the characters its
     field can hold (as Tesseract gets a whitelist)."""
 
-    def __init__(self, session: Any, characters: list[str], name: str = "ppocr") -> None:
+    def __init__(self, session: Any, characters: list[str]) -> None:
         self.session = session
         self.characters = characters  # index 0: the CTC blank; last: a space
-        self.name = name
         self.input_name = session.get_inputs()[0].name
         self._masks: dict[str, np.ndarray] = {}
 
     @classmethod
     def load(
-        cls, path: Path | None = None, dictionary: Path | None = None, threads: int = 2, name: str = "ppocr"
+        cls, path: Path | None = None, dictionary: Path | None = None, threads: int = 2
     ) -> CtcRecognizer:
         """The model at `path` (default: the served one, shipped_peer()); its character table from
         the model's metadata, else from `dictionary` (one character a line). A missing or foreign
@@ -146,7 +145,7 @@ class CtcRecognizer:
             table = dictionary.read_text(encoding="utf-8").splitlines()
         else:
             raise PeerModelInvalid(f"{model.name} carries no character table; pass its dictionary file")
-        recognizer = cls(session, ["<blank>", *table, " "], name)
+        recognizer = cls(session, ["<blank>", *table, " "])
         classes = session.get_outputs()[0].shape[-1]
         if isinstance(classes, int) and classes != len(recognizer.characters):
             raise PeerModelInvalid(

@@ -146,14 +146,27 @@ def finish_exam(
     second: Mapping[str, str] | None = None,
     second_below: float = SECOND_OPINION_BELOW,
 ) -> ExamRecord:
-    """Validate every field and build the record the database stores and the client receives;
-    with `second` (the second recogniser's text of the fields second_look chose, by name), the less
-    confident accepted readings stand only where it agrees, and a field it was not asked about
-    (it did not answer) goes to review. Without it, no second opinion is taken."""
+    """Validate every field and build the record the database stores and the client receives
+    (exam_record on validate's readings)."""
     readings = validate(prepared, recognitions, threshold)
+    return exam_record(prepared, readings, model_name, model_version, second, second_below)
+
+
+def exam_record(
+    prepared: PreparedExam,
+    readings: Sequence[FieldReading],
+    model_name: str,
+    model_version: str,
+    second: Mapping[str, str] | None = None,
+    second_below: float = SECOND_OPINION_BELOW,
+) -> ExamRecord:
+    """The record of validated readings; with `second` (the second recogniser's text of the fields
+    second_look chose, by name), the less confident accepted readings stand only where it agrees,
+    and a field it was not asked about (it did not answer) goes to review. Without it, no second
+    opinion is taken."""
     if second is not None:
         readings = second_opinion(readings, second.get, second_below)
-    readings = _identity_checks(prepared.exam, readings)
+    readings = _identity_checks(prepared.exam, list(readings))
     header = {
         r.name: (str(r.value) if r.value is not None and r.status == "accepted" else None)
         for r in readings

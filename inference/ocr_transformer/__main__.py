@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from eyeops.resources import TRITON_SECOND_MODEL_NAME
 from inference.server import add_edge_arguments
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--predictor_model", default="trocr", help="model name on the Triton predictor")
     parser.add_argument(
         "--second_model",
-        default="ppocr",
+        default=TRITON_SECOND_MODEL_NAME,
         help="the second recogniser's model on the same Triton (EYEOPS_SECOND_OPINION=false leaves it out)",
     )
     parser.add_argument("--database_url", default=None, help="SQLAlchemy URL (default: settings)")

@@ -22,14 +22,15 @@ from eyeops.db.store import ResultsStore
 from eyeops.devices.layout import LayoutRegistry
 from eyeops.errors import AlignmentFailed, EyeopsError, PredictorUnavailable
 from eyeops.exams import ExamRecord
+from eyeops.fields import FieldReading
 from eyeops.metrics import OcrMetrics
 from eyeops.ocr.peers import region_pixels
 from eyeops.ocr.pipeline import (
     SECOND_OPINION_BELOW,
     ExamInput,
     PreparedExam,
+    exam_record,
     failed_record,
-    finish_exam,
     prepare_exam,
     second_look,
     validate,
@@ -80,7 +81,7 @@ class ExamContext:
     started: float
     prepared: PreparedExam | None = None
     stored: ExamRecord | None = None
-    recognitions: list[tuple[str, float]] = field(default_factory=list)
+    readings: list[FieldReading] = field(default_factory=list)  # validated, before a second opinion
     second: dict[str, str] | None = None  # the second recogniser's text of the fields it was asked
     model_version: str = "1"
     predict_ms: float = 0.0
@@ -197,23 +198,24 @@ class OcrTransformer(PredictorTransformer):
             for t in outputs["TEXT"].as_numpy().reshape(-1)
         ]
         confidences = outputs["TOKEN_CONFIDENCE"].as_numpy()
-        ctx.recognitions = [
+        recognitions = [
             (text, _field_confidence(row)) for text, row in zip(texts, confidences, strict=True)
         ]
         ctx.model_version = str(response.model_version or "1")
-        if self.second_model is not None and ctx.prepared is not None:
-            ctx.second = await self._second_opinion(ctx.prepared, ctx.recognitions, ctx.exam.request_id)
+        if ctx.prepared is not None:
+            ctx.readings = validate(ctx.prepared, recognitions, self.settings.confidence_threshold)
+            if self.second_model is not None:
+                ctx.second = await self._second_opinion(ctx.prepared, ctx.readings, ctx.exam.request_id)
         ctx.predict_ms = (time.perf_counter() - t0) * 1e3
         return ctx
 
     async def _second_opinion(
-        self, prepared: PreparedExam, recognitions: list[tuple[str, float]], request_id: str | None
+        self, prepared: PreparedExam, readings: list[FieldReading], request_id: str | None
     ) -> dict[str, str]:
         """The second recogniser's text of the fields whose decision it can change, in one batched
         request; {} when no field needs it. If it cannot answer, its fields go to review (the exam
         is still read and stored, never refused for it)."""
         assert self.second_model is not None
-        readings = validate(prepared, recognitions, self.settings.confidence_threshold)
         names = second_look(readings, self.second_below)
         if not names:
             return {}
@@ -244,10 +246,9 @@ class OcrTransformer(PredictorTransformer):
             assert ctx.prepared is not None
             t0 = time.perf_counter()
             record = await asyncio.to_thread(
-                finish_exam,
+                exam_record,
                 ctx.prepared,
-                ctx.recognitions,
-                self.settings.confidence_threshold,
+                ctx.readings,
                 self.predictor_model,
                 ctx.model_version,
                 ctx.second,

@@ -3,22 +3,26 @@ through `tritonclient` over HTTP and over gRPC, with the key the local stack and
 
 Both recognisers (trocr, the primary; ppocr, the second reader) load from one repository, answer
 the same over both protocols, batch concurrent requests dynamically, refuse bad input with a
-message instead of crashing, and refuse callers without the key on every protocol.
+message instead of crashing, and refuse callers without the key on every protocol. The gRPC client
+runs in a process of its own (tests/integration/triton_grpc_client.py says why).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from eyeops.align import align_to_template, crop_regions, decode_grey
-from eyeops.auth import TRITON_GRPC_KEY_HEADER, TRITON_KEY_HEADER
+from eyeops.auth import TRITON_KEY_HEADER
 from eyeops.ocr.peers import region_pixels
 from eyeops.ocr.tesseract import whitelist
 from eyeops.settings import Settings
@@ -30,10 +34,26 @@ pytestmark = pytest.mark.integration
 KEY = "repository-test-key"
 
 
-def keyed(grpc: bool = False) -> dict[str, str]:
-    """The key, in a fresh dict per call (tritonclient's HTTP client writes its content lengths
-    into the one it is given), under the name each protocol reads it from."""
-    return {TRITON_GRPC_KEY_HEADER if grpc else TRITON_KEY_HEADER: KEY}
+def keyed() -> dict[str, str]:
+    """The key, in a fresh dict per call: tritonclient's HTTP client writes its content lengths
+    into the one it is given."""
+    return {TRITON_KEY_HEADER: KEY}
+
+
+def over_grpc(port: int, exam: dict, tmp_path: Path) -> dict:  # type: ignore[type-arg]
+    """tritonclient's gRPC client, run in its own process on the exam's inputs."""
+    inputs = tmp_path / "inputs.npz"
+    np.savez(inputs, **{k: np.asarray(exam[k]) for k in ("crops", "grammars", "regions", "allowed")})
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.integration.triton_grpc_client", f"127.0.0.1:{port + 1}", str(inputs)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "EYEOPS_TEST_TRITON_KEY": KEY},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="module")
@@ -87,25 +107,22 @@ def _texts(result, output: str = "TEXT") -> list[str]:  # type: ignore[no-untype
     return [t.decode() for t in result.as_numpy(output).reshape(-1)]
 
 
-def test_both_recognisers_are_served_from_one_repository_over_http_and_grpc(triton, exam) -> None:
+def test_both_recognisers_are_served_from_one_repository_over_http_and_grpc(triton, exam, tmp_path) -> None:
     http = httpclient.InferenceServerClient(f"127.0.0.1:{triton}")
-    grpc = grpcclient.InferenceServerClient(f"127.0.0.1:{triton + 1}")
-    assert http.is_server_ready() and grpc.is_server_ready()
+    assert http.is_server_ready()
     for model in ("trocr", "ppocr"):
-        assert http.is_model_ready(model) and grpc.is_model_ready(model)
+        assert http.is_model_ready(model)
         config = http.get_model_config(model, headers=keyed())
         assert config["backend"] == "python" and "dynamic_batching" in config
-    answers = {}
-    for module, client in ((httpclient, http), (grpcclient, grpc)):
-        for model in ("trocr", "ppocr"):
-            headers = keyed(grpc=module is grpcclient)
-            result = client.infer(model, _inputs(module, model, exam), headers=headers)
-            answers[(module.__name__, model)] = _texts(result)
-    for model in ("trocr", "ppocr"):
-        assert answers[("tritonclient.http", model)] == answers[("tritonclient.grpc", model)]
+    answers = {
+        model: _texts(http.infer(model, _inputs(httpclient, model, exam), headers=keyed()))
+        for model in ("trocr", "ppocr")
+    }
+    grpc = over_grpc(triton, exam, tmp_path)
+    assert grpc["server_ready"] and grpc["models_ready"] == {"trocr": True, "ppocr": True}
+    assert grpc["texts"] == answers  # the same answers over both protocols
     truth = exam["truth"]
-    ours = answers[("tritonclient.http", "trocr")]
-    peer = answers[("tritonclient.http", "ppocr")]
+    ours, peer = answers["trocr"], answers["ppocr"]
     assert sum(a == b for a, b in zip(ours, truth, strict=True)) >= len(truth) - 1
     # PP-OCR reads our renderer's fields well too (a second family, not a copy of the first)
     assert sum(a == b.replace(" ", "") for a, b in zip(peer, truth, strict=True)) >= len(truth) - 2
@@ -118,18 +135,17 @@ def test_both_recognisers_are_served_from_one_repository_over_http_and_grpc(trit
 def test_concurrent_requests_are_batched_by_triton(triton, exam) -> None:
     client = httpclient.InferenceServerClient(f"127.0.0.1:{triton}", concurrency=16)
     before = client.get_inference_statistics("ppocr", headers=keyed())["model_stats"][0]
-    one = {k: (v[:1] if k in ("regions", "allowed") else v) for k, v in exam.items()}
     # tritonclient's HTTP client is gevent-based: its own async_infer keeps 16 requests in flight
     pending = [
-        client.async_infer("ppocr", _inputs(httpclient, "ppocr", one), headers=keyed()) for _ in range(64)
+        client.async_infer("ppocr", _inputs(httpclient, "ppocr", exam), headers=keyed()) for _ in range(64)
     ]
     results = [_texts(p.get_result()) for p in pending]
     assert all(r == results[0] for r in results)
     after = client.get_inference_statistics("ppocr", headers=keyed())["model_stats"][0]
     inferences = after["inference_count"] - before["inference_count"]
     executions = after["execution_count"] - before["execution_count"]
-    assert inferences == 64
-    assert executions < inferences  # requests waiting together were run as one batch
+    assert inferences == 64 * len(exam["truth"])  # counted per region
+    assert executions < 64  # requests waiting together were run as one batch
 
 
 def test_bad_input_is_refused_with_a_message_and_the_model_keeps_serving(triton, exam) -> None:
@@ -146,14 +162,12 @@ def test_bad_input_is_refused_with_a_message_and_the_model_keeps_serving(triton,
     assert _texts(client.infer("ppocr", inputs, headers=keyed()))  # still serving
 
 
-def test_every_protocol_refuses_inference_without_the_key(triton, exam) -> None:
+def test_every_protocol_refuses_inference_without_the_key(triton, exam, tmp_path) -> None:
     http = httpclient.InferenceServerClient(f"127.0.0.1:{triton}")
-    grpc = grpcclient.InferenceServerClient(f"127.0.0.1:{triton + 1}")
-    for module, client in ((httpclient, http), (grpcclient, grpc)):
-        name = TRITON_GRPC_KEY_HEADER if module is grpcclient else TRITON_KEY_HEADER
-        for headers in ({}, {name: "wrong"}, {name: KEY.upper()}):
-            with pytest.raises(InferenceServerException):
-                client.infer("ppocr", _inputs(module, "ppocr", exam), headers=headers)
+    for headers in ({}, {TRITON_KEY_HEADER: "wrong"}, {TRITON_KEY_HEADER: KEY.upper()}):
+        with pytest.raises(InferenceServerException):
+            http.infer("ppocr", _inputs(httpclient, "ppocr", exam), headers=headers)
+    assert over_grpc(triton, exam, tmp_path)["refused"] == {"no key": True, "wrong key": True}
 
 
 def test_a_model_file_that_is_not_a_recogniser_is_refused_at_load(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
 from eyeops.ocr.peers import CtcRecognizer  # noqa: E402
+from eyeops.ocr.triton_batch import gather, respond  # noqa: E402
 
 
 def _parameter(config, key):
@@ -42,34 +43,12 @@ class TritonPythonModel:
         )
 
     def execute(self, requests):
-        pixels, allowed, sizes, responses = [], [], [], [None] * len(requests)
-        for i, request in enumerate(requests):
-            batch = pb_utils.get_input_tensor_by_name(request, "REGION").as_numpy()
-            chars = pb_utils.get_input_tensor_by_name(request, "ALLOWED")
-            if chars is None:
-                rows = [None] * len(batch)
-            else:
-                raw = chars.as_numpy().reshape(-1)
-                if len(raw) != len(batch):
-                    responses[i] = pb_utils.InferenceResponse(
-                        error=pb_utils.TritonError(f"ALLOWED has {len(raw)} rows for {len(batch)} regions")
-                    )
-                    sizes.append(0)
-                    continue
-                rows = [(c.decode("utf-8") if isinstance(c, bytes) else str(c)) or None for c in raw]
-            pixels.append(batch)
-            allowed.extend(rows)
-            sizes.append(len(batch))
-        readings = self.recognizer.read_batch(np.concatenate(pixels), allowed) if pixels else []
-        offset = 0
-        for i, size in enumerate(sizes):
-            if responses[i] is not None:
-                continue
-            chunk = readings[offset : offset + size]
-            offset += size
-            text = np.array([[r.text.encode("utf-8")] for r in chunk], dtype=np.object_)
-            conf = np.array([[r.confidence] for r in chunk], dtype=np.float32)
-            responses[i] = pb_utils.InferenceResponse(
-                output_tensors=[pb_utils.Tensor("TEXT", text), pb_utils.Tensor("CONFIDENCE", conf)]
-            )
-        return responses
+        batch = gather(requests, pb_utils, "REGION", "ALLOWED")
+        readings = self.recognizer.read_batch(batch.pixels, batch.rows) if batch.pixels is not None else []
+        return respond(batch, readings, pb_utils, _tensors)
+
+
+def _tensors(chunk):
+    text = np.array([[r.text.encode("utf-8")] for r in chunk], dtype=np.object_)
+    conf = np.array([[r.confidence] for r in chunk], dtype=np.float32)
+    return [pb_utils.Tensor("TEXT", text), pb_utils.Tensor("CONFIDENCE", conf)]

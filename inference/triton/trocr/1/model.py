@@ -19,6 +19,7 @@ import triton_python_backend_utils as pb_utils  # noqa: E402
 
 from eyeops.ocr.decode import recognize  # noqa: E402
 from eyeops.ocr.model import MAX_TOKENS, load_recognizer  # noqa: E402
+from eyeops.ocr.triton_batch import gather, respond  # noqa: E402
 
 
 def _parameter(config, key):
@@ -37,37 +38,14 @@ class TritonPythonModel:
         self.width = MAX_TOKENS + 1
 
     def execute(self, requests):
-        crops, grammars, sizes, responses = [], [], [], [None] * len(requests)
-        for i, request in enumerate(requests):
-            batch = pb_utils.get_input_tensor_by_name(request, "CROPS").as_numpy()
-            grammar = pb_utils.get_input_tensor_by_name(request, "GRAMMAR")
-            if grammar is None:
-                patterns = [None] * len(batch)
-            else:
-                raw = grammar.as_numpy().reshape(-1)
-                if len(raw) != len(batch):
-                    responses[i] = pb_utils.InferenceResponse(
-                        error=pb_utils.TritonError(f"GRAMMAR has {len(raw)} rows for {len(batch)} crops")
-                    )
-                    sizes.append(0)
-                    continue
-                patterns = [(g.decode("utf-8") if isinstance(g, bytes) else str(g)) or None for g in raw]
-            crops.append(batch)
-            grammars.extend(patterns)
-            sizes.append(len(batch))
-        results = recognize(self.recognizer, np.concatenate(crops), grammars) if crops else []
-        offset = 0
-        for i, size in enumerate(sizes):
-            if responses[i] is not None:
-                continue
-            chunk = results[offset : offset + size]
-            offset += size
-            text = np.array([[r.text.encode("utf-8")] for r in chunk], dtype=np.object_)
-            conf = np.full((size, self.width), -1.0, dtype=np.float32)
-            for row, r in enumerate(chunk):
-                values = r.token_confidences[: self.width]
-                conf[row, : len(values)] = values
-            responses[i] = pb_utils.InferenceResponse(
-                output_tensors=[pb_utils.Tensor("TEXT", text), pb_utils.Tensor("TOKEN_CONFIDENCE", conf)]
-            )
-        return responses
+        batch = gather(requests, pb_utils, "CROPS", "GRAMMAR")
+        results = recognize(self.recognizer, batch.pixels, batch.rows) if batch.pixels is not None else []
+        return respond(batch, results, pb_utils, self._tensors)
+
+    def _tensors(self, chunk):
+        text = np.array([[r.text.encode("utf-8")] for r in chunk], dtype=np.object_)
+        conf = np.full((len(chunk), self.width), -1.0, dtype=np.float32)
+        for row, r in enumerate(chunk):
+            values = r.token_confidences[: self.width]
+            conf[row, : len(values)] = values
+        return [pb_utils.Tensor("TEXT", text), pb_utils.Tensor("TOKEN_CONFIDENCE", conf)]
