@@ -33,12 +33,12 @@ from eyeops.devices import load_layouts
 from eyeops.errors import AlignmentFailed
 from eyeops.exams import ExamRecord
 from eyeops.fields import read_fields
+from eyeops.ocr.arbitrate import arbitrate, needs_second, shipped_calibrations
 from eyeops.ocr.decode import recognize
 from eyeops.ocr.model import load_recognizer
 from eyeops.ocr.offline import ExamFile, compare_with_tesseract, held_out_exams
 from eyeops.ocr.peers import CtcRecognizer
 from eyeops.ocr.peers import read_fields as read_ppocr
-from eyeops.ocr.pipeline import second_opinion
 from eyeops.review.cropset import export_crops
 from eyeops.review.images import view_exam
 from eyeops.review.store import ReviewStore, labels_for
@@ -87,6 +87,7 @@ def review_stream(
     specs = list(layout.all_fields())
     recognizer = load_recognizer(checkpoint)
     settings = Settings()
+    calibrations = shipped_calibrations()
     url = f"sqlite:///{db}"
     migrate(url)
     results = ResultsStore.from_url(url)
@@ -104,8 +105,11 @@ def review_stream(
         )
         texts = {s.name: (r.text, r.confidence) for r, s in zip(read, specs, strict=True)}
         readings = read_fields(layout, texts, settings.confidence_threshold)
-        peer = dict(zip((s.name for s in specs), read_ppocr(ppocr, aligned, specs), strict=True))
-        readings = second_opinion(readings, peer.__getitem__)
+        peer = {
+            s.name: (r.text, r.confidence)
+            for s, r in zip(specs, read_ppocr(ppocr, aligned, specs), strict=True)
+        }
+        readings = arbitrate(layout, readings, peer, needs_second(readings), calibrations)
         status = "accepted" if all(r.status == "accepted" for r in readings) else "review"
         in_review += status == "review"
         record = ExamRecord(exam_id, kind, status, readings, image_bytes=len(exam.image))

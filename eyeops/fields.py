@@ -27,6 +27,11 @@ class FieldReading:
     confidence: float
     status: Status
     reason: str | None = None
+    # The second recogniser's reading where it was asked (eyeops.ocr.arbitrate), and, for a field in
+    # review, the better-validated of the two readings: what the console offers a reviewer to confirm.
+    second_text: str | None = None
+    second_confidence: float | None = None
+    proposal: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -37,6 +42,11 @@ class FieldReading:
             "confidence": round(self.confidence, 4),
             "status": self.status,
             "reason": self.reason,
+            "second_text": self.second_text,
+            "second_confidence": (
+                None if self.second_confidence is None else round(self.second_confidence, 4)
+            ),
+            "proposal": self.proposal,
         }
 
 

@@ -113,19 +113,29 @@ def evaluate_recognizer(
     metrics: Output[Metrics],
     report: Output[HTML],
 ) -> str:
-    """Field and exam accuracy on held-out exams, against Tesseract and the champion on the same
-    exams; returns the evaluation as JSON for the gate."""
+    """Field and exam accuracy on held-out exams, as served (with the second recogniser and the
+    arbitration), against Tesseract and the champion on the same exams, with both recognisers'
+    reliability diagrams in the report; returns the evaluation as JSON for the gate."""
     import json
     from pathlib import Path
 
     from eyeops.devices import load_layouts
+    from eyeops.ocr.arbitrate import shipped_calibrations
     from eyeops.ocr.model import load_recognizer
     from eyeops.ocr.offline import MODEL_NAME, compare_with_tesseract, evaluation_html, held_out_exams
+    from eyeops.ocr.peers import CtcRecognizer
     from eyeops.registry import ModelRegistry
 
     layouts = load_layouts()
+    records: list[dict[str, object]] = []
+    calibrations = shipped_calibrations()
     result = compare_with_tesseract(
-        load_recognizer(Path(model.path)), layouts, held_out_exams(layouts, exams, seed)
+        load_recognizer(Path(model.path)),
+        layouts,
+        held_out_exams(layouts, exams, seed),
+        ppocr=CtcRecognizer.load(),
+        calibrations=calibrations,
+        records=records,
     )
     champion = ModelRegistry(Path(registry_root)).champion("ocr")
     if champion is not None:
@@ -145,7 +155,7 @@ def evaluate_recognizer(
     ):
         metrics.log_metric(key, float(result[key]))
     with open(report.path, "w") as handle:
-        handle.write(evaluation_html(result))
+        handle.write(evaluation_html(result, records, calibrations))
     return json.dumps(result)
 
 

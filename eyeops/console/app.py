@@ -768,13 +768,17 @@ def _sampled(exam_id: str, share: float) -> bool:
 
 def _screen_text(spec: FieldSpec, reading: FieldReading | None) -> str:
     """A field's current value as the device's screen writes it: a reviewed value in the field's own
-    format (dates too), else the text the recogniser read."""
+    format (dates too); for a field in review, the arbitration's proposal (the better-validated of
+    the two recognisers' readings, eyeops.ocr.arbitrate) when there is one; else the text the
+    recogniser read."""
     if reading is None:
         return ""
     if reading.status == "reviewed" and reading.value is not None:
         if spec.kind == "date" and spec.date_format:
             return dt.date.fromisoformat(str(reading.value)).strftime(spec.date_format)
         return spec.format_value(reading.value)
+    if reading.status == "review" and reading.proposal is not None:
+        return reading.proposal.strip()
     return reading.raw_text.strip()
 
 

@@ -58,6 +58,10 @@ class FieldRow(Base):
     confidence: Mapped[float] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
+    # the second recogniser's reading, where it was asked, and the proposal for a field in review
+    second_text: Mapped[str | None] = mapped_column(String(128))
+    second_confidence: Mapped[float | None] = mapped_column(Float)
+    proposal: Mapped[str | None] = mapped_column(String(128))
 
     exam: Mapped[Exam] = relationship(back_populates="fields")
 

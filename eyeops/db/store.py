@@ -38,26 +38,44 @@ def migrate(url: str) -> None:
         ) from exc
 
 
-def _to_row(position: int, reading: FieldReading) -> FieldRow:
+def field_row(position: int, reading: FieldReading, **columns: object) -> FieldRow:
+    """The row of one field reading (the one mapping of FieldReading to the `fields` table);
+    `columns` set others (exam_id) or override."""
     number = reading.value if isinstance(reading.value, float) else None
     text = reading.value if isinstance(reading.value, str) else None
-    return FieldRow(
-        position=position,
-        name=reading.name,
-        raw_text=reading.raw_text,
-        value_number=number,
-        value_text=text,
-        unit=reading.unit,
-        confidence=reading.confidence,
-        status=reading.status,
-        reason=reading.reason,
-    )
+    values: dict[str, object] = {
+        "position": position,
+        "name": reading.name,
+        "raw_text": reading.raw_text[:128],
+        "value_number": number,
+        "value_text": text,
+        "unit": reading.unit,
+        "confidence": reading.confidence,
+        "status": reading.status,
+        "reason": reading.reason,
+        "second_text": None if reading.second_text is None else reading.second_text[:128],
+        "second_confidence": reading.second_confidence,
+        "proposal": None if reading.proposal is None else reading.proposal[:128],
+    }
+    values.update(columns)
+    return FieldRow(**values)
 
 
 def _from_row(row: FieldRow) -> FieldReading:
     value: float | str | None = row.value_number if row.value_number is not None else row.value_text
     status: Status = row.status if row.status in ("accepted", "reviewed") else "review"  # type: ignore[assignment]
-    return FieldReading(row.name, row.raw_text, value, row.unit, row.confidence, status, row.reason)
+    return FieldReading(
+        row.name,
+        row.raw_text,
+        value,
+        row.unit,
+        row.confidence,
+        status,
+        row.reason,
+        row.second_text,
+        row.second_confidence,
+        row.proposal,
+    )
 
 
 class ResultsStore:
@@ -155,7 +173,7 @@ class ResultsStore:
                         model_name=record.model_name,
                         model_version=record.model_version,
                         request_id=record.request_id,
-                        fields=[_to_row(i, f) for i, f in enumerate(record.fields)],
+                        fields=[field_row(i, f) for i, f in enumerate(record.fields)],
                     )
                 )
                 if record.status == "failed":

@@ -128,7 +128,33 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="score the exams in this folder (images + truth.jsonl, e.g. a stress set from"
         " `python -m tests.stress.render`) instead of rendering --count held-out ones",
     )
+    e.add_argument(
+        "--calibration",
+        type=Path,
+        default=None,
+        help="with --offline: the arbitration's calibration file (default: the shipped one)",
+    )
     e.set_defaults(func=_eval)
+    c = cmds.add_parser(
+        "calibrate",
+        help="fit both recognisers' confidence calibrations (the arbitration's) on labelled exams",
+    )
+    c.add_argument(
+        "--exams", type=Path, nargs="*", default=[], help="exam folders (images + truth.jsonl) to fit on"
+    )
+    c.add_argument("--count", type=int, default=0, help="also this many held-out synthetic exams")
+    c.add_argument("--seed", type=int, default=7000, help="their seed (keep it apart from reported sets)")
+    c.add_argument(
+        "--checkpoint", type=Path, default=None, help="TrOCR checkpoint (default: the shipped one)"
+    )
+    c.add_argument(
+        "--out", type=Path, default=None, help="calibration file (default in a checkout: the shipped one)"
+    )
+    c.add_argument("--report", type=Path, default=None, help="also write the reliability diagram (HTML)")
+    c.add_argument(
+        "--records", type=Path, default=None, help="also write every field's two readings (JSON lines)"
+    )
+    c.set_defaults(func=_calibrate)
 
 
 def _crop_set(
@@ -233,13 +259,23 @@ def _eval(args: argparse.Namespace) -> int:
             ppocr = CtcRecognizer.load(Path(model), Path(dictionary) if dictionary else None)
         elif not args.no_ppocr:
             ppocr = CtcRecognizer.load()
+        from eyeops.ocr.arbitrate import Calibrations
+
+        calibrations = Calibrations.load(args.calibration) if args.calibration else None
         result = compare_with_tesseract(
-            recognizer, layouts, exams, tesseract=not args.no_tesseract, ppocr=ppocr
+            recognizer,
+            layouts,
+            exams,
+            tesseract=not args.no_tesseract,
+            ppocr=ppocr,
+            calibrations=calibrations,
         )
         source = {"exams_from": str(args.exams)} if args.exams else {"count": args.count, "seed": args.seed}
         summary = {**source, "version": recognizer.version, **result}
         print(json.dumps(summary, indent=2))
         return 0
+    if args.calibration is not None:
+        raise SystemExit("--calibration is for --offline; the stack's transformer loads its own")
     with contextlib.ExitStack() as stack:
         endpoint = args.endpoint
         if endpoint is None:  # a fresh local stack, stopped afterwards
@@ -260,4 +296,74 @@ def _eval(args: argparse.Namespace) -> int:
             exams_from=args.exams,
         )
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    import datetime as dt
+    import hashlib
+    from itertools import chain
+
+    from eyeops.devices import load_layouts
+    from eyeops.ocr.arbitrate import Calibrations
+    from eyeops.ocr.calibrate import calibration_summary, fit_calibrations, reliability_html
+    from eyeops.ocr.model import load_recognizer
+    from eyeops.ocr.offline import LabelledExam, compare_with_tesseract, exam_folder, held_out_exams
+    from eyeops.ocr.peers import CtcRecognizer, shipped_peer
+
+    if not args.exams and args.count <= 0:
+        raise SystemExit("nothing to fit on: name exam folders with --exams, or a --count of synthetic exams")
+    out = args.out
+    if out is None:
+        checkout = source_checkout()
+        if checkout is None:
+            raise SystemExit(
+                "--out is required: an installed eyeops never overwrites its shipped calibration"
+            )
+        out = checkout / "eyeops" / "ocr" / "calibration.json"
+    layouts = load_layouts()
+    checkpoint = args.checkpoint or default_checkpoint()
+    recognizer = load_recognizer(checkpoint)
+    peer_file, _ = shipped_peer()
+    sets: list[list[LabelledExam]] = [list(exam_folder(folder)) for folder in args.exams]
+    if args.count > 0:
+        sets.append(list(held_out_exams(layouts, args.count, args.seed)))
+    rows: list[dict[str, object]] = []
+    compare_with_tesseract(
+        recognizer,
+        layouts,
+        chain.from_iterable(sets),
+        tesseract=False,
+        ppocr=CtcRecognizer.load(),
+        calibrations=Calibrations.identity(),
+        records=rows,
+    )
+    lineage = {
+        "fitted": dt.date.today().isoformat(),
+        "trocr_version": recognizer.version,
+        "ppocr_sha256": hashlib.sha256(peer_file.read_bytes()).hexdigest(),
+        "exam_folders": [folder.name for folder in args.exams],
+        "synthetic": {"count": args.count, "seed": args.seed} if args.count > 0 else None,
+        "fields": sum(r["truth"] is not None for r in rows),
+        "command": "eyeops ocr calibrate "
+        + " ".join(
+            [
+                *(f"--exams {f.name}" for f in args.exams),
+                *([f"--count {args.count} --seed {args.seed}"] if args.count else []),
+            ]
+        ),
+    }
+    calibrations = fit_calibrations(rows, lineage=lineage)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    calibrations.save(out)
+    if args.records is not None:
+        args.records.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    if args.report is not None:
+        args.report.write_text(
+            "<html><body>"
+            + reliability_html(rows, calibrations, "Recogniser calibration")
+            + "</body></html>",
+            encoding="utf-8",
+        )
+    print(json.dumps({"out": str(out), **calibration_summary(rows, calibrations)}, indent=2))
     return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,11 +19,11 @@ from eyeops.align import align_to_template, crop_regions, decode_grey
 from eyeops.devices.layout import LayoutRegistry
 from eyeops.errors import AlignmentFailed
 from eyeops.fields import read_fields as validate_fields
+from eyeops.ocr.arbitrate import Calibrations, arbitrate, needs_second
 from eyeops.ocr.decode import recognize
 from eyeops.ocr.model import Recognizer
 from eyeops.ocr.peers import CtcRecognizer
 from eyeops.ocr.peers import read_fields as read_ppocr
-from eyeops.ocr.pipeline import second_opinion
 from eyeops.ocr.scorecard import Scorecard, shown_hits
 from eyeops.resources import TRITON_SECOND_MODEL_NAME
 from eyeops.settings import Settings
@@ -80,14 +80,22 @@ def compare_with_tesseract(
     tesseract: bool = True,
     threshold: float | None = None,
     ppocr: CtcRecognizer | None = None,
+    calibrations: Calibrations | None = None,
+    records: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Score a recogniser (grammar-constrained decoding, as served) on labelled exams with the
     scorecard the served evaluation uses (eyeops.ocr.scorecard): each exam goes through the
     service's align and crop code, its readings through the service's validation at `threshold`
-    (default: the configured confidence threshold) and, with `ppocr`, through the service's second
-    opinion (PP-OCRv4 must agree with accepted readings below SECOND_OPINION_BELOW). Tesseract and
-    PP-OCRv4 read the same regions as peers (`tesseract_*`, `ppocr_*` accuracies). An exam that fails
-    to align counts as every field wrong, for every reader."""
+    (default: the configured confidence threshold) and, with `ppocr`, through the service's
+    arbitration with `calibrations` (eyeops.ocr.arbitrate; default the shipped ones). Tesseract and
+    PP-OCR read the same regions as peers (`tesseract_*`, `ppocr_*` accuracies). An exam that fails
+    to align counts as every field wrong, for every reader. `records`, when given, gains one row
+    per field of each aligned exam: both readings with their raw confidences, TrOCR's verdict and
+    the truth (None where the exam does not show the field): what `eyeops ocr calibrate` fits on."""
+    if ppocr is not None and calibrations is None:
+        from eyeops.ocr.arbitrate import shipped_calibrations
+
+        calibrations = shipped_calibrations()
     from eyeops.ocr.tesseract import read_fields
 
     served = Settings().confidence_threshold if threshold is None else threshold
@@ -111,10 +119,28 @@ def compare_with_tesseract(
         texts = {s.name: (r.text, r.confidence) for r, s in zip(ours, specs, strict=True)}
         readings = validate_fields(layout, texts, served)
         if ppocr is not None:
-            peer_texts = read_ppocr(ppocr, aligned, specs)
-            card.add_peer(exam.device_kind, "ppocr", shown_hits(peer_texts, specs, exam.texts))
-            by_name = dict(zip((s.name for s in specs), peer_texts, strict=True))
-            readings = second_opinion(readings, by_name.__getitem__)
+            assert calibrations is not None
+            second = read_ppocr(ppocr, aligned, specs)
+            card.add_peer(exam.device_kind, "ppocr", shown_hits([r.text for r in second], specs, exam.texts))
+            by_name = {s.name: (r.text, r.confidence) for s, r in zip(specs, second, strict=True)}
+            if records is not None:
+                records.extend(
+                    {
+                        "exam": card.total.exams,
+                        "device_kind": exam.device_kind,
+                        "field": r.name,
+                        "truth": exam.texts.get(r.name),
+                        "text": r.raw_text.strip(),
+                        "confidence": r.confidence,
+                        "status": r.status,
+                        "reason": (r.reason or "").split(":", 1)[0],
+                        "second_text": by_name[r.name][0].strip(),
+                        "second_confidence": by_name[r.name][1],
+                    }
+                    for r in readings
+                )
+            asked = needs_second(readings)
+            readings = arbitrate(layout, readings, by_name, asked, calibrations)
         card.add_exam(exam.device_kind, exam.texts, [r.to_dict() for r in readings])
         if tesseract:
             card.add_peer(
@@ -149,9 +175,15 @@ def export_model_repository(checkpoint: Path, out: Path, version: int = 1) -> Pa
     return out
 
 
-def evaluation_html(result: dict[str, Any], title: str = "OCR recogniser evaluation") -> str:
+def evaluation_html(
+    result: dict[str, Any],
+    records: Sequence[Mapping[str, Any]] | None = None,
+    calibrations: Calibrations | None = None,
+    title: str = "OCR recogniser evaluation",
+) -> str:
     """The run page's report: accuracy overall and per device kind, the model against Tesseract
-    (and the champion, when it was read on the same exams), with a bar chart."""
+    (and the champion, when it was read on the same exams), with a bar chart; with `records` and
+    `calibrations`, both recognisers' reliability diagrams (raw and calibrated confidence)."""
     import html
 
     import numpy as np
@@ -181,6 +213,11 @@ def evaluation_html(result: dict[str, Any], title: str = "OCR recogniser evaluat
     ax.set_ylabel("field accuracy")
     ax.set_ylim(0, 1.0)
     ax.legend(fontsize=8)
+    reliability = ""
+    if records and calibrations is not None:
+        from eyeops.ocr.calibrate import reliability_html
+
+        reliability = reliability_html(records, calibrations, "Reliability of each recogniser's confidence")
     rows = []
     for kind in ["all", *kinds]:
         r = result if kind == "all" else result["per_device"][kind]
@@ -200,5 +237,5 @@ def evaluation_html(result: dict[str, Any], title: str = "OCR recogniser evaluat
     return (
         f"<html><body><h1>{html.escape(title)}</h1><p>held-out synthetic exams: fonts and noise seeds"
         f" training never saw</p>{note}<table><tr>{head}</tr>{''.join(rows)}</table>"
-        f"{figure_html(fig, 'field accuracy per device kind')}</body></html>"
+        f"{figure_html(fig, 'field accuracy per device kind')}{reliability}</body></html>"
     )

@@ -186,10 +186,9 @@ class CtcRecognizer:
         return self.read_batch(region_pixels(region)[None], [allowed_chars])[0].text
 
 
-def read_fields(reader: CtcRecognizer, aligned: np.ndarray, specs: Sequence[Any]) -> list[str]:
+def read_fields(reader: CtcRecognizer, aligned: np.ndarray, specs: Sequence[Any]) -> list[PeerReading]:
     """The peer on every field region of an aligned exam image, in the order of `specs`, in one batch."""
     from eyeops.ocr.tesseract import whitelist
 
     regions = [region_pixels(aligned[y : y + h, x : x + w]) for x, y, w, h in (s.box for s in specs)]
-    readings = reader.read_batch(np.stack(regions), [whitelist(s) for s in specs])
-    return [r.text for r in readings]
+    return reader.read_batch(np.stack(regions), [whitelist(s) for s in specs])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
@@ -15,6 +15,7 @@ from eyeops.devices.layout import DeviceLayout, FieldSpec, LayoutRegistry
 from eyeops.exams import ExamRecord
 from eyeops.fields import FieldReading, read_fields
 from eyeops.imageio import decode_exam_image
+from eyeops.ocr.arbitrate import SECOND_OPINION_BELOW, Calibrations, arbitrate, needs_second
 from eyeops.settings import Settings
 
 
@@ -74,44 +75,6 @@ def prepare_exam(exam: ExamInput, layouts: LayoutRegistry, settings: Settings) -
     )
 
 
-# Below this confidence an accepted reading also needs the second recogniser (another model family,
-# PP-OCR, Triton model `ppocr`) to read the same text. Chosen for round 7 at 0.999 on shifted
-# calibration sets (stress renderer seed 77, light and full damage, and 90 in-distribution exams):
-# silent errors 0.013 → 0. Re-chosen for round 9 at 0.995 on the calibration sets: silent errors
-# still 0 there and on the five reported sets, review 6.1 % → 3.9 % in distribution (README,
-# "Against renderers we did not write").
-SECOND_OPINION_BELOW = 0.995
-SECOND_OPINION_REASON = "second_opinion: another recogniser reads this field otherwise"
-SECOND_OPINION_MISSING = "second_opinion: the second recogniser did not answer; a person checks this field"
-
-
-def second_look(readings: Sequence[FieldReading], below: float = SECOND_OPINION_BELOW) -> list[str]:
-    """The fields whose decision a second recogniser can change: accepted readings less confident
-    than `below` (it can send them to review). Confident readings are never asked: the second
-    reader costs CPU, and on every other field its answer would change nothing."""
-    return [r.name for r in readings if r.status == "accepted" and r.confidence < below]
-
-
-def second_opinion(
-    readings: Sequence[FieldReading],
-    read_other: Callable[[str], str | None],
-    below: float = SECOND_OPINION_BELOW,
-) -> list[FieldReading]:
-    """Accepted readings less confident than `below` go to review unless the other recogniser
-    (`read_other(field name)` → its text, None when it could not be asked) reads the same; nothing
-    is ever promoted, and the reason never carries a reading."""
-    out = []
-    for r in readings:
-        if r.status == "accepted" and r.confidence < below:
-            other = read_other(r.name)
-            if other is None:
-                r = replace(r, status="review", reason=SECOND_OPINION_MISSING)
-            elif other.strip() != r.raw_text.strip():
-                r = replace(r, status="review", reason=SECOND_OPINION_REASON)
-        out.append(r)
-    return out
-
-
 def validate(
     prepared: PreparedExam, recognitions: Sequence[tuple[str, float]], threshold: float
 ) -> list[FieldReading]:
@@ -143,13 +106,18 @@ def finish_exam(
     threshold: float,
     model_name: str,
     model_version: str,
-    second: Mapping[str, str] | None = None,
+    second: Mapping[str, tuple[str, float]] | None = None,
+    calibrations: Calibrations | None = None,
     second_below: float = SECOND_OPINION_BELOW,
 ) -> ExamRecord:
     """Validate every field and build the record the database stores and the client receives
-    (exam_record on validate's readings)."""
+    (exam_record on validate's readings), with `second` holding the second recogniser's
+    (text, confidence) of the fields needs_second chose."""
     readings = validate(prepared, recognitions, threshold)
-    return exam_record(prepared, readings, model_name, model_version, second, second_below)
+    asked = needs_second(readings, second_below) if second is not None else []
+    return exam_record(
+        prepared, readings, model_name, model_version, second, asked, calibrations, second_below
+    )
 
 
 def exam_record(
@@ -157,15 +125,24 @@ def exam_record(
     readings: Sequence[FieldReading],
     model_name: str,
     model_version: str,
-    second: Mapping[str, str] | None = None,
+    second: Mapping[str, tuple[str, float]] | None = None,
+    asked: Sequence[str] = (),
+    calibrations: Calibrations | None = None,
     second_below: float = SECOND_OPINION_BELOW,
 ) -> ExamRecord:
-    """The record of validated readings; with `second` (the second recogniser's text of the fields
-    second_look chose, by name), the less confident accepted readings stand only where it agrees,
-    and a field it was not asked about (it did not answer) goes to review. Without it, no second
-    opinion is taken."""
+    """The record of validated readings. With `second` (the second recogniser's (text, confidence)
+    by name, of the fields in `asked`), each asked field is arbitrated (eyeops.ocr.arbitrate):
+    agreement may accept, a disagreement goes to review with a proposal, and an asked field it did
+    not answer goes to review. Without it, no second opinion is taken."""
     if second is not None:
-        readings = second_opinion(readings, second.get, second_below)
+        readings = arbitrate(
+            prepared.layout,
+            readings,
+            second,
+            asked,
+            calibrations or Calibrations.identity(),
+            second_below,
+        )
     readings = _identity_checks(prepared.exam, list(readings))
     header = {
         r.name: (str(r.value) if r.value is not None and r.status == "accepted" else None)

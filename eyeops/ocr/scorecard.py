@@ -3,9 +3,11 @@ offline one (a checkpoint read in this process) count the same things under the 
 
 Per exam it takes what the service answered, or would answer, for each field (raw text, confidence,
 status) or nothing when the exam was refused at alignment, and the truth of the fields the exam
-shows. It counts field and exam accuracy (exact raw text), review and silent errors (wrong and
-accepted) as answered, the same two rates recomputed at each of SWEEP_THRESHOLDS through the
-service's own validation, and the hits of peers (Tesseract, PP-OCRv4) on the same regions.
+shows. It counts field and exam accuracy (exact raw text), the share of exams accepted with no
+person, the arbitrated accuracy (the accepted reading or, in review, the proposal a reviewer is
+offered), review and silent errors (wrong and accepted) as answered, the same two rates
+recomputed at each of SWEEP_THRESHOLDS through the service's own validation, and the hits of
+peers (Tesseract, PP-OCR) on the same regions.
 """
 
 from __future__ import annotations
@@ -65,6 +67,16 @@ def shown_hits(read: list[str], specs: Sequence[FieldSpec], truth: dict[str, str
     return [text == truth[s.name] for text, s in zip(read, specs, strict=True) if s.name in truth]
 
 
+def _settled(answered: Mapping[str, Any]) -> str:
+    """A field's text as a reviewer who confirms what the console offers would leave it: the
+    accepted reading, else the arbitration's proposal (eyeops.ocr.arbitrate), else the primary
+    reading."""
+    proposal = answered.get("proposal")
+    if answered.get("status") != "accepted" and proposal is not None:
+        return str(proposal).strip()
+    return str(answered.get("raw_text", "")).strip()
+
+
 @dataclass
 class Tally:
     exams: int = 0
@@ -72,6 +84,9 @@ class Tally:
     unaligned: int = 0
     correct: int = 0
     exams_correct: int = 0
+    exams_accepted: int = 0  # every field accepted: no person saw the exam
+    settled: int = 0  # fields right as a reviewer would find them: the accepted reading or the proposal
+    exams_settled: int = 0
     review: int = 0
     silent_errors: int = 0
     # threshold -> [review, silent errors], recomputed from the raw texts and confidences
@@ -90,6 +105,9 @@ class Tally:
             "unaligned": self.unaligned,
             "field_accuracy": self.correct / n,
             "exam_accuracy": self.exams_correct / max(self.exams, 1),
+            "accepted_exam_rate": self.exams_accepted / max(self.exams, 1),
+            "arbitrated_field_accuracy": self.settled / n,
+            "arbitrated_exam_accuracy": self.exams_settled / max(self.exams, 1),
             "review_rate": self.review / n,
             "silent_error_rate": self.silent_errors / n,
         }
@@ -127,11 +145,14 @@ class Scorecard:
             outcomes = outcomes_at(self.layouts[kind], dict(truths), texts, SWEEP_THRESHOLDS)
             for t in tallies:
                 t.add_sweep(outcomes)
-        all_right = answered is not None
+        all_right = all_settled = all_accepted = answered is not None
         for name, truth in truths.items():
             got = fields.get(name)
             right = got is not None and str(got["raw_text"]).strip() == truth
+            settled = got is not None and _settled(got) == truth
             all_right &= right
+            all_settled &= settled
+            all_accepted &= got is not None and got["status"] == "accepted"
             if got is not None and not right:
                 self.wrong_fields.append(
                     {
@@ -144,6 +165,7 @@ class Scorecard:
             for t in tallies:
                 t.fields += 1
                 t.correct += right
+                t.settled += settled
                 if got is None or got["status"] != "accepted":
                     t.review += 1
                 elif not right:
@@ -151,6 +173,8 @@ class Scorecard:
         for t in tallies:
             t.exams += 1
             t.exams_correct += all_right
+            t.exams_settled += all_settled
+            t.exams_accepted += all_accepted
             t.unaligned += answered is None
 
     def add_peer(self, kind: str, peer: str, hits: Sequence[bool]) -> None:

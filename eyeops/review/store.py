@@ -28,7 +28,7 @@ from eyeops.db.schema import (
     ReviewAudit,
     ReviewItem,
 )
-from eyeops.db.store import ResultsStore
+from eyeops.db.store import ResultsStore, field_row
 from eyeops.devices.layout import DeviceLayout
 from eyeops.errors import EyeopsError
 from eyeops.exams import ExamRecord
@@ -503,15 +503,10 @@ class ReviewStore:
             s.flush()
             for position, reading in enumerate(readings):
                 s.add(
-                    FieldRow(
+                    field_row(
+                        position,
+                        reading,
                         exam_id=exam_id,
-                        position=position,
-                        name=reading.name,
-                        raw_text=reading.raw_text,
-                        value_number=reading.value if isinstance(reading.value, float) else None,
-                        value_text=reading.value if isinstance(reading.value, str) else None,
-                        unit=reading.unit,
-                        confidence=reading.confidence,
                         status="review",
                         reason=reading.reason or "marked_corners: a person marked the screen",
                     )

@@ -33,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=TRITON_SECOND_MODEL_NAME,
         help="the second recogniser's model on the same Triton (EYEOPS_SECOND_OPINION=false leaves it out)",
     )
+    parser.add_argument(
+        "--calibration",
+        default=None,
+        help="the recognisers' confidence calibration (`eyeops ocr calibrate`; default: the shipped one)",
+    )
     parser.add_argument("--database_url", default=None, help="SQLAlchemy URL (default: settings)")
     parser.add_argument("--feature_repo", default=None, help="Feast repository to push accepted exams to")
     add_edge_arguments(
@@ -87,6 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.info("second opinion on: %s on Triton checks readings below the confidence bar", second_model)
     else:
         logging.warning("second opinion OFF (EYEOPS_SECOND_OPINION=false): more silent errors under shift")
+    from eyeops.ocr.arbitrate import Calibrations, shipped_calibrations
+
+    calibrations = Calibrations.load(Path(own.calibration)) if own.calibration else shipped_calibrations()
     model = OcrTransformer(
         own.model_name,
         load_layouts(),
@@ -96,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         predictor,
         features=features,
         second_model=second_model,
+        calibrations=calibrations,
     )
     model.load()
     # An image of the size limit, base64-encoded (4/3), and the JSON around it.

@@ -24,15 +24,14 @@ from eyeops.errors import AlignmentFailed, EyeopsError, PredictorUnavailable
 from eyeops.exams import ExamRecord
 from eyeops.fields import FieldReading
 from eyeops.metrics import OcrMetrics
+from eyeops.ocr.arbitrate import SECOND_OPINION_BELOW, Calibrations, needs_second
 from eyeops.ocr.peers import region_pixels
 from eyeops.ocr.pipeline import (
-    SECOND_OPINION_BELOW,
     ExamInput,
     PreparedExam,
     exam_record,
     failed_record,
     prepare_exam,
-    second_look,
     validate,
 )
 from eyeops.ocr.tesseract import whitelist
@@ -82,7 +81,8 @@ class ExamContext:
     prepared: PreparedExam | None = None
     stored: ExamRecord | None = None
     readings: list[FieldReading] = field(default_factory=list)  # validated, before a second opinion
-    second: dict[str, str] | None = None  # the second recogniser's text of the fields it was asked
+    asked: list[str] = field(default_factory=list)  # the fields the second recogniser was asked
+    second: dict[str, tuple[str, float]] | None = None  # its (text, confidence) of each it answered
     model_version: str = "1"
     predict_ms: float = 0.0
 
@@ -112,12 +112,15 @@ class OcrTransformer(PredictorTransformer):
         features: FeatureOutboxWriter | None = None,
         second_model: str | None = None,
         second_below: float = SECOND_OPINION_BELOW,
+        calibrations: Calibrations | None = None,
     ) -> None:
         """`predictor`: the v2 client of the recogniser on Triton (its model, its key header).
         `features`: the writer that drains the feature outbox (the Feast push of accepted
         exams); with it, every accepted exam's push is queued in the exam's own transaction.
         `second_model`: the second recogniser's model on the same Triton (None: no second opinion),
-        asked about accepted readings less confident than `second_below`."""
+        asked about accepted readings less confident than `second_below` and fields in review;
+        `calibrations`: both recognisers' confidence calibrations for the arbitration (None: raw
+        confidences, and agreement never accepts a reading below the bar)."""
         super().__init__(name, predictor)
         self.layouts = layouts
         self.store = store
@@ -127,6 +130,7 @@ class OcrTransformer(PredictorTransformer):
         self.features = features
         self.second_model = second_model
         self.second_below = second_below
+        self.calibrations = calibrations or Calibrations.identity()
 
     def load(self) -> bool:
         if self.features is not None:
@@ -198,25 +202,23 @@ class OcrTransformer(PredictorTransformer):
             for t in outputs["TEXT"].as_numpy().reshape(-1)
         ]
         confidences = outputs["TOKEN_CONFIDENCE"].as_numpy()
-        recognitions = [
-            (text, _field_confidence(row)) for text, row in zip(texts, confidences, strict=True)
-        ]
+        recognitions = [(text, _field_confidence(row)) for text, row in zip(texts, confidences, strict=True)]
         ctx.model_version = str(response.model_version or "1")
         if ctx.prepared is not None:
             ctx.readings = validate(ctx.prepared, recognitions, self.settings.confidence_threshold)
             if self.second_model is not None:
-                ctx.second = await self._second_opinion(ctx.prepared, ctx.readings, ctx.exam.request_id)
+                ctx.asked = needs_second(ctx.readings, self.second_below)
+                ctx.second = await self._second_opinion(ctx.prepared, ctx.asked, ctx.exam.request_id)
         ctx.predict_ms = (time.perf_counter() - t0) * 1e3
         return ctx
 
     async def _second_opinion(
-        self, prepared: PreparedExam, readings: list[FieldReading], request_id: str | None
-    ) -> dict[str, str]:
-        """The second recogniser's text of the fields whose decision it can change, in one batched
-        request; {} when no field needs it. If it cannot answer, its fields go to review (the exam
-        is still read and stored, never refused for it)."""
+        self, prepared: PreparedExam, names: list[str], request_id: str | None
+    ) -> dict[str, tuple[str, float]]:
+        """The second recogniser's (text, confidence) of the fields whose decision it can change,
+        in one batched request; {} when no field needs it. If it cannot answer, its fields go to
+        review (the exam is still read and stored, never refused for it)."""
         assert self.second_model is not None
-        names = second_look(readings, self.second_below)
         if not names:
             return {}
         request = peer_request(self.second_model, prepared, names, request_id or "")
@@ -228,10 +230,12 @@ class OcrTransformer(PredictorTransformer):
                 "the second recogniser did not answer (%s): its fields go to review", type(exc).__name__
             )
             return {}
-        texts = next(o for o in response.outputs if o.name == "TEXT").as_numpy().reshape(-1)
+        outputs = {o.name: o for o in response.outputs}
+        texts = outputs["TEXT"].as_numpy().reshape(-1)
+        confidences = outputs["CONFIDENCE"].as_numpy().reshape(-1)
         return {
-            name: (t.decode("utf-8") if isinstance(t, bytes) else str(t))
-            for name, t in zip(names, texts, strict=True)
+            name: ((t.decode("utf-8") if isinstance(t, bytes) else str(t)), float(c))
+            for name, t, c in zip(names, texts, confidences, strict=True)
         }
 
     # -- postprocess: validate, persist in one transaction, answer ---------------------------------
@@ -252,6 +256,8 @@ class OcrTransformer(PredictorTransformer):
                 self.predictor_model,
                 ctx.model_version,
                 ctx.second,
+                ctx.asked,
+                self.calibrations,
                 self.second_below,
             )
             post_ms = (time.perf_counter() - t0) * 1e3

@@ -76,7 +76,11 @@ def test_reads_stores_and_dedupes(layouts, sqlite_url, triton_host):
     assert result["exam_id"] == hashlib.sha256(exam.image).hexdigest()
     assert [f["name"] for f in result["fields"]] == list(exam.texts)
     for f in result["fields"]:
-        assert set(f) == {"name", "raw_text", "value", "unit", "confidence", "status", "reason"}
+        assert set(f) == {"name", "raw_text", "value", "unit", "confidence", "status", "reason"} | {
+            "second_text",
+            "second_confidence",
+            "proposal",
+        }
         assert f["status"] in ("accepted", "review") and 0.0 <= f["confidence"] <= 1.0
     assert result["duplicate"] is False
     counts = model.store.counts()
@@ -103,9 +107,10 @@ def _inference_count(host: str, model: str) -> tuple[int, int]:
 def test_the_second_recogniser_on_triton_checks_every_field_it_is_asked_about_in_one_request(
     layouts, sqlite_url, triton_host
 ):
-    """Asked about every accepted field (second_below above any confidence): one batched request to
-    Triton's ppocr per exam; a field stays accepted only where both recognisers read the same."""
-    from eyeops.ocr.pipeline import SECOND_OPINION_REASON
+    """Asked about every field (second_below above any confidence): one batched request to Triton's
+    ppocr per exam; a field stays accepted only where both recognisers read the same, and both
+    readings are in the answer."""
+    from eyeops.ocr.arbitrate import SECOND_OPINION_REASON
 
     model = make_model(
         layouts, sqlite_url, triton_host, CollectorRegistry(), second_model="ppocr", second_below=1.01
@@ -119,20 +124,23 @@ def test_the_second_recogniser_on_triton_checks_every_field_it_is_asked_about_in
     }
     after = _inference_count(triton_host, "ppocr")
     fields = {f["name"]: f for f in body["predictions"][0]["fields"]}
-    asked = [n for n, f in first.items() if f["status"] == "accepted"]
+    asked = list(first)
     assert after[0] - before[0] == len(asked) and after[1] - before[1] == 1  # one request, every region
-    agreed = [n for n in asked if fields[n]["status"] == "accepted"]
-    assert len(agreed) >= len(asked) - 2  # PP-OCR reads our renderer's fields as we do, nearly always
+    accepted = [n for n in asked if first[n]["status"] == "accepted"]
+    agreed = [n for n in accepted if fields[n]["status"] == "accepted"]
+    assert len(agreed) >= len(accepted) - 2  # PP-OCR reads our renderer's fields as we do, nearly always
     for name in asked:
-        if name not in agreed:
+        assert fields[name]["second_text"] is not None and 0.0 <= fields[name]["second_confidence"] <= 1.0
+        if name in accepted and name not in agreed:
             assert fields[name]["reason"] == SECOND_OPINION_REASON
+            assert fields[name]["proposal"] in (fields[name]["raw_text"].strip(), fields[name]["second_text"])
         assert fields[name]["raw_text"] == first[name]["raw_text"]  # never rewritten, only held back
 
 
 def test_a_second_recogniser_that_does_not_answer_sends_its_fields_to_review_not_the_exam_to_503(
     layouts, sqlite_url, triton_host
 ):
-    from eyeops.ocr.pipeline import SECOND_OPINION_MISSING
+    from eyeops.ocr.arbitrate import SECOND_OPINION_MISSING
 
     model = make_model(
         layouts, sqlite_url, triton_host, CollectorRegistry(), second_model="no-such-model", second_below=1.01

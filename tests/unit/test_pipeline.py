@@ -123,15 +123,15 @@ def test_exam_date_from_the_gateway_is_checked_against_the_header(layouts):
 
 def test_a_second_recogniser_sends_less_confident_disagreements_to_review(layouts):
     """Readings below SECOND_OPINION_BELOW stand only where the other recogniser reads the same text;
-    confident readings are not asked, a reading in review is never promoted, and a field the other
-    recogniser could not read goes to review."""
-    from eyeops.ocr.pipeline import (
+    confident readings are not asked, fields in review are asked (agreement may lift them only with
+    a calibration that says so), and a field the other recogniser could not read goes to review."""
+    from eyeops.ocr.arbitrate import (
         SECOND_OPINION_BELOW,
         SECOND_OPINION_MISSING,
         SECOND_OPINION_REASON,
-        second_look,
-        validate,
+        needs_second,
     )
+    from eyeops.ocr.pipeline import validate
 
     layout = layouts["specular_microscope"]
     specs = list(layout.all_fields())
@@ -141,14 +141,18 @@ def test_a_second_recogniser_sends_less_confident_disagreements_to_review(layout
     prepared = PreparedExam(exam, layout, specs, np.zeros((len(specs), 32, 128), np.uint8))
     confidence = {s.name: 0.98 for s in specs} | {"cct_um": SECOND_OPINION_BELOW, "hex_pct": 0.5}
     recognitions = [(texts[s.name], confidence[s.name]) for s in specs]
-    asked = second_look(validate(prepared, recognitions, 0.97))
-    assert "cct_um" not in asked and "hex_pct" not in asked  # confident, or in review already
+    asked = needs_second(validate(prepared, recognitions, 0.97))
+    assert "cct_um" not in asked and "hex_pct" in asked  # confident; in review, so asked
     assert {"ecd_cells_mm2", "cv_pct", "patient_id"} <= set(asked)
-    other = {n: ("2680" if n == "ecd_cells_mm2" else texts[n]) for n in asked if n != "laterality"}
+    other = {n: ("2680" if n == "ecd_cells_mm2" else texts[n], 0.9) for n in asked if n != "laterality"}
     record = finish_exam(prepared, recognitions, 0.97, "trocr", "1", other)
     fields = {f.name: f for f in record.fields}
     assert fields["ecd_cells_mm2"].status == "review"
     assert fields["ecd_cells_mm2"].reason == SECOND_OPINION_REASON
+    assert fields["ecd_cells_mm2"].second_text == "2680" and fields["ecd_cells_mm2"].proposal in (
+        "2650",
+        "2680",
+    )
     assert "2650" not in SECOND_OPINION_REASON  # the reason never carries a reading
     assert fields["cv_pct"].status == "accepted"  # both read 33
     assert fields["hex_pct"].status == "review" and fields["hex_pct"].reason != SECOND_OPINION_REASON
