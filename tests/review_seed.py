@@ -19,9 +19,12 @@ def seed_exam(
     misread: dict[str, str] | None = None,
     doubtful: Iterable[str] = (),
     seed: int = 4242,
+    second: dict[str, tuple[str, float]] | None = None,
 ) -> tuple[str, dict[str, str]]:
     """Store one exam of `layout`; `misread` replaces a field's text (read wrongly), `doubtful`
-    fields are read at low confidence. Returns the exam id and the true texts."""
+    fields are read at low confidence; with `second` (the second recogniser's text and confidence
+    by field), the readings are arbitrated as served, with the shipped calibration. Returns the
+    exam id and the true texts."""
     import hashlib
 
     exam = render_one(layout, seed, "eval", index, clean=True)
@@ -30,6 +33,10 @@ def seed_exam(
         for name, text in exam.texts.items()
     }
     readings: list[FieldReading] = read_fields(layout, texts, 0.97)
+    if second is not None:
+        from eyeops.ocr.arbitrate import arbitrate, needs_second, shipped_calibrations
+
+        readings = arbitrate(layout, readings, second, needs_second(readings), shipped_calibrations())
     status = "accepted" if all(r.status == "accepted" for r in readings) else "review"
     header = {
         r.name: (str(r.value) if r.value is not None and r.status == "accepted" else None)

@@ -90,8 +90,10 @@ def compare_with_tesseract(
     arbitration with `calibrations` (eyeops.ocr.arbitrate; default the shipped ones). Tesseract and
     PP-OCR read the same regions as peers (`tesseract_*`, `ppocr_*` accuracies). An exam that fails
     to align counts as every field wrong, for every reader. `records`, when given, gains one row
-    per field of each aligned exam: both readings with their raw confidences, TrOCR's verdict and
-    the truth (None where the exam does not show the field): what `eyeops ocr calibrate` fits on."""
+    per field of each aligned exam (`exam`: its index in `exams`): both readings with their raw
+    confidences, TrOCR's own verdict, the served one after arbitration with its proposal, Tesseract's
+    reading (with `tesseract`) and the truth (None where the exam does not show the field): what
+    `eyeops ocr calibrate` fits on and bench.scorecard groups."""
     if ppocr is not None and calibrations is None:
         from eyeops.ocr.arbitrate import shipped_calibrations
 
@@ -117,34 +119,39 @@ def compare_with_tesseract(
             recognizer, crop_regions(aligned, specs, layout.template.value_align), [s.grammar for s in specs]
         )
         texts = {s.name: (r.text, r.confidence) for r, s in zip(ours, specs, strict=True)}
-        readings = validate_fields(layout, texts, served)
+        readings = validated = validate_fields(layout, texts, served)
+        by_name: dict[str, tuple[str, float]] = {}
         if ppocr is not None:
             assert calibrations is not None
             second = read_ppocr(ppocr, aligned, specs)
             card.add_peer(exam.device_kind, "ppocr", shown_hits([r.text for r in second], specs, exam.texts))
             by_name = {s.name: (r.text, r.confidence) for s, r in zip(specs, second, strict=True)}
-            if records is not None:
-                records.extend(
-                    {
-                        "exam": card.total.exams,
-                        "device_kind": exam.device_kind,
-                        "field": r.name,
-                        "truth": exam.texts.get(r.name),
-                        "text": r.raw_text.strip(),
-                        "confidence": r.confidence,
-                        "status": r.status,
-                        "reason": (r.reason or "").split(":", 1)[0],
-                        "second_text": by_name[r.name][0].strip(),
-                        "second_confidence": by_name[r.name][1],
-                    }
-                    for r in readings
-                )
-            asked = needs_second(readings)
-            readings = arbitrate(layout, readings, by_name, asked, calibrations)
+            readings = arbitrate(layout, readings, by_name, needs_second(readings), calibrations)
+        index = card.total.exams
         card.add_exam(exam.device_kind, exam.texts, [r.to_dict() for r in readings])
-        if tesseract:
-            card.add_peer(
-                exam.device_kind, "tesseract", shown_hits(read_fields(aligned, specs), specs, exam.texts)
+        tesseract_texts = read_fields(aligned, specs) if tesseract else None
+        if tesseract_texts is not None:
+            card.add_peer(exam.device_kind, "tesseract", shown_hits(tesseract_texts, specs, exam.texts))
+        if records is not None and ppocr is not None:
+            served_by = {r.name: r for r in readings}
+            other = dict(zip((s.name for s in specs), tesseract_texts or [], strict=False))
+            records.extend(
+                {
+                    "exam": index,
+                    "device_kind": exam.device_kind,
+                    "field": r.name,
+                    "truth": exam.texts.get(r.name),
+                    "text": r.raw_text.strip(),
+                    "confidence": r.confidence,
+                    "status": r.status,
+                    "reason": (r.reason or "").split(":", 1)[0],
+                    "second_text": by_name[r.name][0].strip(),
+                    "second_confidence": by_name[r.name][1],
+                    "served_status": served_by[r.name].status,
+                    "proposal": served_by[r.name].proposal,
+                    "tesseract_text": other.get(r.name),
+                }
+                for r in validated
             )
     out = card.summary()
     out["confidence_threshold"] = served

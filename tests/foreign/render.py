@@ -1802,7 +1802,10 @@ def render_set(
             exam = render_exam(layout, seed, i, damage, border, show_boxes, page_scale, fixed_design)
             (out / exam.name).write_bytes(exam.data)
             truth.write(
-                json.dumps({"file": exam.name, "device_kind": exam.kind, "fields": exam.fields}) + "\n"
+                json.dumps(
+                    {"file": exam.name, "device_kind": exam.kind, "fields": exam.fields, "notes": exam.notes}
+                )
+                + "\n"
             )
             if verbose:
                 print(exam.name, exam.kind, "; ".join(exam.notes), file=sys.stderr)

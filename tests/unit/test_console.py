@@ -126,6 +126,40 @@ def test_release_through_the_form(console, layouts: LayoutRegistry) -> None:  # 
         )
 
 
+def test_both_readings_are_shown_and_the_proposal_is_what_the_form_offers(
+    console, layouts: LayoutRegistry
+) -> None:  # type: ignore[no-untyped-def]
+    """TrOCR misread al_mm; PP-OCR read it otherwise and more credibly: the form starts from its
+    reading, the page shows both, and releasing as offered records a correction of TrOCR's."""
+    app, store, _ = console
+    layout = layouts[KIND]
+    exam_id, truth = seed_exam(store.results, layout, 1, misread={"al_mm": "23.99"}, second={})
+    fields = {f.name: f for f in store.exam(exam_id).record.fields}  # type: ignore[union-attr]
+    assert fields["al_mm"].second_text is None  # asked, not answered: a person reads it from the crop
+    exam_id, truth = seed_exam(
+        store.results, layout, 2, misread={"al_mm": "23.99"}, second={"al_mm": (truth_of(layout, 2), 0.995)}
+    )
+    stored = {f.name: f for f in store.exam(exam_id).record.fields}  # type: ignore[union-attr]
+    assert stored["al_mm"].status == "review" and stored["al_mm"].raw_text == "23.99"
+    assert stored["al_mm"].second_text == truth["al_mm"] and stored["al_mm"].proposal == truth["al_mm"]
+    with TestClient(app) as client:
+        sign_in(client, "ana")
+        page = client.get(f"/exams/{exam_id}")
+        assert form_fields(page.text)["value__al_mm"] == truth["al_mm"]  # the proposal, to confirm
+        row = re.search(r'<tr[^>]*data-field="al_mm">(.*?)</tr>', page.text, re.S)
+        assert row is not None and "<code>23.99</code>" in row.group(1)  # what TrOCR read
+        assert f'<code>{truth["al_mm"]}</code> (0.995) <span class="disagree">' in row.group(1)
+        done = client.post(f"/exams/{exam_id}/release", data=form_fields(page.text))
+        assert done.status_code == 200 and "released" in done.text
+        assert re.search(r"<td>ana</td><td>correct</td><td>al_mm</td><td>23.99</td>", done.text)
+
+
+def truth_of(layout, index: int) -> str:  # type: ignore[no-untyped-def]
+    from eyeops.synth.exams import render_one
+
+    return render_one(layout, 4242, "eval", index, clean=True).texts["al_mm"]
+
+
 def test_second_reviewer_is_told_who_saved_first(console, layouts: LayoutRegistry) -> None:  # type: ignore[no-untyped-def]
     app, store, _ = console
     exam_id, _ = seed_exam(store.results, layouts[KIND], 1, doubtful=["k1_d"])
