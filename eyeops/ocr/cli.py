@@ -58,6 +58,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     t.add_argument("--cache", type=Path, default=None, help="folder to cache rendered crop sets in")
     t.add_argument(
+        "--state",
+        type=Path,
+        default=None,
+        help="resumable training: keep the training state here and resume from it exactly (weights,"
+        " optimizer, schedule, data cursor, random state); run again with the same arguments to go on",
+    )
+    t.add_argument("--state-every", type=int, default=200, help="steps between saves of --state")
+    t.add_argument(
         "--variety",
         choices=("classic", "broad", "reference"),
         default="classic",
@@ -214,8 +222,9 @@ def _train(args: argparse.Namespace) -> int:
         eval_every=args.eval_every,
         init=str(args.init) if args.init else None,
         stop_at=args.stop_at,
+        state_every=args.state_every,
     )
-    metrics = train(train_set, eval_set, config, checkpoint_out(args.out))
+    metrics = train(train_set, eval_set, config, checkpoint_out(args.out), state_dir=args.state)
     print(json.dumps(metrics, indent=2))
     return 0
 

@@ -4,6 +4,7 @@ held-out crops, and any TrOCR checkpoint with its own processor loads."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,34 @@ def test_training_smoke_learns_and_saves_a_loadable_checkpoint(layouts, tmp_path
         re.fullmatch(g, r.text) or len(r.token_confidences) == 24
         for r, g in zip(results, data.grammars[:8], strict=True)
     )
+
+
+def test_training_resumes_exactly_from_its_state_and_refuses_a_state_not_its_own(layouts, tmp_path: Path):
+    """Stopped at step 7 and resumed (as a session that ends and a later one that goes on), the run
+    draws the same batches and ends with the same weights, bit for bit, as one that never stopped."""
+    from eyeops.ocr.train import STATE_FILE, TrainingStateInvalid
+
+    data = build_crop_set(layouts, exams=6, seed=5, split="train", workers=1)
+    config = TrainConfig(steps=12, batch_size=8, warmup=3, eval_every=1000, threads=2, state_every=5)
+    whole = train(data, None, config, tmp_path / "whole", log=False, state_dir=tmp_path / "whole-state")
+    first = train(
+        data, None, replace(config, stop_at=7), tmp_path / "part", log=False, state_dir=tmp_path / "s"
+    )
+    assert first["steps"] == 7 and (tmp_path / "s" / STATE_FILE).is_file()
+    rest = train(data, None, config, tmp_path / "part", log=False, state_dir=tmp_path / "s")
+    assert rest["steps"] == 12 and rest["final_loss"] == whole["final_loss"]
+    assert rest["first_loss"] == whole["first_loss"]
+    a = load_recognizer(tmp_path / "whole").model.state_dict()
+    b = load_recognizer(tmp_path / "part").model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(TrainingStateInvalid, match="other settings \\(lr\\)"):
+        train(data, None, replace(config, lr=5e-4), tmp_path / "x", log=False, state_dir=tmp_path / "s")
+    other = build_crop_set(layouts, exams=6, seed=6, split="train", workers=1)
+    with pytest.raises(TrainingStateInvalid, match="another crop set"):
+        train(other, None, config, tmp_path / "x", log=False, state_dir=tmp_path / "s")
+    (tmp_path / "s" / STATE_FILE).write_bytes((tmp_path / "s" / STATE_FILE).read_bytes()[:5000])
+    with pytest.raises(TrainingStateInvalid, match="not a readable training state"):
+        train(data, None, config, tmp_path / "x", log=False, state_dir=tmp_path / "s")
 
 
 def test_shipped_checkpoint_reaches_its_floor_on_fresh_held_out_crops(layouts):
