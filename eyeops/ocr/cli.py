@@ -66,6 +66,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     t.add_argument("--state-every", type=int, default=200, help="steps between saves of --state")
     t.add_argument(
+        "--grammar-share",
+        type=float,
+        default=0.0,
+        help="share of training exams whose texts are drawn uniformly from each field's grammar"
+        " (every length and character the format allows: no prior over values)",
+    )
+    t.add_argument(
         "--variety",
         choices=("classic", "broad", "reference"),
         default="classic",
@@ -110,6 +117,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     e = cmds.add_parser("eval", help="render a held-out set, send it through the running OCR endpoint")
     e.add_argument("--count", type=int, default=300)
     e.add_argument("--seed", type=int, default=1000)
+    e.add_argument(
+        "--values",
+        choices=("realistic", "grammar"),
+        default="realistic",
+        help="with --offline and rendered exams: realistic values, or texts drawn uniformly from each"
+        " field's grammar (a device whose values are unusual)",
+    )
     e.add_argument("--endpoint", default=None, help="OCR transformer base URL (default: local stack)")
     e.add_argument("--concurrency", type=int, default=4)
     e.add_argument("--no-tesseract", action="store_true")
@@ -174,6 +188,7 @@ def _crop_set(
     faces: int | None = None,
     variety: str = "classic",
     kinds: list[str] | None = None,
+    grammar_share: float = 0.0,
 ) -> CropSet:
     from eyeops.devices import load_layouts
     from eyeops.ocr.dataset import CropSet, build_crop_set, training_layouts
@@ -189,11 +204,21 @@ def _crop_set(
     n_faces = len(font_names("broad" if kind == "broad" else split)[:faces])
     tag = "" if kind == "classic" else f"-{kind}"
     tag += "-" + "+".join(kinds) if kinds else ""
+    tag += f"-grammar{grammar_share:g}" if grammar_share > 0 else ""
     # v3: crops with the value ink placed and sized by eyeops.align.prepare_crop
     path = cache / f"crops-v3-{split}{tag}-{seed}-{exams}-faces{n_faces}.npz" if cache else None
     if path is not None and path.is_file():
         return CropSet.load(path)
-    data = build_crop_set(layouts, exams, seed, split, workers=workers, faces=faces, variety=kind)
+    data = build_crop_set(
+        layouts,
+        exams,
+        seed,
+        split,
+        workers=workers,
+        faces=faces,
+        variety=kind,
+        grammar_fraction=grammar_share,
+    )
     if path is not None:
         data.save(path)
     return data
@@ -203,8 +228,18 @@ def _train(args: argparse.Namespace) -> int:
     from eyeops.ocr.train import TrainConfig, train
 
     cache = args.cache or Settings().data_dir / "cache"
+    if not 0.0 <= args.grammar_share <= 1.0:
+        raise SystemExit(f"--grammar-share is a share of exams in [0, 1], not {args.grammar_share}")
     train_set = _crop_set(
-        cache, args.exams, args.seed, "train", args.workers, args.faces, args.variety, args.kinds
+        cache,
+        args.exams,
+        args.seed,
+        "train",
+        args.workers,
+        args.faces,
+        args.variety,
+        args.kinds,
+        args.grammar_share,
     )
     if args.mix_classic:
         classic = _crop_set(cache, args.mix_classic, args.seed, "train", args.workers, args.faces)
@@ -258,7 +293,11 @@ def _eval(args: argparse.Namespace) -> int:
         from eyeops.ocr.offline import compare_with_tesseract, exam_folder, held_out_exams
 
         layouts = load_layouts()
-        exams = exam_folder(args.exams) if args.exams else held_out_exams(layouts, args.count, args.seed)
+        exams = (
+            exam_folder(args.exams)
+            if args.exams
+            else held_out_exams(layouts, args.count, args.seed, args.values)
+        )
         recognizer = load_recognizer(args.checkpoint or default_checkpoint())
         from eyeops.ocr.peers import CtcRecognizer
 
@@ -279,7 +318,11 @@ def _eval(args: argparse.Namespace) -> int:
             ppocr=ppocr,
             calibrations=calibrations,
         )
-        source = {"exams_from": str(args.exams)} if args.exams else {"count": args.count, "seed": args.seed}
+        source = (
+            {"exams_from": str(args.exams)}
+            if args.exams
+            else {"count": args.count, "seed": args.seed, "values": args.values}
+        )
         summary = {**source, "version": recognizer.version, **result}
         print(json.dumps(summary, indent=2))
         return 0

@@ -71,13 +71,16 @@ def _set_layouts(layouts: list[DeviceLayout]) -> None:
 
 
 def _exam_crops(
-    args: tuple[int, str, int, float, int | None, Variety],
+    args: tuple[int, str, int, float, int | None, Variety, float],
 ) -> tuple[np.ndarray, list[str], list[str], list[str], list[str]] | None:
-    seed, split, index, random_fraction, faces, variety = args
+    seed, split, index, random_fraction, faces, variety, grammar_fraction = args
     layouts = _LAYOUTS
     layout = layouts[index % len(layouts)]
     rng = np.random.default_rng([seed, index, 99])
-    mode: ValueMode = "random" if rng.random() < random_fraction else "realistic"
+    draw = rng.random()
+    mode: ValueMode = "random" if draw < random_fraction else "realistic"
+    if grammar_fraction > 0 and rng.random() < grammar_fraction:
+        mode = "grammar"
     exam = render_one(layout, seed, split, index, mode, faces=faces, variety=variety)
     try:
         if variety in ("broad", "reference"):
@@ -140,11 +143,14 @@ def build_crop_set(
     workers: int = 2,
     faces: int | None = None,
     variety: Variety = "classic",
+    grammar_fraction: float = 0.0,
 ) -> CropSet:
     """Render `exams` exams, align and crop each; exams that fail to align are left out.
-    `faces` limits the fonts to the split's first N; `variety` picks the training renderer."""
+    `faces` limits the fonts to the split's first N; `variety` picks the training renderer;
+    `grammar_fraction` of exams show texts drawn uniformly from each field's grammar (no value
+    prior), the rest realistic or uniform-in-range values (`random_fraction`) as before."""
     layouts = list(registry)
-    jobs = [(seed, split, i, random_fraction, faces, variety) for i in range(exams)]
+    jobs = [(seed, split, i, random_fraction, faces, variety, grammar_fraction) for i in range(exams)]
     if workers > 1:
         with get_context("spawn").Pool(workers, initializer=_set_layouts, initargs=(layouts,)) as pool:
             results = pool.map(_exam_crops, jobs, chunksize=16)

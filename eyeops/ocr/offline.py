@@ -28,6 +28,7 @@ from eyeops.ocr.scorecard import Scorecard, shown_hits
 from eyeops.resources import TRITON_SECOND_MODEL_NAME
 from eyeops.settings import Settings
 from eyeops.synth.exams import synthesize_exams
+from eyeops.synth.values import ValueMode
 
 MODEL_NAME = "trocr"
 SECOND_MODEL_NAME = TRITON_SECOND_MODEL_NAME
@@ -68,9 +69,12 @@ def exam_folder(folder: Path) -> list[ExamFile]:
     return exams
 
 
-def held_out_exams(layouts: LayoutRegistry, count: int, seed: int) -> Iterable[LabelledExam]:
-    """Synthetic exams drawn with fonts and noise seeds training never saw."""
-    return synthesize_exams(list(layouts), count, seed, split="eval")
+def held_out_exams(
+    layouts: LayoutRegistry, count: int, seed: int, values: ValueMode = "realistic"
+) -> Iterable[LabelledExam]:
+    """Synthetic exams drawn with fonts and noise seeds training never saw; `values` "grammar":
+    texts drawn uniformly from each field's grammar (a device whose values are unusual)."""
+    return synthesize_exams(list(layouts), count, seed, split="eval", mode=values)
 
 
 def compare_with_tesseract(

@@ -12,7 +12,7 @@ import numpy as np
 from eyeops.devices.layout import DeviceLayout
 from eyeops.synth.fonts import font_paths
 from eyeops.synth.render import RenderedExam, render_exam, sample_style
-from eyeops.synth.values import ValueMode, format_values, sample_values
+from eyeops.synth.values import ValueMode, exam_values
 
 _SPLIT_CODES = {"train": 1, "eval": 2}
 
@@ -50,8 +50,7 @@ def render_one(
         return render_reference_exam(layout, rng, mode)
     fonts = font_paths(split)[:faces]
     style = sample_style(rng, fonts, clean=clean)
-    values = sample_values(layout, rng, mode)
-    texts = format_values(layout, values)
+    values, texts = exam_values(layout, rng, mode)
     return render_exam(layout, values, texts, style, rng)
 
 
@@ -60,13 +59,12 @@ def _render_broad(
 ) -> RenderedExam:
     if rng.random() < CLASSIC_SHARE:
         style = sample_style(rng, font_paths("broad")[:faces])
-        values = sample_values(layout, rng, mode)
-        return render_exam(layout, values, format_values(layout, values), style, rng)
+        values, texts = exam_values(layout, rng, mode)
+        return render_exam(layout, values, texts, style, rng)
     from eyeops.synth.broad import damage, encode_grey, render_broad_clean, sample_broad_style
 
     broad = sample_broad_style(rng, signed=any(f.show_plus for f in layout.fields))
-    values = sample_values(layout, rng, mode)
-    texts = format_values(layout, values)
+    values, texts = exam_values(layout, rng, mode)
     grey = damage(render_broad_clean(layout, texts, broad, rng), broad, rng)
     return RenderedExam(layout.kind, encode_grey(grey, broad.jpeg_quality), texts, values, broad)
 

@@ -20,7 +20,7 @@ from eyeops.devices.layout import DeviceLayout
 from eyeops.errors import EyeopsError
 from eyeops.synth.broad import BroadStyle, damage, encode_grey, place_value, sample_broad_style
 from eyeops.synth.render import RenderedExam
-from eyeops.synth.values import ValueMode, format_values, sample_values
+from eyeops.synth.values import ValueMode, exam_values
 
 
 class NoReferenceImage(EyeopsError, ValueError):
@@ -69,7 +69,6 @@ def render_on_reference(
 
 
 def render_reference_exam(layout: DeviceLayout, rng: np.random.Generator, mode: ValueMode) -> RenderedExam:
-    values = sample_values(layout, rng, mode)
-    texts = format_values(layout, values)
+    values, texts = exam_values(layout, rng, mode)
     grey, style = render_on_reference(layout, texts, rng)
     return RenderedExam(layout.kind, encode_grey(grey, style.jpeg_quality), texts, values, style)
