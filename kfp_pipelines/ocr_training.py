@@ -129,11 +129,12 @@ def evaluate_recognizer(
     layouts = load_layouts()
     records: list[dict[str, object]] = []
     calibrations = shipped_calibrations()
+    peer = CtcRecognizer.load()
     result = compare_with_tesseract(
         load_recognizer(Path(model.path)),
         layouts,
         held_out_exams(layouts, exams, seed),
-        ppocr=CtcRecognizer.load(),
+        ppocr=peer,
         calibrations=calibrations,
         records=records,
     )
@@ -141,7 +142,12 @@ def evaluate_recognizer(
     if champion is not None:
         checkpoint = champion.path / MODEL_NAME / "1" / "checkpoint"
         result["champion_same_set"] = compare_with_tesseract(
-            load_recognizer(checkpoint), layouts, held_out_exams(layouts, exams, seed), tesseract=False
+            load_recognizer(checkpoint),
+            layouts,
+            held_out_exams(layouts, exams, seed),
+            tesseract=False,
+            ppocr=peer,
+            calibrations=calibrations,
         )
         result["champion_version"] = champion.version
     result["eval_exams"], result["eval_seed"] = exams, seed
