@@ -400,7 +400,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         "command": "eyeops ocr calibrate "
         + " ".join(
             [
-                *(f"--exams {f.name}" for f in args.exams),
+                *([f"--exams {' '.join(f.name for f in args.exams)}"] if args.exams else []),
                 *([f"--count {args.count} --seed {args.seed}"] if args.count else []),
             ]
         ),
