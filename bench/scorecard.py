@@ -4,6 +4,8 @@ per set, device kind, value font family, damage level and frame.
     .venv/bin/python -m bench.scorecard --exams /tmp/st/frame_light=stress/frame/light ... \
         [--count 300 --seed 1000] [--no-tesseract] [--json OUT.json]
 
+(`--no-tesseract` leaves Tesseract's column out: most of the cost, and it does not depend on our model.)
+
 Each set goes through the service's own code offline (align, crop, TrOCR with the field grammars,
 validation, PP-OCR on every field, the arbitration with the shipped calibration): what `eyeops ocr
 eval --offline` scores, kept per field. A set's label reads `renderer/frame/damage` (the stress
@@ -62,18 +64,24 @@ def font_of(line: Mapping[str, Any]) -> str:
     return face or "ours (held-out fonts)"
 
 
-def table(groups: Mapping[str, Iterable[Mapping[str, Any]]], title: str) -> str:
+HEADS = {"ours": "ours", "ppocr": "PP-OCR", "tesseract": "Tesseract", "arbitrated": "arbitrated"}
+
+
+def table(
+    groups: Mapping[str, Iterable[Mapping[str, Any]]], title: str, readers: Sequence[str] = READERS
+) -> str:
+    heads = [HEADS[r] for r in readers]
     lines = [
         f"### {title}",
         "",
-        "| group | exams | ours | PP-OCR | Tesseract | arbitrated | accepted, no person | silent errors |",
-        "|---|---|---|---|---|---|---|---|",
+        "| group | exams | " + " | ".join(heads) + " | accepted, no person | silent errors |",
+        "|---|---|" + "---|" * len(heads) + "---|---|",
     ]
     for group, outcomes in groups.items():
         items = list(outcomes)
         fields = sum(o["fields"] for o in items)
         cells = []
-        for reader in READERS:
+        for reader in readers:
             hit = sum(sum(o["hits"][reader]) for o in items)
             exams_right = sum(all(o["hits"][reader]) for o in items)
             cells.append(f"{hit / max(fields, 1):.4f} / {exams_right / max(len(items), 1):.3f}")
@@ -139,11 +147,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             dump.append({"set": label, "device_kind": exam.device_kind, "font": font_of(line), **outcome})
         print(f"read {label}: {len(exams)} exams", flush=True)
     print()
-    print(table(by_set, "per set"))
-    print(table(dict(sorted(by_kind.items())), "per device kind (every set)"))
-    print(table(dict(sorted(by_damage.items())), "per damage level"))
-    print(table(dict(sorted(by_frame.items())), "with and without frame"))
-    print(table(dict(sorted(by_font.items())), "per value font family or readout"))
+    readers = [r for r in READERS if r != "tesseract" or not args.no_tesseract]
+    print(table(by_set, "per set", readers))
+    print(table(dict(sorted(by_kind.items())), "per device kind (every set)", readers))
+    print(table(dict(sorted(by_damage.items())), "per damage level", readers))
+    print(table(dict(sorted(by_frame.items())), "with and without frame", readers))
+    print(table(dict(sorted(by_font.items())), "per value font family or readout", readers))
     if args.json is not None:
         args.json.write_text(json.dumps(dump), encoding="utf-8")
     return 0
