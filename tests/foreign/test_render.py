@@ -91,7 +91,9 @@ def test_truth_matches_layouts_and_images_decode(tmp_path: Path, registry: Layou
     assert len(truth) == 12 and len(files) == 12
     assert {t["device_kind"] for t in truth} == set(registry.kinds())
     for line in truth:
-        assert set(line) == {"file", "device_kind", "fields"}
+        assert set(line) == {"file", "device_kind", "fields", "notes"}
+        notes = line["notes"]  # the design and damage drawn (face, readout engine, border …)
+        assert isinstance(notes, list) and any(str(n).startswith("face ") for n in notes)
         layout = registry[str(line["device_kind"])]
         fields = line["fields"]
         assert isinstance(fields, dict)
