@@ -68,3 +68,8 @@ def respond(
         offset += size
         out[i] = pb_utils.InferenceResponse(output_tensors=tensors(chunk))
     return out
+
+
+def parameter(config: dict[str, Any], key: str) -> str:
+    """A string parameter of a Triton model's config (`parameters { key: … }`), "" when unset."""
+    return str(config.get("parameters", {}).get(key, {}).get("string_value", ""))

@@ -18,24 +18,20 @@ import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
 from eyeops.ocr.peers import CtcRecognizer  # noqa: E402
-from eyeops.ocr.triton_batch import gather, respond  # noqa: E402
-
-
-def _parameter(config, key):
-    return config.get("parameters", {}).get(key, {}).get("string_value", "")
+from eyeops.ocr.triton_batch import gather, parameter, respond  # noqa: E402
 
 
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         version_dir = Path(args["model_repository"]) / args["model_version"]
-        model_file = os.environ.get("EYEOPS_PPOCR_MODEL") or _parameter(config, "MODEL_FILE")
+        model_file = os.environ.get("EYEOPS_PPOCR_MODEL") or parameter(config, "MODEL_FILE")
         if not model_file and (version_dir / "model.onnx").is_file():
             model_file = str(version_dir / "model.onnx")
-        dictionary = _parameter(config, "DICTIONARY")
+        dictionary = parameter(config, "DICTIONARY")
         if not dictionary and (version_dir / "dictionary.txt").is_file():
             dictionary = str(version_dir / "dictionary.txt")
-        threads = int(os.environ.get("EYEOPS_PPOCR_THREADS") or _parameter(config, "THREADS") or 0)
+        threads = int(os.environ.get("EYEOPS_PPOCR_THREADS") or parameter(config, "THREADS") or 0)
         self.recognizer = CtcRecognizer.load(
             Path(model_file) if model_file else None,
             Path(dictionary) if dictionary else None,

@@ -19,19 +19,15 @@ import triton_python_backend_utils as pb_utils  # noqa: E402
 
 from eyeops.ocr.decode import recognize  # noqa: E402
 from eyeops.ocr.model import MAX_TOKENS, load_recognizer  # noqa: E402
-from eyeops.ocr.triton_batch import gather, respond  # noqa: E402
-
-
-def _parameter(config, key):
-    return config.get("parameters", {}).get(key, {}).get("string_value", "")
+from eyeops.ocr.triton_batch import gather, parameter, respond  # noqa: E402
 
 
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         default = Path(args["model_repository"]) / args["model_version"] / "checkpoint"
-        checkpoint = os.environ.get("EYEOPS_OCR_CHECKPOINT") or _parameter(config, "CHECKPOINT_DIR")
-        threads = int(os.environ.get("EYEOPS_TORCH_THREADS") or _parameter(config, "TORCH_THREADS") or 0)
+        checkpoint = os.environ.get("EYEOPS_OCR_CHECKPOINT") or parameter(config, "CHECKPOINT_DIR")
+        threads = int(os.environ.get("EYEOPS_TORCH_THREADS") or parameter(config, "TORCH_THREADS") or 0)
         if threads > 0:
             torch.set_num_threads(threads)
         self.recognizer = load_recognizer(Path(checkpoint) if checkpoint else default)
