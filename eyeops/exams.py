@@ -22,6 +22,10 @@ class ExamRecord:
     request_id: str | None = None
     image_bytes: int = 0
     header: dict[str, str | None] = field(default_factory=dict)
+    # (grammar, crop) of the fields both recognisers read alike, by field name (the crop as
+    # CROP_HEIGHT × CROP_WIDTH uint8 bytes): kept with an accepted exam for learning from traffic;
+    # never answered or logged.
+    learning_crops: dict[str, tuple[str, bytes]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         return {

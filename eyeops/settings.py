@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     # A second recogniser (PP-OCRv4, another model family) must agree with accepted readings below
     # eyeops.ocr.pipeline.SECOND_OPINION_BELOW; false turns it off (more silent errors under shift).
     second_opinion: bool = True
+    # Learning from traffic (eyeops.ocr.traffic): keep the crops of an accepted exam's fields that
+    # both recognisers read alike, with the exam, for `eyeops ocr harvest`; false keeps none. They
+    # are patient data, purged after `traffic_crop_retention_days` by every harvest.
+    learn_from_traffic: bool = True
+    traffic_crop_retention_days: int = Field(default=30, ge=1)
     # Hashed device tokens (`eyeops gateway token`); unset means the OCR service does not authenticate.
     device_tokens_file: Path | None = None
     http_port_triton: int = 8000

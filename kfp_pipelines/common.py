@@ -61,40 +61,36 @@ def gate_and_register(
     import json
     from pathlib import Path
 
-    from eyeops.pipelines.gates import gate_for
+    from eyeops.pipelines.gates import register_through_gate
     from eyeops.registry import ModelRegistry
+    from eyeops.registry.store import GateDecision
 
-    metrics = json.loads(evaluation)
     registry = ModelRegistry(Path(registry_root), uri_prefix=registry_uri_prefix)
-    champion = registry.champion(model_name)
-    verdict = gate_for(model_name)(metrics, champion.metrics if champion else None)
     rollout = None
-    if verdict.promote and inference_service:
-        from eyeops.registry.deploy import in_cluster_api, plan_rollout
+    api = None
 
-        api = in_cluster_api()
-        rollout = plan_rollout(api, inference_service, namespace, canary_percent)  # refuses early
-    registered = registry.register(
-        model_name,
-        version,
-        Path(model.path),
-        metrics,
-        gate_reasons=verdict.reasons,
-        gate_promoted=verdict.promote,
-        champion_before=champion.version if champion else None,
+    def plan(verdict: GateDecision) -> None:  # refuses before anything is registered
+        nonlocal api, rollout
+        if verdict.promote and inference_service:
+            from eyeops.registry.deploy import in_cluster_api, plan_rollout
+
+            api = in_cluster_api()
+            rollout = plan_rollout(api, inference_service, namespace, canary_percent)
+
+    done = register_through_gate(
+        registry, model_name, version, Path(model.path), json.loads(evaluation), before_register=plan
     )
+    verdict, registered = done.verdict, done.version
     deployed = "not deployed (no InferenceService named)"
-    if verdict.promote:
-        registry.promote(model_name, version, "; ".join(verdict.reasons))
-        if rollout is not None:
-            from eyeops.registry.deploy import apply_rollout
+    if verdict.promote and rollout is not None and api is not None:
+        from eyeops.registry.deploy import apply_rollout
 
-            apply_rollout(api, rollout, registered.storage_uri)
-            deployed = rollout.describe()
+        apply_rollout(api, rollout, registered.storage_uri)
+        deployed = rollout.describe()
     lines = [
         f"# {model_name} {version}: {'PROMOTED' if verdict.promote else 'NOT promoted'}",
         "",
-        f"champion before: {champion.version if champion else 'none'}",
+        f"champion before: {done.champion_before or 'none'}",
         f"storage URI: {registered.storage_uri}",
         f"rollout: {deployed if verdict.promote else 'none'}",
         "",

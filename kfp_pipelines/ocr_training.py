@@ -110,45 +110,57 @@ def evaluate_recognizer(
     exams: int,
     seed: int,
     registry_root: str,
+    heldout_crops_uri: str,
     metrics: Output[Metrics],
     report: Output[HTML],
 ) -> str:
     """Field and exam accuracy on held-out exams, as served (with the second recogniser and the
     arbitration), against Tesseract and the champion on the same exams, with both recognisers'
-    reliability diagrams in the report; returns the evaluation as JSON for the gate."""
+    reliability diagrams in the report; with `heldout_crops_uri` (held-out reviewed crops of the
+    clinic's traffic, `eyeops ocr harvest`), both read those per device kind too, and the gate
+    refuses a candidate that reads any kind worse. Returns the evaluation as JSON for the gate."""
     import json
     from pathlib import Path
 
     from eyeops.devices import load_layouts
     from eyeops.ocr.arbitrate import shipped_calibrations
+    from eyeops.ocr.dataset import CropSet
     from eyeops.ocr.model import load_recognizer
     from eyeops.ocr.offline import MODEL_NAME, compare_with_tesseract, evaluation_html, held_out_exams
     from eyeops.ocr.peers import CtcRecognizer
+    from eyeops.ocr.traffic import crop_accuracy_per_kind
     from eyeops.registry import ModelRegistry
 
+    heldout = CropSet.load(Path(heldout_crops_uri)) if heldout_crops_uri else None
     layouts = load_layouts()
     records: list[dict[str, object]] = []
     calibrations = shipped_calibrations()
     peer = CtcRecognizer.load()
+    candidate = load_recognizer(Path(model.path))
     result = compare_with_tesseract(
-        load_recognizer(Path(model.path)),
+        candidate,
         layouts,
         held_out_exams(layouts, exams, seed),
         ppocr=peer,
         calibrations=calibrations,
         records=records,
     )
+    if heldout is not None:
+        result["heldout_crops"] = crop_accuracy_per_kind(candidate, heldout)
     champion = ModelRegistry(Path(registry_root)).champion("ocr")
     if champion is not None:
         checkpoint = champion.path / MODEL_NAME / "1" / "checkpoint"
+        served = load_recognizer(checkpoint)
         result["champion_same_set"] = compare_with_tesseract(
-            load_recognizer(checkpoint),
+            served,
             layouts,
             held_out_exams(layouts, exams, seed),
             tesseract=False,
             ppocr=peer,
             calibrations=calibrations,
         )
+        if heldout is not None:
+            result["champion_same_set"]["heldout_crops"] = crop_accuracy_per_kind(served, heldout)
         result["champion_version"] = champion.version
     result["eval_exams"], result["eval_seed"] = exams, seed
     for key in (
@@ -184,6 +196,7 @@ def ocr_training(
     registry_root: str,
     version: str,
     crops_uri: str = "",
+    heldout_crops_uri: str = "",
     train_exams: int = 5000,
     train_seed: int = 0,
     train_variety: str = "classic",
@@ -226,7 +239,11 @@ def ocr_training(
     trained.set_caching_options(False)  # "champion" resolves at run time: never answer from a cache
     on_models_volume(trained, models_pvc)
     evaluated = evaluate_recognizer(
-        model=trained.outputs["model"], exams=eval_exams, seed=eval_seed, registry_root=registry_root
+        model=trained.outputs["model"],
+        exams=eval_exams,
+        seed=eval_seed,
+        registry_root=registry_root,
+        heldout_crops_uri=heldout_crops_uri,
     )
     evaluated.set_caching_options(False)  # it reads the champion, which changes between runs
     on_models_volume(evaluated, models_pvc)

@@ -125,6 +125,28 @@ class LabelledCrop(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class TrafficCrop(Base):
+    """A field of an exam accepted with no person, which both recognisers read alike: a candidate
+    pseudo-label for learning from traffic (eyeops.ocr.traffic decides which become labels). The crop
+    is patient data, as the exam image is: same database, same access, purged after the retention
+    (`eyeops ocr harvest --retention-days`), and deleted with its exam."""
+
+    __tablename__ = "traffic_crops"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    exam_id: Mapped[str] = mapped_column(ForeignKey("exams.id", ondelete="CASCADE"), index=True)
+    field_name: Mapped[str] = mapped_column(String(64))
+    grammar: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(String(128))
+    confidence: Mapped[float] = mapped_column(Float)
+    second_text: Mapped[str] = mapped_column(String(128))
+    second_confidence: Mapped[float] = mapped_column(Float)
+    crop: Mapped[bytes] = mapped_column(LargeBinary)  # CROP_HEIGHT × CROP_WIDTH uint8, row-major
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )
+
+
 class InferenceLog(Base):
     """Every request the OCR service answered, including failures and idempotent re-sends."""
 

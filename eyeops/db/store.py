@@ -12,7 +12,16 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
 from sqlalchemy.orm import Session, sessionmaker
 
-from eyeops.db.schema import Exam, ExamImage, FeaturePushRow, FieldRow, InferenceLog, ReviewItem
+from eyeops.db.schema import (
+    Exam,
+    ExamImage,
+    FeaturePushRow,
+    FieldRow,
+    InferenceLog,
+    LabelledCrop,
+    ReviewItem,
+    TrafficCrop,
+)
 from eyeops.errors import DatabaseUnavailable
 from eyeops.exams import ExamRecord
 from eyeops.fields import FieldReading, Status
@@ -191,6 +200,8 @@ class ResultsStore:
                         )
                 if image is not None and record.status != "accepted":
                     s.add(ExamImage(exam_id=record.exam_id, data=image))
+                if record.status == "accepted":
+                    s.add_all(_traffic_rows(record))
                 s.add(InferenceLog(exam_id=record.exam_id, outcome="stored", **log))
                 if push_features and record.status == "accepted":
                     s.add(FeaturePushRow(exam_id=record.exam_id, attempts=0))
@@ -198,6 +209,83 @@ class ResultsStore:
             self.log_request(exam_id=record.exam_id, outcome="duplicate", **log)
             return False
         return True
+
+    # -- learning from traffic (eyeops.ocr.traffic decides; `eyeops ocr harvest` asks) -------------
+    def traffic_crops(self, since: dt.datetime) -> list[dict[str, object]]:
+        """Candidate pseudo-labels kept since `since`, oldest first, with their exam's device."""
+        with self.session() as s:
+            rows = s.execute(
+                select(TrafficCrop, Exam.device_id, Exam.device_kind, Exam.status, Exam.model_version)
+                .join(Exam, Exam.id == TrafficCrop.exam_id)
+                .where(TrafficCrop.created_at >= since)
+                .order_by(TrafficCrop.id)
+            )
+            return [
+                {
+                    "exam_id": c.exam_id,
+                    "device_id": device or "",
+                    "device_kind": kind,
+                    "field": c.field_name,
+                    "grammar": c.grammar,
+                    "crop": c.crop,
+                    "text": c.text,
+                    "confidence": c.confidence,
+                    "second_text": c.second_text,
+                    "second_confidence": c.second_confidence,
+                    "exam_status": status,
+                    "models": f"trocr {version or '?'} + second reader",
+                }
+                for c, device, kind, status, version in rows
+            ]
+
+    def labelled_fields(self) -> list[dict[str, object]]:
+        """Every field a person confirmed or corrected (labelled_crops), oldest first, with its device."""
+        with self.session() as s:
+            rows = s.execute(
+                select(LabelledCrop, Exam.device_id)
+                .join(Exam, Exam.id == LabelledCrop.exam_id)
+                .order_by(LabelledCrop.id)
+            )
+            return [
+                {
+                    "exam_id": c.exam_id,
+                    "device_id": device or "",
+                    "device_kind": c.device_kind,
+                    "field": c.field_name,
+                    "grammar": c.grammar,
+                    "crop": c.crop,
+                    "text": c.text,
+                }
+                for c, device in rows
+            ]
+
+    def device_exams(
+        self, start: dt.datetime | None, end: dt.datetime
+    ) -> dict[str, tuple[int, int, frozenset[str]]]:
+        """Per device id: (exams received in [start, end), of them accepted with no person, kinds sent)."""
+        with self.session() as s:
+            query = select(Exam.device_id, Exam.device_kind, Exam.status, Exam.reviewed_by).where(
+                Exam.received_at < end
+            )
+            if start is not None:
+                query = query.where(Exam.received_at >= start)
+            exams: dict[str, int] = {}
+            accepted: dict[str, int] = {}
+            kinds: dict[str, set[str]] = {}
+            for device, kind, status, reviewed_by in s.execute(query):
+                key = device or ""
+                exams[key] = exams.get(key, 0) + 1
+                accepted[key] = accepted.get(key, 0) + int(status == "accepted" and reviewed_by is None)
+                kinds.setdefault(key, set()).add(kind)
+            return {d: (n, accepted[d], frozenset(kinds[d])) for d, n in exams.items()}
+
+    def purge_traffic_crops(self, before: dt.datetime) -> int:
+        """Delete the kept crops older than `before` (the retention); how many went."""
+        with self.session() as s:
+            doomed = s.scalars(select(TrafficCrop).where(TrafficCrop.created_at < before)).all()
+            for row in doomed:
+                s.delete(row)
+            return len(doomed)
 
     def log_request(self, **values: object) -> None:
         with self.session() as s:
@@ -260,3 +348,28 @@ class ResultsStore:
                 select(func.count()).select_from(FeaturePushRow).where(FeaturePushRow.pushed_at.is_not(None))
             )
             return {"queued": int(queued or 0), "pushed": int(pushed or 0)}
+
+
+def _traffic_rows(record: ExamRecord) -> list[TrafficCrop]:
+    """The accepted exam's kept crops, each with both readings: only fields read alike by both."""
+    readings = {r.name: r for r in record.fields}
+    rows = []
+    for name, (grammar, crop) in record.learning_crops.items():
+        r = readings.get(name)
+        if r is None or r.second_text is None or r.second_confidence is None:
+            continue
+        if r.second_text.strip() != r.raw_text.strip():
+            continue
+        rows.append(
+            TrafficCrop(
+                exam_id=record.exam_id,
+                field_name=name,
+                grammar=grammar,
+                text=r.raw_text.strip()[:128],
+                confidence=r.confidence,
+                second_text=r.second_text.strip()[:128],
+                second_confidence=r.second_confidence,
+                crop=crop,
+            )
+        )
+    return rows

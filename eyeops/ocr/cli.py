@@ -177,6 +177,20 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--records", type=Path, default=None, help="also write every field's two readings (JSON lines)"
     )
     c.set_defaults(func=_calibrate)
+    h = cmds.add_parser(
+        "harvest",
+        help="write the traffic-learning crop sets (pseudo-labels + reviewed fields) for ocr-training",
+    )
+    h.add_argument("--out", type=Path, required=True, help="folder for traffic.npz, traffic-heldout.npz")
+    h.add_argument("--window-days", type=float, default=7.0, help="learn from the last N days of traffic")
+    h.add_argument("--cap-per-device", type=int, default=2000, help="pseudo-labels one device may give")
+    h.add_argument(
+        "--retention-days",
+        type=int,
+        default=None,
+        help="purge kept crops older than this first (default: EYEOPS_TRAFFIC_CROP_RETENTION_DAYS, 30)",
+    )
+    h.set_defaults(func=_harvest)
 
 
 def _crop_set(
@@ -418,4 +432,28 @@ def _calibrate(args: argparse.Namespace) -> int:
             encoding="utf-8",
         )
     print(json.dumps({"out": str(out), **calibration_summary(rows, calibrations)}, indent=2))
+    return 0
+
+
+def _harvest(args: argparse.Namespace) -> int:
+    from eyeops.db.store import ResultsStore, migrate
+    from eyeops.ocr.arbitrate import shipped_calibrations
+    from eyeops.ocr.harvest import export_traffic
+    from eyeops.ocr.traffic import LearningPolicy
+
+    if args.window_days <= 0 or args.cap_per_device < 0:
+        raise SystemExit("--window-days must be positive and --cap-per-device at least 0")
+    settings = Settings()
+    url = settings.resolved_database_url()
+    migrate(url)
+    store = ResultsStore.from_url(url)
+    manifest = export_traffic(
+        store,
+        args.out,
+        shipped_calibrations(),
+        window_days=args.window_days,
+        retention_days=args.retention_days or settings.traffic_crop_retention_days,
+        policy=LearningPolicy(cap_per_device=args.cap_per_device),
+    )
+    print(json.dumps(manifest, indent=2))
     return 0

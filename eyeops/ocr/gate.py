@@ -1,5 +1,8 @@
 """The promotion gate for OCR recognisers: a candidate must beat Tesseract on the held-out exams and
-be no worse than the champion read on the same exams, within stated tolerances."""
+be no worse than the champion read on the same exams, within stated tolerances, overall and for
+every device kind: a fine-tune on one device's traffic or reference image may not buy its gain with
+another device's readings (per kind on the held-out exams, and on held-out reviewed crops where the
+evaluation has them, `heldout_crops`: {kind: {"crops": n, "exact_match": share}})."""
 
 from __future__ import annotations
 
@@ -16,6 +19,9 @@ class OcrGateTolerances:
     # wrong *and* accepted at the served threshold: about one field more in 2,000
     silent_error_rate_rise: float = 0.0005
     field_accuracy_min: float = 0.95  # below this a model is not fit to serve, champion or not
+    # Per device kind, on the same exams (or crops) as the champion: about one field in 200.
+    device_field_accuracy_drop: float = 0.005
+    device_silent_error_rise: float = 0.0
 
 
 def gate(
@@ -49,4 +55,33 @@ def gate(
         reasons.append(
             f"silent error rate {candidate[key]:.5f} above the champion's {reference[key]:.5f} + {rise}"
         )
-    return GateDecision(not reasons, reasons or ["no worse than the champion within tolerances"])
+    reasons += _per_device(candidate, reference, tol)
+    return GateDecision(
+        not reasons, reasons or ["no worse than the champion within tolerances, on every device"]
+    )
+
+
+def _per_device(candidate: dict[str, Any], reference: dict[str, Any], tol: OcrGateTolerances) -> list[str]:
+    """Reasons a candidate makes some device kind worse than the champion on the same exams/crops."""
+    reasons: list[str] = []
+    drop = tol.device_field_accuracy_drop
+    theirs = reference.get("per_device") or {}
+    for kind, ours in sorted((candidate.get("per_device") or {}).items()):
+        if kind not in theirs:
+            continue
+        before, after = theirs[kind]["field_accuracy"], ours["field_accuracy"]
+        if after < before - drop:
+            reasons.append(f"{kind}: field accuracy {after:.4f} below the champion's {before:.4f} − {drop}")
+        rise = tol.device_silent_error_rise
+        if "silent_error_rate" in ours and "silent_error_rate" in theirs[kind]:
+            b, a = theirs[kind]["silent_error_rate"], ours["silent_error_rate"]
+            if a > b + rise:
+                reasons.append(f"{kind}: silent error rate {a:.5f} above the champion's {b:.5f}")
+    crops_theirs = reference.get("heldout_crops") or {}
+    for kind, ours in sorted((candidate.get("heldout_crops") or {}).items()):
+        if kind in crops_theirs and ours["exact_match"] < crops_theirs[kind]["exact_match"] - drop:
+            reasons.append(
+                f"{kind}: held-out reviewed crops read {ours['exact_match']:.4f}, below the champion's"
+                f" {crops_theirs[kind]['exact_match']:.4f} − {drop} ({ours['crops']} crops)"
+            )
+    return reasons

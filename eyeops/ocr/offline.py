@@ -86,6 +86,7 @@ def compare_with_tesseract(
     ppocr: CtcRecognizer | None = None,
     calibrations: Calibrations | None = None,
     records: list[dict[str, Any]] | None = None,
+    crops_in_records: bool = False,
 ) -> dict[str, Any]:
     """Score a recogniser (grammar-constrained decoding, as served) on labelled exams with the
     scorecard the served evaluation uses (eyeops.ocr.scorecard): each exam goes through the
@@ -97,7 +98,8 @@ def compare_with_tesseract(
     per field of each aligned exam (`exam`: its index in `exams`): both readings with their raw
     confidences, TrOCR's own verdict, the served one after arbitration with its proposal, Tesseract's
     reading (with `tesseract`) and the truth (None where the exam does not show the field): what
-    `eyeops ocr calibrate` fits on and bench.scorecard groups."""
+    `eyeops ocr calibrate` fits on and bench.scorecard groups; with `crops_in_records`, each row also
+    holds the crop both recognisers read (`crop`), what the traffic loop learns from."""
     if ppocr is not None and calibrations is None:
         from eyeops.ocr.arbitrate import shipped_calibrations
 
@@ -119,9 +121,8 @@ def compare_with_tesseract(
                 if wanted:
                     card.add_peer(exam.device_kind, peer, [False] * len(exam.texts))
             continue
-        ours = recognize(
-            recognizer, crop_regions(aligned, specs, layout.template.value_align), [s.grammar for s in specs]
-        )
+        crops = crop_regions(aligned, specs, layout.template.value_align)
+        ours = recognize(recognizer, crops, [s.grammar for s in specs])
         texts = {s.name: (r.text, r.confidence) for r, s in zip(ours, specs, strict=True)}
         readings = validated = validate_fields(layout, texts, served)
         by_name: dict[str, tuple[str, float]] = {}
@@ -154,8 +155,9 @@ def compare_with_tesseract(
                     "served_status": served_by[r.name].status,
                     "proposal": served_by[r.name].proposal,
                     "tesseract_text": other.get(r.name),
+                    **({"crop": crops[i]} if crops_in_records else {}),
                 }
-                for r in validated
+                for i, r in enumerate(validated)
             )
     out = card.summary()
     out["confidence_threshold"] = served

@@ -129,11 +129,13 @@ def exam_record(
     asked: Sequence[str] = (),
     calibrations: Calibrations | None = None,
     second_below: float = SECOND_OPINION_BELOW,
+    keep_crops: bool = False,
 ) -> ExamRecord:
     """The record of validated readings. With `second` (the second recogniser's (text, confidence)
     by name, of the fields in `asked`), each asked field is arbitrated (eyeops.ocr.arbitrate):
     agreement may accept, a disagreement goes to review with a proposal, and an asked field it did
-    not answer goes to review. Without it, no second opinion is taken."""
+    not answer goes to review. Without it, no second opinion is taken. With `keep_crops`, an accepted
+    exam keeps the crops of the fields both recognisers read alike (learning from traffic)."""
     if second is not None:
         readings = arbitrate(
             prepared.layout,
@@ -151,6 +153,17 @@ def exam_record(
     }
     status = "accepted" if all(r.status == "accepted" for r in readings) else "review"
     exam = prepared.exam
+    learning: dict[str, tuple[str, bytes]] = {}
+    if keep_crops and status == "accepted":
+        index = {s.name: i for i, s in enumerate(prepared.specs)}
+        learning = {
+            r.name: (
+                prepared.specs[index[r.name]].grammar,
+                np.ascontiguousarray(prepared.crops[index[r.name]], dtype=np.uint8).tobytes(),
+            )
+            for r in readings
+            if r.raw_text.strip() and (r.second_text or "").strip() == r.raw_text.strip()
+        }
     return ExamRecord(
         exam_id=exam.exam_id,
         device_kind=exam.device_kind,
@@ -162,6 +175,7 @@ def exam_record(
         request_id=exam.request_id,
         image_bytes=len(exam.image),
         header=header,
+        learning_crops=learning,
     )
 
 

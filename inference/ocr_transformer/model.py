@@ -259,6 +259,7 @@ class OcrTransformer(PredictorTransformer):
                 ctx.asked,
                 self.calibrations,
                 self.second_below,
+                self.settings.learn_from_traffic,
             )
             post_ms = (time.perf_counter() - t0) * 1e3
             ctx.prepared.timings_ms.update(predict_ms=ctx.predict_ms, postprocess_ms=post_ms)

@@ -173,26 +173,8 @@ def test_no_border_means_no_frame(registry: LayoutRegistry) -> None:
                 assert spread <= 2, (layout.kind, spread)
 
 
-# A seventh kind, as an onboarded device would describe it: no frame inset, no title, values left.
-LENSMETER_YAML = r"""
-kind: lensmeter
-description: Lensmeter (focimeter) readout
-template: {width: 900, height: 600, value_align: left}
-header:
-- {name: patient_id, label: Patient ID, kind: text, pattern: 'P\d{7}', box: [150, 90, 190, 40]}
-- {name: laterality, label: Eye, kind: text, pattern: 'OD|OS', box: [430, 90, 90, 40]}
-- name: exam_date
-  label: Date
-  kind: date
-  pattern: '\d{4}-\d{2}-\d{2}'
-  date_format: '%Y-%m-%d'
-  box: [650, 90, 200, 40]
-fields:
-- {name: sphere_d, label: SPH, unit: D, decimals: 2, range: [-25, 25], box: [260, 200, 160, 40]}
-- {name: cylinder_d, label: CYL, unit: D, decimals: 2, range: [-10, 0], box: [260, 270, 160, 40]}
-- {name: axis_deg, label: AXIS, unit: deg, range: [0, 180], box: [260, 340, 160, 40]}
-- {name: prism_d, label: PRISM, unit: D, decimals: 1, range: [0, 10], box: [260, 410, 160, 40]}
-"""
+# A seventh kind, as an onboarded device would describe it (the docs' seventh device).
+LENSMETER_YAML = (Path(__file__).parent / "lensmeter.yaml").read_text(encoding="utf-8")
 
 # Boxes on the page edge: no room for a frame or a title.
 EDGE_YAML = r"""

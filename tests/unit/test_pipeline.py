@@ -162,3 +162,28 @@ def test_a_second_recogniser_sends_less_confident_disagreements_to_review(layout
     # without a second opinion (switched off) nothing changes but validation's own verdicts
     alone = {f.name: f for f in finish_exam(prepared, recognitions, 0.97, "trocr", "1").fields}
     assert alone["ecd_cells_mm2"].status == "accepted" and alone["hex_pct"].status == "review"
+
+
+def test_an_accepted_exam_keeps_the_crops_both_readers_read_alike_and_only_those(layouts):
+    from eyeops.ocr.arbitrate import needs_second
+    from eyeops.ocr.pipeline import exam_record, validate
+
+    layout = layouts["specular_microscope"]
+    specs = list(layout.all_fields())
+    texts = {"patient_id": "P7654321", "laterality": "OS", "exam_date": "2024-05-06"}
+    texts |= {"ecd_cells_mm2": "2650", "cv_pct": "33", "hex_pct": "48", "cct_um": "520"}
+    crops = np.stack([np.full((32, 128), i, np.uint8) for i in range(len(specs))])
+    prepared = PreparedExam(ExamInput(image=b"img", device_kind=layout.kind), layout, specs, crops)
+    readings = validate(prepared, [(texts[s.name], 0.98) for s in specs], 0.97)
+    asked = needs_second(readings)
+    second = {n: (texts[n], 0.99) for n in asked if n != "cv_pct"}  # cv_pct: asked, not answered
+    record = exam_record(prepared, readings, "trocr", "1", second, asked, keep_crops=True)
+    assert record.status == "review" and record.learning_crops == {}  # a person looks: nothing kept
+    second["cv_pct"] = ("33", 0.99)
+    record = exam_record(prepared, readings, "trocr", "1", second, asked, keep_crops=True)
+    assert record.status == "accepted" and set(record.learning_crops) == set(asked)
+    index = [s.name for s in specs].index("cct_um")
+    grammar, crop = record.learning_crops["cct_um"]
+    assert grammar == specs[index].grammar and crop == crops[index].tobytes()
+    assert "learning_crops" not in record.to_dict()  # never answered
+    assert exam_record(prepared, readings, "trocr", "1", second, asked).learning_crops == {}

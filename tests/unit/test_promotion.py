@@ -265,3 +265,35 @@ def test_the_canary_command_prints_the_state_and_refuses_in_one_line(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Standard mode" in err and "Traceback" not in err
     assert standard.calls == []
+
+
+def test_ocr_gate_refuses_a_model_that_reads_any_device_kind_worse():
+    def with_kinds(lens: float, bio: float, silent: float = 0.0) -> dict[str, Any]:
+        return {
+            **_ocr(0.995, 0.97),
+            "per_device": {
+                "lensmeter": {"field_accuracy": lens, "silent_error_rate": silent},
+                "biometer": {"field_accuracy": bio, "silent_error_rate": 0.0},
+            },
+        }
+
+    champion = with_kinds(0.90, 0.999)
+    better_new_kind = {**with_kinds(0.99, 0.997), "champion_same_set": champion}
+    assert ocr_gate(better_new_kind, None).promote  # within 0.005 on the biometer
+    forgot = {**with_kinds(0.99, 0.990), "champion_same_set": champion}
+    decision = ocr_gate(forgot, None)
+    assert not decision.promote
+    assert decision.reasons == ["biometer: field accuracy 0.9900 below the champion's 0.9990 − 0.005"]
+    riskier = ocr_gate({**with_kinds(0.99, 0.999, silent=0.01), "champion_same_set": champion}, None)
+    assert riskier.reasons == ["lensmeter: silent error rate 0.01000 above the champion's 0.00000"]
+    # held-out reviewed crops, per kind, judged the same way
+    crops = {
+        **with_kinds(0.99, 0.999),
+        "heldout_crops": {"lensmeter": {"crops": 120, "exact_match": 0.95}},
+        "champion_same_set": {
+            **champion,
+            "heldout_crops": {"lensmeter": {"crops": 120, "exact_match": 0.97}},
+        },
+    }
+    refused = ocr_gate(crops, None)
+    assert not refused.promote and "held-out reviewed crops read 0.9500" in refused.reasons[0]

@@ -1,0 +1,73 @@
+"""`eyeops devices finetune`: from an onboarded kind to a registered, gated recogniser in one
+command, within its budget; kinds it cannot fine-tune for and budgets too small are refused first."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from eyeops.cli import main
+from eyeops.devices.onboard import onboard
+from tests.foreign.render import render_set
+
+pytestmark = pytest.mark.model
+DEVICE_YAML = Path(__file__).parents[1] / "foreign" / "lensmeter.yaml"
+
+
+@pytest.fixture
+def onboarded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    layouts = tmp_path / "device"
+    layouts.mkdir()
+    (layouts / "lensmeter.yaml").write_text(DEVICE_YAML.read_text())
+    sample = tmp_path / "sample"
+    render_set(
+        sample,
+        1,
+        777,
+        "none",
+        True,
+        layout_dirs=[layouts],
+        kinds=["lensmeter"],
+        fixed_design=True,
+        page_scale=1.0,
+    )
+    done = onboard(
+        "lensmeter", next(sample.glob("*.png")), layouts / "lensmeter.yaml", tmp_path / "onboarded"
+    )
+    monkeypatch.setenv("EYEOPS_LAYOUT_DIRS", str(done.layout.parent))
+    monkeypatch.setenv("EYEOPS_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path
+
+
+def test_one_command_fine_tunes_an_onboarded_kind_and_registers_it_through_the_gate(onboarded, capsys):
+    registry = onboarded / "registry"
+    tiny = ["--exams", "6", "--replay-exams", "6", "--steps", "4", "--eval-exams", "3"]
+    args = ["devices", "finetune", "lensmeter", "--budget-minutes", "8", "--replay-eval-exams", "6"]
+    assert main([*args, *tiny, "--registry", str(registry), "--out", str(onboarded / "ckpt")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["kind"] == "lensmeter" and out["training"]["steps"] == 4
+    per_kind = out["per_device_champion_then_candidate"]
+    assert "lensmeter" in per_kind and len(per_kind) >= 2  # the new kind and the kinds replayed
+    for before, after in per_kind["lensmeter"].values():
+        assert 0.0 <= before <= 1.0 and 0.0 <= after <= 1.0
+    assert out["minutes"]["total"] < 8
+    registered = out["registered"]
+    assert registered["version"].startswith("lensmeter-") and registered["gate"]
+    record = json.loads((registry / "ocr" / registered["version"] / "registry.json").read_text())
+    assert record["gate_promoted"] == registered["promoted"]
+    assert (registry / "ocr" / registered["version"] / "trocr" / "1" / "checkpoint" / "config.json").is_file()
+    meta = json.loads((onboarded / "ckpt" / "eyeops_model.json").read_text())
+    assert meta["parents"][0]["version"] and "lensmeter" in meta["note"]
+    assert meta["command"].startswith("eyeops devices finetune lensmeter")
+
+
+def test_a_kind_without_reference_and_a_budget_too_small_are_refused_before_any_work(onboarded, capsys):
+    assert main(["devices", "finetune", "optical_biometer", "--no-register"]) == 2
+    err = capsys.readouterr().err
+    assert "reference" in err and "onboard" in err and len(err.strip().splitlines()) == 1
+    assert main(["devices", "finetune", "lensmeter", "--budget-minutes", "0.5", "--no-register"]) == 2
+    err = capsys.readouterr().err
+    assert "budget" in err and len(err.strip().splitlines()) == 1
+    assert not (onboarded / "data" / "finetune").exists()
