@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--replay-exams", type=int, default=400)
     parser.add_argument(
-        "--guard-exams", type=int, default=36, help="held-out classic exams of the shipped kinds"
+        "--guard-exams", type=int, default=120, help="held-out classic exams of the shipped kinds"
     )
     parser.add_argument("--test-exams", type=int, default=60)
     parser.add_argument("--damage", default="light", choices=("none", "light", "full"))
@@ -144,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     grammars = {s.name: s.grammar for s in registry[KIND].all_fields()}
     test_set = exam_folder(draw("test", args.test_exams, 1, args.damage))
     guard = list(held_out_exams(shipped, args.guard_exams, 1000))
-    replay = build_crop_set(shipped, args.replay_exams, 31, "train", workers=2)
+    # Replay what the shipped recogniser learnt from: classic and broad exams of the six kinds.
+    half = args.replay_exams // 2
+    replay = build_crop_set(shipped, half, 31, "train", workers=2)
+    replay = replay.concat(build_crop_set(shipped, half, 32, "train", workers=2, variety="broad"))
     peer, calibrations = CtcRecognizer.load(), shipped_calibrations()
 
     def read(

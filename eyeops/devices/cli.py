@@ -38,11 +38,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     ft.add_argument("kind", help="an onboarded device kind (it has a reference image)")
     ft.add_argument("--budget-minutes", type=float, default=30.0, help="everything included (default 30)")
     ft.add_argument("--exams", type=int, default=1000, help="training exams drawn on its reference image")
-    ft.add_argument("--replay-exams", type=int, default=1500, help="classic exams of every kind, replayed")
+    ft.add_argument(
+        "--replay-exams", type=int, default=1500, help="classic and broad exams of every kind, replayed"
+    )
     ft.add_argument("--steps", type=int, default=1500, help="at most; the budget may stop it sooner")
     ft.add_argument("--eval-exams", type=int, default=60, help="held-out exams of the kind")
     ft.add_argument(
-        "--replay-eval-exams", type=int, default=60, help="held-out classic exams of the other kinds"
+        "--replay-eval-exams", type=int, default=240, help="held-out classic exams of the other kinds"
     )
     ft.add_argument("--seed", type=int, default=23)
     ft.add_argument(
@@ -120,6 +122,7 @@ def _finetune(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     out = args.out or data_dir / "finetune" / args.kind
+
     def progress(line: str) -> None:  # stdout carries the JSON summary alone
         print(line, file=sys.stderr, flush=True)
 

@@ -45,14 +45,16 @@ class DeviceFinetune:
     kind: str
     budget_minutes: float = 30.0
     exams: int = 1000  # reference exams of the new kind, rendered for training
-    replay_exams: int = 1500  # classic exams of every kind, replayed so the others are kept
+    # Exams of every kind replayed so the others are kept: half classic, half broad (what the shipped
+    # recogniser learnt from); classic alone let the shipped kinds drift past the gate (docs).
+    replay_exams: int = 1500
     grammar_share: float = 0.3  # of the new kind's exams: values uniform in each field's grammar
     steps: int = 1500
-    lr: float = 1.5e-4
+    lr: float = 1e-4
     warmup: int = 50
     batch_size: int = 64
     eval_exams: int = 60  # held-out reference exams of the new kind
-    replay_eval_exams: int = 60  # held-out classic exams of the other kinds
+    replay_eval_exams: int = 240  # held-out classic exams of the other kinds (40 a kind)
     seed: int = 23
     eval_seed: int = 4100
     workers: int = 2
@@ -129,7 +131,7 @@ def finetune_for_device(
             " raise --budget-minutes or lower --exams/--replay-exams"
         )
     others = LayoutRegistry({k: registry[k] for k in registry.kinds() if k != plan.kind})
-    log(f"rendering {plan.exams} {plan.kind} exams on its reference image and {plan.replay_exams} classic")
+    log(f"rendering {plan.exams} {plan.kind} exams on its reference image, {plan.replay_exams} to replay")
     data = build_crop_set(
         new_kind,
         plan.exams,
@@ -140,8 +142,15 @@ def finetune_for_device(
         grammar_fraction=plan.grammar_share,
     )
     if plan.replay_exams:
+        half = plan.replay_exams // 2
+        shipped = LayoutRegistry(
+            {k: registry[k] for k in registry.kinds() if registry[k].template.reference is None}
+        )
         data = data.concat(
-            build_crop_set(registry, plan.replay_exams, plan.seed, "train", workers=plan.workers)
+            build_crop_set(registry, plan.replay_exams - half, plan.seed, "train", workers=plan.workers)
+        )
+        data = data.concat(
+            build_crop_set(shipped, half, plan.seed + 1, "train", workers=plan.workers, variety="broad")
         )
     minutes["render"] = elapsed()
     exams: list[Any] = heldout_reference_exams(registry, plan.kind, plan.eval_exams, plan.eval_seed)

@@ -1,6 +1,8 @@
 """The ocr-training pipeline end to end with kfp.local: it fine-tunes the shipped recogniser, beats
 Tesseract on held-out exams, exports a Triton model repository that the real tritonserver serves,
-and the gate refuses a recogniser trained for a handful of steps from scratch."""
+the gate refuses a recogniser trained for a handful of steps from scratch, and a fine-tune on the
+traffic sets (`eyeops ocr harvest`'s labels and held-out reviewed crops) is judged per device kind
+on those held-out crops too."""
 
 from __future__ import annotations
 
@@ -50,6 +52,17 @@ def test_ocr_training_exports_a_servable_repository_and_gates(tmp_path, layouts)
     assert refused.metrics["champion_same_set"]["field_accuracy"] == pytest.approx(m["field_accuracy"])
     assert any("Tesseract" in r or "floor" in r for r in refused.metadata["gate_reasons"])
     assert "NOT promoted" in newest_output(outputs, "gate-and-register", "decision").read_text()
+
+    # The traffic loop's sets: labels to train on, held-out reviewed crops the gate reads per kind.
+    labels, heldout = tmp_path / "traffic.npz", tmp_path / "traffic-heldout.npz"
+    build_crop_set(layouts, 6, 11, "train", workers=1).save(labels)
+    build_crop_set(layouts, 6, 12, "eval", workers=1).save(heldout)
+    traffic = {"crops_uri": str(labels), "heldout_crops_uri": str(heldout), "mix_classic": 6}
+    ocr_training(version="3-traffic", steps=10, lr=1e-5, **traffic, **common)
+    judged = registry.get("ocr", "3-traffic").metrics
+    kinds = {layout.kind for layout in layouts}
+    assert set(judged["heldout_crops"]) == kinds == set(judged["champion_same_set"]["heldout_crops"])
+    assert all(0.0 <= v["exact_match"] <= 1.0 and v["crops"] > 0 for v in judged["heldout_crops"].values())
 
     # The registered repository is what Triton loads from a storageUri: serve it and read a crop.
     crops = build_crop_set(layouts, 1, 7, "eval", workers=1)

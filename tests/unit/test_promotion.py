@@ -297,3 +297,31 @@ def test_ocr_gate_refuses_a_model_that_reads_any_device_kind_worse():
     }
     refused = ocr_gate(crops, None)
     assert not refused.promote and "held-out reviewed crops read 0.9500" in refused.reasons[0]
+
+
+def test_on_a_small_set_one_field_either_way_is_noise_two_are_not():
+    champion = {**_ocr(0.99, 0.9), "per_device": {"tonometer": {"field_accuracy": 1.0, "fields": 48}}}
+    one = {**_ocr(0.99, 0.9), "per_device": {"tonometer": {"field_accuracy": 47 / 48, "fields": 48}}}
+    assert ocr_gate({**one, "champion_same_set": champion}, None).promote
+    two = {**_ocr(0.99, 0.9), "per_device": {"tonometer": {"field_accuracy": 46 / 48, "fields": 48}}}
+    refused = ocr_gate({**two, "champion_same_set": champion}, None)
+    assert refused.reasons == ["tonometer: field accuracy 0.9583 below the champion's 1.0000 − 0.03125"]
+    # overall too: 300 fields, one lost is within noise, not four
+    base = {**_ocr(0.99, 0.9), "fields": 300, "exams": 40}
+    assert ocr_gate({**base, "field_accuracy": 0.99 - 1 / 300, "champion_same_set": base}, None).promote
+    assert not ocr_gate({**base, "field_accuracy": 0.99 - 4 / 300, "champion_same_set": base}, None).promote
+
+
+def test_a_model_that_sends_more_of_a_kinds_exams_to_reviewers_is_refused():
+    def kind(accepted: float) -> dict[str, Any]:
+        return {"field_accuracy": 0.99, "accepted_exam_rate": accepted, "exams": 40}
+
+    champion = {**_ocr(0.99, 0.9), "per_device": {"as_oct": kind(0.80)}}
+    more_work = {**_ocr(0.99, 0.9), "per_device": {"as_oct": kind(0.55)}, "champion_same_set": champion}
+    decision = ocr_gate(more_work, None)
+    assert decision.reasons == [
+        "as_oct: exams accepted with no person 0.550, below the champion's 0.800 − 0.05 (more of its exams"
+        " to reviewers)"
+    ]
+    within = {**_ocr(0.99, 0.9), "per_device": {"as_oct": kind(0.775)}, "champion_same_set": champion}
+    assert ocr_gate(within, None).promote  # one exam of 40
