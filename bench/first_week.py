@@ -12,10 +12,11 @@ clinic:
 - the day's fields pass `eyeops.ocr.traffic.harvest` (pseudo-labels: accepted exams, both readers
   alike, calibrated; capped; the device checked against its own earlier days);
 - a fifth of the reviewed exams, by a hash of their id, is held out for the gate;
-- the model is fine-tuned on every label so far with classic exams of the six shipped kinds replayed,
-  and the OCR gate (eyeops.ocr.gate) compares it with the model serving: per kind on held-out classic
-  exams of the shipped kinds, and on the held-out reviewed crops of the new one. Only a model the
-  gate passes serves the next day.
+- the model is fine-tuned on every label so far with classic and broad exams of the six shipped
+  kinds replayed, and averaged half and half with the serving model (WiSE-FT); the OCR gate
+  (eyeops.ocr.gate) compares the average with the serving model: per kind on held-out classic exams
+  of the shipped kinds, and on the held-out reviewed crops of the new one. Only a model the gate
+  passes serves the next day.
 
 Per day it prints what the clinic met that day (field and exam accuracy, exams accepted with no
 person, silent errors), the labels, the gate's verdict, and the serving model on a fixed test set
@@ -104,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     from eyeops.devices.layout import load_layouts
     from eyeops.devices.onboard import onboard
     from eyeops.ocr.arbitrate import shipped_calibrations
+    from eyeops.ocr.average import average_checkpoints
     from eyeops.ocr.dataset import build_crop_set
     from eyeops.ocr.gate import gate
     from eyeops.ocr.model import load_recognizer
@@ -197,7 +199,10 @@ def main(argv: list[str] | None = None) -> int:
             eval_every=args.steps + 1,
             init=str(serving),
         )
-        trained = train(train_part.concat(replay), None, config, candidate, log=False)
+        tuned = work / f"model-day{day}.tuned"
+        trained = train(train_part.concat(replay), None, config, tuned, log=False)
+        # WiSE-FT, as `eyeops devices finetune`: half the serving weights, half the fine-tuned.
+        average_checkpoints([serving, tuned], candidate, [0.5, 0.5])
         new, old = load_recognizer(candidate), load_recognizer(serving)
         ours = read(candidate, guard)
         ours["heldout_crops"] = crop_accuracy_per_kind(new, held) if len(held) else {}

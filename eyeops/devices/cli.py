@@ -46,6 +46,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     ft.add_argument(
         "--replay-eval-exams", type=int, default=240, help="held-out classic exams of the other kinds"
     )
+    ft.add_argument(
+        "--mix",
+        type=float,
+        default=0.5,
+        help="share of the fine-tuned weights in the candidate, the rest the champion's (WiSE-FT; 1: none)",
+    )
     ft.add_argument("--seed", type=int, default=23)
     ft.add_argument(
         "--registry", type=Path, default=None, help="model registry root (default: <data dir>/registry)"
@@ -119,6 +125,7 @@ def _finetune(args: argparse.Namespace) -> int:
         steps=args.steps,
         eval_exams=args.eval_exams,
         replay_eval_exams=args.replay_eval_exams,
+        mix=args.mix,
         seed=args.seed,
     )
     out = args.out or data_dir / "finetune" / args.kind

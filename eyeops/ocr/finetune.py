@@ -55,6 +55,10 @@ class DeviceFinetune:
     batch_size: int = 64
     eval_exams: int = 60  # held-out reference exams of the new kind
     replay_eval_exams: int = 240  # held-out classic exams of the other kinds (40 a kind)
+    # WiSE-FT (Wortsman et al., CVPR 2022, arXiv:2109.01903): the candidate is the weight average
+    # (1 − mix)·champion + mix·fine-tuned, which keeps what the champion reads elsewhere while keeping
+    # much of the gain; 1.0 serves the fine-tuned weights as they are.
+    mix: float = 0.5
     seed: int = 23
     eval_seed: int = 4100
     workers: int = 2
@@ -121,6 +125,8 @@ def finetune_for_device(
 
     if plan.budget_minutes <= 0 or plan.exams <= 0 or plan.steps <= 0:
         raise FinetuneError("budget, exams and steps must be positive")
+    if not 0.0 < plan.mix <= 1.0:
+        raise FinetuneError(f"mix is the fine-tuned weights' share in (0, 1], not {plan.mix}")
     new_kind = training_layouts(registry, [plan.kind], "reference")  # refuses a kind without reference
     # A floor on what rendering alone will take on these cores: refuse before any work.
     floor = (plan.exams + plan.replay_exams) * CROP_SECONDS_GUESS / max(plan.workers, 1) / 60
@@ -193,7 +199,12 @@ def finetune_for_device(
         init=str(champion),
     )
     mark = elapsed()
-    trained = train(data, None, config, out, log=False, state_dir=state_dir)
+    tuned = out if plan.mix == 1.0 else out.with_name(out.name + ".tuned")
+    trained = train(data, None, config, tuned, log=False, state_dir=state_dir)
+    if plan.mix < 1.0:
+        from eyeops.ocr.average import average_checkpoints
+
+        average_checkpoints([champion, tuned], out, [1.0 - plan.mix, plan.mix])
     minutes["train"] = elapsed() - mark
     mark = elapsed()
     log("reading the held-out exams with the candidate")
