@@ -171,7 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     history: dict[str, DeviceHistory] = {}
     days: list[dict[str, Any]] = []
     before = read(serving, test_set)
-    print(json.dumps({"day": 0, "test_set": _rates(before), "serving": str(serving)}), flush=True)
+    print(
+        json.dumps({"day": 0, "test_set": _rates(before), "serving": str(args.start or "shipped")}),
+        flush=True,
+    )
     for day in range(1, args.days + 1):
         exams = exam_folder(draw(f"day{day}", args.per_day, 1000 + day * args.per_day, args.damage))
         records: list[dict[str, Any]] = []

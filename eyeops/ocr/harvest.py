@@ -57,15 +57,17 @@ def collect(
 ) -> Harvest:
     """The harvest over the window ending at `now`."""
     start = now - dt.timedelta(days=window_days)
+
+    def field(row: dict[str, Any], **overrides: Any) -> TrafficField:
+        values: dict[str, Any] = {
+            key: str(row[key]) for key in ("exam_id", "device_id", "device_kind", "field", "grammar", "text")
+        }
+        values["crop"] = _crop(row["crop"])
+        return TrafficField(**(values | overrides))
+
     fields = [
-        TrafficField(
-            exam_id=str(row["exam_id"]),
-            device_id=str(row["device_id"]),
-            device_kind=str(row["device_kind"]),
-            field=str(row["field"]),
-            grammar=str(row["grammar"]),
-            crop=_crop(row["crop"]),
-            text=str(row["text"]),
+        field(
+            row,
             confidence=float(row["confidence"]),
             second_text=str(row["second_text"]),
             second_confidence=float(row["second_confidence"]),
@@ -75,19 +77,12 @@ def collect(
         for row in source.traffic_crops(start)
     ]
     fields += [
-        TrafficField(
-            exam_id=str(row["exam_id"]),
-            device_id=str(row["device_id"]),
-            device_kind=str(row["device_kind"]),
-            field=str(row["field"]),
-            grammar=str(row["grammar"]),
-            crop=_crop(row["crop"]),
-            text=str(row["text"]),
+        field(
+            row,
             confidence=1.0,
             second_text=None,
             second_confidence=None,
             exam_status="review",
-            models="",
             reviewed_text=str(row["text"]),
         )
         for row in source.labelled_fields()
