@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, func, select
+from sqlalchemy import Engine, create_engine, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from eyeops.db.schema import (
     Exam,
@@ -68,6 +68,26 @@ def field_row(position: int, reading: FieldReading, **columns: object) -> FieldR
     }
     values.update(columns)
     return FieldRow(**values)
+
+
+def _record(exam: Exam) -> ExamRecord:
+    return ExamRecord(
+        exam_id=exam.id,
+        device_kind=exam.device_kind,
+        status=exam.status,
+        fields=[_from_row(r) for r in exam.fields],
+        device_id=exam.device_id,
+        error=exam.error,
+        model_name=exam.model_name,
+        model_version=exam.model_version,
+        request_id=exam.request_id,
+        image_bytes=exam.image_bytes,
+        header={
+            "patient_id": exam.patient_id,
+            "laterality": exam.laterality,
+            "exam_date": exam.exam_date,
+        },
+    )
 
 
 def _from_row(row: FieldRow) -> FieldReading:
@@ -130,25 +150,17 @@ class ResultsStore:
     def get_exam(self, exam_id: str) -> ExamRecord | None:
         with self.session() as s:
             exam = s.get(Exam, exam_id)
-            if exam is None:
-                return None
-            return ExamRecord(
-                exam_id=exam.id,
-                device_kind=exam.device_kind,
-                status=exam.status,
-                fields=[_from_row(r) for r in exam.fields],
-                device_id=exam.device_id,
-                error=exam.error,
-                model_name=exam.model_name,
-                model_version=exam.model_version,
-                request_id=exam.request_id,
-                image_bytes=exam.image_bytes,
-                header={
-                    "patient_id": exam.patient_id,
-                    "laterality": exam.laterality,
-                    "exam_date": exam.exam_date,
-                },
+            return None if exam is None else _record(exam)
+
+    def get_exams(self, exam_ids: Sequence[str]) -> dict[str, ExamRecord]:
+        """The stored exams among `exam_ids`, by id, read in one transaction."""
+        if not exam_ids:
+            return {}
+        with self.session() as s:
+            rows = s.scalars(
+                select(Exam).where(Exam.id.in_(list(exam_ids))).options(selectinload(Exam.fields))
             )
+            return {exam.id: _record(exam) for exam in rows}
 
     def save_exam(
         self,
@@ -322,13 +334,16 @@ class ResultsStore:
             )
             return [(int(r[0]), str(r[1]), int(r[2])) for r in rows]
 
-    def feature_push_done(self, push_id: int, now: dt.datetime) -> None:
+    def feature_pushes_done(self, push_ids: Sequence[int], now: dt.datetime) -> None:
+        """Mark pushes made, in one transaction."""
+        if not push_ids:
+            return
         with self.session() as s:
-            row = s.get(FeaturePushRow, push_id)
-            if row is not None:
-                row.pushed_at = now
-                row.attempts += 1
-                row.last_error = None
+            s.execute(
+                update(FeaturePushRow)
+                .where(FeaturePushRow.id.in_(list(push_ids)))
+                .values(pushed_at=now, attempts=FeaturePushRow.attempts + 1, last_error=None)
+            )
 
     def feature_push_failed(self, push_id: int, error: str, retry_at: dt.datetime) -> None:
         with self.session() as s:

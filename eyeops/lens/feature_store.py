@@ -203,28 +203,49 @@ def push_exam(
     store: Any, view: str, eye_id: str, values: Mapping[str, Any], measured_at: dt.datetime
 ) -> None:
     """Make an accepted exam's values online now (and append them to the offline log)."""
+    push_rows(store, view, [(eye_id, values, measured_at)])
+
+
+def push_rows(store: Any, view: str, rows: Sequence[tuple[str, Mapping[str, Any], dt.datetime]]) -> None:
+    """Make many exams' values of one view online in one Feast push (and append them to the
+    offline log in one write): (eye id, values, measured at) each, in the order they were queued,
+    so where one eye appears twice the later row is the one left online."""
     from feast.data_source import PushMode
 
     columns = VIEWS[view][1]
-    missing = [c for c in columns if c not in values]
-    if missing:
-        raise KeyError(f"push to {view} needs {', '.join(missing)}")
-    stamp = (
-        pd.Timestamp(measured_at).tz_convert("UTC")
-        if pd.Timestamp(measured_at).tzinfo
-        else pd.Timestamp(measured_at, tz="UTC")
-    )
     # The event time is when the exam was made; `created`, when it was written here: an exam
     # back-filled later must not be seen as known before it (historical_features).
     written = pd.Timestamp.now(tz="UTC")
-    row = {JOIN_KEY: eye_id, **{c: values[c] for c in columns}, "event_timestamp": stamp, "created": written}
-    frame = pd.DataFrame([row])
+    records = []
+    for eye_id, values, measured_at in rows:
+        missing = [c for c in columns if c not in values]
+        if missing:
+            raise KeyError(f"push to {view} needs {', '.join(missing)}")
+        stamp = (
+            pd.Timestamp(measured_at).tz_convert("UTC")
+            if pd.Timestamp(measured_at).tzinfo
+            else pd.Timestamp(measured_at, tz="UTC")
+        )
+        records.append(
+            {
+                JOIN_KEY: eye_id,
+                **{c: values[c] for c in columns},
+                "event_timestamp": stamp,
+                "created": written,
+            }
+        )
+    if not records:
+        return
+    frame = pd.DataFrame(records)
     offline = store.config.offline_store
     # Online through Feast; the offline log we append ourselves. Feast 0.67's PostgreSQL offline
     # store cannot take pushes, and its file store rewrites the parquet file in place after reading
     # it memory-mapped: two writers (or a reader and a writer) then meet a truncated file, which
     # crashed the OCR service with SIGBUS under 32 clients and left the files at 0 bytes.
-    store.push(push_source_name(view), frame, to=PushMode.ONLINE)
+    # One row per eye online, the last queued: online stores differ on which of two rows of one
+    # entity in one write wins (SQLite the last, Redis the first).
+    online = frame.drop_duplicates(JOIN_KEY, keep="last")
+    store.push(push_source_name(view), online, to=PushMode.ONLINE)
     if getattr(offline, "type", "file") == "postgres":
         _append_postgres(offline, f"lens_{view}", frame)
     else:
@@ -249,6 +270,7 @@ def append_parquet(path: Path, frame: pd.DataFrame) -> bool:
     import os
 
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pandas(frame, preserve_index=False)
@@ -260,7 +282,10 @@ def append_parquet(path: Path, frame: pd.DataFrame) -> bool:
         def same(row: dict[str, Any]) -> tuple[Any, ...]:
             return tuple(v for k, v in row.items() if k != "created")
 
-        have = {same(r) for r in previous.to_pylist()}
+        # only the rows of these eyes can be the same (a Python set of the whole log per append
+        # grew with the log; this filter runs in Arrow)
+        eyes = table.column(JOIN_KEY)
+        have = {same(r) for r in previous.filter(pc.is_in(previous.column(JOIN_KEY), eyes)).to_pylist()}
         fresh = [i for i, r in enumerate(table.to_pylist()) if same(r) not in have]
         if not fresh:
             return False

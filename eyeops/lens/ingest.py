@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,3 +72,18 @@ class FeastExamSink:
             push_exam(self.store, push.view, push.eye_id, push.values, push.measured_at)
             log.info("pushed %s features of exam %s to Feast", push.view, record.exam_id[:12])
         return push
+
+    def many(self, records: Sequence[ExamRecord]) -> list[FeaturePush | None]:
+        """Every exam's push, one Feast push and one offline append per view (in queue order)."""
+        from eyeops.lens.feature_store import push_rows
+
+        pushes = [feature_push_for(record) for record in records]
+        by_view: dict[str, list[tuple[str, dict[str, Any], dt.datetime]]] = {}
+        for push in pushes:
+            if push is not None:
+                by_view.setdefault(push.view, []).append((push.eye_id, push.values, push.measured_at))
+        for view, rows in by_view.items():
+            push_rows(self.store, view, rows)
+        if by_view:
+            log.info("pushed %s to Feast", ", ".join(f"{len(r)} {v}" for v, r in by_view.items()))
+        return pushes

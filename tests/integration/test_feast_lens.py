@@ -142,3 +142,47 @@ def test_an_exam_back_filled_later_is_not_known_before_it_was_written(store):
     assert by_eye(fs.historical_features(feature_store, now)).loc[eye, "wtw_mm"] == pytest.approx(
         float(by_eye(current).loc[eye, "wtw_mm"])
     )  # today the current exam is the latest, and known
+
+
+def test_the_ocr_sink_pushes_many_exams_at_once_and_the_later_one_of_an_eye_stays_online(store):
+    from eyeops.exams import ExamRecord
+    from eyeops.fields import FieldReading
+    from eyeops.lens.feature_store import offline_file
+    from eyeops.lens.ingest import FeastExamSink
+
+    feature_store, _, _ = store
+    today = dt.date.today().isoformat()
+
+    def exam(n: int, eye: str, ata: float, kind: str = "anterior_segment_oct") -> ExamRecord:
+        values = {"ata_mm": ata, "clr_um": 300.0 + n, "sts_mm": 11.5}
+        fields = [FieldReading(k, str(v), v, None, 0.99, "accepted") for k, v in values.items()]
+        header = {"patient_id": eye, "laterality": "OS", "exam_date": today}
+        return ExamRecord(f"{n:064d}", kind, "accepted", fields, header=header)
+
+    records = [exam(1, "P5550001", 11.8), exam(2, "P5550002", 12.2), exam(3, "P5550001", 11.9)]
+    records.append(exam(4, "P5550003", 12.0, kind="noncontact_tonometer"))  # feeds no view
+
+    def offline_rows() -> int:
+        config = feature_store.config.offline_store
+        if getattr(config, "type", "file") != "postgres":
+            return len(pd.read_parquet(offline_file(feature_store, "anterior_segment")))
+        engine = fs._postgres_engine(config)
+        try:
+            with engine.connect() as connection:
+                return int(
+                    connection.exec_driver_sql("SELECT count(*) FROM lens_anterior_segment").scalar_one()
+                )
+        finally:
+            engine.dispose()
+
+    before = offline_rows()
+    sink = FeastExamSink(feature_store)
+    pushes = sink.many(records)
+    assert [p is not None for p in pushes] == [True, True, True, False]
+    online = by_eye(fs.online_rows_frame(feature_store, ["P5550001-OS", "P5550002-OS"]))
+    assert online.loc["P5550001-OS", "ata_mm"] == pytest.approx(11.9)  # the later of its two exams
+    assert online.loc["P5550002-OS", "ata_mm"] == pytest.approx(12.2)
+    assert offline_rows() == before + 3
+    if getattr(feature_store.config.offline_store, "type", "file") != "postgres":
+        sink.many(records)  # a retried batch appends nothing twice to the file log
+        assert offline_rows() == before + 3
