@@ -71,7 +71,9 @@ class PredictorClient:
         self.retry_after_s = retry_after_s
         self.label = label or f"predictor {model!r}"
         self.ready_timeout_s = ready_timeout_s
-        self._headers = dict(headers or {})
+        # Answers uncompressed: httpx asks for gzip by default and Triton then compresses every
+        # small answer, CPU spent on both sides of a loopback or in-cluster call.
+        self._headers = {"accept-encoding": "identity", **(headers or {})}
         self._client = InferenceRESTClient(
             RESTConfig(
                 protocol=protocol,

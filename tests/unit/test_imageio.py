@@ -56,3 +56,31 @@ def test_decompression_bomb_is_413():
     assert len(bomb) < MB
     with pytest.raises(PayloadTooLarge, match="decompression bomb"):
         decode_exam_image(bomb, MB, 4_000_000)
+
+
+def colour_png(mode: str) -> bytes:
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, (40, 90, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).convert(mode).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_a_png_reads_as_training_and_the_offline_evaluations_read_it(mode):
+    from eyeops.align import decode_grey
+
+    data = colour_png(mode)
+    assert np.array_equal(decode_exam_image(data, MB, 10**6), decode_grey(data))
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "P", "I;16"])
+def test_other_png_modes_still_decode_to_grey_of_their_size(mode):
+    if mode == "I;16":
+        buf = io.BytesIO()
+        Image.fromarray(np.full((40, 90), 40000, np.uint16)).save(buf, format="PNG")
+        data = buf.getvalue()
+    else:
+        data = colour_png(mode)
+    grey = decode_exam_image(data, MB, 10**6)
+    assert grey.shape == (40, 90) and grey.dtype == np.uint8
