@@ -79,3 +79,27 @@ def test_files_that_arrived_while_down_are_found_by_the_first_scan(tmp_path):
     capturer = Capturer(outbox, "autorefractor", ["*.png"], 5_000_000, GatewayMetrics(CollectorRegistry()))
     assert FolderWatcher(export, capturer, rescan_interval_s=60, settle_s=1).rescan() == 3
     assert outbox.counts()["received"] == 3
+
+
+def test_a_file_moved_in_from_outside_the_folder_is_captured_at_once(tmp_path):
+    """Only the arrival half of the move is seen (as when watchdog could not pair the halves of a
+    rename in time): captured on the event, not at the next rescan."""
+    outbox = Outbox(tmp_path / "state" / "outbox.db")
+    capturer = Capturer(outbox, "autorefractor", ["*.png"], 5_000_000, GatewayMetrics(CollectorRegistry()))
+    export, elsewhere = tmp_path / "export", tmp_path / "elsewhere"
+    export.mkdir()
+    elsewhere.mkdir()
+    watcher = FolderWatcher(export, capturer, rescan_interval_s=3600, settle_s=3600)
+    watcher.start()
+    try:
+        data = noise_png(120, 80)
+        (elsewhere / "exam-9.png").write_bytes(data)
+        os.replace(elsewhere / "exam-9.png", export / "exam-9.png")
+        assert wait_for(lambda: outbox.counts()["received"] == 1, timeout=5)
+        assert outbox.due("received", 5)[0].image == data
+        os.replace(export / "exam-9.png", elsewhere / "exam-9.png")  # moved out: nothing to take
+        time.sleep(0.3)
+        assert outbox.counts()["received"] == 1
+    finally:
+        watcher.stop()
+        outbox.close()
