@@ -52,6 +52,8 @@ def as_json(data: Any) -> Any:
             return json.loads(data)
         except ValueError as exc:
             raise PayloadError(f"payload is not JSON: {exc}") from exc
+        except RecursionError:  # nested deeper than the parser recurses: no logged payload is
+            raise PayloadError("payload is nested too deeply to be a logged KServe payload") from None
     return data
 
 

@@ -52,6 +52,8 @@ def event_from(headers: dict[str, str], body: bytes) -> LoggedEvent:
     except (BaseCloudEventException, ValueError, KeyError, TypeError, AttributeError) as exc:
         # The library's message may quote the payload: say what was wrong, not what was sent.
         raise PayloadError(f"not a CloudEvent ({type(exc).__name__}); send KServe logger events") from exc
+    except RecursionError:  # the library parses the body as JSON: nested deeper than it recurses
+        raise PayloadError("payload is nested too deeply to be a logged KServe payload") from None
     service = event.get_extension("inferenceservicename")
     if not service:
         raise PayloadError("CloudEvent lacks the inferenceservicename extension (Ce-Inferenceservicename)")

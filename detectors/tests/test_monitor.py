@@ -433,3 +433,23 @@ def test_without_detectors_it_serves_degraded_and_starts_monitoring_when_they_ap
     assert predicted(client.post, "w2", features_body(np.random.default_rng(2))) == 202
     metrics = client.get("/metrics").text
     assert "eyeops_monitor_waiting_for_detectors 0.0" in metrics and "eyeops_monitor_events_total" in metrics
+
+
+def test_deeply_nested_json_is_a_400_not_a_500(client: TestClient) -> None:
+    """A logged payload nested deeper than Python's JSON parser recurses (issue 28, item 6)."""
+    deep = b"[" * 100_000 + b"]" * 100_000
+    for body in (deep, b'{"instances": ' + deep + b"}"):
+        answer = client.post("/", headers=headers("deep"), content=body)
+        assert answer.status_code == 400, answer.text
+        assert "nested" in answer.json()["error"]
+    feedback = client.post("/feedback", headers={"content-type": "application/json"}, content=deep)
+    assert feedback.status_code in (400, 422), feedback.text
+    # still serving
+    assert predicted(client.post, "after-deep", features_body(np.random.default_rng(1))) == 202
+
+
+def test_a_payload_string_nested_too_deeply_is_a_payload_error() -> None:
+    from eyeops_detectors.payloads import PayloadError, as_json
+
+    with pytest.raises(PayloadError, match="nested too deeply"):
+        as_json("[" * 100_000 + "]" * 100_000)

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import tempfile
 import threading
 from collections import Counter, OrderedDict, defaultdict
@@ -53,6 +54,7 @@ PENDING_COOKIE = "eyeops_pending"  # typed values kept across a sign-in
 LOGIN_CSRF_COOKIE = "eyeops_login"
 REVIEWER, DEVICE_ADMIN = "reviewer", "device_admin"
 VIEW_CACHE = 16  # exams whose aligned image and crops stay in memory
+MAX_QUEUE_AGE_H = 24 * 366 * 10  # the queue filter's "older than": ten years of hours
 MAX_UPLOAD_BYTES = 20 << 20
 CSP = (  # scripts only from this site (static/console.js), forms only to it, never framed
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; script-src 'self';"
@@ -384,6 +386,8 @@ def create_app(
             hours = float(older_than_h) if older_than_h.strip() else None
         except ValueError:
             raise Refused(400, "older than: send a number of hours, e.g. 4") from None
+        if hours is not None and not 0 <= hours <= MAX_QUEUE_AGE_H:  # also NaN and infinity
+            raise Refused(400, f"older than: send a number of hours from 0 to {MAX_QUEUE_AGE_H}, e.g. 4")
         older = dt.timedelta(hours=hours) if hours is not None else None
         entries = await asyncio.to_thread(store.queue, kind or None, reason or None, older)
         all_entries = await asyncio.to_thread(store.queue)
@@ -730,7 +734,7 @@ def create_app(
             raise Refused(413, f"the sample is larger than {MAX_UPLOAD_BYTES >> 20} MiB")
         try:
             boxes = json.loads(str(form.get("boxes", "[]")))
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser recurses
             raise Refused(400, "boxes: draw at least one box on the sample") from None
         kind = str(form.get("kind", "")).strip()
         current = state["layouts"]
@@ -911,9 +915,9 @@ def _field_spec(box: Any) -> dict[str, Any]:
     kind = FIELD_TYPES.get(str(box.get("type", "")))
     if kind is None:
         raise OnboardingError(f"field {name}: pick a type among {', '.join(FIELD_TYPES)}")
-    try:
+    try:  # NaN is a ValueError, infinity and integers beyond a float an OverflowError
         x, y, w, h = (round(float(box[k])) for k in ("x", "y", "w", "h"))
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         raise OnboardingError(f"field {name}: its box needs x, y, w and h in the sample's pixels") from None
     label = str(box.get("label") or name).strip()[:64]
     spec: dict[str, Any] = {"name": name, "label": label, "box": [x, y, w, h], **kind}
@@ -921,10 +925,12 @@ def _field_spec(box: Any) -> dict[str, Any]:
         try:
             spec["decimals"] = int(box.get("decimals") or 0)
             spec["range"] = [float(box["low"]), float(box["high"])]
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             raise OnboardingError(
                 f"field {name}: a number needs its range (low and high) and decimals"
             ) from None
+        if not (0 <= spec["decimals"] <= 6 and all(math.isfinite(v) for v in spec["range"])):
+            raise OnboardingError(f"field {name}: decimals from 0 to 6 and a finite range (low and high)")
         if str(box.get("unit", "")).strip():
             spec["unit"] = str(box["unit"]).strip()
     return spec

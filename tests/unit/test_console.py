@@ -365,3 +365,40 @@ def test_a_sampled_release_is_checked_blind_by_another_reviewer(
         metrics = ben.get("/metrics").text
         agreed = '{device_kind="optical_biometer",field="al_mm",outcome="agree"} 1.0'
         assert f"eyeops_review_second_look_fields_total{agreed}" in metrics
+
+
+def test_queue_filter_and_onboarding_boxes_refuse_odd_numbers_with_a_400(console, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """NaN, infinity, numbers beyond a float and JSON nested too deeply were 500s (issue 28, item 6)."""
+    import cv2
+    import numpy as np
+
+    app, _, _ = console
+    sample = tmp_path / "sample.png"
+    cv2.imwrite(str(sample), np.full((300, 400), 200, np.uint8))
+    huge = "1" + "0" * 400
+    number = '"type": "number", "x": 10, "y": 60, "w": 100, "h": 30'
+    odd_boxes = [
+        "[" * 100_000 + "]" * 100_000,
+        '[{"name": "patient_id", "type": "patient id", "x": 1e400, "y": 10, "w": 50, "h": 30}]',
+        f'[{{"name": "patient_id", "type": "patient id", "x": {huge}, "y": 10, "w": 50, "h": 30}}]',
+        f'[{{"name": "al_mm", {number}, "low": 20, "high": 30, "decimals": 1e400}}]',
+        f'[{{"name": "al_mm", {number}, "low": NaN, "high": 30, "decimals": 2}}]',
+        f'[{{"name": "al_mm", {number}, "low": 20, "high": Infinity, "decimals": 2}}]',
+    ]
+    with TestClient(app) as reviewer:
+        sign_in(reviewer, "ana")
+        for hours in ("nan", "inf", "-inf", "1e400", "-1", "1e20", huge):
+            answer = reviewer.get("/queue", params={"older_than_h": hours})
+            assert answer.status_code == 400 and "hours" in answer.text, (hours, answer.status_code)
+        assert reviewer.get("/queue", params={"older_than_h": "4"}).status_code == 200
+    with TestClient(app) as client:
+        sign_in(client, "dev")
+        csrf = form_fields(client.get("/devices").text)["csrf"]
+        for boxes in odd_boxes:
+            with sample.open("rb") as image:
+                answer = client.post(
+                    "/devices",
+                    data={"csrf": csrf, "kind": "lensmeter", "boxes": boxes},
+                    files={"sample": ("sample.png", image, "image/png")},
+                )
+            assert answer.status_code == 400, (boxes[:60], answer.status_code)
