@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +27,7 @@ from eyeops.errors import DatabaseUnavailable
 from eyeops.exams import ExamRecord
 from eyeops.fields import FieldReading, Status
 
+log = logging.getLogger("eyeops.db")
 RETRY_AFTER_S = 5
 
 
@@ -139,8 +141,11 @@ class ResultsStore:
             with self._sessions.begin() as session:
                 yield session
         except (OperationalError, SAInterfaceError) as exc:
+            # The driver's words name the host, port and user: for the server's log, not for the
+            # caller (a device, an unauthenticated readiness probe).
+            log.warning("results database unavailable: %s", exc.orig)
             raise DatabaseUnavailable(
-                f"results database unavailable: {exc.orig}", retry_after_s=RETRY_AFTER_S
+                "results database unavailable; retry later", retry_after_s=RETRY_AFTER_S
             ) from exc
 
     def ping(self) -> None:

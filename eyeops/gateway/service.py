@@ -164,7 +164,9 @@ class Gateway:
                 shutil.move(str(source), target)
             except OSError as err:  # a read-only export share: keep a copy, leave the device's file
                 log.warning(
-                    "cannot move %s out of the export folder (%s): quarantined a copy", source, err.strerror
+                    "cannot move exam %s out of the export folder (%s): quarantined a copy",
+                    item.sha256[:12],
+                    err.strerror,
                 )
                 if not target.exists():
                     target.write_bytes(self._bytes_of(item))
@@ -175,7 +177,7 @@ class Gateway:
         self.outbox.finish(item.sha256, "quarantined", reason=exc.message, http_status=exc.status_code)
         self.outbox.forget_source(str(source))
         self.metrics.quarantined.labels(reason=quarantine_kind(exc)).inc()
-        log.warning("quarantined %s: %s", source, exc.message)
+        log.warning("quarantined exam %s: %s", item.sha256[:12], exc.message)
 
     async def validate_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -185,7 +187,7 @@ class Gateway:
                 try:
                     await asyncio.to_thread(self.validate_item, item)
                 except Exception:  # a bug must not stall the queue: look again later
-                    log.exception("validating %s failed", item.source)
+                    log.exception("validating exam %s failed", item.sha256[:12])
                     self.outbox.defer(item.sha256, time.time() + self.policy.retry_max_s, "validation error")
             if items:
                 self.wake()
@@ -226,13 +228,13 @@ class Gateway:
             self._server_errors.pop(item.sha256, None)
             reason = str(body.get("error") or body.get("detail") or body)[:2000]
             self.outbox.finish(item.sha256, "failed", reason=reason, http_status=status)
-            log.warning("%s failed with %s: %s", item.source, status, reason)
+            log.warning("exam %s failed with %s: %s", item.sha256[:12], status, reason)
         else:
             delay = self.backoff.next_delay(retry_after)
             self._hold_until = max(self._hold_until, time.time() + delay)
             reason = f"{status or 'no answer'}: {body.get('error', '')}"[:2000]
             self.outbox.defer(item.sha256, time.time() + delay, reason)
-            log.info("%s: %s; all uploads wait %.1f s", item.source, reason, delay)
+            log.info("exam %s: %s; all uploads wait %.1f s", item.sha256[:12], reason, delay)
         return outcome
 
     async def send_loop(self, stop: asyncio.Event) -> None:

@@ -29,6 +29,14 @@ log = logging.getLogger("eyeops.gateway")
 PARTIAL_NAMES = ("*.part", "*.tmp", "*.crdownload", "*~", ".*")
 
 
+def file_ref(path: Path) -> str:
+    """How logs name an export file: its folder and a hash of its name, never the name itself
+    (device software often writes the patient's id or name into it). `eyeops gateway status` and
+    the quarantine folder hold the names, under the export folder's own access rules."""
+    name = hashlib.sha256(path.name.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    return f"{path.parent}/<name {name}>"
+
+
 class Capturer:
     """Reads a complete file into the outbox. Thread-safe (the outbox serialises writes)."""
 
@@ -74,7 +82,7 @@ class Capturer:
         except FileNotFoundError:
             return True  # gone before we could read it; nothing to capture
         except OSError as exc:
-            log.warning("cannot read %s yet: %s", path, exc)
+            log.warning("cannot read %s yet: %s", file_ref(path), type(exc).__name__)
             return False
         if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
             return False  # still being written; its close event or a later rescan brings it back
@@ -191,7 +199,7 @@ class _Events(FileSystemEventHandler):
         try:
             self.capturer.capture(path, noticed)
         except Exception:  # the rescan will pick the file up again
-            log.exception("capture of %s failed", path)
+            log.exception("capture of %s failed", file_ref(path))
 
     def on_closed(self, event: FileSystemEvent) -> None:
         if isinstance(event, FileClosedEvent):

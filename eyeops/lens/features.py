@@ -83,8 +83,10 @@ def frame_from_instances(instances: Sequence[Mapping[str, Any]]) -> pd.DataFrame
                 raise InvalidRequest(f"instance {n}: {name} is {value}; send a finite number")
             low, high = PLAUSIBLE[name]
             if not low <= value <= high:
+                # which side, never the value: a measurement is patient data (issue 28, item 10)
+                side = "below" if value < low else "above"
                 raise ImplausibleFeatures(
-                    f"instance {n}: {name} = {value} is outside the plausible range {low}–{high}"
+                    f"instance {n}: {name} is {side} the plausible range {low}–{high}; check the reading"
                 )
             row[name] = float(value)
         rows.append(row)

@@ -206,3 +206,22 @@ def test_concurrency_is_bounded(tmp_path):
     drain(gateway)
     assert outbox.counts()["done"] == 10
     assert peak == 2
+
+
+def test_logs_never_name_an_export_file(tmp_path, caplog):
+    """Device software writes the patient's id into file names; the gateway's log names exams by
+    hash instead (issue 28, item 10)."""
+    import logging
+
+    from eyeops.gateway.watch import file_ref
+
+    transport, _ = scripted([422, 503, 200])
+    gateway, outbox, _ = make_gateway(tmp_path, transport)
+    caplog.set_level(logging.DEBUG, logger="eyeops.gateway")
+    drop(outbox, tmp_path, "P7654321_OD_refused.png", noise_png(20, 20, seed=4))
+    drop(outbox, tmp_path, "P7654321_OS_broken.png", noise_png(50, 50)[:300])
+    drop(outbox, tmp_path, "P7654321_OS_retried.png", noise_png(20, 20, seed=5))
+    drain(gateway)
+    assert caplog.records and "P7654321" not in caplog.text
+    ref = file_ref(tmp_path / "P7654321_OD.png")
+    assert "P7654321" not in ref and ref.startswith(str(tmp_path))
