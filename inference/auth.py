@@ -159,6 +159,36 @@ class _AuthenticatedContext:
         return getattr(self._context, name)
 
 
+def _refused_stream(handler: Any, method: str) -> Any:
+    """A handler of the same streaming kind that refuses the call: the interceptor checks unary
+    calls only, and a streaming method KServe may add must fail closed, not open."""
+    import grpc
+
+    message = f"eyeops serves unary gRPC calls only; {method.rsplit('/', 1)[-1]} is refused"
+
+    async def refuse(_request: Any, context: Any) -> Any:
+        log.warning("refused streaming gRPC %s", method)
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
+
+    async def refuse_stream(_request: Any, context: Any) -> Any:
+        await refuse(_request, context)
+        yield  # never reached: makes this the async generator a streaming response needs
+
+    kinds = {
+        "unary_stream": (grpc.unary_stream_rpc_method_handler, refuse_stream),
+        "stream_unary": (grpc.stream_unary_rpc_method_handler, refuse),
+        "stream_stream": (grpc.stream_stream_rpc_method_handler, refuse_stream),
+    }
+    for kind, (make, behaviour) in kinds.items():
+        if getattr(handler, kind, None) is not None:
+            return make(
+                behaviour,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+    return None  # a handler of no kind: gRPC answers UNIMPLEMENTED
+
+
 def grpc_interceptor(
     registry: Authenticates | None,
     principal_header: str = PRINCIPAL_HEADER,
@@ -189,8 +219,10 @@ def grpc_interceptor(
     class EdgeInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
         async def intercept_service(self, continuation: Any, details: Any) -> Any:
             handler = await continuation(details)
-            if handler is None or details.method in OPEN_GRPC_METHODS or handler.unary_unary is None:
+            if handler is None or details.method in OPEN_GRPC_METHODS:
                 return handler
+            if handler.unary_unary is None:  # streaming: eyeops serves none, so none passes unchecked
+                return _refused_stream(handler, details.method)
             metadata = dict(details.invocation_metadata or ())
             inner = handler.unary_unary
 
