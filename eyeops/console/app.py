@@ -91,10 +91,15 @@ class ConsoleConfig:
 
 class SignIn(Exception):
     def __init__(
-        self, next_path: str, pending: dict[str, object] | None = None, expired: bool = False
+        self,
+        next_path: str,
+        pending: dict[str, object] | None = None,
+        expired: bool = False,
+        expired_session: Session | None = None,
     ) -> None:
         super().__init__(next_path)
         self.next_path, self.pending, self.expired = next_path, pending, expired
+        self.expired_session = expired_session  # the genuine session that expired, if one did
 
 
 class Refused(Exception):
@@ -205,8 +210,8 @@ def create_app(
             return Session(user, roles, float("inf"), csrf)
         try:
             session = config.sessions.read(request.cookies.get(SESSION_COOKIE))
-        except SessionExpired:
-            raise SignIn(request.url.path, expired=True) from None
+        except SessionExpired as exc:
+            raise SignIn(request.url.path, expired=True, expired_session=exc.session) from None
         if session is None:
             raise SignIn(request.url.path)
         return session
@@ -225,10 +230,16 @@ def create_app(
         try:
             session = require(request, role) if role else identity(request)
         except SignIn as exc:
-            values = {k: v for k, v in form.items() if k.startswith("value__") or k == "reason"}
+            # Values are kept only from a form its own (expired) session posted: a POST without
+            # one, or from another site, must not plant "values you typed" for a reviewer.
+            was = exc.expired_session
+            pending: dict[str, object] | None = None
+            if was is not None and hmac.compare_digest(form.get("csrf", ""), was.csrf):
+                values = {k: v for k, v in form.items() if k.startswith("value__") or k == "reason"}
+                pending = {"path": request.url.path, "values": values, "user": was.user}
             raise SignIn(
                 exc.next_path.rsplit("/", 1)[0] if request.method == "POST" else exc.next_path,
-                {"path": request.url.path, "values": values},
+                pending,
                 exc.expired,
             ) from None
         if not hmac.compare_digest(form.get("csrf", ""), session.csrf):
@@ -369,6 +380,7 @@ def create_app(
         await form_of(request, None)
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
+        response.delete_cookie(PENDING_COOKIE, path="/")  # typed values do not outlive the sign-out
         return response
 
     @app.get("/")
@@ -480,9 +492,11 @@ def create_app(
             reasons=[(f or "exam", r) for f, r in exam.open_items],
         )
 
-    def take_pending(request: Request, exam_id: str) -> dict[str, str] | None:
+    def take_pending(request: Request, exam_id: str, user: str) -> dict[str, str] | None:
         pending = config.sessions.unseal(request.cookies.get(PENDING_COOKIE))
         if not pending or not str(pending.get("path", "")).startswith(f"/exams/{exam_id}/"):
+            return None
+        if pending.get("user") != user:  # typed by someone else on this browser: not theirs to see
             return None
         values = pending.get("values")
         if not isinstance(values, dict):
@@ -494,7 +508,7 @@ def create_app(
         session = require(request, REVIEWER)
         exam = await load_exam(exam_id)
         layout, view = await view_of(exam)
-        typed = take_pending(request, exam_id)
+        typed = take_pending(request, exam_id, session.user)
         note = {
             "released": "released: the values go to the feature store and the crop set",
             "rejected": "rejected: the exam left the queue",

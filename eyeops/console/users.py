@@ -128,7 +128,12 @@ class Session:
 
 
 class SessionExpired(Exception):
-    """A well-signed session past its expiry: the person signs in again, their typed values kept."""
+    """A well-signed session past its expiry: the person signs in again, their typed values kept
+    (only for a form posted with this session's CSRF token)."""
+
+    def __init__(self, session: Session) -> None:
+        super().__init__(session.user)
+        self.session = session
 
 
 class Sessions:
@@ -176,21 +181,34 @@ class Sessions:
         except (ValueError, KeyError, TypeError):
             return None
         if session.expires < self.clock():
-            raise SessionExpired(session.user)
+            raise SessionExpired(session)
         return session
 
+    def _pending_key(self) -> bytes:
+        return hmac.new(self.secret, b"eyeops console: values kept across a sign-in", hashlib.sha256).digest()
+
     def seal(self, data: dict[str, object]) -> str:
-        """A small signed value (the typed values kept across a sign-in)."""
+        """A small value encrypted and authenticated (AES-GCM, a key derived from the secret): the
+        typed values kept across a sign-in are readings, patient data, and the browser that holds
+        them must not be able to read or change them."""
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        nonce = secrets.token_bytes(12)
         body = json.dumps(data, separators=(",", ":")).encode()
-        return f"{_b64(body)}.{self._sign(body)}"
+        return _b64(nonce + AESGCM(self._pending_key()).encrypt(nonce, body, b"pending"))
 
     def unseal(self, value: str | None) -> dict[str, object] | None:
-        body = self._verified(value)
-        if body is None:
+        """What `seal` sealed; None when absent, forged, or sealed under another secret."""
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        if not value:
             return None
         try:
+            raw = _unb64(value)
+            body = AESGCM(self._pending_key()).decrypt(raw[:12], raw[12:], b"pending")
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, InvalidTag):
             return None
         return data if isinstance(data, dict) else None
 

@@ -402,3 +402,48 @@ def test_queue_filter_and_onboarding_boxes_refuse_odd_numbers_with_a_400(console
                     files={"sample": ("sample.png", image, "image/png")},
                 )
             assert answer.status_code == 400, (boxes[:60], answer.status_code)
+
+
+def test_typed_values_are_kept_only_from_the_sessions_own_form_for_that_reviewer(
+    console, layouts: LayoutRegistry
+) -> None:  # type: ignore[no-untyped-def]
+    """Issue 28, item 4: an unauthenticated POST planted "values you typed"; the kept values were
+    signed but readable, shown to whoever signed in next, and outlived the sign-out."""
+    import base64
+
+    from eyeops.console.app import PENDING_COOKIE
+
+    app, store, clock = console
+    exam_id, truth = seed_exam(store.results, layouts[KIND], 3, misread={"acd_mm": "9.99"})
+    with TestClient(app) as stranger:  # no session at all
+        planted = stranger.post(
+            f"/exams/{exam_id}/release", data={"csrf": "x", "value__acd_mm": "1.23"}, follow_redirects=False
+        )
+        assert planted.status_code == 303 and PENDING_COOKIE not in planted.cookies
+    with TestClient(app) as client:
+        sign_in(client, "ana")
+        form = form_fields(client.get(f"/exams/{exam_id}").text)
+        clock.now += 3600
+        forged = client.post(
+            f"/exams/{exam_id}/release",
+            data={**form, "csrf": "not-this-session", "value__acd_mm": "1.23"},
+            follow_redirects=False,
+        )
+        assert PENDING_COOKIE not in forged.cookies  # another site's form, on an expired session
+        kept = client.post(
+            f"/exams/{exam_id}/release",
+            data={**form, "value__acd_mm": truth["acd_mm"]},
+            follow_redirects=False,
+        )
+        sealed = kept.cookies.get(PENDING_COOKIE)
+        assert sealed
+        raw = base64.urlsafe_b64decode(sealed + "=" * (-len(sealed) % 4))
+        assert truth["acd_mm"].encode() not in raw and b"value__" not in raw  # encrypted
+        # Ben signs in on the same browser: Ana's typing is not his to see.
+        login = client.get(kept.headers["location"])
+        fields = form_fields(login.text)
+        back = client.post("/login", data={**fields, "user": "ben", "password": PASSWORD})
+        assert back.url.path == f"/exams/{exam_id}" and "session had expired" not in back.text
+        logout_form = form_fields(client.get("/queue").text)
+        out = client.post("/logout", data={"csrf": logout_form["csrf"]}, follow_redirects=False)
+        assert PENDING_COOKIE in out.headers.get("set-cookie", "")  # deleted with the session
