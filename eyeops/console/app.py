@@ -56,6 +56,8 @@ REVIEWER, DEVICE_ADMIN = "reviewer", "device_admin"
 VIEW_CACHE = 16  # exams whose aligned image and crops stay in memory
 MAX_QUEUE_AGE_H = 24 * 366 * 10  # the queue filter's "older than": ten years of hours
 MAX_UPLOAD_BYTES = 20 << 20
+MAX_FORM_BYTES = 256 << 10  # a review form: every field's value, a reason, a CSRF token
+MAX_LOGIN_FORM_BYTES = 16 << 10
 CSP = (  # scripts only from this site (static/console.js), forms only to it, never framed
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; script-src 'self';"
     " form-action 'self'; frame-ancestors 'none'"
@@ -223,10 +225,19 @@ def create_app(
             raise Refused(403, f"this page needs the {role} role; ask an administrator")
         return session
 
+    async def small_form(request: Request, limit: int = MAX_FORM_BYTES) -> dict[str, str]:
+        """A posted form's text fields, refused with a 413 before a byte is read when it declares
+        more than `limit` bytes (or no length at all)."""
+        declared = request.headers.get("content-length", "")
+        if not declared.isdigit() or int(declared) > limit:
+            refusals.labels("too_large").inc()
+            raise Refused(413, f"a form here is at most {limit >> 10} KiB, sent with its Content-Length")
+        return {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+
     async def form_of(request: Request, role: str | None) -> tuple[Session, dict[str, str]]:
         """The posted form of a signed-in person with `role` (None: any), its CSRF token checked.
-        A session that expired keeps what they typed (signed cookie) and sends them to sign in."""
-        form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        The caller is known before the body is read: without a session nothing is read. A session
+        that expired keeps what they typed (sealed cookie) and sends them to sign in."""
         try:
             session = require(request, role) if role else identity(request)
         except SignIn as exc:
@@ -234,6 +245,7 @@ def create_app(
             # one, or from another site, must not plant "values you typed" for a reviewer.
             was = exc.expired_session
             pending: dict[str, object] | None = None
+            form = await small_form(request) if was is not None and request.method == "POST" else {}
             if was is not None and hmac.compare_digest(form.get("csrf", ""), was.csrf):
                 values = {k: v for k, v in form.items() if k.startswith("value__") or k == "reason"}
                 pending = {"path": request.url.path, "values": values, "user": was.user}
@@ -242,6 +254,7 @@ def create_app(
                 pending,
                 exc.expired,
             ) from None
+        form = await small_form(request)
         if not hmac.compare_digest(form.get("csrf", ""), session.csrf):
             refusals.labels("csrf").inc()
             raise Refused(403, "this form is stale or came from another site; reload the page and try again")
@@ -344,7 +357,7 @@ def create_app(
 
     @app.post("/login")
     async def login(request: Request) -> Response:
-        form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        form = await small_form(request, MAX_LOGIN_FORM_BYTES)
         expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
         next_path = _safe_next(form.get("next"))
         if not expected or not hmac.compare_digest(form.get("csrf", ""), expected):
@@ -735,6 +748,9 @@ def create_app(
     @app.post("/devices")
     async def onboard_device(request: Request) -> Response:
         session = require(request, DEVICE_ADMIN)
+        declared = request.headers.get("content-length", "")
+        if not declared.isdigit() or int(declared) > MAX_UPLOAD_BYTES + MAX_FORM_BYTES:
+            raise Refused(413, f"the sample is larger than {MAX_UPLOAD_BYTES >> 20} MiB")
         form = await request.form()
         if not hmac.compare_digest(str(form.get("csrf", "")), session.csrf):
             raise Refused(403, "this form is stale or came from another site; reload the page and try again")

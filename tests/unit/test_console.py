@@ -447,3 +447,30 @@ def test_typed_values_are_kept_only_from_the_sessions_own_form_for_that_reviewer
         logout_form = form_fields(client.get("/queue").text)
         out = client.post("/logout", data={"csrf": logout_form["csrf"]}, follow_redirects=False)
         assert PENDING_COOKIE in out.headers.get("set-cookie", "")  # deleted with the session
+
+
+def test_a_body_is_not_read_before_the_caller_is_known_and_forms_have_a_size(console) -> None:  # type: ignore[no-untyped-def]
+    """Issue 28, item 3: a 300 MB multipart POST to /logout without a session was read whole."""
+    app, _, _ = console
+    read = {"bytes": 0}
+
+    def body():  # type: ignore[no-untyped-def]
+        for _ in range(64):
+            read["bytes"] += 1 << 20
+            yield b"x" * (1 << 20)
+
+    with TestClient(app) as stranger:
+        answer = stranger.post(
+            "/logout",
+            content=body(),
+            headers={"content-type": "application/x-www-form-urlencoded"},
+            follow_redirects=False,
+        )
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/login")
+        assert read["bytes"] <= 2 << 20  # the client's first chunks at most, never the whole body
+    with TestClient(app) as client:
+        sign_in(client, "ana")
+        big = client.post("/logout", data={"csrf": "x", "pad": "y" * (300 << 10)}, follow_redirects=False)
+        assert big.status_code == 413 and "KiB" in big.text
+        huge_login = client.post("/login", data={"user": "ana", "password": "p" * (64 << 10)})
+        assert huge_login.status_code == 413
