@@ -71,7 +71,8 @@ class Alignment:
 def grey_percentiles(grey: np.ndarray, qs: Sequence[float]) -> list[float]:
     """np.percentile(grey, qs) (linear interpolation), equal to the last bit, from a histogram: for
     8-bit pixels a count of 256 values instead of a sort of every pixel. A crop's medians and
-    percentiles were a tenth of the OCR service's CPU per exam; other dtypes take np.percentile."""
+    percentiles were a tenth of the OCR service's CPU per exam; other dtypes take np.percentile.
+    The 50th is np.median's value too (its mean of the two middle pixels is numpy's lerp at t = ½)."""
     if grey.dtype != np.uint8 or grey.size == 0:
         return [float(v) for v in np.percentile(grey, list(qs))]
     cumulative = np.cumsum(np.bincount(grey.ravel(), minlength=256))
@@ -89,17 +90,6 @@ def grey_percentiles(grey: np.ndarray, qs: Sequence[float]) -> list[float]:
         # numpy's own lerp, so the result is the same float
         out.append(b - (b - a) * (1.0 - t) if t >= 0.5 else a + (b - a) * t)
     return out
-
-
-def grey_median(grey: np.ndarray) -> float:
-    """np.median(grey), from the histogram for 8-bit pixels."""
-    if grey.dtype != np.uint8 or grey.size == 0:
-        return float(np.median(grey))
-    cumulative = np.cumsum(np.bincount(grey.ravel(), minlength=256))
-    n = grey.size
-    lo = float(np.searchsorted(cumulative, (n - 1) // 2, side="right"))
-    hi = float(np.searchsorted(cumulative, n // 2, side="right"))
-    return (lo + hi) / 2.0
 
 
 def _stroke_feature(grey: np.ndarray, stroke: int) -> np.ndarray:
@@ -603,8 +593,8 @@ def normalize_polarity(region: np.ndarray) -> np.ndarray:
     with light-on-dark screens then read like the printouts the recogniser learnt from."""
     if region.size == 0:
         return region
-    low, high = grey_percentiles(region, (2, 98))
-    if high - low < 24 or grey_median(region) >= (low + high) / 2:
+    low, high, median = grey_percentiles(region, (2, 98, 50))
+    if high - low < 24 or median >= (low + high) / 2:
         return region
     return np.asarray(255 - region, dtype=np.uint8)
 
@@ -621,7 +611,7 @@ def value_ink(region: np.ndarray) -> tuple[int, int, int, int] | None:
     darker than the ground, less rules and the box's own outline along its edges, less specks; None
     for an empty (or featureless) region."""
     h, w = region.shape
-    ground, (dark,) = grey_median(region), grey_percentiles(region, (1,))
+    ground, dark = grey_percentiles(region, (50, 1))
     if ground - dark < 20:
         return None
     mask = (region < ground - 0.45 * (ground - dark)).astype(np.uint8)
@@ -668,7 +658,7 @@ def prepare_crop(region: np.ndarray, side: str) -> np.ndarray:
     margin = round(INK_MARGIN * CROP_WIDTH)
     fit = min(1.0, (CROP_WIDTH - 2 * margin) / ((x1 - x0) * wide))  # too long: shrink both ways
     th, tw = max(1, round((y1 - y0) * tall * fit)), max(1, round((x1 - x0) * wide * fit))
-    out = np.full((CROP_HEIGHT, CROP_WIDTH), int(grey_median(flat)), np.uint8)
+    out = np.full((CROP_HEIGHT, CROP_WIDTH), int(grey_percentiles(flat, (50,))[0]), np.uint8)
     top = int(np.clip(round(INK_MIDDLE * CROP_HEIGHT - th / 2), 0, CROP_HEIGHT - th))
     left = margin if side == "left" else CROP_WIDTH - margin - tw
     out[top : top + th, left : left + tw] = cv2.resize(

@@ -225,13 +225,18 @@ def create_app(
             raise Refused(403, f"this page needs the {role} role; ask an administrator")
         return session
 
-    async def small_form(request: Request, limit: int = MAX_FORM_BYTES) -> dict[str, str]:
-        """A posted form's text fields, refused with a 413 before a byte is read when it declares
-        more than `limit` bytes (or no length at all)."""
+    def check_length(request: Request, limit: int, message: str) -> None:
+        """A 413 before a byte is read when the body declares more than `limit` bytes, or no length."""
         declared = request.headers.get("content-length", "")
         if not declared.isdigit() or int(declared) > limit:
             refusals.labels("too_large").inc()
-            raise Refused(413, f"a form here is at most {limit >> 10} KiB, sent with its Content-Length")
+            raise Refused(413, message)
+
+    async def small_form(request: Request, limit: int = MAX_FORM_BYTES) -> dict[str, str]:
+        """A posted form's text fields, within `limit` bytes (check_length)."""
+        check_length(
+            request, limit, f"a form here is at most {limit >> 10} KiB, sent with its Content-Length"
+        )
         return {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
 
     async def form_of(request: Request, role: str | None) -> tuple[Session, dict[str, str]]:
@@ -748,9 +753,8 @@ def create_app(
     @app.post("/devices")
     async def onboard_device(request: Request) -> Response:
         session = require(request, DEVICE_ADMIN)
-        declared = request.headers.get("content-length", "")
-        if not declared.isdigit() or int(declared) > MAX_UPLOAD_BYTES + MAX_FORM_BYTES:
-            raise Refused(413, f"the sample is larger than {MAX_UPLOAD_BYTES >> 20} MiB")
+        too_large = f"the sample is larger than {MAX_UPLOAD_BYTES >> 20} MiB"
+        check_length(request, MAX_UPLOAD_BYTES + MAX_FORM_BYTES, too_large)
         form = await request.form()
         if not hmac.compare_digest(str(form.get("csrf", "")), session.csrf):
             raise Refused(403, "this form is stale or came from another site; reload the page and try again")
@@ -761,7 +765,7 @@ def create_app(
             raise Refused(400, "send the device's sample export (PNG, JPEG, TIFF or DICOM)")
         data = await sample.read(MAX_UPLOAD_BYTES + 1)
         if len(data) > MAX_UPLOAD_BYTES:
-            raise Refused(413, f"the sample is larger than {MAX_UPLOAD_BYTES >> 20} MiB")
+            raise Refused(413, too_large)
         try:
             boxes = json.loads(str(form.get("boxes", "[]")))
         except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser recurses

@@ -18,8 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Callable
 
 from eyeops.db.store import ResultsStore
 from eyeops.errors import DatabaseUnavailable
@@ -28,15 +27,6 @@ from eyeops.exams import ExamRecord
 log = logging.getLogger("eyeops.features")
 
 Sink = Callable[[ExamRecord], object]
-
-
-class BatchSink(Protocol):
-    """A sink that also takes many exams at once; `many` returns one outcome per exam, in order
-    (None where the exam feeds no feature view), and raises when any of them failed."""
-
-    def __call__(self, record: ExamRecord) -> object: ...
-
-    def many(self, records: Sequence[ExamRecord]) -> Sequence[object]: ...
 
 
 Clock = Callable[[], dt.datetime]
