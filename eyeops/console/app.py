@@ -38,6 +38,7 @@ from sqlalchemy import select
 
 from eyeops.console.users import Session, SessionExpired, Sessions, User, verify_password
 from eyeops.db.schema import Exam
+from eyeops.devices.finetune_jobs import FinetuneJobs
 from eyeops.devices.layout import DeviceLayout, FieldSpec, LayoutRegistry
 from eyeops.errors import EyeopsError
 from eyeops.fields import FieldReading
@@ -84,6 +85,7 @@ class ConsoleConfig:
     secure_cookies: bool = False
     crops_dir: Path | None = None  # the labelled crop set, for ocr-training
     layouts_dir: Path | None = None  # where onboarded devices are written
+    finetunes: FinetuneJobs | None = None  # device fine-tunes started from the Devices page
     monitor_url: str | None = None
     monitor_token: str | None = None
     review_max_wait_s: float = 4 * 3600  # EyeopsReviewBacklogStale fires when an exam waits longer
@@ -190,6 +192,7 @@ def create_app(
     app = FastAPI(title=config.title, docs_url=None, redoc_url=None, openapi_url=None)
     env = Environment(loader=PackageLoader("eyeops.console", "templates"), autoescape=select_autoescape())
     env.filters["age"] = lambda since: _age(since, dt.datetime.now(dt.UTC))
+    env.filters["clock"] = lambda unix: dt.datetime.fromtimestamp(unix, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     registry = CollectorRegistry()
     registry.register(ReviewMetrics(store, config.review_max_wait_s))
     refusals = PromCounter(
@@ -732,14 +735,47 @@ def create_app(
     @app.get("/devices", response_class=HTMLResponse)
     async def devices(request: Request) -> HTMLResponse:
         session = require(request, DEVICE_ADMIN)
+        return await devices_page(request, session)
+
+    async def devices_page(
+        request: Request, session: Session, status: int = 200, **context: Any
+    ) -> HTMLResponse:
+        jobs = await asyncio.to_thread(config.finetunes.jobs) if config.finetunes else {}
         return page(
             "devices.html",
             request,
             session,
+            status=status,
             layouts=list(state["layouts"]),
             field_types=list(FIELD_TYPES),
             writable=config.layouts_dir is not None,
+            finetunes=config.finetunes is not None,
+            jobs=jobs,
+            busy=any(j.running for j in jobs.values()),
+            **context,
         )
+
+    @app.post("/devices/{kind}/finetune")
+    async def start_finetune(request: Request, kind: str) -> Response:
+        """Start `eyeops devices finetune KIND` (eyeops.devices.finetune_jobs): an onboarded kind,
+        one fine-tune at a time; the page shows its progress and the gate's verdict."""
+        session, _ = await form_of(request, DEVICE_ADMIN)
+        if config.finetunes is None:
+            raise Refused(
+                409,
+                "this console does not run fine-tunes (--finetune-registry);"
+                f" run `eyeops devices finetune {kind if kind.isidentifier() else 'KIND'}` instead",
+            )
+        if kind not in state["layouts"]:
+            raise Refused(404, "no such device kind")
+        layout = state["layouts"][kind]
+        if layout.template.reference is None:
+            raise Refused(
+                409, f"{kind} is a kind eyeops ships: fine-tunes are for devices onboarded from a sample"
+            )
+        await asyncio.to_thread(config.finetunes.start, kind, session.user)
+        log.info("%s started the fine-tune of %s", session.user, kind)
+        return RedirectResponse("/devices#finetunes", status_code=303)
 
     @app.get("/devices/{kind}/preview.png")
     async def device_preview(request: Request, kind: str) -> Response:
@@ -785,15 +821,7 @@ def create_app(
         )
         state["layouts"] = layouts()
         log.info("%s onboarded device kind %s", session.user, kind)
-        return page(
-            "devices.html",
-            request,
-            session,
-            layouts=list(state["layouts"]),
-            field_types=list(FIELD_TYPES),
-            writable=True,
-            onboarded=done,
-        )
+        return await devices_page(request, session, onboarded=done)
 
     return app
 

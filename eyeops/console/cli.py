@@ -64,6 +64,26 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="where devices onboarded in the console are written (default <data>/layouts)",
     )
     serve.add_argument(
+        "--finetune-registry",
+        type=Path,
+        default=None,
+        help="run device fine-tunes from the Devices page, registering into this model registry"
+        " (e.g. <data>/registry; the machine then trains for ~30 min a fine-tune); off without it",
+    )
+    serve.add_argument(
+        "--finetune-dir",
+        type=Path,
+        default=None,
+        help="where fine-tunes started here keep their records (default <data>/finetune-jobs)",
+    )
+    serve.add_argument(
+        "--finetune-option",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="an option passed to `eyeops devices finetune`, e.g. --finetune-option=--budget-minutes=20",
+    )
+    serve.add_argument(
         "--triton-url", default=None, help="the recogniser, to read an exam again from marked corners"
     )
     serve.add_argument("--triton-key-file", type=Path, default=None, help="the key Triton's APIs expect")
@@ -139,6 +159,16 @@ def _serve(args: argparse.Namespace) -> int:
     extra = [*extra_layout_dirs()]
     if layouts_dir.resolve() not in [d.resolve() for d in extra]:
         extra.append(layouts_dir)
+    finetunes = None
+    if args.finetune_registry is not None:
+        from eyeops.devices.finetune_jobs import FinetuneJobs, finetune_argv
+        from eyeops.devices.layout import LAYOUT_DIRS_ENV
+
+        finetunes = FinetuneJobs(
+            args.finetune_dir or settings.data_dir / "finetune-jobs",
+            finetune_argv(sys.executable, args.finetune_registry, args.finetune_option),
+            env={LAYOUT_DIRS_ENV: os.pathsep.join(map(str, extra))},
+        )
     config = ConsoleConfig(
         sessions=Sessions(secret, ttl_s=args.session_hours * 3600),
         users=users,
@@ -148,6 +178,7 @@ def _serve(args: argparse.Namespace) -> int:
         secure_cookies=args.secure_cookies,
         crops_dir=args.crops_dir or settings.data_dir / "registry" / "crops",
         layouts_dir=layouts_dir,
+        finetunes=finetunes,
         monitor_url=args.monitor_url,
         monitor_token=args.monitor_token_file.read_text().strip() if args.monitor_token_file else None,
         review_max_wait_s=args.review_max_wait_minutes * 60,

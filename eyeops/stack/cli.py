@@ -143,6 +143,7 @@ def _up(args: argparse.Namespace) -> int:
         triton_key=credentials.triton_key if credentials else None,
         monitor_url=monitor_url,
         monitor_token=credentials.monitor_token if credentials else None,
+        finetune_registry=settings.data_dir / "registry",  # where `eyeops devices finetune` registers
     )
     try:
         console.start()

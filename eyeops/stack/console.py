@@ -48,6 +48,7 @@ def console_process(
     triton_key: Path | None = None,
     monitor_url: str | None = None,
     monitor_token: Path | None = None,
+    finetune_registry: Path | None = None,
 ) -> ManagedProcess:
     argv = [
         str(Path(sys.executable).parent / "eyeops"), "console", "serve", "--host", "127.0.0.1",
@@ -58,6 +59,8 @@ def console_process(
         argv += ["--triton-url", triton_url]
     if triton_key is not None:
         argv += ["--triton-key-file", str(triton_key)]
+    if finetune_registry is not None:  # the Devices page starts `eyeops devices finetune`
+        argv += ["--finetune-registry", str(finetune_registry)]
     if monitor_url:
         argv += ["--monitor-url", monitor_url]
     if monitor_token is not None:

@@ -71,3 +71,52 @@ def test_a_kind_without_reference_and_a_budget_too_small_are_refused_before_any_
     err = capsys.readouterr().err
     assert "budget" in err and len(err.strip().splitlines()) == 1
     assert not (onboarded / "data" / "finetune").exists()
+
+
+def test_the_consoles_devices_page_runs_the_real_command_to_a_registered_version(onboarded, tmp_path):  # type: ignore[no-untyped-def]
+    """The Devices page's button starts `eyeops devices finetune` itself (eyeops.devices.finetune_jobs)
+    and shows the gate's verdict once the version is registered."""
+    import os
+    import re
+    import sys
+
+    from fastapi.testclient import TestClient
+
+    from eyeops.console.app import ConsoleConfig, create_app
+    from eyeops.console.users import Sessions, add_user, load_users
+    from eyeops.db.store import ResultsStore, migrate
+    from eyeops.devices.finetune_jobs import FinetuneJobs, finetune_argv
+    from eyeops.devices.layout import load_layouts
+    from eyeops.review.store import ReviewStore
+
+    registry = onboarded / "registry"
+    tiny = ["--exams", "6", "--replay-exams", "6", "--steps", "4", "--eval-exams", "3"]
+    options = ["--budget-minutes", "8", "--replay-eval-exams", "6", *tiny]
+    jobs = FinetuneJobs(
+        tmp_path / "jobs",
+        finetune_argv(sys.executable, registry, options),
+        env={"EYEOPS_LAYOUT_DIRS": os.environ["EYEOPS_LAYOUT_DIRS"]},
+    )
+    url = f"sqlite:///{tmp_path / 'results.db'}"
+    migrate(url)
+    users = tmp_path / "users.txt"
+    add_user(users, "dev", ["device_admin"], "correct horse battery")
+    config = ConsoleConfig(Sessions(b"s" * 48), users=load_users(users), finetunes=jobs)
+    app = create_app(ReviewStore(ResultsStore.from_url(url).engine), load_layouts, config)
+    with TestClient(app) as client:
+        login = client.get("/login").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', login)
+        assert csrf is not None
+        client.post(
+            "/login", data={"user": "dev", "password": "correct horse battery", "csrf": csrf.group(1)}
+        )
+        page = client.get("/devices").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert csrf is not None and 'data-kind="lensmeter"' in page
+        assert client.post("/devices/lensmeter/finetune", data={"csrf": csrf.group(1)}).status_code == 200
+        job = jobs.wait("lensmeter", 600)
+        assert job.state in ("promoted", "kept out by the gate"), (job.state, job.message)
+        assert job.version and (registry / "ocr" / job.version / "registry.json").is_file()
+        record = json.loads((registry / "ocr" / job.version / "registry.json").read_text())
+        assert record["gate_promoted"] == (job.state == "promoted")
+        assert f"<strong>{job.state}</strong> (ocr {job.version})" in client.get("/devices").text

@@ -474,3 +474,13 @@ def test_a_body_is_not_read_before_the_caller_is_known_and_forms_have_a_size(con
         assert big.status_code == 413 and "KiB" in big.text
         huge_login = client.post("/login", data={"user": "ana", "password": "p" * (64 << 10)})
         assert huge_login.status_code == 413
+
+
+def test_a_console_without_fine_tunes_names_the_command(console) -> None:  # type: ignore[no-untyped-def]
+    app, _, _ = console
+    with TestClient(app) as client:
+        sign_in(client, "dev")
+        page = client.get("/devices")
+        assert "eyeops devices finetune KIND" in page.text
+        refused = client.post("/devices/lensmeter/finetune", data={"csrf": form_fields(page.text)["csrf"]})
+        assert refused.status_code == 409 and "eyeops devices finetune lensmeter" in refused.text
