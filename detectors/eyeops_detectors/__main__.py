@@ -59,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--insecure", action="store_true", help="serve those routes without a token")
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--sink-port",
+        type=int,
+        default=None,
+        help="take logged events on this port alone (not on --port), so that a NetworkPolicy can admit"
+        " only the InferenceServices' pods to it",
+    )
     return parser
 
 
@@ -100,8 +107,30 @@ def main(argv: list[str] | None = None) -> int:
                 "no detector set at %s yet: serving degraded until one appears", args.detectors
             )
             slot.watch()
-        app = create_app(slot, tokens, sink)
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        if args.sink_port is None:
+            app = create_app(slot, tokens, sink)
+            uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+            return 0
+        if args.sink_port == args.port:
+            raise SystemExit("--sink-port must differ from --port")
+        import asyncio
+
+        servers = [
+            uvicorn.Server(uvicorn.Config(app, host=args.host, port=port, log_level="warning"))
+            for app, port in (
+                (create_app(slot, tokens, sink, serve="operator"), args.port),
+                (create_app(slot, tokens, sink, serve="sink"), args.sink_port),
+            )
+        ]
+
+        async def both() -> None:  # one process, one monitor; either server stopping stops both
+            tasks = [asyncio.create_task(s.serve()) for s in servers]
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for server in servers:
+                server.should_exit = True
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run(both())
     return 0
 
 

@@ -30,6 +30,7 @@ log = logging.getLogger("eyeops_detectors")
 MAX_EVENT_BYTES = 1 << 20  # a lens event of 256 eyes or an OCR exam is a few tens of kB
 SINK_PATHS = ("/", "/events")
 OPEN_PATHS = ("/healthz", "/metrics", *SINK_PATHS)
+SERVES = ("all", "operator", "sink")  # which routes an app serves (create_app)
 
 
 class Feedback(BaseModel):
@@ -94,6 +95,7 @@ class MonitorSlot:
         self.waiting_for = waiting_for
         self.build = build
         self.poll_s = poll_s
+        self.lock = threading.Lock()  # detectors hold state: one event or feedback at a time
         self.registry = CollectorRegistry()
         self.waiting = Gauge(
             "eyeops_monitor_waiting_for_detectors",
@@ -143,16 +145,23 @@ class MonitorSlot:
 
 
 def create_app(
-    monitor: Monitor | MonitorSlot, tokens: TokenCheck | None = None, sink_tokens: TokenCheck | None = None
+    monitor: Monitor | MonitorSlot,
+    tokens: TokenCheck | None = None,
+    sink_tokens: TokenCheck | None = None,
+    serve: str = "all",
 ) -> FastAPI:
     """`tokens`: who may call /feedback, /status, /history (every route but the CloudEvents sink,
     health and metrics); None serves them to anyone (--insecure). `sink_tokens`: who may post
     events (the local stack's payload loggers send one); None trusts the network, as on a cluster,
-    where KServe's agent sends no credentials and the NetworkPolicy admits only the InferenceService
-    pods. Either way an event must name a configured service and a KServe component."""
+    where KServe's agent sends no credentials. There the sink has a port of its own (`serve`:
+    "sink" on it, "operator" on the other, both over one MonitorSlot), and the NetworkPolicy admits
+    only the InferenceService pods to it, while the console, Prometheus and operators reach only
+    the other. Either way an event must name a configured service and a KServe component."""
+    if serve not in SERVES:
+        raise ValueError(f"serve is one of {', '.join(SERVES)}, not {serve!r}")
     app = FastAPI(title="eyeops monitor")
-    lock = threading.Lock()  # detectors hold state: one event at a time
     slot = monitor if isinstance(monitor, MonitorSlot) else MonitorSlot(monitor)
+    lock = slot.lock
 
     @app.exception_handler(NoDetectorsYet)
     async def degraded(_request: Request, exc: NoDetectorsYet) -> JSONResponse:
@@ -161,6 +170,10 @@ def create_app(
     @app.middleware("http")
     async def authenticate(request: Request, call_next: Any) -> Response:
         path = request.url.path
+        if serve == "operator" and path in SINK_PATHS:  # before any body is read
+            return JSONResponse({"error": "events go to the monitor's sink port"}, status_code=404)
+        if serve == "sink" and path not in (*SINK_PATHS, "/healthz"):
+            return JSONResponse({"error": "this port takes KServe's logged events only"}, status_code=404)
         check = sink_tokens if path in SINK_PATHS else None if path in OPEN_PATHS else tokens
         if check is not None and check.who(request.headers.get("authorization")) is None:
             log.warning("refused %s without a known token", request.method)

@@ -321,6 +321,39 @@ def test_routes_need_their_tokens_and_probes_stay_open(detector_dir: Path, tmp_p
     assert client.get("/healthz").status_code == 200 and client.get("/metrics").status_code == 200
 
 
+def test_on_a_cluster_the_sink_has_its_own_port_and_the_operator_port_takes_no_events(
+    detector_dir: Path, tmp_path: Path
+) -> None:
+    """Issue 28, item 2: on a cluster the sink takes no credentials (KServe's agent sends none) and
+    shared the port that the console, Prometheus and operators' namespaces reach, so any of them
+    could forge a logged response. Now the sink is served apart and the operator port refuses
+    events before reading them; both serve one monitor."""
+    from eyeops_detectors.auth import TokenCheck
+    from eyeops_detectors.service import MonitorSlot
+
+    monitor = Monitor(DetectorSet.load(detector_dir), MonitorStore(tmp_path / "m.db"), {"lens": "lens"})
+    monitor.start()
+    slot = MonitorSlot(monitor)
+    operators = TokenCheck.from_file(token_file(tmp_path / "ops.txt", "operator", "op-token"))
+    operator = TestClient(create_app(slot, operators, None, serve="operator"))
+    sink = TestClient(create_app(slot, operators, None, serve="sink"))
+    body = json.dumps(features_body(np.random.default_rng(5)))
+    op = {"authorization": "Bearer op-token"}
+    for path in ("/", "/events"):  # a forged event on the port every caller reaches: refused
+        refused = operator.post(path, headers={**headers("f1"), **op}, content=body)
+        assert refused.status_code == 404 and "sink port" in refused.text
+    assert sink.post("/", headers=headers("s1"), content=body).status_code == 202
+    for path in ("/status", "/history", "/metrics", "/docs"):  # nothing else on the sink's port
+        assert sink.get(path, headers=op).status_code == 404
+    assert sink.post("/feedback", json={}, headers=op).status_code == 404
+    assert operator.get("/status", headers=op).status_code == 200
+    assert sink.get("/healthz").status_code == 200 and operator.get("/healthz").status_code == 200
+    text = operator.get("/metrics").text  # the event the sink took, seen through the other port
+    assert 'eyeops_monitor_events_total{component="predictor",service="lens",type="request"} 1.0' in text
+    with pytest.raises(ValueError, match="serve"):
+        create_app(slot, operators, None, serve="both")
+
+
 def test_only_answered_requests_count_and_replays_differ_from_new_payloads(client: TestClient) -> None:
     rng = np.random.default_rng(10)
     refused = json.dumps(features_body(rng))

@@ -81,6 +81,12 @@ class ConsoleConfig:
     users: dict[str, User] = field(default_factory=dict)  # local sign-in
     forwarded_user_header: str | None = None  # e.g. X-Forwarded-User, set by oauth2-proxy
     forwarded_groups_header: str = "X-Forwarded-Groups"
+    # Behind the proxy only the proxy may assert an identity: it proves itself with this secret in
+    # `proxy_secret_header` (oauth2-proxy: injectRequestHeaders with a static value). Required
+    # with forwarded_user_header; any other caller reaching the port is refused (issue 28, item 1).
+    proxy_secret: bytes | None = None
+    proxy_secret_header: str = "X-Eyeops-Proxy-Secret"
+    metrics_on_main_port: bool = True  # False: /metrics is served apart (metrics_app, its own port)
     group_roles: dict[str, str] = field(default_factory=dict)  # OIDC group → role
     secure_cookies: bool = False
     crops_dir: Path | None = None  # the labelled crop set, for ocr-training
@@ -189,6 +195,11 @@ def create_app(
 ) -> FastAPI:
     """`layouts`: the device kinds (called again after a device is onboarded here)."""
     settings = settings or Settings()
+    if config.forwarded_user_header and not config.proxy_secret:
+        raise ValueError(
+            "behind a sign-in proxy the console needs the secret the proxy proves itself with"
+            " (proxy_secret): without it any caller reaching its port could name any user"
+        )
     app = FastAPI(title=config.title, docs_url=None, redoc_url=None, openapi_url=None)
     env = Environment(loader=PackageLoader("eyeops.console", "templates"), autoescape=select_autoescape())
     env.filters["age"] = lambda since: _age(since, dt.datetime.now(dt.UTC))
@@ -202,10 +213,16 @@ def create_app(
     views_lock = threading.Lock()
     export_running = threading.Lock()
     state: dict[str, LayoutRegistry] = {"layouts": layouts()}
+    proxy_proof = hashlib.sha256(config.proxy_secret or b"").digest()
+    app.state.metrics_registry = registry  # metrics_app serves it on a port of its own
 
     # -- identity --------------------------------------------------------------------------------
     def identity(request: Request) -> Session:
         if config.forwarded_user_header:
+            proof = request.headers.get(config.proxy_secret_header, "").encode("utf-8", "replace")
+            if not hmac.compare_digest(hashlib.sha256(proof).digest(), proxy_proof):
+                refusals.labels("proxy").inc()
+                raise Refused(401, "only the clinic's sign-in proxy may say who you are; sign in through it")
             user = request.headers.get(config.forwarded_user_header, "").strip()
             if not user:
                 raise Refused(401, "the sign-in proxy sent no user; sign in through the clinic's login")
@@ -329,10 +346,8 @@ def create_app(
             return PlainTextResponse(exc.message, status_code=503)
         return PlainTextResponse("ready")
 
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        data = await asyncio.to_thread(generate_latest, registry)
-        return Response(data, media_type="text/plain; version=0.0.4")
+    if config.metrics_on_main_port:
+        app.add_api_route("/metrics", _metrics_route(registry), methods=["GET"])
 
     @app.get("/static/console.js")
     async def script() -> Response:
@@ -823,6 +838,22 @@ def create_app(
         log.info("%s onboarded device kind %s", session.user, kind)
         return await devices_page(request, session, onboarded=done)
 
+    return app
+
+
+def _metrics_route(registry: CollectorRegistry) -> Callable[[], Any]:
+    async def metrics() -> Response:
+        data = await asyncio.to_thread(generate_latest, registry)
+        return Response(data, media_type="text/plain; version=0.0.4")
+
+    return metrics
+
+
+def metrics_app(console: FastAPI) -> FastAPI:
+    """The console's /metrics alone, for a port of its own: Prometheus may reach that port and
+    nothing else of the console (the pages trust the proxy's headers)."""
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_api_route("/metrics", _metrics_route(console.state.metrics_registry), methods=["GET"])
     return app
 
 

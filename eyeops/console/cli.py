@@ -44,6 +44,20 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     serve.add_argument("--forwarded-groups-header", default="X-Forwarded-Groups")
     serve.add_argument(
+        "--proxy-secret-file",
+        type=Path,
+        default=None,
+        help="with --forwarded-user-header (required there): the secret the proxy sends in"
+        " --proxy-secret-header to prove that it, and no other caller, names the person",
+    )
+    serve.add_argument("--proxy-secret-header", default="X-Eyeops-Proxy-Secret")
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve /metrics on this port alone (not on --port), so Prometheus reaches nothing else",
+    )
+    serve.add_argument(
         "--group-role",
         action="append",
         default=[],
@@ -153,6 +167,16 @@ def _serve(args: argparse.Namespace) -> int:
                 "the users file lists nobody: add someone with"
                 " `eyeops console users add NAME --role reviewer`"
             )
+    proxy_secret = None
+    if args.forwarded_user_header is not None:
+        if args.proxy_secret_file is None:
+            raise SystemExit(
+                "--forwarded-user-header needs --proxy-secret-file: the secret the sign-in proxy sends,"
+                " so that no other caller can name a user"
+            )
+        proxy_secret = args.proxy_secret_file.read_bytes().strip()
+        if len(proxy_secret) < 16:
+            raise SystemExit("--proxy-secret-file: use a random secret of at least 16 characters")
     secret = read_secret(args.session_secret_file or _credentials() / "console-session.key")
     layouts_dir = args.layouts_dir or settings.data_dir / "layouts"
     layouts_dir.mkdir(parents=True, exist_ok=True)
@@ -174,6 +198,9 @@ def _serve(args: argparse.Namespace) -> int:
         users=users,
         forwarded_user_header=args.forwarded_user_header,
         forwarded_groups_header=args.forwarded_groups_header,
+        proxy_secret=proxy_secret,
+        proxy_secret_header=args.proxy_secret_header,
+        metrics_on_main_port=args.metrics_port is None,
         group_roles=_group_roles(args.group_role),
         secure_cookies=args.secure_cookies,
         crops_dir=args.crops_dir or settings.data_dir / "registry" / "crops",
@@ -192,7 +219,28 @@ def _serve(args: argparse.Namespace) -> int:
         recognizer = TritonRecognizer(args.triton_url, settings.ocr_model_name, key)
     app = create_app(store, lambda: load_layouts(extra=extra), config, settings, recognizer)
     print(f"review console: http://{args.host}:{args.port}/", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    if args.metrics_port is None:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        return 0
+    import asyncio
+
+    from eyeops.console.app import metrics_app
+
+    servers = [
+        uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")),
+        uvicorn.Server(
+            uvicorn.Config(metrics_app(app), host=args.host, port=args.metrics_port, log_level="warning")
+        ),
+    ]
+
+    async def both() -> None:  # one process; either server stopping stops the other
+        tasks = [asyncio.create_task(s.serve()) for s in servers]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for server in servers:
+            server.should_exit = True
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(both())
     return 0
 
 

@@ -410,7 +410,7 @@ def test_the_monitor_ingests_logged_events_with_the_seeded_detectors(
     engine: Engine, models: Path, volumes: Path
 ) -> None:
     state = shared_dir(volumes / "monitor-state")
-    (port,) = free_ports(1)
+    port, sink_port = free_ports(2)  # as the chart runs it: the event sink on a port of its own
     engine.started(
         "detectors",
         [
@@ -423,6 +423,8 @@ def test_the_monitor_ingests_logged_events_with_the_seeded_detectors(
             "127.0.0.1",
             "--port",
             str(port),
+            "--sink-port",
+            str(sink_port),
             "--service",
             "lens=lens",
             "--service",
@@ -451,7 +453,14 @@ def test_the_monitor_ingests_logged_events_with_the_seeded_detectors(
         {"size_mm": s, "vault_um": v, "lower_um": v - 200, "upper_um": v + 200}
         for s, v in ((12.1, 300.0), (12.6, 450.0), (13.2, 600.0), (13.7, 750.0))
     ]
-    url = f"http://127.0.0.1:{port}/"
+    url = f"http://127.0.0.1:{sink_port}/"
+    refused = httpx.post(  # the operator port takes no events
+        f"http://127.0.0.1:{port}/",
+        headers={**base, "ce-id": "c0", "ce-type": "org.kubeflow.serving.inference.request"},
+        content=json.dumps(request),
+        timeout=30,
+    )
+    assert refused.status_code == 404, refused.text
     first = httpx.post(
         url,
         headers={**base, "ce-id": "c1", "ce-type": "org.kubeflow.serving.inference.request"},

@@ -248,7 +248,7 @@ def test_kserve_pods_run_restricted_and_log_to_the_monitor() -> None:
             assert spec["automountServiceAccountToken"] is False
             assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     isvc = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "InferenceService"}
-    monitor = "http://clinic-eyeops-monitor.eyeops.svc.cluster.local"
+    monitor = "http://clinic-eyeops-monitor.eyeops.svc.cluster.local:8082"  # the sink's own port
     assert isvc["ocr"]["transformer"]["logger"] == {"mode": "response", "url": monitor}
     assert isvc["lens"]["predictor"]["logger"] == {"mode": "all", "url": monitor}
     assert isvc["ocr"]["predictor"]["model"]["protocolVersion"] == "v2"

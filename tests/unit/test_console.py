@@ -20,6 +20,7 @@ pytestmark = pytest.mark.unit
 KIND = "optical_biometer"
 PASSWORD = "correct horse battery"
 SECRET = b"s" * 48
+PROXY_SECRET = b"p" * 32
 
 
 class Clock:
@@ -208,10 +209,14 @@ def test_behind_an_oidc_proxy_the_forwarded_user_and_groups_decide(
     migrate(sqlite_url)
     store = ReviewStore(ResultsStore.from_url(sqlite_url).engine)
     config = ConsoleConfig(
-        Sessions(SECRET), forwarded_user_header="X-Forwarded-User", group_roles={"eye-reviewers": "reviewer"}
+        Sessions(SECRET),
+        forwarded_user_header="X-Forwarded-User",
+        group_roles={"eye-reviewers": "reviewer"},
+        proxy_secret=PROXY_SECRET,
     )
     exam_id, _ = seed_exam(store.results, layouts[KIND], 3, doubtful=["k1_d"])
-    with TestClient(create_app(store, lambda: layouts, config)) as client:
+    proof = {"X-Eyeops-Proxy-Secret": PROXY_SECRET.decode()}
+    with TestClient(create_app(store, lambda: layouts, config), headers=proof) as client:
         assert client.get("/queue").status_code == 401
         who = {"X-Forwarded-User": "carla@clinic", "X-Forwarded-Groups": "staff,eye-reviewers"}
         page = client.get(f"/exams/{exam_id}", headers=who)
@@ -484,3 +489,44 @@ def test_a_console_without_fine_tunes_names_the_command(console) -> None:  # typ
         assert "eyeops devices finetune KIND" in page.text
         refused = client.post("/devices/lensmeter/finetune", data={"csrf": form_fields(page.text)["csrf"]})
         assert refused.status_code == 409 and "eyeops devices finetune lensmeter" in refused.text
+
+
+def test_behind_the_proxy_only_the_proxy_may_name_a_user_and_metrics_live_apart(
+    sqlite_url: str, layouts: LayoutRegistry
+) -> None:
+    """Issue 28, item 1: any pod reaching the console's port (Prometheus shared it) became any
+    reviewer or device admin by sending X-Forwarded-User itself."""
+    from eyeops.console.app import metrics_app
+
+    migrate(sqlite_url)
+    store = ReviewStore(ResultsStore.from_url(sqlite_url).engine)
+    roles = {"eye-reviewers": "reviewer", "eye-admins": "device_admin"}
+    with pytest.raises(ValueError, match="proxy"):
+        create_app(
+            store, lambda: layouts, ConsoleConfig(Sessions(SECRET), forwarded_user_header="X-Forwarded-User")
+        )
+    config = ConsoleConfig(
+        Sessions(SECRET),
+        forwarded_user_header="X-Forwarded-User",
+        group_roles=roles,
+        proxy_secret=PROXY_SECRET,
+        metrics_on_main_port=False,
+    )
+    exam_id, _ = seed_exam(store.results, layouts[KIND], 3, doubtful=["k1_d"])
+    app = create_app(store, lambda: layouts, config)
+    forged = {"X-Forwarded-User": "mallory", "X-Forwarded-Groups": "eye-reviewers,eye-admins"}
+    with TestClient(app) as pod:  # a pod in a namespace the NetworkPolicy admits
+        for proof in ({}, {"X-Eyeops-Proxy-Secret": "guess"}, {"X-Eyeops-Proxy-Secret": "p" * 31}):
+            for path in ("/queue", f"/exams/{exam_id}", "/devices", f"/exams/{exam_id}/original.png"):
+                answer = pod.get(path, headers={**forged, **proof})
+                assert answer.status_code == 401 and "sign-in proxy" in answer.text, (path, proof)
+        assert pod.get("/metrics").status_code == 404  # not on the pages' port
+        assert pod.get("/readyz").status_code == 200 and pod.get("/healthz").status_code == 200
+        proxied = pod.get("/queue", headers={**forged, "X-Eyeops-Proxy-Secret": PROXY_SECRET.decode()})
+        assert proxied.status_code == 200
+    with TestClient(metrics_app(app)) as prometheus:
+        scraped = prometheus.get("/metrics")
+        assert (
+            scraped.status_code == 200 and 'eyeops_console_refused_total{reason="proxy"} 12.0' in scraped.text
+        )
+        assert prometheus.get("/queue", headers=forged).status_code == 404

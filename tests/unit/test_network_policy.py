@@ -16,7 +16,7 @@ from tests.unit.test_chart import PROD, render, values_of
 pytestmark = pytest.mark.unit
 NAMESPACE = "eyeops"
 SERVING = (8080, 8012, 9081)
-PORTS = (53, 443, 5432, 6379, 6443, 6566, 8002, 8012, 8080, 8081, 9081, 9090)
+PORTS = (53, 443, 5432, 6379, 6443, 6566, 8002, 8012, 8080, 8081, 8082, 9081, 9090, 9091)
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,8 @@ def others() -> list[Endpoint]:
         Endpoint("ingress", "istio-system", {"app": "istio-ingressgateway"}),
         Endpoint("activator", "knative-serving", {"app": "activator"}),
         Endpoint("prometheus", "monitoring", {"app": "prometheus"}),
-        Endpoint("oidc-proxy", "oauth2-proxy", {"app": "oauth2-proxy"}),
+        Endpoint("oidc-proxy", "oauth2-proxy", {"app.kubernetes.io/name": "oauth2-proxy"}),
+        Endpoint("proxy-neighbour", "oauth2-proxy", {"app": "something-else"}),
         Endpoint("stranger-here", NAMESPACE, {"app": "something-else"}),
         Endpoint("stranger", "default", {"app": "something-else"}),
         Endpoint("database", None, ip="10.20.1.5"),
@@ -190,12 +191,12 @@ def production_pairs(objects: list[dict[str, Any]]) -> set[tuple[str, str, int]]
         | pairs(["lens-app", "lens-app-here", "ingress", "test"], "lens-transformer", SERVING)
         | pairs("prometheus", ["ocr-transformer", "lens-transformer", "lens-predictor"], SERVING)
         | pairs("prometheus", "ocr-predictor", 8002)
-        | pairs(
-            ["prometheus", "ocr-transformer", "lens-transformer", "lens-predictor", "test"], "monitor", 8080
-        )
+        # KServe's loggers reach the monitor's sink port alone; the others its operator port alone
+        | pairs(["ocr-transformer", "lens-transformer", "lens-predictor"], "monitor", 8082)
+        | pairs(["prometheus", "test"], "monitor", 8080)
         | pairs("ocr-transformer", "ocr-predictor", SERVING)
-        | pairs("oidc-proxy", "console", 8080)  # people reach the console only through the proxy
-        | pairs("prometheus", "console", 8080)
+        | pairs("oidc-proxy", "console", 8080)  # people reach the console only through the proxy's pods
+        | pairs("prometheus", "console", 9091)  # its metrics port, never the pages
         | pairs("console", "database", 5432)
         | pairs("console", "ocr-predictor", SERVING)  # re-read from marked corners
         | pairs("console", "monitor", 8080)  # the operations page

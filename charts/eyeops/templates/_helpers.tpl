@@ -50,6 +50,11 @@ seccompProfile:
 {{ printf "http://%s-monitor.%s.svc.cluster.local" (include "eyeops.fullname" .) .Release.Namespace }}
 {{- end -}}
 
+{{/* Where KServe's payload loggers post: the monitor's sink port, admitted only from InferenceService pods. */}}
+{{- define "eyeops.monitorSinkUrl" -}}
+{{ printf "http://%s-monitor.%s.svc.cluster.local:%v" (include "eyeops.fullname" .) .Release.Namespace .Values.monitor.sinkPort }}
+{{- end -}}
+
 {{/* Environment of the Feast cluster profile (feature_repo/feature_store.cluster.yaml) from a Secret. */}}
 {{- define "eyeops.feastEnv" -}}
 {{- $secret := .secret -}}
