@@ -20,7 +20,7 @@ import math
 import tempfile
 import threading
 from collections import Counter, OrderedDict, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,16 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import select
 
-from eyeops.console.users import Session, SessionExpired, Sessions, User, verify_password
+from eyeops.console.users import (
+    LoginThrottle,
+    Session,
+    SessionExpired,
+    Sessions,
+    User,
+    hash_password,
+    password_stamp,
+    verify_password,
+)
 from eyeops.db.schema import Exam
 from eyeops.devices.finetune_jobs import FinetuneJobs
 from eyeops.devices.layout import DeviceLayout, FieldSpec, LayoutRegistry
@@ -78,7 +87,8 @@ FIELD_TYPES: dict[str, dict[str, Any]] = {
 @dataclass
 class ConsoleConfig:
     sessions: Sessions
-    users: dict[str, User] = field(default_factory=dict)  # local sign-in
+    users: Mapping[str, User] = field(default_factory=dict)  # local sign-in (UsersFile: read on change)
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)  # failed sign-ins
     forwarded_user_header: str | None = None  # e.g. X-Forwarded-User, set by oauth2-proxy
     forwarded_groups_header: str = "X-Forwarded-Groups"
     # Behind the proxy only the proxy may assert an identity: it proves itself with this secret in
@@ -214,6 +224,8 @@ def create_app(
     export_running = threading.Lock()
     state: dict[str, LayoutRegistry] = {"layouts": layouts()}
     proxy_proof = hashlib.sha256(config.proxy_secret or b"").digest()
+    # An unknown name is checked against this, so that it answers as slowly as a wrong password.
+    no_such_user = hash_password(hashlib.sha256(config.sessions.secret).hexdigest())
     app.state.metrics_registry = registry  # metrics_app serves it on a port of its own
 
     # -- identity --------------------------------------------------------------------------------
@@ -236,6 +248,16 @@ def create_app(
             raise SignIn(request.url.path, expired=True, expired_session=exc.session) from None
         if session is None:
             raise SignIn(request.url.path)
+        # Revoked without server state: a person removed from the users file, or whose password
+        # changed since, signs in again; a role taken away is gone on the next request.
+        person = config.users.get(session.user)
+        if person is None or not hmac.compare_digest(session.stamp, password_stamp(person)):
+            refusals.labels("revoked").inc()
+            raise SignIn(request.url.path)
+        if not session.roles <= person.roles:
+            session = Session(
+                session.user, session.roles & person.roles, session.expires, session.csrf, session.stamp
+            )
         return session
 
     def require(request: Request, role: str) -> Session:
@@ -386,11 +408,27 @@ def create_app(
         if not expected or not hmac.compare_digest(form.get("csrf", ""), expected):
             refusals.labels("csrf").inc()
             raise Refused(403, "the sign-in form is stale; open the sign-in page again")
-        user = config.users.get(form.get("user", ""))
-        ok = user is not None and await asyncio.to_thread(
-            verify_password, form.get("password", ""), user.password_hash
+        name = form.get("user", "")[:64]
+        address = request.client.host if request.client else "unknown"
+        wait = config.throttle.wait_s(name, address)
+        if wait > 0:
+            refusals.labels("throttled").inc()
+            minutes = max(1, math.ceil(wait / 60))
+            slow_down = page(
+                "message.html",
+                request,
+                None,
+                status=429,
+                message=f"too many failed sign-ins: try again in {minutes} minute{'s' * (minutes > 1)}",
+            )
+            slow_down.headers["Retry-After"] = str(math.ceil(wait))
+            return slow_down
+        user = config.users.get(name)
+        checked = await asyncio.to_thread(
+            verify_password, form.get("password", ""), user.password_hash if user else no_such_user
         )
-        if not ok or user is None:
+        if not checked or user is None:
+            config.throttle.failed(name, address)
             refusals.labels("sign_in").inc()
             log.warning("failed sign-in")
             return page(
@@ -404,7 +442,8 @@ def create_app(
                 expired=False,
                 pending=False,
             )
-        value, _ = config.sessions.issue(user.name, user.roles)
+        config.throttle.succeeded(user.name)
+        value, _ = config.sessions.issue(user.name, user.roles, password_stamp(user))
         response = RedirectResponse(next_path, status_code=303)
         cookie(response, SESSION_COOKIE, value, max_age=int(config.sessions.ttl_s))
         response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")

@@ -6,6 +6,7 @@ import argparse
 import getpass
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from eyeops.settings import Settings
@@ -123,6 +124,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add.add_argument("--users-file", type=Path, default=None)
     add.add_argument("--password-file", type=Path, default=None, help="read the password from this file")
     add.set_defaults(func=_add_user)
+    rm = usub.add_parser("remove", help="remove a person; their open sessions end on their next request")
+    rm.add_argument("name")
+    rm.add_argument("--users-file", type=Path, default=None)
+    rm.set_defaults(func=_remove_user)
 
     review = sub.add_parser("review", help="what reviewers produced: the labelled crop set")
     rsub = review.add_subparsers(dest="review_command", required=True)
@@ -149,7 +154,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from eyeops.console.app import ConsoleConfig, create_app
-    from eyeops.console.users import Sessions, load_users, read_secret
+    from eyeops.console.users import Sessions, User, UsersFile, read_secret
     from eyeops.db.store import ResultsStore, migrate
     from eyeops.devices.layout import extra_layout_dirs, load_layouts
     from eyeops.review.reread import TritonRecognizer
@@ -159,9 +164,9 @@ def _serve(args: argparse.Namespace) -> int:
         raise SystemExit("--second-look-share takes a share between 0 and 1, e.g. 0.05")
     settings = Settings()
     url = args.database_url or settings.resolved_database_url()
-    users = {}
+    users: Mapping[str, User] = {}
     if args.forwarded_user_header is None:
-        users = load_users(args.users_file or _credentials() / "console-users.txt")
+        users = UsersFile(args.users_file or _credentials() / "console-users.txt")
         if not users:
             raise SystemExit(
                 "the users file lists nobody: add someone with"
@@ -258,6 +263,16 @@ def _add_user(args: argparse.Namespace) -> int:
     path = args.users_file or _credentials() / "console-users.txt"
     user = add_user(path, args.name, args.role, password)
     print(f"{user.name} ({', '.join(sorted(user.roles))}) in {path}")
+    return 0
+
+
+def _remove_user(args: argparse.Namespace) -> int:
+    from eyeops.console.users import UsersFileError, remove_user
+
+    path = args.users_file or _credentials() / "console-users.txt"
+    if not remove_user(path, args.name):
+        raise UsersFileError(f"no user {args.name!r} in {path}")
+    print(f"removed {args.name} from {path}; their sessions end on their next request")
     return 0
 
 

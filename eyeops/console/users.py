@@ -5,8 +5,11 @@ Locally, a users file: one line per person, `<name> <roles> scrypt$<n>$<r>$<p>$<
 are never stored. On a cluster, the ingress's OIDC proxy (e.g. oauth2-proxy) signs people in and
 forwards who they are; the console maps their groups to roles (eyeops.console.app).
 
-A session is a signed cookie (HMAC-SHA256 over user, roles, expiry and the session's CSRF token);
-nothing is kept on the server, so any replica can read it.
+A session is a signed cookie (HMAC-SHA256 over user, roles, expiry, the session's CSRF token and
+a stamp of the person's password hash); nothing is kept on the server, so any replica can read it.
+It is revoked without server state: the users file is read again when it changes, and a session
+whose person was removed, whose password changed (the stamp) or whose role was taken away counts
+for nothing more on the next request (issue 28, item 5).
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ import json
 import os
 import re
 import secrets
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +103,99 @@ def load_users(path: Path) -> dict[str, User]:
     return users
 
 
+class UsersFile(Mapping[str, User]):
+    """The users file, read again whenever it changes (size, mtime or inode): removing a person or a
+    role with `eyeops console users` takes effect on their next request, on every replica."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._seen: tuple[int, int, int] | None = None
+        self._users: dict[str, User] = {}
+        self._current()  # a missing or malformed file is refused at start
+
+    def _current(self) -> dict[str, User]:
+        try:
+            st = self.path.stat()
+            seen = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            seen = None
+        with self._lock:
+            if seen is None or seen != self._seen:
+                self._users, self._seen = load_users(self.path), seen  # raises if now unreadable
+            return self._users
+
+    def __getitem__(self, name: str) -> User:
+        return self._current()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._current())
+
+    def __len__(self) -> int:
+        return len(self._current())
+
+
+def remove_user(path: Path, name: str) -> bool:
+    """Remove one person from the users file; their sessions end on their next request."""
+    users = load_users(path)
+    if users.pop(name, None) is None:
+        return False
+    _write_users(path, users)
+    return True
+
+
+def password_stamp(user: User) -> str:
+    """What a session carries of the password it was opened with: a new password ends it."""
+    return _b64(hashlib.sha256(user.password_hash.encode()).digest()[:12])
+
+
+class LoginThrottle:
+    """Failed sign-ins per user name and per client address in a sliding window: beyond the limit
+    the login answers 429 with Retry-After and checks no password (guessing costs the guesser
+    time, not the server scrypt work). Per process: each replica counts its own."""
+
+    def __init__(
+        self,
+        per_user: int = 5,
+        per_address: int = 20,
+        window_s: float = 900.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limits = {"user": per_user, "address": per_address}
+        self.window_s, self.clock = window_s, clock
+        self._failures: dict[tuple[str, str], deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
+        times = self._failures.setdefault(key, deque())
+        while times and times[0] <= now - self.window_s:
+            times.popleft()
+        return times
+
+    def wait_s(self, user: str, address: str) -> float:
+        """Seconds until a sign-in for `user` from `address` is checked again; 0: now."""
+        now = self.clock()
+        wait = 0.0
+        with self._lock:
+            for key in (("user", user.lower()), ("address", address)):
+                times = self._recent(key, now)
+                if len(times) >= self.limits[key[0]]:
+                    wait = max(wait, times[0] + self.window_s - now)
+            if len(self._failures) > 100_000:  # bounded memory under a spray of names
+                self._failures = {k: v for k, v in self._failures.items() if v}
+        return wait
+
+    def failed(self, user: str, address: str) -> None:
+        now = self.clock()
+        with self._lock:
+            for key in (("user", user.lower()), ("address", address)):
+                self._recent(key, now).append(now)
+
+    def succeeded(self, user: str) -> None:
+        with self._lock:
+            self._failures.pop(("user", user.lower()), None)
+
+
 def add_user(path: Path, name: str, roles: Iterable[str], password: str) -> User:
     """Add or replace one person in the users file (written atomically, owner-only)."""
     if not NAME.fullmatch(name):
@@ -107,6 +205,12 @@ def add_user(path: Path, name: str, roles: Iterable[str], password: str) -> User
         raise UsersFileError(f"a password needs at least {MIN_PASSWORD} characters")
     users = load_users(path) if path.exists() else {}
     users[name] = User(name, checked, hash_password(password))
+    _write_users(path, users)
+    return users[name]
+
+
+def _write_users(path: Path, users: Mapping[str, User]) -> None:
+    """The whole users file, written atomically, owner-only."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
     with open(partial, "w", encoding="utf-8", opener=lambda p, f: os.open(p, f, 0o600)) as handle:
@@ -116,7 +220,6 @@ def add_user(path: Path, name: str, roles: Iterable[str], password: str) -> User
         for user in users.values():
             handle.write(f"{user.name} {','.join(sorted(user.roles))} {user.password_hash}\n")
     os.replace(partial, path)
-    return users[name]
 
 
 @dataclass(frozen=True)
@@ -125,6 +228,7 @@ class Session:
     roles: frozenset[str]
     expires: float
     csrf: str
+    stamp: str = ""  # password_stamp of the person when it was opened (local sign-in)
 
 
 class SessionExpired(Exception):
@@ -151,10 +255,16 @@ class Sessions:
     def _sign(self, payload: bytes) -> str:
         return _b64(hmac.new(self.secret, payload, hashlib.sha256).digest())
 
-    def issue(self, user: str, roles: Iterable[str]) -> tuple[str, Session]:
-        session = Session(user, frozenset(roles), self.clock() + self.ttl_s, secrets.token_urlsafe(24))
+    def issue(self, user: str, roles: Iterable[str], stamp: str = "") -> tuple[str, Session]:
+        session = Session(user, frozenset(roles), self.clock() + self.ttl_s, secrets.token_urlsafe(24), stamp)
         body = json.dumps(
-            {"u": session.user, "r": sorted(session.roles), "e": session.expires, "c": session.csrf},
+            {
+                "u": session.user,
+                "r": sorted(session.roles),
+                "e": session.expires,
+                "c": session.csrf,
+                "s": session.stamp,
+            },
             separators=(",", ":"),
         ).encode()
         return f"{_b64(body)}.{self._sign(body)}", session
@@ -177,7 +287,9 @@ class Sessions:
             return None
         try:
             data = json.loads(body)
-            session = Session(str(data["u"]), frozenset(data["r"]), float(data["e"]), str(data["c"]))
+            session = Session(
+                str(data["u"]), frozenset(data["r"]), float(data["e"]), str(data["c"]), str(data.get("s", ""))
+            )
         except (ValueError, KeyError, TypeError):
             return None
         if session.expires < self.clock():

@@ -530,3 +530,79 @@ def test_behind_the_proxy_only_the_proxy_may_name_a_user_and_metrics_live_apart(
             scraped.status_code == 200 and 'eyeops_console_refused_total{reason="proxy"} 12.0' in scraped.text
         )
         assert prometheus.get("/queue", headers=forged).status_code == 404
+
+
+def test_sessions_end_when_a_person_or_a_role_is_removed_or_the_password_changes(
+    sqlite_url: str, layouts: LayoutRegistry, tmp_path: Path
+) -> None:
+    """Issue 28, item 5: a person removed from the users file kept access for the session's 8 h."""
+    from eyeops.console.users import UsersFile, remove_user
+
+    migrate(sqlite_url)
+    store = ReviewStore(ResultsStore.from_url(sqlite_url).engine)
+    path = tmp_path / "users.txt"
+    add_user(path, "ana", ["reviewer", "device_admin"], PASSWORD)
+    add_user(path, "ben", ["reviewer"], PASSWORD)
+    app = create_app(store, lambda: layouts, ConsoleConfig(Sessions(SECRET), users=UsersFile(path)))
+    with TestClient(app) as ana, TestClient(app) as ben:
+        sign_in(ana, "ana")
+        sign_in(ben, "ben")
+        assert ana.get("/devices").status_code == 200 and ben.get("/queue").status_code == 200
+        # a role taken away, the password kept: the role is gone on the next request
+        path.write_text(path.read_text().replace("ana device_admin,reviewer ", "ana reviewer "))
+        assert ana.get("/devices").status_code == 403 and ana.get("/queue").status_code == 200
+        assert remove_user(path, "ben") and not remove_user(path, "ben")
+        gone = ben.get("/queue", follow_redirects=False)
+        assert gone.status_code == 303 and gone.headers["location"].startswith("/login")
+        add_user(path, "ana", ["reviewer"], "a new password, please")
+        assert ana.get("/queue", follow_redirects=False).status_code == 303  # sessions before it end
+        assert sign_in(ana, "ana", "a new password, please", follow=False).status_code == 303
+        assert ana.get("/queue").status_code == 200
+
+
+def test_failed_sign_ins_are_throttled_and_an_unknown_name_costs_a_password_check(
+    console, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Issue 28, item 5: an unknown name answered faster than a wrong password, and nothing slowed
+    guessing down."""
+    import eyeops.console.app as console_app
+
+    app, _, _ = console
+    checked: list[str] = []
+    real = console_app.verify_password
+
+    def counting(password: str, encoded: str) -> bool:
+        checked.append(encoded)
+        return real(password, encoded)
+
+    monkeypatch.setattr(console_app, "verify_password", counting)
+    with TestClient(app) as client:
+        assert sign_in(client, "nobody", follow=False).status_code == 401
+        assert len(checked) == 1 and checked[0].startswith("scrypt$")  # as costly as a real check
+        for _ in range(5):
+            assert sign_in(client, "ana", "wrong password!", follow=False).status_code == 401
+        blocked = sign_in(client, "ana", follow=False)  # the right password, after five failures
+        assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0
+        assert "too many failed sign-ins" in blocked.text and len(checked) == 6  # none checked
+        assert sign_in(client, "ben", follow=False).status_code == 303  # another person is not held
+
+
+def test_the_login_throttle_counts_per_name_and_per_address_in_a_window() -> None:
+    from eyeops.console.users import LoginThrottle
+
+    clock = Clock()
+    throttle = LoginThrottle(per_user=3, per_address=5, window_s=60, clock=clock)
+    for _ in range(3):
+        throttle.failed("Ana", "10.0.0.1")
+    assert throttle.wait_s("ana", "10.0.0.9") == 60  # names compare case-blind, any address
+    clock.now += 30
+    assert throttle.wait_s("ana", "10.0.0.9") == 30
+    for name in ("b", "c"):
+        throttle.failed(name, "10.0.0.1")
+    assert throttle.wait_s("someone", "10.0.0.1") == 30  # five from one address, names sprayed
+    assert throttle.wait_s("someone", "10.0.0.2") == 0
+    clock.now += 31
+    assert throttle.wait_s("ana", "10.0.0.1") == 0  # the window passed
+    throttle.failed("ana", "10.0.0.3")
+    throttle.succeeded("ana")
+    assert throttle.wait_s("ana", "10.0.0.3") == 0
