@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
+import shutil
+import subprocess
 import sys
 import sysconfig
+import tempfile
 from pathlib import Path
 
 from eyeops.auth import TRITON_KEY_HEADER
 from eyeops.errors import EyeopsError
 from eyeops.settings import Settings, repo_root
 from eyeops.stack.process import ManagedProcess
+
+log = logging.getLogger("eyeops.stack")
+ARGV_SECRET = "@EYEOPS_ARGV_SECRET@"  # replaced in the arguments tritonserver parses (argv_secret.c)
 
 
 class TritonMissing(EyeopsError):
@@ -67,6 +75,56 @@ def restricted_api_args(key: str) -> list[str]:
     ]
 
 
+def argv_secret_library(build_dir: Path) -> Path | None:
+    """The preload library that keeps Triton's key off its command line (argv_secret.c), built once
+    per source with the machine's C compiler into `build_dir`; None where there is none."""
+    from importlib.resources import files
+
+    source = files("eyeops.stack").joinpath("argv_secret.c").read_bytes()
+    built = build_dir / f"argv-secret-{hashlib.sha256(source).hexdigest()[:12]}.so"
+    if built.is_file():
+        return built
+    compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    if compiler is None:
+        return None
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=build_dir) as tmp:
+        (Path(tmp) / "argv_secret.c").write_bytes(source)
+        out = Path(tmp) / "argv_secret.so"
+        done = subprocess.run(
+            [compiler, "-shared", "-fPIC", "-O2", "-o", str(out), str(Path(tmp) / "argv_secret.c"), "-ldl"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if done.returncode != 0:
+            log.warning("could not build %s: %s", built.name, done.stderr.strip()[-300:])
+            return None
+        out.replace(built)
+    return built
+
+
+def _key_off_the_command_line(key: str, where: Path, build_dir: Path, env: dict[str, str]) -> str:
+    """What stands for `key` in tritonserver's arguments: a placeholder the preload library fills
+    from a 0600 file (any local user reads a process's arguments with ps, not its environment or
+    that file); the key itself where no C compiler could build the library, with a warning."""
+    library = argv_secret_library(build_dir)
+    if library is None:
+        log.warning(
+            "no C compiler to build the library that keeps Triton's key off its command line: local"
+            " users can read the key with ps. Install one (cc) and start again"
+        )
+        return key
+    secret = where / "triton-argv.key"
+    fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(key + "\n")
+    os.chmod(secret, 0o600)  # an older file keeps its mode through O_CREAT
+    env["EYEOPS_ARGV_SECRET_FILE"] = str(secret)
+    env["LD_PRELOAD"] = str(library)
+    return ARGV_SECRET
+
+
 def triton_process(
     settings: Settings,
     http_port: int,
@@ -77,6 +135,9 @@ def triton_process(
 ) -> ManagedProcess:
     """`key`: restrict every API but health to callers that send it; `host`: the address to bind."""
     binary, backends = triton_paths(settings.triton_home)
+    env = triton_environment(settings.triton_python_env)
+    if key:
+        key = _key_off_the_command_line(key, log_path.parent, settings.data_dir / "bin", env)
     argv = [
         str(binary),
         f"--model-repository={repository or settings.triton_repository}",
@@ -94,4 +155,4 @@ def triton_process(
         *(restricted_api_args(key) if key else []),
     ]
     ready = f"http://127.0.0.1:{http_port}/v2/models/{settings.ocr_model_name}/ready"
-    return ManagedProcess("triton", argv, ready, log_path, env=triton_environment(settings.triton_python_env))
+    return ManagedProcess("triton", argv, ready, log_path, env=env)

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
@@ -62,7 +63,24 @@ def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     log = tmp_path_factory.mktemp("triton") / "triton.log"
     with triton_process(Settings(), port, log, key=KEY) as server:
         server.wait_ready(timeout_s=240)
+        cmdlines[port] = Path(f"/proc/{server.proc.pid}/cmdline").read_bytes()  # type: ignore[union-attr]
         yield port
+
+
+cmdlines: dict[int, bytes] = {}
+
+
+def test_the_key_is_not_on_tritons_command_line_yet_guards_its_apis(triton) -> None:  # type: ignore[no-untyped-def]
+    """Issue 28, item 7: any local user read Triton's key with ps and called its restricted APIs.
+    The command line carries a placeholder; the key reaches Triton from a 0600 file."""
+    from eyeops.stack.triton import ARGV_SECRET
+
+    cmdline = cmdlines[triton]
+    assert KEY.encode() not in cmdline and ARGV_SECRET.encode() in cmdline
+    config = f"http://127.0.0.1:{triton}/v2/models/trocr/config"
+    assert httpx.get(config, timeout=10).status_code in (400, 401, 403)
+    assert httpx.get(config, headers={TRITON_KEY_HEADER: ARGV_SECRET}, timeout=10).status_code != 200
+    assert httpx.get(config, headers=keyed(), timeout=10).status_code == 200
 
 
 @pytest.fixture(scope="module")
