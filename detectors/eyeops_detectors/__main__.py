@@ -56,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--sink-tokens", type=Path, default=None, help="token registry for posting events (default: none)"
     )
+    serve.add_argument(
+        "--read-tokens",
+        type=Path,
+        default=None,
+        help="token registry of callers that only read /status and /history (the review console)",
+    )
     serve.add_argument("--insecure", action="store_true", help="serve those routes without a token")
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=8080)
@@ -92,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("pass --tokens (a registry made with `eyeops gateway token`) or --insecure")
         tokens = TokenCheck.from_file(args.tokens) if args.tokens else None
         sink = TokenCheck.from_file(args.sink_tokens) if args.sink_tokens else None
+        readers = TokenCheck.from_file(args.read_tokens) if args.read_tokens else None
         services = dict(pair.split("=", 1) for pair in args.service) or {"lens": "lens", "ocr": "ocr"}
 
         def build() -> Monitor:
@@ -108,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             slot.watch()
         if args.sink_port is None:
-            app = create_app(slot, tokens, sink)
+            app = create_app(slot, tokens, sink, read_tokens=readers)
             uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
             return 0
         if args.sink_port == args.port:
@@ -118,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         servers = [
             uvicorn.Server(uvicorn.Config(app, host=args.host, port=port, log_level="warning"))
             for app, port in (
-                (create_app(slot, tokens, sink, serve="operator"), args.port),
+                (create_app(slot, tokens, sink, serve="operator", read_tokens=readers), args.port),
                 (create_app(slot, tokens, sink, serve="sink"), args.sink_port),
             )
         ]

@@ -30,6 +30,7 @@ log = logging.getLogger("eyeops_detectors")
 MAX_EVENT_BYTES = 1 << 20  # a lens event of 256 eyes or an OCR exam is a few tens of kB
 SINK_PATHS = ("/", "/events")
 OPEN_PATHS = ("/healthz", "/metrics", *SINK_PATHS)
+READ_PATHS = ("/status", "/history")  # what a read-only token may call (GET)
 SERVES = ("all", "operator", "sink")  # which routes an app serves (create_app)
 
 
@@ -149,6 +150,7 @@ def create_app(
     tokens: TokenCheck | None = None,
     sink_tokens: TokenCheck | None = None,
     serve: str = "all",
+    read_tokens: TokenCheck | None = None,
 ) -> FastAPI:
     """`tokens`: who may call /feedback, /status, /history (every route but the CloudEvents sink,
     health and metrics); None serves them to anyone (--insecure). `sink_tokens`: who may post
@@ -156,7 +158,9 @@ def create_app(
     where KServe's agent sends no credentials. There the sink has a port of its own (`serve`:
     "sink" on it, "operator" on the other, both over one MonitorSlot), and the NetworkPolicy admits
     only the InferenceService pods to it, while the console, Prometheus and operators reach only
-    the other. Either way an event must name a configured service and a KServe component."""
+    the other. Either way an event must name a configured service and a KServe component.
+    `read_tokens`: who may only read (GET /status, /history: the review console's operations page),
+    never post feedback."""
     if serve not in SERVES:
         raise ValueError(f"serve is one of {', '.join(SERVES)}, not {serve!r}")
     app = FastAPI(title="eyeops monitor")
@@ -175,7 +179,11 @@ def create_app(
         if serve == "sink" and path not in (*SINK_PATHS, "/healthz"):
             return JSONResponse({"error": "this port takes KServe's logged events only"}, status_code=404)
         check = sink_tokens if path in SINK_PATHS else None if path in OPEN_PATHS else tokens
-        if check is not None and check.who(request.headers.get("authorization")) is None:
+        header = request.headers.get("authorization")
+        reads = request.method == "GET" and path in READ_PATHS
+        if reads and read_tokens is not None and read_tokens.who(header) is not None:
+            check = None
+        if check is not None and check.who(header) is None:
             log.warning("refused %s without a known token", request.method)
             return JSONResponse(
                 {"error": "send 'Authorization: Bearer <monitor token>'"},

@@ -321,6 +321,27 @@ def test_routes_need_their_tokens_and_probes_stay_open(detector_dir: Path, tmp_p
     assert client.get("/healthz").status_code == 200 and client.get("/metrics").status_code == 200
 
 
+def test_a_read_only_token_reads_status_and_history_and_posts_nothing(
+    detector_dir: Path, tmp_path: Path
+) -> None:
+    """Issue 28, item 9: the review console held the operator token, which can also post feedback
+    (a postoperative outcome for any eye). Its own token now reads and does nothing else."""
+    from eyeops_detectors.auth import TokenCheck
+
+    monitor = Monitor(DetectorSet.load(detector_dir), MonitorStore(tmp_path / "m.db"), {"lens": "lens"})
+    monitor.start()
+    operators = TokenCheck.from_file(token_file(tmp_path / "ops.txt", "operator", "op-token"))
+    readers = TokenCheck.from_file(token_file(tmp_path / "read.txt", "console", "read-token"))
+    client = TestClient(create_app(monitor, operators, None, read_tokens=readers))
+    read = {"authorization": "Bearer read-token"}
+    assert client.get("/status", headers=read).status_code == 200
+    assert client.get("/history", headers=read).status_code == 200
+    outcome = {"eye_id": "P1-OD", "implanted_size_mm": 12.6, "surgery_date": "2026-11-01"}
+    assert client.post("/feedback", json=outcome, headers=read).status_code == 401
+    assert client.post("/feedback", json={}, headers={"authorization": "Bearer op-token"}).status_code == 422
+    assert client.get("/docs", headers=read).status_code == 401
+
+
 def test_on_a_cluster_the_sink_has_its_own_port_and_the_operator_port_takes_no_events(
     detector_dir: Path, tmp_path: Path
 ) -> None:

@@ -142,7 +142,7 @@ def _up(args: argparse.Namespace) -> int:
         triton_url=endpoints.triton,
         triton_key=credentials.triton_key if credentials else None,
         monitor_url=monitor_url,
-        monitor_token=credentials.monitor_token if credentials else None,
+        monitor_token=credentials.monitor_read_token if credentials else None,  # reads, posts nothing
         finetune_registry=settings.data_dir / "registry",  # where `eyeops devices finetune` registers
     )
     try:

@@ -57,6 +57,15 @@ class LocalCredentials:
         return self.root / "monitor.token"
 
     @property
+    def monitor_read_registry(self) -> Path:
+        return self.root / "monitor-read-tokens.txt"
+
+    @property
+    def monitor_read_token(self) -> Path:
+        """The review console's: it reads the monitor's status and posts nothing."""
+        return self.root / "console-monitor.token"
+
+    @property
     def logger_registry(self) -> Path:
         return self.root / "monitor-sink-tokens.txt"
 
@@ -81,6 +90,7 @@ class LocalCredentials:
             (made.client_registry, made.client_token, "local-client"),
             (made.predictor_registry, made.predictor_token, "lens-transformer"),
             (made.monitor_registry, made.monitor_token, "local-operator"),
+            (made.monitor_read_registry, made.monitor_read_token, "local-console"),
             (made.logger_registry, made.logger_token, "payload-logger"),
         ):
             if not token.exists():

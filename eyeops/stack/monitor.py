@@ -83,7 +83,8 @@ class MonitorStack(Stack[str]):
             "--state", str(state), "--host", "127.0.0.1", "--port", str(self.port),
             "--service", "lens=lens", "--service", "ocr=ocr",
             *(["--tokens", str(credentials.monitor_registry), "--sink-tokens",
-               str(credentials.logger_registry)] if credentials else ["--insecure"]),
+               str(credentials.logger_registry), "--read-tokens", str(credentials.monitor_read_registry)]
+              if credentials else ["--insecure"]),
             *(f"--device-kind={kind}" for kind in kinds),
         ]  # fmt: skip
         self.process = ManagedProcess("monitor", argv, f"{self.url}/healthz", log_dir / "monitor.log")

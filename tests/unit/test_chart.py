@@ -122,6 +122,28 @@ def test_the_shipped_rules_are_the_tested_rules() -> None:
         assert not [o for o in rendered if o["apiVersion"].startswith("monitoring.coreos.com/")]
 
 
+def test_the_stores_addresses_are_required_not_every_private_range() -> None:
+    """Issue 28, item 9: egress to PostgreSQL and Redis went to 10/8, 172.16/12 and 192.168/16 by
+    default, so a compromised pod reached any database of the network."""
+    with pytest.raises(helm_python.HelmRenderError, match=r"networkPolicy\.databaseCIDRs"):
+        render({"monitor": {"state": {"kind": "postgres", "postgresSecret": {"name": "db"}}}})
+    rendered = render(
+        {
+            "networkPolicy": {"databaseCIDRs": ["10.20.0.0/16"]},
+            "monitor": {"state": {"kind": "postgres", "postgresSecret": {"name": "db"}}},
+        }
+    )
+    cidrs = {
+        block["ipBlock"]["cidr"]
+        for o in rendered
+        if o["kind"] == "NetworkPolicy"
+        for rule in o["spec"].get("egress", [])
+        for block in rule.get("to", [])
+        if "ipBlock" in block
+    }
+    assert cidrs == {"10.20.0.0/16"}
+
+
 def test_values_schema_refuses_a_misspelled_key() -> None:
     with pytest.raises(helm_python.HelmValuesError, match="additional properties 'monitr' not allowed"):
         render({"monitr": {"enabled": True}})
@@ -130,8 +152,9 @@ def test_values_schema_refuses_a_misspelled_key() -> None:
 
 
 def test_a_missing_secret_is_named_at_template_time() -> None:
+    stores = {"networkPolicy": {"databaseCIDRs": ["10.20.0.0/16"]}}
     with pytest.raises(helm_python.HelmRenderError, match=r"monitor\.state\.postgresSecret\.name"):
-        render({"monitor": {"state": {"kind": "postgres"}}})
+        render({"monitor": {"state": {"kind": "postgres"}}, **stores})
     with pytest.raises(helm_python.HelmRenderError, match=r"monitor\.detectors\.claimName"):
         render({"monitor": {"detectors": {"claimName": ""}}})
 
@@ -318,7 +341,15 @@ def test_every_server_in_the_chart_authenticates_its_callers() -> None:
     data = secret["stringData"]
     assert data["lens-predictor-callers"] == "lens-transformer " + hash_token(data["lens-predictor-token"])
     assert data["monitor-tokens"] == "operator " + hash_token(data["monitor-token"])
-    assert len(data["triton-key"]) >= 32
+    assert data["monitor-read-tokens"] == "console " + hash_token(data["monitor-read-token"])
+    assert len(data["triton-key"]) >= 32 and len(data["console-proxy-secret"]) >= 32
+    # the console reads the monitor with its read-only token, never the operator's (issue 28, item 9)
+    console = next(
+        o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-console")
+    )
+    volumes = {v["name"]: v for v in console["spec"]["template"]["spec"]["volumes"]}
+    items = {i["key"]: i["path"] for i in volumes["credentials"]["secret"]["items"]}
+    assert items.get("monitor-read-token") == "monitor-token" and "monitor-token" not in items
     servers = 0
     for name, _, container in kserve_containers(objects):
         args, env = container["args"], {e["name"]: e for e in container.get("env", [])}
@@ -412,7 +443,7 @@ def test_feast_server_and_jobs_run_the_feast_cli_on_the_cluster_profile() -> Non
     )
     assert not any(o["kind"] == "PodDisruptionBudget" for o in single)
     with pytest.raises(helm_python.HelmRenderError, match=r"feast\.secret"):
-        render({"feast": {"enabled": True}})
+        render({"feast": {"enabled": True}, "networkPolicy": {"databaseCIDRs": ["10.20.0.0/16"]}})
 
 
 def test_helm_test_checks_every_endpoint_and_notes_render() -> None:
