@@ -146,7 +146,9 @@ def onboard(kind: str, sample_path: Path, layout_path: Path, out_dir: Path) -> O
     staged.replace(layout_out)
     layout = load_layout_file(layout_out)
     preview_path = out_dir / f"{kind}.preview.png"
-    cv2.imwrite(str(preview_path), preview(sample, layout))
+    # Over the masked reference, never the sample: the sample's values are a patient's, and this
+    # folder is the models volume (issue 28, item 10). A box that misses its value shows it.
+    cv2.imwrite(str(preview_path), preview(reference, layout))
     return Onboarded(layout_out, reference_path, preview_path, len(keypoints))
 
 

@@ -134,6 +134,19 @@ def onboarded(tmp_path: Path) -> Path:
     return out
 
 
+def test_nothing_written_keeps_the_samples_values(onboarded: Path) -> None:
+    """Issue 28, item 10: the preview on the models volume was drawn over the unmasked sample, so
+    the patient's id, date and measurements stayed readable there."""
+    sample = draw_lensmeter(VALUES)
+    for name in ("lensmeter.reference.png", "lensmeter.preview.png"):
+        grey = cv2.imread(str(onboarded / name), cv2.IMREAD_GRAYSCALE)
+        assert grey is not None and grey.shape == sample.shape
+        for x, y, w, h in BOXES.values():
+            inside = (slice(y + 3, y + h - 3), slice(x + 3, x + w - 3))  # within the drawn outline
+            assert np.ptp(grey[inside]) <= 2, name  # one flat grey: no digit left
+            assert np.ptp(sample[inside]) > 60  # while the sample shows its value there
+
+
 def test_an_onboarded_device_is_registered_to_its_reference_under_a_phone_photo(onboarded: Path) -> None:
     layout = load_layouts(extra=[onboarded])["lensmeter"]
     other = dict(VALUES, patient_id="P7654321", sphere_d="+1.75", axis_deg="175")
