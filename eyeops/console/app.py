@@ -128,6 +128,12 @@ class Refused(Exception):
         self.status, self.message = status, message
 
 
+def _same(sent: str, expected: str) -> bool:
+    """Constant-time equality of a token a client sent (any text: compare_digest refuses non-ASCII
+    str, which was a 500) and the one expected."""
+    return hmac.compare_digest(sent.encode("utf-8", "replace"), expected.encode("utf-8", "replace"))
+
+
 def _safe_next(path: str | None) -> str:
     """Only a path on this site (no scheme, no host, no //): never an open redirect."""
     if not path or not path.startswith("/") or path.startswith("//") or "\\" in path:
@@ -251,7 +257,7 @@ def create_app(
         # Revoked without server state: a person removed from the users file, or whose password
         # changed since, signs in again; a role taken away is gone on the next request.
         person = config.users.get(session.user)
-        if person is None or not hmac.compare_digest(session.stamp, password_stamp(person)):
+        if person is None or not _same(session.stamp, password_stamp(person)):
             refusals.labels("revoked").inc()
             raise SignIn(request.url.path)
         if not session.roles <= person.roles:
@@ -293,7 +299,7 @@ def create_app(
             was = exc.expired_session
             pending: dict[str, object] | None = None
             form = await small_form(request) if was is not None and request.method == "POST" else {}
-            if was is not None and hmac.compare_digest(form.get("csrf", ""), was.csrf):
+            if was is not None and _same(form.get("csrf", ""), was.csrf):
                 values = {k: v for k, v in form.items() if k.startswith("value__") or k == "reason"}
                 pending = {"path": request.url.path, "values": values, "user": was.user}
             raise SignIn(
@@ -302,7 +308,7 @@ def create_app(
                 exc.expired,
             ) from None
         form = await small_form(request)
-        if not hmac.compare_digest(form.get("csrf", ""), session.csrf):
+        if not _same(form.get("csrf", ""), session.csrf):
             refusals.labels("csrf").inc()
             raise Refused(403, "this form is stale or came from another site; reload the page and try again")
         return session, form
@@ -405,7 +411,7 @@ def create_app(
         form = await small_form(request, MAX_LOGIN_FORM_BYTES)
         expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
         next_path = _safe_next(form.get("next"))
-        if not expected or not hmac.compare_digest(form.get("csrf", ""), expected):
+        if not expected or not _same(form.get("csrf", ""), expected):
             refusals.labels("csrf").inc()
             raise Refused(403, "the sign-in form is stale; open the sign-in page again")
         name = form.get("user", "")[:64]
@@ -475,6 +481,10 @@ def create_app(
             raise Refused(400, "older than: send a number of hours, e.g. 4") from None
         if hours is not None and not 0 <= hours <= MAX_QUEUE_AGE_H:  # also NaN and infinity
             raise Refused(400, f"older than: send a number of hours from 0 to {MAX_QUEUE_AGE_H}, e.g. 4")
+        if kind and kind not in state["layouts"]:
+            raise Refused(400, "device kind: pick one from the list, or none for every kind")
+        if len(reason) > 200 or not reason.isprintable():  # NUL and friends never reach the database
+            raise Refused(400, "reason: pick one from the list, or none for every reason")
         older = dt.timedelta(hours=hours) if hours is not None else None
         entries = await asyncio.to_thread(store.queue, kind or None, reason or None, older)
         all_entries = await asyncio.to_thread(store.queue)
@@ -818,7 +828,7 @@ def create_app(
             raise Refused(
                 409,
                 "this console does not run fine-tunes (--finetune-registry);"
-                f" run `eyeops devices finetune {kind if kind.isidentifier() else 'KIND'}` instead",
+                f" run `eyeops devices finetune {kind if kind in state['layouts'] else 'KIND'}` instead",
             )
         if kind not in state["layouts"]:
             raise Refused(404, "no such device kind")
@@ -846,7 +856,7 @@ def create_app(
         too_large = f"the sample is larger than {MAX_UPLOAD_BYTES >> 20} MiB"
         check_length(request, MAX_UPLOAD_BYTES + MAX_FORM_BYTES, too_large)
         form = await request.form()
-        if not hmac.compare_digest(str(form.get("csrf", "")), session.csrf):
+        if not _same(str(form.get("csrf", "")), session.csrf):
             raise Refused(403, "this form is stale or came from another site; reload the page and try again")
         if config.layouts_dir is None:
             raise Refused(409, "this console has no folder for onboarded devices (--layouts-dir)")

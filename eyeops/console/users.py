@@ -278,7 +278,9 @@ class Sessions:
             body = _unb64(body_text)
         except ValueError:
             return None
-        return body if hmac.compare_digest(signature, self._sign(body)) else None
+        # bytes: a forged cookie may hold any text, and compare_digest refuses non-ASCII str
+        good = hmac.compare_digest(signature.encode("utf-8", "replace"), self._sign(body).encode())
+        return body if good else None
 
     def read(self, cookie: str | None) -> Session | None:
         """The session a cookie holds; None when absent or forged; SessionExpired when too old."""

@@ -31,6 +31,9 @@ class OnboardingError(LayoutError):
     status_code = 400  # the console's upload: what the device admin sent, not the server
 
 
+MAX_SAMPLE_PIXELS = 50_000_000  # a decompression bomb is refused before its pixels are decoded
+
+
 def read_sample(path: Path) -> np.ndarray:
     """A sample export as 8-bit grey: PNG, JPEG or TIFF (OpenCV), DICOM when pydicom is installed."""
     suffix = path.suffix.lower()
@@ -47,7 +50,21 @@ def read_sample(path: Path) -> np.ndarray:
             raise OnboardingError(
                 "DICOM samples need pydicom (pip install pydicom), or export the screen as PNG"
             ) from None
-        pixels = np.asarray(pydicom.dcmread(str(path)).pixel_array, dtype=np.float64)
+        try:  # what a file named .dcm holds is the sender's: every failure of pydicom is theirs
+            ds = pydicom.dcmread(str(path))
+            rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
+            if rows * cols > MAX_SAMPLE_PIXELS:
+                raise OnboardingError(
+                    f"the DICOM sample is {cols}x{rows}: at most {MAX_SAMPLE_PIXELS} pixels"
+                )
+            pixels = np.asarray(ds.pixel_array, dtype=np.float64)
+        except OnboardingError:
+            raise
+        except Exception as exc:  # InvalidDicomError, no pixel data, a syntax without a decoder …
+            raise OnboardingError(
+                f"sample {path.name} is not a readable DICOM image ({type(exc).__name__}); export the"
+                " screen as PNG, or as DICOM with its pixel data"
+            ) from None
         if pixels.ndim == 3:
             pixels = pixels.mean(axis=2)
         low, high = float(pixels.min()), float(pixels.max())

@@ -487,8 +487,11 @@ def test_a_console_without_fine_tunes_names_the_command(console) -> None:  # typ
         sign_in(client, "dev")
         page = client.get("/devices")
         assert "eyeops devices finetune KIND" in page.text
-        refused = client.post("/devices/lensmeter/finetune", data={"csrf": form_fields(page.text)["csrf"]})
-        assert refused.status_code == 409 and "eyeops devices finetune lensmeter" in refused.text
+        csrf = form_fields(page.text)["csrf"]
+        refused = client.post("/devices/autorefractor/finetune", data={"csrf": csrf})
+        assert refused.status_code == 409 and "eyeops devices finetune autorefractor" in refused.text
+        unknown = client.post("/devices/P1234567/finetune", data={"csrf": csrf})  # never echoed
+        assert "eyeops devices finetune KIND" in unknown.text and "P1234567" not in unknown.text
 
 
 def test_behind_the_proxy_only_the_proxy_may_name_a_user_and_metrics_live_apart(
@@ -606,3 +609,22 @@ def test_the_login_throttle_counts_per_name_and_per_address_in_a_window() -> Non
     throttle.failed("ana", "10.0.0.3")
     throttle.succeeded("ana")
     assert throttle.wait_s("ana", "10.0.0.3") == 0
+
+
+def test_tokens_and_cookies_in_any_text_are_refused_not_a_500(console) -> None:  # type: ignore[no-untyped-def]
+    """Found by the console fuzz (tests/integration/test_console_fuzz.py): compare_digest raises on
+    non-ASCII str, so a CSRF token or a session cookie with an accent was a 500."""
+    app, _, _ = console
+    cookies = ("eyeops_session=\u00e9.\u00e9", "eyeops_session=eyJ1IjoiYSJ9.\u00ff", "eyeops_pending=\u00e9")
+    with TestClient(app) as client:
+        for cookie in cookies:
+            answer = client.get(
+                "/queue", headers={"cookie": cookie.encode("latin-1")}, follow_redirects=False
+            )
+            assert answer.status_code == 303, cookie
+        sign_in(client, "ana")
+        answer = client.post("/logout", data={"csrf": "caf\u00e9"})
+        assert answer.status_code == 403 and "stale" in answer.text
+        for kind in ("nosuch", "a\x00b"):
+            assert client.get("/queue", params={"kind": kind}).status_code == 400
+        assert client.get("/queue", params={"reason": "a\x00b"}).status_code == 400

@@ -281,3 +281,13 @@ def test_a_dicom_sample_onboards_like_its_png(tmp_path: Path) -> None:
     )
     a, b = (cv2.imread(str(o.reference), cv2.IMREAD_GRAYSCALE).astype(int) for o in (from_dicom, from_png))
     assert a.shape == b.shape and np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.99
+
+
+def test_a_sample_named_dcm_that_is_not_dicom_is_refused_with_the_reason(tmp_path: Path) -> None:
+    """Found by the console fuzz: pydicom's own error escaped as a 500 from the Devices page."""
+    from eyeops.devices.onboard import read_sample
+
+    for name, data in (("a.dcm", b"not dicom at all"), ("b.dcm", b"\x00" * 128 + b"DICM" + b"\x02" * 40)):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(OnboardingError, match="not a readable DICOM image"):
+            read_sample(tmp_path / name)
