@@ -30,6 +30,7 @@ log = logging.getLogger("eyeops_detectors")
 MAX_EVENT_BYTES = 1 << 20  # a lens event of 256 eyes or an OCR exam is a few tens of kB
 SINK_PATHS = ("/", "/events")
 OPEN_PATHS = ("/healthz", "/metrics", *SINK_PATHS)
+MAX_FEEDBACK_BYTES = 16 << 10  # one outcome: an eye, a size, a date, a request id
 READ_PATHS = ("/status", "/history")  # what a read-only token may call (GET)
 SERVES = ("all", "operator", "sink")  # which routes an app serves (create_app)
 
@@ -190,6 +191,15 @@ def create_app(
                 status_code=401,
                 headers={"www-authenticate": 'Bearer realm="eyeops-monitor"'},
             )
+        if path == "/feedback" and request.method == "POST":  # a size before pydantic reads it
+            declared = request.headers.get("content-length", "")
+            if not declared.isdigit() or int(declared) > MAX_FEEDBACK_BYTES:
+                return JSONResponse(
+                    {
+                        "error": f"send the outcome as JSON of at most {MAX_FEEDBACK_BYTES} bytes, with its length"
+                    },
+                    status_code=413,
+                )
         return await call_next(request)  # type: ignore[no-any-return]
 
     @app.exception_handler(RequestValidationError)

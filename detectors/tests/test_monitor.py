@@ -497,6 +497,9 @@ def test_deeply_nested_json_is_a_400_not_a_500(client: TestClient) -> None:
         assert answer.status_code == 400, answer.text
         assert "nested" in answer.json()["error"]
     feedback = client.post("/feedback", headers={"content-type": "application/json"}, content=deep)
+    assert feedback.status_code == 413, feedback.text  # over the outcome's size, unread
+    shallow = b"[" * 8000 + b"]" * 8000  # within the size, deeper than the parser recurses
+    feedback = client.post("/feedback", headers={"content-type": "application/json"}, content=shallow)
     assert feedback.status_code in (400, 422), feedback.text
     # still serving
     assert predicted(client.post, "after-deep", features_body(np.random.default_rng(1))) == 202
@@ -507,3 +510,16 @@ def test_a_payload_string_nested_too_deeply_is_a_payload_error() -> None:
 
     with pytest.raises(PayloadError, match="nested too deeply"):
         as_json("[" * 100_000 + "]" * 100_000)
+
+
+def test_feedback_has_a_size_before_its_body_is_parsed(client: TestClient) -> None:
+    """Issue 28, item 3: the monitor parsed any /feedback body whole (pydantic), of any size."""
+    big = json.dumps({"eye_id": "x" * (1 << 20), "implanted_size_mm": 12.6, "surgery_date": "2026-11-01"})
+    answer = client.post("/feedback", content=big, headers={"content-type": "application/json"})
+    assert answer.status_code == 413 and "16384 bytes" in answer.text
+
+    def chunks():  # type: ignore[no-untyped-def]
+        yield b'{"eye_id": "P1-OD", '
+        yield b'"implanted_size_mm": 12.6, "surgery_date": "2026-11-01"}'
+
+    assert client.post("/feedback", content=chunks()).status_code == 413  # no declared length
