@@ -14,6 +14,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 
+from eyeops.asgi import send_error
 from eyeops.auth import Authenticates, Unauthorized
 
 log = logging.getLogger("eyeops.auth")
@@ -86,56 +87,7 @@ async def _json_error(
     message: str,
     extra: Sequence[tuple[bytes, bytes]] = (),
 ) -> None:
-    body = json.dumps({"error": message}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *extra,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-class BodyLimitMiddleware:
-    """413 for a request body over `max_bytes`, declared or streamed, before the app reads it whole."""
-
-    def __init__(self, app: Any, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length", b"0")
-        message = f"the request body is over the limit of {self.max_bytes} bytes; send a smaller one"
-        if not declared.isdigit() or int(declared) > self.max_bytes:
-            await _json_error(send, 413, message)
-            return
-        seen = 0
-
-        async def counted() -> Any:
-            nonlocal seen
-            event = await receive()
-            if event["type"] == "http.request":
-                seen += len(event.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge
-            return event
-
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await _json_error(send, 413, message)
-
-
-class _TooLarge(Exception):
-    pass
+    await send_error(send, status, json.dumps({"error": message}).encode(), b"application/json", extra)
 
 
 class _Metadatum(NamedTuple):

@@ -95,7 +95,8 @@ def serve(
     from kserve.protocol.grpc.server import GRPCServer
     from kserve.protocol.rest.server import RESTServer
 
-    from inference.auth import PRINCIPAL_HEADER, BearerAuthMiddleware, BodyLimitMiddleware, grpc_interceptor
+    from eyeops.asgi import BodyLimitMiddleware
+    from inference.auth import PRINCIPAL_HEADER, BearerAuthMiddleware, grpc_interceptor
     from inference.errors import install_error_handlers
 
     # KServe 0.21 answers through FastAPI's ORJSONResponse, which FastAPI deprecates with a warning;

@@ -36,6 +36,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import select
 
+from eyeops.asgi import BodyLimitMiddleware, html_error
 from eyeops.console.users import (
     LoginThrottle,
     Session,
@@ -217,6 +218,9 @@ def create_app(
             " (proxy_secret): without it any caller reaching its port could name any user"
         )
     app = FastAPI(title=config.title, docs_url=None, redoc_url=None, openapi_url=None)
+    # A ceiling for every route, the largest any route allows (a device sample and its form); each
+    # route's own, smaller limit is checked before it reads (check_length).
+    app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_UPLOAD_BYTES + MAX_FORM_BYTES, respond=html_error)
     env = Environment(loader=PackageLoader("eyeops.console", "templates"), autoescape=select_autoescape())
     env.filters["age"] = lambda since: _age(since, dt.datetime.now(dt.UTC))
     env.filters["clock"] = lambda unix: dt.datetime.fromtimestamp(unix, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")

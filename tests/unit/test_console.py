@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from fastapi import Request
 from fastapi.testclient import TestClient
 
 from eyeops.console.app import SESSION_COOKIE, ConsoleConfig, create_app
@@ -628,3 +629,28 @@ def test_tokens_and_cookies_in_any_text_are_refused_not_a_500(console) -> None: 
         for kind in ("nosuch", "a\x00b"):
             assert client.get("/queue", params={"kind": kind}).status_code == 400
         assert client.get("/queue", params={"reason": "a\x00b"}).status_code == 400
+
+
+def test_every_route_has_a_body_ceiling_even_one_that_forgets_its_own(console) -> None:  # type: ignore[no-untyped-def]
+    """Issue 28, item 3: uvicorn has no body limit, so a route that read its body without checking
+    its length (one added later) would read any size. A server-wide ceiling sits under each route's."""
+    from eyeops.console.app import MAX_FORM_BYTES, MAX_UPLOAD_BYTES
+
+    app, _, _ = console
+
+    async def careless(request: Request) -> dict[str, int]:  # reads whatever it is sent
+        return {"bytes": len(await request.body())}
+
+    app.add_api_route("/careless", careless, methods=["POST"])
+    ceiling = MAX_UPLOAD_BYTES + MAX_FORM_BYTES
+
+    def chunks(total: int):  # type: ignore[no-untyped-def]
+        for _ in range(total // (1 << 20)):
+            yield b"x" * (1 << 20)
+
+    with TestClient(app) as client:
+        assert client.post("/careless", content=b"x" * 1024).json() == {"bytes": 1024}
+        streamed = client.post("/careless", content=chunks(ceiling + (2 << 20)))
+        assert streamed.status_code == 413 and f"limit of {ceiling} bytes" in streamed.text
+        declared = client.post("/careless", content=b"x", headers={"content-length": str(ceiling + 1)})
+        assert declared.status_code == 413
