@@ -66,10 +66,10 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--gain-margin",
-        type=float,
-        default=200.0,
+        default="data",
         help="what anchored bounds assume: the model's vault gain between two sizes is off by at most"
-        " this many µm per mm (inf: bounds from --step-gain alone)",
+        " this many µm per mm; 'data' (default) estimates it per size from the cohort and falls back"
+        " to --step-gain alone where it cannot; inf: --step-gain alone",
     )
     p.add_argument("--delta", type=float, default=0.125, help="support threshold on the propensity")
     p.add_argument("--alpha", type=float, default=0.10, help="1 - interval coverage")
@@ -82,12 +82,20 @@ def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     low, high = args.step_gain
     if not 0 <= low <= high:
         raise SystemExit("--step-gain takes MIN MAX with 0 <= MIN <= MAX")
+    from_data = str(args.gain_margin).strip().lower() == "data"
+    try:
+        margin = 200.0 if from_data else float(args.gain_margin)
+    except ValueError:
+        raise SystemExit("--gain-margin takes 'data', a number of µm per mm, or inf") from None
+    if not margin >= 0:
+        raise SystemExit("--gain-margin takes 'data', a number of µm per mm (0 or more), or inf")
     return LensConfig(
         delta=args.delta,
         alpha=args.alpha,
         seed=args.seed,
         step_gain_um_per_mm=(low, high),
-        gain_margin_um_per_mm=args.gain_margin,
+        gain_margin_um_per_mm=margin,
+        margin_from_data=from_data,
     )
 
 

@@ -50,6 +50,12 @@ class LensMetrics(TypedDict, total=False):
     unsupported_bound_width_um: Required[float | None]
     step_gain_um_per_mm: Required[list[float]]
     gain_margin_um_per_mm: Required[float]
+    gain_margins: Required[list[dict[str, Any]]]
+    coverage_counterfactual_unsupported_fixed_margin: float | None
+    unsupported_bound_width_fixed_margin_um: float | None
+    unsupported_fell_back_share: float | None
+    width_ratio_where_a_margin_holds: float | None
+    coverage_where_a_margin_holds: float | None
     recommended_share_by_size: Required[dict[str, float]]
     in_range_rate_implanted: Required[float]
     ope_in_range_recommended: PolicyEstimate
@@ -103,6 +109,7 @@ def evaluate(model: LensModel, test: pd.DataFrame, params: CohortParams | None =
         else None,
         "step_gain_um_per_mm": list(model.config.step_gain_um_per_mm),
         "gain_margin_um_per_mm": model.config.gain_margin_um_per_mm,
+        "gain_margins": _margins_report(model),
         "recommended_share_by_size": {
             f"{s:.1f}": float((pred.recommended_size_mm == s).mean()) for s in SIZES_MM
         },
@@ -154,6 +161,25 @@ def evaluate(model: LensModel, test: pd.DataFrame, params: CohortParams | None =
             float((plain_hi - plain_lo)[cf_uns].mean()) if cf_uns.any() else None
         )
         out["coverage_naive_unsupported"] = float(naive_inside[cf_uns].mean()) if cf_uns.any() else None
+        # Side by side (issue 29): one fixed margin of 200 µm/mm for every size, as before.
+        fixed_lo, fixed_hi = _fixed_margin_bounds(model, test, FIXED_MARGIN_BEFORE)
+        fixed_inside = (truth >= fixed_lo) & (truth <= fixed_hi)
+        out["coverage_counterfactual_unsupported_fixed_margin"] = (
+            float(fixed_inside[cf_uns].mean()) if cf_uns.any() else None
+        )
+        out["unsupported_bound_width_fixed_margin_um"] = (
+            float((fixed_hi - fixed_lo)[cf_uns].mean()) if cf_uns.any() else None
+        )
+        margins, _ = model.margins()
+        fell_back = cf_uns & ~np.isfinite(margins)[None, :]
+        anchored = cf_uns & np.isfinite(margins)[None, :]
+        out["unsupported_fell_back_share"] = float(fell_back.sum() / cf_uns.sum()) if cf_uns.any() else None
+        out["width_ratio_where_a_margin_holds"] = (  # the target: at most 0.6 of plain monotone bounds
+            float((pred.upper_um - pred.lower_um)[anchored].mean() / (plain_hi - plain_lo)[anchored].mean())
+            if anchored.any()
+            else None
+        )
+        out["coverage_where_a_margin_holds"] = float(inside[anchored].mean()) if anchored.any() else None
         out["counterfactual_pairs_supported"] = int(cf_sup.sum())
         out["counterfactual_pairs_unsupported"] = int(cf_uns.sum())
         out["in_range_rate_recommended"] = float(_in_range(truth[rows, rec], target).mean())
@@ -176,6 +202,20 @@ def evaluate(model: LensModel, test: pd.DataFrame, params: CohortParams | None =
     return out
 
 
+FIXED_MARGIN_BEFORE = 200.0  # µm per mm: the one margin every size had before it came from data
+
+
+def _margins_report(model: LensModel) -> list[dict[str, Any]]:
+    """Per size: the margin the bounds use, the eyes it was estimated on, and why there is none."""
+    found = model.manifest.get("gain_margins") if model.config.margin_from_data else None
+    if found:
+        return [dict(m) for m in found]
+    return [
+        {"size_mm": s, "margin_um_per_mm": model.config.gain_margin_um_per_mm, "eyes": None, "why": "fixed"}
+        for s in SIZES_MM
+    ]
+
+
 def _plain_bounds(model: LensModel, test: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """The model's answer for `test` as it would be with plain monotone bounds."""
     import copy
@@ -183,9 +223,25 @@ def _plain_bounds(model: LensModel, test: pd.DataFrame) -> tuple[np.ndarray, np.
 
     plain = copy.copy(model)
     plain.config = replace(
-        model.config, step_gain_um_per_mm=(0.0, float("inf")), gain_margin_um_per_mm=float("inf")
+        model.config,
+        step_gain_um_per_mm=(0.0, float("inf")),
+        gain_margin_um_per_mm=float("inf"),
+        margin_from_data=False,
     )
     pred = plain.predict(test)
+    return pred.lower_um, pred.upper_um
+
+
+def _fixed_margin_bounds(
+    model: LensModel, test: pd.DataFrame, margin: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The model's bounds for `test` with one fixed margin for every size (before issue 29)."""
+    import copy
+    from dataclasses import replace
+
+    fixed = copy.copy(model)
+    fixed.config = replace(model.config, gain_margin_um_per_mm=margin, margin_from_data=False)
+    pred = fixed.predict(test)
     return pred.lower_um, pred.upper_um
 
 

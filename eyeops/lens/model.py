@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,18 @@ class LensConfig:
     # model's gain f_j − f_i, at most `gain_margin_um_per_mm` per mm between them. inf: off.
     gain_margin_um_per_mm: float = 200.0
     bound_alpha: float = 0.05
+    # The margin from data (issue 29), per size: the conformal (1 − bound_alpha) quantile, with its
+    # finite-sample correction, of the gain error shown by calibration eyes implanted with that size
+    # where the model calls it unsupported for them: the one place the cohort shows a truth for an
+    # unsupported size. A size with fewer than `margin_min_eyes` such eyes, or whose estimate lies
+    # beyond the published size effects (step_gain_um_per_mm's upper end), keeps the monotone and
+    # per-step bounds and says why. False: gain_margin_um_per_mm for every size, as before.
+    margin_from_data: bool = True
+    margin_min_eyes: int = 30
+    # Training-conditional: the order statistic is chosen so that the bound covers at least
+    # 1 − bound_alpha of new eyes with this probability over the calibration draw (Vovk, ACML 2012:
+    # the coverage of the r-th order statistic is Beta(r, n + 1 − r)); None: the marginal rank.
+    margin_confidence: float | None = 0.9
     target_um: tuple[float, float] = TARGET_VAULT_UM
     calibration_share: float = 0.25
     seed: int = 0
@@ -178,6 +191,7 @@ class LensPrediction:
     assumes: str = "monotone treatment response"
     # E|vault − vault_um| from the direct loss estimator; None for a model saved without one
     expected_abs_error_um: np.ndarray | None = None
+    assumes_by_size: list[str] | None = None  # what each size's bounds assume, and why not more
 
     def eye(self, i: int, model_version: str) -> dict[str, Any]:
         """One eye's answer in the lens service's contract."""
@@ -191,7 +205,11 @@ class LensPrediction:
                     "supported": supported,
                     "propensity": round(float(self.propensity[i, j]), 4),
                     "kind": "interval" if supported else "bounds",
-                    **({} if supported else {"assumes": self.assumes}),
+                    **(
+                        {}
+                        if supported
+                        else {"assumes": (self.assumes_by_size or [self.assumes] * len(SIZES_MM))[j]}
+                    ),
                     "lower_um": round(float(self.lower_um[i, j]), 1),
                     "upper_um": round(float(self.upper_um[i, j]), 1),
                     "p_in_range": round(float(self.p_in_range[i, j]), 4) if supported else None,
@@ -381,6 +399,25 @@ class LensModel:
             low = np.clip(pred_calib[rows, j] - radius, 0.0, config.vault_max_um)
             high = np.clip(pred_calib[rows, j] + radius, 0.0, config.vault_max_um)
             covered[rows] = (low <= calib_y[rows]) & (calib_y[rows] <= high)
+        if config.margin_from_data:
+            wide = np.column_stack(
+                [
+                    model.calibration[size].radius(
+                        1.0 / np.clip(e_calib[:, j], config.delta, 1.0), config.bound_alpha
+                    )
+                    for j, size in enumerate(SIZES_MM)
+                ]
+            )
+            model.manifest["gain_margins"] = gain_margins(
+                np.abs(calib_y - factual),
+                calib_idx,
+                e_calib >= config.delta,
+                wide,
+                config.bound_alpha,
+                config.margin_min_eyes,
+                config.step_gain_um_per_mm[1],
+                config.margin_confidence,
+            )
         if (~supported_calib).any():
             # An implanted size the model calls unsupported is answered with bounds built from the
             # other sizes' calibration eyes, which this eye is not among: out of sample as they are.
@@ -421,6 +458,7 @@ class LensModel:
                 f"{s:.1f}": int((size_idx[is_calib] == j).sum()) for j, s in enumerate(SIZES_MM)
             },
             "metrics": metrics,
+            **({"gain_margins": model.manifest["gain_margins"]} if config.margin_from_data else {}),
         }
         return model
 
@@ -460,16 +498,15 @@ class LensModel:
             low, high = cfg.target_um
             p_in[:, j] = calib.mass_between(low - vault[:, j], high - vault[:, j], weights)
         lower, upper = response_bounds(lower, upper, supported, cfg.vault_max_um, cfg.step_gain_um_per_mm)
-        if np.isfinite(cfg.gain_margin_um_per_mm):
+        margins, why = self.margins()
+        if np.isfinite(margins).any():
             wide = np.column_stack(
                 [
                     self.calibration[size].radius(1.0 / np.clip(e[:, j], cfg.delta, 1.0), cfg.bound_alpha)
                     for j, size in enumerate(SIZES_MM)
                 ]
             )
-            lower, upper = anchored_bounds(
-                vault, wide, supported, lower, upper, cfg.gain_margin_um_per_mm, cfg.vault_max_um
-            )
+            lower, upper = anchored_bounds(vault, wide, supported, lower, upper, margins, cfg.vault_max_um)
         p_in[~supported] = np.nan
         expected_abs = None if self.loss_estimator is None else self.loss_estimator.predict(x, vault)
         recommended = recommend(vault, p_in, supported)
@@ -478,13 +515,34 @@ class LensModel:
         assumes = "monotone treatment response" + (
             f"; vault gain {g_min:g}–{g_max:g} µm per mm of size" if np.isfinite(g_max) or g_min > 0 else ""
         )
-        if np.isfinite(cfg.gain_margin_um_per_mm):
-            assumes += (
-                f"; the model's gain between sizes off by at most {cfg.gain_margin_um_per_mm:g} µm per mm"
+        by_size = [
+            assumes
+            + (
+                f"; the model's gain to this size off by at most {m:g} µm per mm"
+                if np.isfinite(m)
+                else (f"; no tighter bound: {reason}" if reason else "")
             )
+            for m, reason in zip(margins, why, strict=True)
+        ]
+        if np.isfinite(margins).all() and len(set(margins.tolist())) == 1:
+            assumes += f"; the model's gain between sizes off by at most {margins[0]:g} µm per mm"
+        elif np.isfinite(margins).any():
+            assumes += "; the model's gain between sizes off by at most a margin per size (estimated)"
         return LensPrediction(
-            vault, e, supported, lower, upper, p_in, recommended, nomogram, assumes, expected_abs
+            vault, e, supported, lower, upper, p_in, recommended, nomogram, assumes, expected_abs, by_size
         )
+
+    def margins(self) -> tuple[np.ndarray, list[str | None]]:
+        """Per size: the anchored bound's margin (µm per mm; inf: none) and why there is none. From
+        data where the model was fitted so (issue 29), else the fixed gain_margin_um_per_mm."""
+        found = self.manifest.get("gain_margins") if self.config.margin_from_data else None
+        if found:
+            margins = np.array(
+                [np.inf if m["margin_um_per_mm"] is None else float(m["margin_um_per_mm"]) for m in found]
+            )
+            return margins, [m.get("why") for m in found]
+        fixed = self.config.gain_margin_um_per_mm
+        return np.full(len(SIZES_MM), fixed), [None] * len(SIZES_MM)
 
     def explain(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
         """Per eye: path-dependent TreeSHAP of the predicted vault at every size (LightGBM
@@ -568,6 +626,7 @@ class LensModel:
         else:
             config_data["step_gain_um_per_mm"] = (0.0, float("inf"))
         config_data.setdefault("gain_margin_um_per_mm", float("inf"))
+        config_data.setdefault("margin_from_data", False)  # saved before margins came from data
         config = LensConfig(**config_data)
         with np.load(folder / "calibration.npz") as data:
             calibration = {
@@ -655,31 +714,114 @@ def anchored_bounds(
     supported: np.ndarray,
     lower: np.ndarray,
     upper: np.ndarray,
-    margin_per_mm: float,
+    margin_per_mm: float | np.ndarray,
     vault_max: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Tighten unsupported sizes' bounds with each supported size i as an anchor: the truth at j is
-    f_j ± (R_i + margin · |s_j − s_i|), R_i being i's wide (1 − bound_alpha) conformal radius, since
-    the residual at j is i's residual plus the error of the model's gain between the two sizes.
+    f_j ± (R_i + margin_j · |s_j − s_i|), R_i being i's wide (1 − bound_alpha) conformal radius,
+    since the residual at j is i's residual plus the error of the model's gain between the two
+    sizes. `margin_per_mm`: one for every size, or one per size (inf: that size is not anchored).
     Intersected with the bounds given (monotone and per-step gain); where they would cross, the
     bounds given are kept."""
     sizes = np.asarray(SIZES_MM, dtype=float)
     lo, hi = lower.copy(), upper.copy()
     n, k = vault.shape
+    margins = np.broadcast_to(np.asarray(margin_per_mm, dtype=float), (k,))
     for j in range(k):
         unsupported = ~supported[:, j]
-        if not unsupported.any():
+        if not unsupported.any() or not np.isfinite(margins[j]):
             continue
         reach = np.full(n, np.inf)
         for i in range(k):
             if i != j:
-                spread = wide_radius[:, i] + margin_per_mm * abs(sizes[j] - sizes[i])
+                spread = wide_radius[:, i] + margins[j] * abs(sizes[j] - sizes[i])
                 reach = np.where(supported[:, i], np.minimum(reach, spread), reach)
         tight_lo = np.maximum(lower[:, j], np.clip(vault[:, j] - reach, 0.0, vault_max))
         tight_hi = np.minimum(upper[:, j], np.clip(vault[:, j] + reach, 0.0, vault_max))
         keep = unsupported & (tight_lo <= tight_hi)
         lo[keep, j], hi[keep, j] = tight_lo[keep], tight_hi[keep]
     return lo, hi
+
+
+def gain_margins(
+    abs_residual: np.ndarray,
+    size_idx: np.ndarray,
+    supported: np.ndarray,
+    wide_radius: np.ndarray,
+    alpha: float,
+    min_eyes: int,
+    max_gain: float,
+    confidence: float | None = None,
+) -> list[dict[str, Any]]:
+    """Per size j, from calibration eyes implanted with j where j was unsupported for them (their
+    `abs_residual` |y − f_j|, the `wide_radius` of every size at their features, `supported` at
+    their features): the margin each eye needs for the anchored bound to hold it, max over its
+    supported anchors i of (|r| − R_i) / |s_j − s_i| (at least 0), and the split-conformal
+    (1 − α) quantile of those, the ⌈(n + 1)(1 − α)⌉-th smallest (Vovk et al. 2005; Lei et al.,
+    JASA 2018): for a new eye exchangeable with them, the bound holds with probability ≥ 1 − α.
+    None where it cannot be estimated, with the reason."""
+    sizes = np.asarray(SIZES_MM, dtype=float)
+    out: list[dict[str, Any]] = []
+    for j, size in enumerate(SIZES_MM):
+        rows = (size_idx == j) & ~supported[:, j]
+        n = int(rows.sum())
+        rank = _conformal_rank(n, alpha, confidence)
+        if n < min_eyes or rank > n:
+            out.append(
+                {
+                    "size_mm": size,
+                    "margin_um_per_mm": None,
+                    "eyes": n,
+                    "why": f"{n} eyes were implanted with {size:g} mm where it was unsupported for them;"
+                    f" at least {_eyes_needed(alpha, confidence, min_eyes)} are needed to"
+                    " estimate how far the model's gain to it can be off",
+                }
+            )
+            continue
+        need = np.zeros(n)
+        for i in range(len(SIZES_MM)):
+            if i == j:
+                continue
+            excess = (abs_residual[rows] - wide_radius[rows, i]) / abs(sizes[j] - sizes[i])
+            need = np.where(supported[rows, i], np.maximum(need, excess), need)
+        margin = float(np.ceil(np.sort(need)[rank - 1]))
+        if margin >= max_gain:
+            out.append(
+                {
+                    "size_mm": size,
+                    "margin_um_per_mm": None,
+                    "eyes": n,
+                    "why": f"the gain error estimated on {n} eyes ({margin:.0f} µm/mm) is beyond the"
+                    f" published size effects (at most {max_gain:g} µm per mm)",
+                }
+            )
+            continue
+        out.append({"size_mm": size, "margin_um_per_mm": margin, "eyes": n, "why": None})
+    return out
+
+
+def _conformal_rank(n: int, alpha: float, confidence: float | None) -> int:
+    """The order statistic (1-based) whose bound covers 1 − α: marginally ⌈(n + 1)(1 − α)⌉; with a
+    `confidence`, the smallest r with P(Beta(r, n + 1 − r) ≥ 1 − α) ≥ confidence (n + 1 if none)."""
+    marginal = int(np.ceil((n + 1) * (1 - alpha)))
+    if confidence is None or n == 0:
+        return marginal
+    # P(Beta(r, n + 1 − r) ≥ 1 − α) = P(Binomial(n, 1 − α) ≤ r − 1)
+    p = 1 - alpha
+    below = 0.0
+    for k in range(n + 1):
+        if k >= max(marginal, 1) and below >= confidence:
+            return k
+        below += math.comb(n, k) * p**k * (1 - p) ** (n - k)
+    return n + 1  # no order statistic of n eyes is enough
+
+
+def _eyes_needed(alpha: float, confidence: float | None, min_eyes: int) -> int:
+    """The fewest eyes for which `_conformal_rank` names an order statistic that exists."""
+    n = 1
+    while _conformal_rank(n, alpha, confidence) > n and n < 100_000:
+        n += 1
+    return max(min_eyes, n)
 
 
 def monotone_bounds(

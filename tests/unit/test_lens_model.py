@@ -178,3 +178,61 @@ def test_anchored_bounds_follow_the_model_between_sizes_within_the_stated_margin
     assert (lo[0, 2], hi[0, 2]) == pytest.approx((730.0, 1270.0))
     assert (lo[0, 3], hi[0, 3]) == pytest.approx((1300 - 150 - 200 * 1.1, 1300 + 150 + 200 * 1.1))
     assert (lo[0, :2] == lower[0, :2]).all() and (hi[0, :2] == upper[0, :2]).all()  # intervals untouched
+
+
+def test_the_margin_per_size_is_the_conformal_quantile_of_what_unsupported_eyes_needed():
+    """Issue 29: the margin comes from calibration eyes implanted with a size unsupported for them,
+    the ⌈(n + 1)(1 − α)⌉-th smallest of the margins they needed; too few eyes, or an estimate beyond
+    the published size effects, give none and say why."""
+    from eyeops.lens.model import anchored_bounds, gain_margins
+
+    rng = np.random.default_rng(3)
+    n = 99
+    size_idx = np.full(n, 3)  # every eye got 13.7 mm, unsupported for it; 13.2 is its anchor
+    supported = np.tile([False, False, True, False], (n, 1))
+    wide = np.full((n, 4), 100.0)
+    needed = rng.permutation(np.arange(n, dtype=float))  # µm per mm each eye needs: 0 … 98
+    abs_residual = wide[:, 2] + needed * 0.5  # 13.2 → 13.7 is 0.5 mm
+    found = gain_margins(abs_residual, size_idx, supported, wide, 0.05, 30, 1100.0)
+    assert [m["margin_um_per_mm"] for m in found[:3]] == [None, None, None]  # no eyes: none, and why
+    assert "0 eyes were implanted with 12.1 mm" in found[0]["why"]
+    # rank ⌈100 · 0.95⌉ = 95: the 95th smallest of 0 … 98 is 94
+    assert found[3] == {"size_mm": 13.7, "margin_um_per_mm": 94.0, "eyes": 99, "why": None}
+    assert (
+        gain_margins(abs_residual[:20], size_idx[:20], supported[:20], wide[:20], 0.05, 30, 1100.0)[3][
+            "margin_um_per_mm"
+        ]
+        is None
+    )  # 20 eyes < 30
+    # training-conditional (the default): an order statistic whose coverage, Beta(r, n + 1 − r), is
+    # ≥ 0.95 with probability 0.9: rank 98 of 99 here, and 38 eyes are too few (45 needed)
+    strict = gain_margins(abs_residual, size_idx, supported, wide, 0.05, 30, 1100.0, confidence=0.9)[3]
+    assert strict["margin_um_per_mm"] == 97.0
+    few = gain_margins(abs_residual[:38], size_idx[:38], supported[:38], wide[:38], 0.05, 30, 1100.0, 0.9)[3]
+    assert few["margin_um_per_mm"] is None and "at least 45 are needed" in few["why"]
+    wild = gain_margins(wide[:, 2] + 800.0, size_idx, supported, wide, 0.05, 30, 1100.0)[3]
+    assert wild["margin_um_per_mm"] is None and "beyond the published size effects" in wild["why"]
+    # a size without a margin keeps the bounds given; one with a margin is anchored
+    vault = np.array([[400.0, 700.0, 1000.0, 1300.0]])
+    lower, upper = monotone_bounds(vault - 100, vault + 100, np.array([[True, True, False, False]]), 2000.0)
+    margins = np.array([np.inf, np.inf, 200.0, np.inf])
+    lo, hi = anchored_bounds(
+        vault, np.full((1, 4), 150.0), np.array([[True, True, False, False]]), lower, upper, margins, 2000.0
+    )
+    assert (lo[0, 2], hi[0, 2]) == pytest.approx((730.0, 1270.0))
+    assert (lo[0, 3], hi[0, 3]) == (lower[0, 3], upper[0, 3])
+
+
+def test_a_fitted_model_states_its_margins_and_each_unsupported_size_says_what_it_assumes(model, eyes):
+    found = model.manifest["gain_margins"]
+    assert [m["size_mm"] for m in found] == list(SIZES_MM)
+    for m in found:
+        assert (m["margin_um_per_mm"] is None) == bool(m["why"]) and m["eyes"] >= 0
+    margins, why = model.margins()
+    pred = model.predict(eyes)
+    answer = pred.eye(int(np.flatnonzero((~pred.supported).any(axis=1))[0]), model.version)
+    for j, size in enumerate(answer["sizes"]):
+        if size["kind"] == "bounds":
+            said = size["assumes"]
+            assert ("off by at most" in said) == bool(np.isfinite(margins[j]))
+            assert np.isfinite(margins[j]) or (why[j] and why[j] in said)
