@@ -54,6 +54,8 @@ class LensMetrics(TypedDict, total=False):
     coverage_counterfactual_unsupported_fixed_margin: float | None
     unsupported_bound_width_fixed_margin_um: float | None
     unsupported_fell_back_share: float | None
+    unsupported_implanted_eyes: int
+    coverage_unsupported_implanted: float | None
     width_ratio_where_a_margin_holds: float | None
     coverage_where_a_margin_holds: float | None
     recommended_share_by_size: Required[dict[str, float]]
@@ -115,6 +117,12 @@ def evaluate(model: LensModel, test: pd.DataFrame, params: CohortParams | None =
         },
         "in_range_rate_implanted": float(_in_range(y, target).mean()),
     }
+    # The checkable pairs of unsupported bounds in any cohort, real ones too: test eyes implanted
+    # with a size unsupported for them, and whether their outcome lies within its bounds.
+    odd = ~pred.supported[rows, idx]
+    held = (pred.lower_um[rows, idx] <= y) & (y <= pred.upper_um[rows, idx])
+    out["unsupported_implanted_eyes"] = int(odd.sum())
+    out["coverage_unsupported_implanted"] = float(held[odd].mean()) if odd.any() else None
     # Off-policy: the in-range rate each policy would reach, from the observed outcomes only.
     policies = {"recommended": pred.recommended_size_mm, "nomogram": pred.nomogram_size_mm}
     values = {name: policy_value(model, test, sizes) for name, sizes in policies.items()}

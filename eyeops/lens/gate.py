@@ -15,6 +15,11 @@ class GateTolerances:
     coverage_range: tuple[float, float] = (0.86, 0.94)  # factual coverage of the 90 % intervals
     coverage_per_size_min: float = 0.84
     in_range_drop: float = 0.02  # recommended in-range rate may fall by at most 2 points
+    # Unsupported sizes' bounds claim 95 %: refused when the held-out eyes that can check them (implanted
+    # with a size unsupported for them; counterfactuals where a simulator has them) show less, by more
+    # than two binomial standard errors; judged only from `unsupported_min_eyes` such pairs.
+    unsupported_claim: float = 0.95
+    unsupported_min_eyes: int = 45
 
 
 def gate(
@@ -32,6 +37,7 @@ def gate(
     for size, value in candidate.get("coverage_factual_by_size", {}).items():
         if value < tol.coverage_per_size_min:
             reasons.append(f"coverage for {size} mm {value:.3f} below {tol.coverage_per_size_min}")
+    reasons += unsupported_bounds_reasons(candidate, tol)
     if champion is None:
         return GateDecision(
             not reasons, reasons or ["no champion yet: the first model that passes is promoted"]
@@ -60,6 +66,33 @@ def gate(
     if reasons:
         return GateDecision(False, reasons + notes)
     return GateDecision(True, ["no worse than the champion within tolerances", *notes])
+
+
+def unsupported_bounds_reasons(candidate: dict[str, Any], tol: GateTolerances) -> list[str]:
+    """Whether the bounds of unsupported sizes hold what they claim on the pairs that can check them
+    (issue 29): the true counterfactuals where the cohort has them, else the held-out eyes implanted
+    with a size unsupported for them."""
+    checks = [
+        ("counterfactual pairs", "coverage_counterfactual_unsupported", "counterfactual_pairs_unsupported"),
+        (
+            "eyes implanted with an unsupported size",
+            "coverage_unsupported_implanted",
+            "unsupported_implanted_eyes",
+        ),
+    ]
+    for label, key, count in checks:
+        coverage, n = candidate.get(key), int(candidate.get(count) or 0)
+        if coverage is None or n < tol.unsupported_min_eyes:
+            continue
+        claim = tol.unsupported_claim
+        floor = claim - 2 * (claim * (1 - claim) / n) ** 0.5
+        if coverage < floor:
+            return [
+                f"bounds of unsupported sizes cover {coverage:.3f} of {n} {label}, below the {claim:.0%}"
+                f" they claim (floor {floor:.3f})"
+            ]
+        return []
+    return []
 
 
 def in_range_rates(candidate: dict[str, Any], champion: dict[str, Any]) -> tuple[str, float, float] | None:

@@ -96,3 +96,23 @@ def test_registry_commands(tmp_path, capsys):
     assert lines[1].startswith("  2 ") and "gate: REFUSED" in lines[1]
     assert lines[2].strip() == "refused because: coverage 0.80 below 0.88"
     assert lines[-1].endswith(": 1")  # 2 was rolled back: 1 stands alone
+
+
+def test_the_gate_refuses_bounds_that_under_cover_what_they_claim():
+    """Issue 29: bounds of unsupported sizes claim 95 %; the fixed margin covered 0.933 of the
+    counterfactuals of a world written apart, and nothing refused it."""
+    under = {**GOOD, "coverage_counterfactual_unsupported": 0.933, "counterfactual_pairs_unsupported": 9722}
+    refused = gate(under, None)
+    assert not refused.promote and any(
+        "cover 0.933 of 9722 counterfactual pairs" in r for r in refused.reasons
+    )
+    # within two binomial standard errors of the claim, or too few pairs to tell: not refused for it
+    assert gate({**under, "coverage_counterfactual_unsupported": 0.949}, None).promote
+    assert gate({**under, "counterfactual_pairs_unsupported": 30}, None).promote
+    # a real cohort: the held-out eyes implanted with a size unsupported for them
+    real = {**GOOD, "coverage_unsupported_implanted": 0.80, "unsupported_implanted_eyes": 60}
+    decision = gate(real, None)
+    assert not decision.promote and any(
+        "60 eyes implanted with an unsupported size" in r for r in decision.reasons
+    )
+    assert gate({**real, "coverage_unsupported_implanted": 0.93}, None).promote  # floor 0.894 at n = 60
