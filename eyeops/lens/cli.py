@@ -177,9 +177,9 @@ def _recommend(args: argparse.Namespace) -> int:
             f"  {s['size_mm']:.1f} mm  vault {s['vault_um']:7.0f} µm"
             f"  [{s['lower_um']:5.0f}, {s['upper_um']:5.0f}]  {kind}"
         )
-    assumed = next((s["assumes"] for s in answer["sizes"] if not s["supported"] and s.get("assumes")), None)
-    if assumed:
-        print(f"  bounds assume: {assumed}")
+    for s in answer["sizes"]:  # each unsupported size's own assumptions (its margin, or why none)
+        if not s["supported"] and s.get("assumes"):
+            print(f"  {s['size_mm']:.1f} mm bounds assume: {s['assumes']}")
     if answer.get("stale_feature_views"):
         print(f"  stale features: {', '.join(answer['stale_feature_views'])}")
     if args.plot:

@@ -43,7 +43,13 @@ def plot_recommendation(answer: dict[str, Any], out: Path) -> None:
         fontsize=9,
     )
     ax.legend(fontsize=8, loc="upper left")
-    assumed = next((s["assumes"] for s in sizes if not s["supported"] and s.get("assumes")), None)
-    if assumed:  # bounds are what the data allow under stated assumptions, not a prediction
-        fig.text(0.01, 0.01, f"bounds assume: {assumed}", fontsize=7, color="#616161")
+    # Bounds are what the data allow under stated assumptions, not a prediction; since margins come
+    # from data per size (issue 29), each unsupported size may assume something else: one line each.
+    assumed = [
+        f"{s['size_mm']:.1f} mm bounds assume: {s['assumes']}"
+        for s in sizes
+        if not s["supported"] and s.get("assumes")
+    ]
+    for row, line in enumerate(reversed(assumed)):
+        fig.text(0.01, 0.01 + 0.03 * row, line, fontsize=6.5, color="#616161")
     save_png(fig, out)
