@@ -46,35 +46,13 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from tests.foreign.cohort import COLUMNS, SIZES, VAULT_COLUMNS, write
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-SIZES: tuple[float, ...] = (12.1, 12.6, 13.2, 13.7)
-VAULT_COLUMNS: tuple[str, ...] = tuple(f"vault_um_{s}" for s in SIZES)
-COLUMNS: tuple[str, ...] = (
-    "eye_id",
-    "patient_id",
-    "laterality",
-    "age_years",
-    "sex",
-    "exam_date",
-    "wtw_mm",
-    "acd_mm",
-    "al_mm",
-    "lt_mm",
-    "k1_d",
-    "k2_d",
-    "cct_um",
-    "ata_mm",
-    "clr_um",
-    "sts_mm",
-    "sphere_d",
-    "cyl_d",
-    "implanted_size_mm",
-    "surgery_date",
-    "vault_um",
-    *VAULT_COLUMNS,
-)
+# The output contract and the writer are the other simulator's (one home for what a cohort file
+# holds); what this world assumes is all below.
 VAULT_MAX_UM = 2000
 FIRST_PATIENT = 9_000_000  # a range apart from the other simulator's patient ids
 SURGERY_START = np.datetime64("2021-03-01")
@@ -347,17 +325,6 @@ def simulate(n: int, seed: int, odd_share: float = 0.0005) -> pd.DataFrame:
     )
     _add_oddities(rng, frame, odd_share)
     return frame
-
-
-def write(frame: pd.DataFrame, out: Path) -> None:
-    """Writes ``.parquet`` or ``.csv`` (dates as YYYY-MM-DD)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".parquet":
-        frame.to_parquet(out, index=False)
-    elif out.suffix == ".csv":
-        frame.to_csv(out, index=False, date_format="%Y-%m-%d")
-    else:
-        raise ValueError(f"{out}: write .parquet or .csv")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
