@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import io
 import re
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 from PIL import Image
 
 
@@ -121,3 +125,15 @@ def command(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
+
+
+def eventually(check: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.5) -> Any:
+    """`check()`'s first truthy value, polled every `every_s`; the test fails naming `what` after
+    `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(every_s)
+    pytest.fail(f"no {what} after {timeout_s:.0f} s")

@@ -31,7 +31,8 @@ import yaml
 
 from eyeops.settings import repo_root
 from tests.conftest import create_pg_database, drop_pg_database
-from tests.containers.conftest import Container, Engine, eventually, free_ports, shared_dir, world_readable
+from tests.containers.conftest import Container, Engine, free_ports, shared_dir, world_readable
+from tests.helpers import eventually
 
 pytestmark = [pytest.mark.containers, pytest.mark.slow]
 

@@ -20,6 +20,7 @@ from eyeops.devices import LayoutRegistry
 from eyeops.devices.finetune_jobs import LOCK, FinetuneBusy, FinetuneJobs
 from eyeops.errors import UnknownDeviceKind
 from eyeops.review.store import ReviewStore
+from tests.helpers import eventually
 from tests.unit.test_console import PASSWORD, SECRET, form_fields, sign_in
 
 pytestmark = pytest.mark.unit
@@ -62,21 +63,13 @@ def fake(tmp_path: Path):  # type: ignore[no-untyped-def]
     return jobs, gate, modes
 
 
-def until(check, timeout: float = 20.0):  # type: ignore[no-untyped-def]
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out")
-
-
 def test_one_runs_at_a_time_and_its_record_follows_it_to_the_gates_verdict(fake) -> None:  # type: ignore[no-untyped-def]
     jobs, gate, modes = fake
     started = jobs.start("lensmeter", "dev")
     assert started.running and started.started_by == "dev"
-    live = until(lambda: jobs.jobs()["lensmeter"].progress and jobs.jobs()["lensmeter"])
+    live = eventually(
+        lambda: jobs.jobs()["lensmeter"].progress and jobs.jobs()["lensmeter"], 20, "progress", 0.05
+    )
     assert live.running and "rendering 6 lensmeter exams" in live.progress
     with pytest.raises(FinetuneBusy, match="lensmeter is running") as busy:
         jobs.start("keratometer", "dev")
