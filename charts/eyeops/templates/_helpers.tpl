@@ -104,3 +104,23 @@ volumeMounts:
 - --http-restricted-api={{ $apis }}:x-eyeops-triton-key=$(EYEOPS_TRITON_KEY)
 - --grpc-restricted-protocol={{ $apis }}:x-eyeops-triton-key=$(EYEOPS_TRITON_KEY)
 {{- end -}}
+
+{{/* A transformer's own service account: its identity in the mesh (templates/authorizationpolicy.yaml). */}}
+{{- define "eyeops.transformerServiceAccount" -}}
+{{ printf "%s-%s-transformer" (include "eyeops.fullname" .root) .name }}
+{{- end -}}
+
+{{- define "eyeops.transformerIdentity" -}}
+serviceAccountName: {{ include "eyeops.transformerServiceAccount" . }}
+{{- if include "eyeops.istioAuthorization" .root }}
+# Istio's sidecar proves this identity to the cluster-local gateway (mTLS).
+annotations: {sidecar.istio.io/inject: "true"}
+{{- end }}
+{{- end -}}
+
+{{/* Non-empty when the predictors are closed at the cluster-local gateway (Knative with Istio). */}}
+{{- define "eyeops.istioAuthorization" -}}
+{{- if and (eq .Values.kserve.deploymentMode "Knative") .Values.kserve.istio.authorizationPolicy -}}
+true
+{{- end -}}
+{{- end -}}
