@@ -36,6 +36,9 @@ PATIENT_MEMORY = 5000  # patients remembered for the one-eye-per-patient rule
 OUTCOME_WINDOW_DAYS = (21, 56)
 # E|r| of a normal residual is σ·√(2/π); a 90 % interval's half-width is 1.645 σ.
 EXPECTED_ABS_PER_HALF_WIDTH = float(np.sqrt(2 / np.pi) / 1.6449)
+# What the lens service claims per size (eyeops.lens.model.LensConfig: 1 − alpha for the conformal
+# interval of a supported size, 1 − bound_alpha for the bounds of an unsupported one).
+CLAIMED_COVERAGE = {"supported": 0.90, "unsupported": 0.95}
 COMPONENTS = ("predictor", "transformer", "explainer")  # KServe's; the only Ce-Component labels
 PENDING_REQUESTS = 10_000  # lens requests waiting for their response (200) before they count
 # The kinds eyeops ships layouts for; `--device-kind` adds an onboarded one. Events of any other kind
@@ -132,6 +135,33 @@ class MonitorMetrics:
         self.training_mae = Gauge(
             "eyeops_lens_training_mae_um", "The served lens model's MAE on its evaluation cohort", registry=r
         )
+        # Eyes implanted with a size other than the recommended one: the sizes whose bounds rest on
+        # the most assumption (issue 29). support: supported (interval) or unsupported (bounds).
+        self.off_outcomes = Gauge(
+            "eyeops_lens_off_recommendation_outcomes",
+            "Joined outcomes of eyes implanted off the recommendation, in the rolling window",
+            ["support"], registry=r,
+        )  # fmt: skip
+        self.off_coverage = Gauge(
+            "eyeops_lens_off_recommendation_coverage",
+            "Share of those outcomes inside the implanted size's interval or bounds",
+            ["support"], registry=r,
+        )  # fmt: skip
+        self.off_claimed = Gauge(
+            "eyeops_lens_off_recommendation_claimed_coverage",
+            "The coverage the lens service claims for those intervals or bounds",
+            ["support"], registry=r,
+        )  # fmt: skip
+        self.off_p = Gauge(
+            "eyeops_lens_off_recommendation_undercoverage_p",
+            "One-sided binomial p-value of that coverage under the claim (small: they under-cover)",
+            ["support"], registry=r,
+        )  # fmt: skip
+        for support, claimed in CLAIMED_COVERAGE.items():
+            self.off_outcomes.labels(support).set(0)
+            self.off_coverage.labels(support).set(math.nan)
+            self.off_claimed.labels(support).set(claimed)
+            self.off_p.labels(support).set(math.nan)
         self.review_rate = Gauge(
             "eyeops_ocr_review_rate", "Rolling share of fields sent to review", ["device_kind"], registry=r
         )
@@ -436,6 +466,9 @@ class Monitor:
         covered = answer["lower_um"][j] <= vault <= answer["upper_um"][j]
         in_range = TARGET_VAULT_UM[0] <= vault <= TARGET_VAULT_UM[1]
         tx.record_outcome(eye_id, exam_date, vault, error, covered, in_range)
+        support = (answer.get("supported") or [None] * len(SIZES_MM))[j]
+        if round(size, 1) != round(float(answer["recommended_size_mm"]), 1) and support is not None:
+            tx.record_off_recommendation(eye_id, bool(support), covered)
         self._outcome_gauges(tx)
         return True
 
@@ -448,7 +481,29 @@ class Monitor:
             **dict(zip(("mae_um", "coverage", "in_range_rate"), means, strict=True)),
         }
 
+    def _off_recommendation(self, store: MonitorStore) -> dict[str, dict[str, Any]]:
+        """Per support, over the newest `rolling` eyes implanted off the recommendation: how many,
+        the share covered, the claim, and P(covered ≤ k | n, claim), a one-sided binomial test."""
+        from scipy.stats import binom
+
+        out = {}
+        for support, claimed in CLAIMED_COVERAGE.items():
+            covered = store.recent_off_recommendation(support == "supported", self.rolling)
+            n, k = len(covered), sum(covered)
+            out[support] = {
+                "outcomes": n,
+                "coverage": k / n if n else None,
+                "claimed_coverage": claimed,
+                "undercoverage_p": float(binom.cdf(k, n, claimed)) if n else None,
+            }
+        return out
+
     def _outcome_gauges(self, store: MonitorStore) -> None:
+        for support, off in self._off_recommendation(store).items():
+            self.metrics.off_outcomes.labels(support).set(off["outcomes"])
+            if off["outcomes"]:
+                self.metrics.off_coverage.labels(support).set(off["coverage"])
+                self.metrics.off_p.labels(support).set(off["undercoverage_p"])
         rolling = self._rolling(store)
         self.metrics.outcomes.set(rolling["outcomes"])
         if rolling["outcomes"]:
@@ -472,8 +527,9 @@ class Monitor:
     def status(self) -> dict[str, Any]:
         with self.store.transaction() as tx:
             results, fill, rolling = tx.results(), tx.window_fill(), self._rolling(tx)
+            off = self._off_recommendation(tx)
         latest = {result["detector"]: result for result in results}  # the last check of each
-        return {"detectors": latest, "window_rows": fill, **rolling}
+        return {"detectors": latest, "window_rows": fill, **rolling, "off_recommendation": off}
 
     def history(self, detector: str | None = None) -> list[dict[str, Any]]:
         with self.store.transaction() as tx:

@@ -44,6 +44,8 @@ class LensAnswer:
     p_in_range: tuple[float | None, ...] = ()  # per size where the answer carries it (supported sizes)
     # per size, E|vault − vault_um| from the model's direct loss estimator (absent: older models)
     expected_abs_error_um: tuple[float | None, ...] = ()
+    # per size, whether the data support it (a conformal interval) or not (bounds); None: not said
+    supported: tuple[bool | None, ...] = ()
 
 
 def as_json(data: Any) -> Any:
@@ -140,6 +142,14 @@ def _probability(value: Any) -> float | None:
     return number
 
 
+def _flag(value: Any) -> bool | None:
+    if value is None:
+        return None
+    if not isinstance(value, bool):
+        raise TypeError("supported must be true or false")
+    return value
+
+
 def _abs_error(value: Any) -> float | None:
     if value is None:
         return None
@@ -161,6 +171,7 @@ def _answer(p: dict[str, Any]) -> LensAnswer:
             _eye_id(p.get("eye_id")),
             tuple(_probability(s.get("p_in_range")) for s in sizes),
             tuple(_abs_error(s.get("expected_abs_error_um")) for s in sizes),
+            tuple(_flag(s.get("supported")) for s in sizes),
         )
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise PayloadError(
@@ -196,9 +207,16 @@ def lens_answers(body: Any) -> list[LensAnswer]:
         rec = outputs["recommended_size_mm"].reshape(-1)
         if not len(vault) == len(low) == len(high) == len(rec):
             raise PayloadError("v2 lens response: outputs of different lengths")
+        supported = outputs["supported"].reshape(-1, 4) if "supported" in outputs else None
+        if supported is not None and len(supported) != len(rec):
+            raise PayloadError("v2 lens response: outputs of different lengths")
         return [
-            LensAnswer(list(vault[i]), list(low[i]), list(high[i]), float(rec[i])) for i in range(len(rec))
-        ]
+            LensAnswer(
+                list(vault[i]), list(low[i]), list(high[i]), float(rec[i]),
+                supported=() if supported is None else tuple(bool(f) for f in supported[i]),
+            )
+            for i in range(len(rec))
+        ]  # fmt: skip
     raise PayloadError("lens response has neither predictions (v1) nor outputs (v2)")
 
 

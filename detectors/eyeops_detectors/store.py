@@ -30,6 +30,8 @@ CREATE TABLE IF NOT EXISTS feedback (eye_id TEXT PRIMARY KEY, implanted_size_mm 
     surgery_date TEXT, request_id TEXT, at FLOAT8);
 CREATE TABLE IF NOT EXISTS outcomes (eye_id TEXT PRIMARY KEY, exam_date TEXT, vault_um FLOAT8,
     error_um FLOAT8, covered INTEGER, in_range INTEGER, at FLOAT8);
+CREATE TABLE IF NOT EXISTS off_recommendation (eye_id TEXT PRIMARY KEY, supported INTEGER,
+    covered INTEGER, at FLOAT8);
 CREATE TABLE IF NOT EXISTS vault_readings (eye_id TEXT, exam_date TEXT, vault_um FLOAT8, at FLOAT8,
     PRIMARY KEY (eye_id, exam_date));
 CREATE TABLE IF NOT EXISTS patients (patient TEXT PRIMARY KEY, seq BIGINT);
@@ -232,6 +234,23 @@ class MonitorStore:
             " covered = excluded.covered, in_range = excluded.in_range, at = excluded.at",
             (eye_id, exam_date, vault_um, error_um, _int(covered), _int(in_range), time.time()),
         )
+
+    def record_off_recommendation(self, eye_id: str, supported: bool, covered: bool) -> None:
+        """A joined outcome of an eye implanted with a size other than the one recommended: whether
+        that size was supported for the eye (an interval) or not (bounds), and whether it covered."""
+        self._x(
+            "INSERT INTO off_recommendation VALUES (?, ?, ?, ?) ON CONFLICT (eye_id) DO UPDATE SET"
+            " supported = excluded.supported, covered = excluded.covered, at = excluded.at",
+            (eye_id, int(supported), int(covered), time.time()),
+        )
+
+    def recent_off_recommendation(self, supported: bool, limit: int) -> list[bool]:
+        """Whether each of the newest `limit` off-recommendation outcomes of that support covered."""
+        rows = self._x(
+            "SELECT covered FROM off_recommendation WHERE supported = ? ORDER BY at DESC LIMIT ?",
+            (int(supported), limit),
+        ).fetchall()
+        return [bool(c) for (c,) in rows]
 
     def record_vault(self, eye_id: str, exam_date: str, vault_um: float) -> None:
         """Every accepted AS-OCT vault of an eye, by exam date (which one is the outcome depends on the

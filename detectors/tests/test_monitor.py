@@ -442,6 +442,58 @@ def test_a_preoperative_asoct_is_read_and_only_the_first_in_the_window_is_the_ou
     assert status["outcomes"] == 1 and status["mae_um"] == 50.0  # |450 − 500|, the week-6 reading
 
 
+def implanted(client: TestClient, n: int, eye: str, size: float, vault: float, flags: bool = True) -> None:
+    """Eye n: a logged answer (12.6 recommended; 12.1 and 12.6 supported, 13.2 and 13.7 not, as the
+    answer says when `flags`), the surgery with `size`, and its vault six weeks later."""
+    body = answer(f"P{n:07d}-{eye}")
+    if flags:
+        for s in body["sizes"]:
+            s["supported"] = s["size_mm"] < 13.0
+    reply = client.post(
+        "/", headers=headers(f"L{n}{eye}", RESPONSE, component="transformer"),
+        content=json.dumps({"predictions": [body]}),
+    )  # fmt: skip
+    assert reply.status_code == 202
+    feedback = {"eye_id": f"P{n:07d}-{eye}", "implanted_size_mm": size, "surgery_date": "2026-03-01"}
+    assert client.post("/feedback", json=feedback).status_code == 202
+    exam = {
+        "device_kind": "anterior_segment_oct", "patient_id": f"P{n:07d}", "laterality": eye,
+        "exam_date": "2026-04-12",
+        "fields": [{"name": "vault_um", "value": vault, "confidence": 0.99, "status": "accepted"}],
+    }  # fmt: skip
+    reply = client.post(
+        "/", headers=headers(f"O{n}{eye}", RESPONSE, "ocr", "transformer"),
+        content=json.dumps({"predictions": [exam]}),
+    )  # fmt: skip
+    assert reply.status_code == 202
+
+
+def test_outcomes_off_the_recommendation_are_checked_against_their_claim(client: TestClient) -> None:
+    """Issue 29: eyes implanted with a size other than the recommended one, by whether that size was
+    supported for them; the monitor tests their coverage against the claim (95 % for bounds, 90 %
+    for intervals) and exposes the p-value the alert reads."""
+    # 13.7 (bounds 550–950) implanted in 30 eyes; 6 vaults fall outside: 0.80 where 0.95 is claimed.
+    for n in range(30):
+        implanted(client, n, "OD", 13.7, 1000.0 if n < 6 else 800.0)
+    # 12.1 (supported, interval 100–500) in 20 eyes, 19 inside: 0.95 where 0.90 is claimed.
+    for n in range(100, 120):
+        implanted(client, n, "OD", 12.1, 520.0 if n == 100 else 300.0)
+    # On the recommendation (12.6) or from an answer that does not say what it supports: not counted.
+    for n in range(200, 210):
+        implanted(client, n, "OD", 12.6, 2000.0)
+        implanted(client, n, "OS", 13.7, 2000.0, flags=False)
+    off = client.get("/status").json()["off_recommendation"]
+    assert off["unsupported"]["outcomes"] == 30 and off["unsupported"]["coverage"] == 0.8
+    assert off["unsupported"]["claimed_coverage"] == 0.95
+    assert off["unsupported"]["undercoverage_p"] < 0.01  # P(Bin(30, 0.95) <= 24) = 0.0033
+    assert off["supported"]["outcomes"] == 20 and off["supported"]["coverage"] == 0.95
+    assert off["supported"]["undercoverage_p"] > 0.5
+    assert metric(client, 'eyeops_lens_off_recommendation_outcomes{support="unsupported"}') == 30
+    assert metric(client, 'eyeops_lens_off_recommendation_undercoverage_p{support="unsupported"}') < 0.01
+    assert metric(client, 'eyeops_lens_off_recommendation_claimed_coverage{support="supported"}') == 0.9
+    assert client.get("/status").json()["outcomes"] == 70  # every joined outcome still counts there
+
+
 def test_expected_performance_is_exposed_before_any_outcome(client: TestClient) -> None:
     sizes = [
         {"size_mm": s, "vault_um": v, "lower_um": v - 200, "upper_um": v + 200, "p_in_range": p}

@@ -40,7 +40,7 @@ def rules() -> list[dict[str, object]]:
 
 
 def test_rules_parse_and_fire_on_synthetic_series() -> None:
-    assert "SUCCESS: 20 rules found" in run(tool("promtool"), "check", "rules", ALERTS / "rules.yaml")
+    assert "SUCCESS: 21 rules found" in run(tool("promtool"), "check", "rules", ALERTS / "rules.yaml")
     out = run(tool("promtool"), "test", "rules", "rules_test.yaml", cwd=repo_root() / "tests" / "alerting")
     assert "SUCCESS" in out
 
