@@ -56,6 +56,8 @@ def evaluation_page(
         f"<table border=1 cellpadding=4><tr><th></th><th>candidate</th><th>champion</th></tr>{rows}</table>"
     )
 
+    parts.append(_unsupported_section(metrics))
+
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     by_size = metrics.get("coverage_factual_by_size", {})
     labels = [f"{s:.1f}" for s in SIZES_MM]
@@ -95,3 +97,55 @@ def evaluation_page(
         ax.legend(fontsize=7)
         parts.append(figure_html(fig, "propensity overlap"))
     return "<html><body>" + "".join(parts) + "</body></html>"
+
+
+BOUNDS_COMPARED = (
+    ("monotone", "coverage_counterfactual_unsupported_monotone", "unsupported_bound_width_monotone_um"),
+    ("fixed 200 µm/mm (before)", "coverage_counterfactual_unsupported_fixed_margin",
+     "unsupported_bound_width_fixed_margin_um"),
+    ("served (margin from data)", "coverage_counterfactual_unsupported", "unsupported_bound_width_um"),
+)  # fmt: skip
+
+
+def _unsupported_section(metrics: Mapping[str, Any]) -> str:
+    """Sizes the data do not support for an eye: per size, the margin its bounds use, the eyes it
+    rests on, or why there is none (monotone bounds); then the bounds' coverage of true
+    counterfactual vaults (a simulator) and their width, monotone, fixed margin and served."""
+    rows = []
+    for m in metrics.get("gain_margins") or []:
+        margin = m.get("margin_um_per_mm")
+        held = isinstance(margin, int | float) and np.isfinite(margin)
+        why = m.get("why") or ("fixed" if m.get("eyes") is None else "estimated")
+        rows.append(
+            "<tr>"
+            f"<td>{float(m['size_mm']):.1f} mm</td>"
+            f"<td>{f'{margin:.0f} µm/mm' if held else 'none: monotone bounds'}</td>"
+            f"<td>{'—' if m.get('eyes') is None else int(m['eyes'])}</td>"
+            f"<td>{html.escape(str(why))}</td>"
+            "</tr>"
+        )
+    parts = [
+        "<h2>Bounds for unsupported sizes</h2>",
+        "<table border=1 cellpadding=4><tr><th>size</th><th>margin</th><th>eyes</th><th>why</th></tr>"
+        + "".join(rows)
+        + "</table>",
+    ]
+    compared = "".join(
+        f"<tr><td>{label}</td><td>{_value(metrics, cov)}</td><td>{_value(metrics, width)}</td></tr>"
+        for label, cov, width in BOUNDS_COMPARED
+    )
+    parts.append(
+        "<table border=1 cellpadding=4><tr><th>bounds</th><th>counterfactual coverage (0.95 claimed)</th>"
+        f"<th>mean width (µm)</th></tr>{compared}</table>"
+    )
+    facts = (
+        ("unsupported_fell_back_share", "share of unsupported pairs that fell back to monotone bounds"),
+        ("width_ratio_where_a_margin_holds", "width against monotone where a margin holds (target ≤ 0.6)"),
+        ("coverage_where_a_margin_holds", "coverage where a margin holds"),
+        ("coverage_unsupported_implanted", "coverage on held-out eyes implanted with an unsupported size"),
+        ("unsupported_implanted_eyes", "those eyes"),
+    )
+    parts.append(
+        "<ul>" + "".join(f"<li>{label}: {_value(metrics, key)}</li>" for key, label in facts) + "</ul>"
+    )
+    return "".join(parts)

@@ -164,6 +164,13 @@ def test_the_evaluation_page_shows_coverage_policies_widths_overlap_and_the_cham
     page = evaluation_page(metrics, {**metrics, "mae_um": 123.4}, model.propensities(feature_matrix(test)))
     assert page.count("<img") == 2 and "123.400" in page and "off-policy, 95 % CI" in page
     assert f"{metrics['mae_um']:.3f}" in page
+    # Issue 29: per unsupported size, its margin or why it has none; monotone, fixed and served side by side
+    assert "Bounds for unsupported sizes" in page and page.count(" mm</td>") == 4
+    for margin in metrics["gain_margins"]:
+        assert (margin["why"] or "estimated").split(";")[0] in page.replace("&#x27;", "'")
+    for label in ("monotone", "fixed 200 µm/mm (before)", "served (margin from data)"):
+        assert f"<tr><td>{label}</td>" in page
+    assert f"{metrics['coverage_counterfactual_unsupported_monotone']:.3f}" in page
 
 
 def test_anchored_bounds_follow_the_model_between_sizes_within_the_stated_margin():
