@@ -1,10 +1,13 @@
-"""The one way a transformer of ours calls its predictor: KServe's public REST inference client
-(`kserve.inference_client.InferenceRESTClient`) with the predictor's address, model, protocol and
-credential fixed, and its failures mapped to eyeops errors.
+"""The one way a transformer of ours calls its predictor: KServe's public inference clients
+(`kserve.inference_client.InferenceRESTClient` for v1 and v2 over HTTP, `InferenceGRPCClient` for
+v2 over gRPC, KServe's `grpc-v2` predictor protocol) with the predictor's address, model, protocol
+and credential fixed, and their failures mapped to eyeops errors.
 
-- a transport error (refused, reset, timed out) or a 5xx: `PredictorUnavailable` (503, Retry-After);
-- a 4xx: `PredictorError`, carrying the predictor's status and its message;
-- readiness (`ready()`) is the predictor's readiness of the model, False on any HTTP error;
+- a transport error (refused, reset, timed out), a 5xx, or a gRPC status that is not the request's
+  fault: `PredictorUnavailable` (503, Retry-After);
+- a 4xx, or its gRPC counterpart (INVALID_ARGUMENT, NOT_FOUND, UNAUTHENTICATED, ...):
+  `PredictorError`, carrying the HTTP status and the predictor's message;
+- readiness (`ready()`) is the predictor's readiness of the model, False on any error;
 - the client is closed on shutdown: `close()`, or `close_soon()` from KServe's synchronous
   `Model.stop()`.
 """
@@ -17,16 +20,28 @@ import os
 import ssl
 from typing import Any, ClassVar, Literal, overload
 
+import grpc
 import httpx
 from kserve import Model
-from kserve.inference_client import InferenceRESTClient, RESTConfig
+from kserve.inference_client import InferenceGRPCClient, InferenceRESTClient, RESTConfig
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from eyeops.errors import EyeopsError, PredictorUnavailable
 
 log = logging.getLogger("eyeops.predictor")
-Protocol = Literal["v1", "v2"]
+Protocol = Literal["v1", "v2", "grpc-v2"]
 READY_TIMEOUT_S = 2.0  # a readiness probe waits 3 s for the whole server's answer
+# gRPC statuses that mean the request (or our credential) is wrong, as the HTTP status they map to
+# (grpc-gateway's table); every other status means the predictor could not answer now.
+GRPC_REFUSALS = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+}
 
 
 class PredictorError(EyeopsError):
@@ -37,10 +52,15 @@ class PredictorError(EyeopsError):
         self.status_code = status_code
 
 
+def _ca_path() -> str | None:
+    """The CA bundle KServe's controller sets for a transformer (REQUESTS_CA_BUNDLE or
+    CURL_CA_BUNDLE); None: the default certificates."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
+
+
 def _ca_bundle() -> ssl.SSLContext | bool:
-    """What KServe's own transformer client verifies TLS with: the CA bundle the controller sets
-    (REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE), else the default certificates."""
-    path = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    """What KServe's own transformer client verifies TLS with: that bundle, else the defaults."""
+    path = _ca_path()
     return ssl.create_default_context(cafile=path) if path else True
 
 
@@ -59,35 +79,60 @@ class PredictorClient:
         label: str | None = None,
         ready_timeout_s: float = READY_TIMEOUT_S,
     ) -> None:
-        """`base_url`: http(s)://host:port of the predictor; `model`: the model's name there;
-        `headers`: sent with every call (Triton's key header, a bearer token); `transport`: an
+        """`base_url`: http(s)://host:port of the predictor, or grpc(s)://host:port with
+        `protocol="grpc-v2"`; `model`: the model's name there; `headers`: sent with every call
+        (Triton's key header, a bearer token; gRPC metadata keys in lower case); `transport`: an
         httpx transport (tests inject a MockTransport); `retry_after_s`: what a 503 tells the
         caller; `label`: how error messages name the predictor."""
-        if protocol not in ("v1", "v2"):
-            raise ValueError(f"predictor protocol must be v1 or v2, not {protocol!r}")
+        if protocol not in ("v1", "v2", "grpc-v2"):
+            raise ValueError(f"predictor protocol must be v1, v2 or grpc-v2, not {protocol!r}")
+        scheme, _, address = base_url.partition("://")
+        grpc_schemes = ("grpc", "grpcs")
+        if (protocol == "grpc-v2") != (scheme in grpc_schemes):
+            wanted = "grpc(s)" if protocol == "grpc-v2" else "http(s)"
+            raise ValueError(f"predictor protocol {protocol} takes a {wanted}:// address")
         self.base_url = base_url
         self.model = model
         self.protocol: Protocol = protocol
         self.retry_after_s = retry_after_s
         self.label = label or f"predictor {model!r}"
         self.ready_timeout_s = ready_timeout_s
-        # Answers uncompressed: httpx asks for gzip by default and Triton then compresses every
-        # small answer, CPU spent on both sides of a loopback or in-cluster call.
-        self._headers = {"accept-encoding": "identity", **(headers or {})}
-        self._client = InferenceRESTClient(
-            RESTConfig(
-                protocol=protocol,
-                timeout=timeout_s,
-                transport=transport,
-                verify=_ca_bundle() if transport is None else True,
+        self._rest: InferenceRESTClient | None = None
+        self._grpc: InferenceGRPCClient | None = None
+        self._grpc_target: tuple[str, bool, float] | None = None
+        if protocol == "grpc-v2":
+            self._headers = {k.lower(): v for k, v in (headers or {}).items()}
+            # The channel is opened on first use: a grpc.aio channel belongs to the event loop it
+            # was made in, and this client is made before the server's loop runs.
+            self._grpc_target = (address, scheme == "grpcs", timeout_s)
+        else:
+            # Answers uncompressed: httpx asks for gzip by default and Triton then compresses every
+            # small answer, CPU spent on both sides of a loopback or in-cluster call.
+            self._headers = {"accept-encoding": "identity", **(headers or {})}
+            self._rest = InferenceRESTClient(
+                RESTConfig(
+                    protocol=protocol,
+                    timeout=timeout_s,
+                    transport=transport,
+                    verify=_ca_bundle() if transport is None else True,
+                )
             )
-        )
         self._closed = False
         self._closing: asyncio.Task[None] | None = None
 
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def _grpc_client(self) -> InferenceGRPCClient:
+        if self._grpc is None:
+            assert self._grpc_target is not None
+            address, tls, timeout_s = self._grpc_target
+            # KServe's client retries UNAVAILABLE twice (after 0.1 s, 0.2 s) before answering it.
+            self._grpc = InferenceGRPCClient(
+                address, use_ssl=tls, root_certificates=_ca_path(), timeout=timeout_s
+            )
+        return self._grpc
 
     @overload
     async def infer(
@@ -115,9 +160,19 @@ class PredictorClient:
             )
         # KServe's client writes content-type and the binary length into the dict it is given.
         sent = {**self._headers, **(headers or {})}
+        name = model or self.model
+        if self._grpc_target is not None:
+            if not isinstance(data, InferRequest):
+                raise TypeError("a grpc-v2 predictor takes an InferRequest")
+            data.model_name = name  # gRPC names the model inside the request
+            metadata = tuple((k.lower(), v) for k, v in sent.items())
+            try:
+                return await self._grpc_client().infer(data, headers=metadata)
+            except grpc.RpcError as exc:
+                raise self._grpc_refused(exc) from exc
+        assert self._rest is not None
         try:
-            name = model or self.model
-            result = await self._client.infer(self.base_url, data, model_name=name, headers=sent)
+            result = await self._rest.infer(self.base_url, data, model_name=name, headers=sent)
         except httpx.HTTPStatusError as exc:
             raise self._refused(exc.response) from exc
         except httpx.HTTPError as exc:
@@ -130,17 +185,29 @@ class PredictorClient:
         if self._closed:
             return False
         try:
-            ready = await self._client.is_model_ready(
-                self.base_url, model or self.model, headers=dict(self._headers), timeout=self.ready_timeout_s
-            )
-        except (httpx.HTTPError, ValueError):
+            if self._grpc_target is not None:
+                ready = await self._grpc_client().is_model_ready(
+                    model or self.model, timeout=self.ready_timeout_s, headers=tuple(self._headers.items())
+                )
+            else:
+                assert self._rest is not None
+                ready = await self._rest.is_model_ready(
+                    self.base_url,
+                    model or self.model,
+                    headers=dict(self._headers),
+                    timeout=self.ready_timeout_s,
+                )
+        except (httpx.HTTPError, grpc.RpcError, ValueError):
             return False
         return ready is True
 
     async def close(self) -> None:
         """Close the connections; later calls answer 503 (shutting down)."""
         self._closed = True
-        await self._client.close()
+        if self._grpc is not None:
+            await self._grpc.close()
+        if self._rest is not None:
+            await self._rest.close()
         log.info("closed the %s client", self.label)
 
     def close_soon(self) -> None:
@@ -161,6 +228,14 @@ class PredictorClient:
         return PredictorUnavailable(
             f"{self.label} unavailable ({what}); retry later", retry_after_s=self.retry_after_s
         )
+
+    def _grpc_refused(self, error: grpc.RpcError) -> EyeopsError:
+        code = error.code() if isinstance(error, grpc.aio.AioRpcError | grpc.Call) else None
+        status = GRPC_REFUSALS.get(code) if code is not None else None
+        if status is None:
+            return self._unavailable(f"gRPC {code.name if code is not None else type(error).__name__}")
+        details = error.details() if isinstance(error, grpc.aio.AioRpcError | grpc.Call) else None
+        return PredictorError(f"{self.label}: {details or code.name}", status)  # type: ignore[union-attr]
 
     def _refused(self, response: httpx.Response) -> EyeopsError:
         status = response.status_code

@@ -69,10 +69,12 @@ class LocalStack(Stack[Endpoints]):
             "inference.ocr_transformer",
             "--model_name",
             "ocr",
+            # Triton over gRPC (its port is the HTTP one + 1): a third of the client CPU per call of
+            # KServe's REST client, the same readings (docs/throughput.md, "HTTP or gRPC to Triton").
             "--predictor_host",
-            f"127.0.0.1:{self.triton_port}",
+            f"127.0.0.1:{self.triton_port + 1}",
             "--predictor_protocol",
-            "v2",
+            "grpc-v2",
             "--http_port",
             str(self.ocr_port),
             "--grpc_port",

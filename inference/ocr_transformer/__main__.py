@@ -128,10 +128,12 @@ def build_predictor(
     """The recogniser's client, from the predictor arguments KServe gives a transformer
     (`--predictor_host`, `--predictor_use_ssl`, `--predictor_request_timeout_seconds`, read with
     kserve.model_server.parser) and ours (`--predictor_model`, the key). Triton is always asked
-    in v2, the only protocol this transformer speaks to it."""
+    in v2: over HTTP (`--predictor_protocol v2`) or over gRPC (`grpc-v2`, KServe's name for it;
+    `--predictor_host` is then Triton's gRPC address, and the key travels as the metadata Triton
+    reads on gRPC)."""
     from kserve import model_server
 
-    from eyeops.auth import TRITON_KEY_HEADER
+    from eyeops.auth import TRITON_GRPC_KEY_HEADER, TRITON_KEY_HEADER
     from inference.ocr_transformer.model import PREDICTOR_RETRY_AFTER_S
     from inference.predictor import PredictorClient
     from inference.server import predictor_key
@@ -139,13 +141,16 @@ def build_predictor(
     kserve_args, _ = model_server.parser.parse_known_args(list(argv))
     if not kserve_args.predictor_host:
         raise SystemExit("--predictor_host HOST:PORT (Triton's address) is required")
-    scheme = "https" if kserve_args.predictor_use_ssl else "http"
+    grpc = kserve_args.predictor_protocol == "grpc-v2"
+    if not grpc and kserve_args.predictor_protocol != "v2":
+        raise SystemExit("--predictor_protocol: Triton is asked in v2 (HTTP) or grpc-v2 (gRPC)")
+    scheme = ("grpc" if grpc else "http") + ("s" if kserve_args.predictor_use_ssl else "")
     key = predictor_key(own.predictor_key_file)
     return PredictorClient(
         f"{scheme}://{kserve_args.predictor_host}",
         own.predictor_model,
-        protocol="v2",
-        headers={TRITON_KEY_HEADER: key} if key else None,
+        protocol="grpc-v2" if grpc else "v2",
+        headers={TRITON_GRPC_KEY_HEADER if grpc else TRITON_KEY_HEADER: key} if key else None,
         timeout_s=float(kserve_args.predictor_request_timeout_seconds),
         transport=transport,
         retry_after_s=PREDICTOR_RETRY_AFTER_S,

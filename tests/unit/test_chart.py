@@ -679,3 +679,41 @@ def test_a_first_install_seeds_the_models_the_defaults_point_at() -> None:
     job = next(o for o in only_ocr if o["kind"] == "Job" and o["metadata"]["name"].endswith("-seed"))
     assert "initContainers" not in job["spec"]["template"]["spec"]
     assert not [o for o in render({"seed": {"enabled": False}}) if o["metadata"]["name"].endswith("-seed")]
+
+
+def test_the_ocr_transformer_calls_triton_over_grpc_where_kserve_gives_it_the_port() -> None:
+    """Standard mode: KServe's predictor Service forwards each declared port, so the transformer
+    calls Triton's gRPC port (9000); Knative mode: a revision serves one port, so HTTP."""
+
+    def triton_call(values: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]] | None]:
+        objects = render(values)
+        (isvc,) = [o for o in objects if o["kind"] == "InferenceService" and o["metadata"]["name"] == "ocr"]
+        (runtime,) = [
+            o for o in objects if o["kind"] == "ServingRuntime" and "triton" in o["metadata"]["name"]
+        ]
+        args = isvc["spec"]["transformer"]["containers"][0]["args"]
+        return args, runtime["spec"]["containers"][0].get("ports")
+
+    prod = values_of(PROD)
+    args, ports = triton_call(prod)
+    at = args.index("--predictor_protocol")
+    assert args[at + 1] == "grpc-v2"
+    assert args[args.index("--predictor_host") + 1] == "ocr-predictor.eyeops.svc.cluster.local:9000"
+    assert ports == [
+        {"name": "http1", "containerPort": 8080, "protocol": "TCP"},  # first: the Service's port 80
+        {"name": "grpc", "containerPort": 9000, "protocol": "TCP"},
+    ]
+    for mode, protocol in (("Knative", "auto"), ("Standard", "http"), ("Knative", "http")):
+        values = values_of(PROD)
+        values["kserve"] = {"deploymentMode": mode}
+        values["ocr"]["transformer"]["tritonProtocol"] = protocol
+        args, ports = triton_call(values)
+        assert args[args.index("--predictor_protocol") + 1] == "v2" and "--predictor_host" not in args
+        assert ports is None
+    values = values_of(PROD)
+    values["kserve"] = {"deploymentMode": "Knative"}
+    values["ocr"]["transformer"]["tritonProtocol"] = "grpc"
+    with pytest.raises(
+        helm_python.HelmRenderError, match=r"tritonProtocol: grpc needs kserve\.deploymentMode Standard"
+    ):
+        render(values)

@@ -16,7 +16,7 @@ from tests.unit.test_chart import PROD, render, values_of
 pytestmark = pytest.mark.unit
 NAMESPACE = "eyeops"
 SERVING = (8080, 8012, 9081)
-PORTS = (53, 443, 5432, 6379, 6443, 6566, 8002, 8012, 8080, 8081, 8082, 9081, 9090, 9091)
+PORTS = (53, 443, 5432, 6379, 6443, 6566, 8002, 8012, 8080, 8081, 8082, 9000, 9081, 9090, 9091)
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,7 @@ def production_pairs(objects: list[dict[str, Any]]) -> set[tuple[str, str, int]]
         # KServe's loggers reach the monitor's sink port alone; the others its operator port alone
         | pairs(["ocr-transformer", "lens-transformer", "lens-predictor"], "monitor", 8082)
         | pairs(["prometheus", "test"], "monitor", 8080)
-        | pairs("ocr-transformer", "ocr-predictor", SERVING)
+        | pairs("ocr-transformer", "ocr-predictor", (*SERVING, 9000))  # Triton's gRPC port too
         | pairs("oidc-proxy", "console", 8080)  # people reach the console only through the proxy's pods
         | pairs("prometheus", "console", 9091)  # its metrics port, never the pages
         | pairs("console", "database", 5432)
@@ -230,7 +230,7 @@ def test_knative_mode_admits_the_activator_and_the_cluster_local_gateway() -> No
     objects = render(values)
     isvc = ["ocr-transformer", "ocr-predictor", "lens-transformer", "lens-predictor"]
     intended = (
-        production_pairs(objects)
+        production_pairs(objects) - pairs("ocr-transformer", "ocr-predictor", 9000)  # HTTP to Triton
         | pairs("activator", isvc, (8012, 9090))
         | pairs("ingress", ["ocr-predictor", "lens-predictor"], 8012)
         | pairs(["ocr-transformer", "lens-transformer", "console", "test"], "ingress", 8081)

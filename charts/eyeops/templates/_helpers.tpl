@@ -124,3 +124,15 @@ annotations: {sidecar.istio.io/inject: "true"}
 true
 {{- end -}}
 {{- end -}}
+
+{{/* Non-empty when the OCR transformer calls Triton over gRPC (ocr.transformer.tritonProtocol). */}}
+{{- define "eyeops.tritonGrpc" -}}
+{{- $p := .Values.ocr.transformer.tritonProtocol -}}
+{{- $knative := eq .Values.kserve.deploymentMode "Knative" -}}
+{{- if and (eq $p "grpc") $knative -}}
+{{- fail "ocr.transformer.tritonProtocol: grpc needs kserve.deploymentMode Standard (a Knative revision serves one port, Triton's HTTP); use auto or http" -}}
+{{- end -}}
+{{- if or (eq $p "grpc") (and (eq $p "auto") (not $knative)) -}}
+true
+{{- end -}}
+{{- end -}}
