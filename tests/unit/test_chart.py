@@ -453,7 +453,7 @@ def test_helm_test_checks_every_endpoint_and_notes_render() -> None:
     container = pod["spec"]["containers"][0]
     assert container["command"] == ["python", "-m", "eyeops.readiness"]
     assert [u.split("/")[2].split(".")[0] for u in container["args"]] == [
-        "clinic-eyeops-monitor", "clinic-eyeops-feast", "ocr", "lens"
+        "clinic-eyeops-monitor", "clinic-eyeops-feast", "ocr-transformer", "lens-transformer"
     ]  # fmt: skip
     chart = helm_python.Chart.load(str(CHART))
     try:
@@ -461,7 +461,7 @@ def test_helm_test_checks_every_endpoint_and_notes_render() -> None:
     finally:
         chart.close()
     text = notes["eyeops/templates/NOTES.txt"]
-    assert "helm test clinic -n eyeops" in text and "pvc://eyeops-models/registry/lens/7" in text
+    assert "helm test clinic -n eyeops" in text and "pvc://eyeops-models/registry/lens/seed" in text
 
 
 def test_readiness_reports_what_is_not_ready() -> None:
@@ -578,11 +578,11 @@ def test_ocr_transformer_gets_the_confidence_threshold_settings_accepts(
 
 
 def render_on_a_cluster(
-    tmp_path: Path, live: dict[str, dict[str, Any]], values: dict[str, Any]
+    tmp_path: Path, live: dict[str, dict[str, Any]], values: dict[str, Any], notes: list[str] | None = None
 ) -> list[dict[str, Any]]:
     """Render as `helm upgrade` does on a cluster that runs `live` (InferenceServices by name):
     offline `lookup` answers nothing, so the chart's one lookup of them (templates/_live.tpl) is
-    replaced by what the API server would return."""
+    replaced by what the API server would return. NOTES.txt goes to `notes` when given."""
     import shutil
 
     chart = tmp_path / "eyeops"
@@ -604,6 +604,8 @@ def render_on_a_cluster(
         out = loaded.render(values, name="clinic", namespace="eyeops", is_upgrade=True)
     finally:
         loaded.close()
+    if notes is not None:
+        notes.extend(text for p, text in out.items() if p.endswith("NOTES.txt"))
     return [
         d for p, text in out.items() if not p.endswith("NOTES.txt") for d in yaml.safe_load_all(text) if d
     ]
@@ -612,7 +614,7 @@ def render_on_a_cluster(
 def test_an_upgrade_keeps_the_model_a_promotion_deployed(tmp_path: Path) -> None:
     """Install serves the values' storageUri; the pipeline promotes lens 9 by patching the live
     InferenceService; the next `helm upgrade` with the same values keeps lens 9 instead of putting
-    lens 7 back. With kserve.keepPromotedModels false (or without a cluster: helm template, Argo CD)
+    the seed model back. With kserve.keepPromotedModels false (or without a cluster: helm template, Argo CD)
     the values win."""
 
     def served(objects: list[dict[str, Any]]) -> dict[str, str]:
@@ -623,12 +625,15 @@ def test_an_upgrade_keeps_the_model_a_promotion_deployed(tmp_path: Path) -> None
         }
 
     values = values_of(PROD)
-    assert values["lens"]["storageUri"] == "pvc://eyeops-models/registry/lens/7"
+    assert values["lens"]["storageUri"] == "pvc://eyeops-models/registry/lens/seed"
     installed = served(render(values))
     assert installed == {"ocr": values["ocr"]["storageUri"], "lens": values["lens"]["storageUri"]}
     promoted = {"spec": {"predictor": {"model": {"storageUri": "pvc://eyeops-models/registry/lens/9"}}}}
-    upgraded = served(render_on_a_cluster(tmp_path / "a", {"lens": promoted}, values))
+    notes: list[str] = []
+    upgraded = served(render_on_a_cluster(tmp_path / "a", {"lens": promoted}, values, notes))
     assert upgraded == {**installed, "lens": "pvc://eyeops-models/registry/lens/9"}
+    assert "serving pvc://eyeops-models/registry/lens/9" in notes[0]  # what runs, not the values'
+    assert "eyeops registry rollback MODEL" in notes[0]
     pinned = {**values, "kserve": {"keepPromotedModels": False}}
     assert served(render_on_a_cluster(tmp_path / "b", {"lens": promoted}, pinned)) == installed
 
@@ -717,3 +722,43 @@ def test_the_ocr_transformer_calls_triton_over_grpc_where_kserve_gives_it_the_po
         helm_python.HelmRenderError, match=r"tritonProtocol: grpc needs kserve\.deploymentMode Standard"
     ):
         render(values)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.parent.name for p in EXAMPLES])
+def test_each_overlay_installs_on_an_empty_cluster_from_what_the_seed_job_registers(path: Path) -> None:
+    """A first install has only the seed Job's versions (ocr/seed, lens/seed, detectors/seed, on its
+    claim): an overlay that names another version cannot start on a fresh cluster."""
+    objects = render(values_of(path))
+    (seed,) = [o for o in objects if o["kind"] == "Job" and o["metadata"]["name"].endswith("-seed")]
+    claim = seed["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"]
+    named = []
+    for o in objects:
+        if o["kind"] == "InferenceService":
+            uri = o["spec"]["predictor"]["model"]["storageUri"]
+            named.append(uri)
+            assert uri == f"pvc://{claim}/registry/{o['metadata']['name']}/seed", uri
+        if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-monitor"):
+            volumes = o["spec"]["template"]["spec"]["volumes"]
+            args = o["spec"]["template"]["spec"]["containers"][0]["args"]
+            detectors = args[args.index("--detectors") + 1]
+            named.append(detectors)
+            assert detectors.endswith("/registry/detectors/seed"), detectors
+            assert any(v.get("persistentVolumeClaim", {}).get("claimName") == claim for v in volumes)
+    assert len(named) == (3 if path == PROD else 1), named  # dev: the monitor alone
+
+
+def test_helm_test_probes_the_address_kserve_gives_each_mode() -> None:
+    """Standard mode: KServe names the transformer's Service <isvc>-transformer; the bare <isvc>
+    name exists only as Knative's route."""
+    for mode, ocr, lens in (
+        ("Standard", "ocr-transformer", "lens-transformer"),
+        ("Knative", "ocr", "lens"),
+    ):
+        values = values_of(PROD)
+        values["kserve"] = {"deploymentMode": mode}
+        (pod,) = [
+            o for o in render(values) if o["kind"] == "Pod" and o["metadata"]["name"].endswith("-test-ready")
+        ]
+        urls = pod["spec"]["containers"][0]["args"]
+        assert f"http://{ocr}.eyeops.svc.cluster.local/v2/models/ocr/ready" in urls, urls
+        assert f"http://{lens}.eyeops.svc.cluster.local/v2/models/lens/ready" in urls, urls
