@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,13 +74,69 @@ def render_readme(chart: Path) -> str:
     )
 
 
+def service_credentials(token: Callable[[str], str] | None = None) -> dict[str, str]:
+    """The release's internal credentials, as the chart makes them (templates/credentials.yaml):
+    the secrets (`token(key)`, default a new random one each), and the hashed registries the
+    servers check (`<caller> sha256:<hex>`)."""
+    import hashlib
+    import secrets
+
+    make = token or (lambda key: secrets.token_urlsafe(36))
+    values = {
+        key: make(key)
+        for key in (
+            "triton-key", "lens-predictor-token", "monitor-token", "console-session-key",
+            "console-proxy-secret", "monitor-read-token",
+        )
+    }  # fmt: skip
+
+    def registry(caller: str, key: str) -> str:
+        return f"{caller} sha256:{hashlib.sha256(values[key].encode()).hexdigest()}"
+
+    return {
+        **values,
+        "lens-predictor-callers": registry("lens-transformer", "lens-predictor-token"),
+        "monitor-tokens": registry("operator", "monitor-token"),
+        "monitor-read-tokens": registry("console", "monitor-read-token"),
+    }
+
+
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    chart = sub.add_parser("chart", help="the Helm chart's generated documentation")
+    chart = sub.add_parser("chart", help="the Helm chart's generated documentation and credentials")
     cmds = chart.add_subparsers(dest="chart_command", required=True)
     docs = cmds.add_parser("docs", help="write charts/eyeops/README.md from values.yaml's comments")
     docs.add_argument("--check", action="store_true", help="fail if the committed README is stale")
     docs.add_argument("--chart", type=Path, default=None, help="the chart folder (default: the checkout's)")
     docs.set_defaults(func=_docs)
+    creds = cmds.add_parser(
+        "credentials",
+        help="a Secret of new internal credentials for credentials.existingSecret (seal or encrypt it)",
+    )
+    creds.add_argument("--name", required=True, help="the Secret's name (credentials.existingSecret)")
+    creds.add_argument("--namespace", default=None, help="the release's namespace")
+    creds.add_argument("--out", type=Path, default=None, help="write here (mode 0600) instead of stdout")
+    creds.set_defaults(func=_credentials)
+
+
+def _credentials(args: argparse.Namespace) -> int:
+    import os
+
+    metadata: dict[str, str] = {"name": args.name}
+    if args.namespace:
+        metadata["namespace"] = args.namespace
+    text = yaml.safe_dump(
+        {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "type": "Opaque",
+         "stringData": service_credentials()},
+        sort_keys=False,
+    )  # fmt: skip
+    if args.out is None:
+        print(text, end="")
+        return 0
+    fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    print(args.out)
+    return 0
 
 
 def _docs(args: argparse.Namespace) -> int:

@@ -762,3 +762,89 @@ def test_helm_test_probes_the_address_kserve_gives_each_mode() -> None:
         urls = pod["spec"]["containers"][0]["args"]
         assert f"http://{ocr}.eyeops.svc.cluster.local/v2/models/ocr/ready" in urls, urls
         assert f"http://{lens}.eyeops.svc.cluster.local/v2/models/lens/ready" in urls, urls
+
+
+def credential_readers(objects: list[dict[str, Any]]) -> dict[str, str]:
+    """The credentials checksum of every pod that reads the internal credentials, by workload."""
+    found = {}
+    for o in objects:
+        if o["kind"] == "InferenceService":
+            for component in ("predictor", "transformer"):
+                annotations = o["spec"][component]["annotations"]
+                found[f"{o['metadata']['name']}-{component}"] = annotations["eyeops.io/credentials"]
+        if o["kind"] == "Deployment" and o["metadata"]["name"].endswith(("-console", "-monitor")):
+            annotations = o["spec"]["template"]["metadata"]["annotations"]
+            found[o["metadata"]["name"]] = annotations["eyeops.io/credentials"]
+    return found
+
+
+def test_credentials_made_by_the_chart_and_every_reader_roll_together() -> None:
+    """Made once per render and shared: the Secret's values and every reader's checksum agree, so
+    a render that makes new ones (a rotation, or an offline render) restarts every reader with
+    them, never some pods on old keys and some on new."""
+    import hashlib
+
+    first, second = render(values_of(PROD)), render(values_of(PROD))
+    for objects in (first, second):
+        (secret,) = [
+            o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"].endswith("-credentials")
+        ]
+        data = secret["stringData"]
+        keys = ("console-proxy-secret", "console-session-key", "lens-predictor-token", "monitor-read-token",
+                "monitor-token", "triton-key")  # fmt: skip
+        made = json.dumps({k: data[k] for k in keys}, separators=(",", ":"))
+        expected = hashlib.sha256(f"{made}/".encode()).hexdigest()[:16]
+        readers = credential_readers(objects)
+        assert set(readers) == {"ocr-predictor", "ocr-transformer", "lens-predictor", "lens-transformer",
+                                "clinic-eyeops-console", "clinic-eyeops-monitor"}  # fmt: skip
+        assert set(readers.values()) == {expected}
+    assert credential_readers(first) != credential_readers(second)  # offline: new ones, all roll
+
+
+def test_an_existing_secret_makes_renders_repeatable_and_a_rotation_rolls_every_reader() -> None:
+    """GitOps renders without a cluster on every sync: with credentials.existingSecret the chart
+    makes no Secret, every reader names the given one, and two renders are the same."""
+    values = values_of(PROD)
+    values["credentials"] = {"existingSecret": "clinic-credentials"}
+    first, second = render(values), render(values)
+    assert first == second
+    assert not any(o["kind"] == "Secret" and "credentials" in o["metadata"]["name"] for o in first)
+    text = json.dumps(first)
+    assert "clinic-eyeops-service-credentials" not in text and text.count('"clinic-credentials"') >= 7
+    values["credentials"]["rotation"] = "2026-12"
+    rotated = credential_readers(render(values))
+    assert len(set(rotated.values())) == 1 and rotated != credential_readers(first)
+
+
+def test_eyeops_chart_credentials_writes_what_the_chart_would_make(tmp_path: Path) -> None:
+    """The Secret for credentials.existingSecret has the chart's keys, and its hashed registries are
+    derived as the chart derives them (so the servers accept the tokens)."""
+    from eyeops.chartdocs import service_credentials
+    from eyeops.cli import main
+
+    (made,) = [
+        o["stringData"]
+        for o in render(values_of(PROD))
+        if o["kind"] == "Secret" and o["metadata"]["name"].endswith("-service-credentials")
+    ]
+    assert service_credentials(made.__getitem__) == made
+    out = tmp_path / "credentials.yaml"
+    assert (
+        main(
+            [
+                "chart",
+                "credentials",
+                "--name",
+                "clinic-credentials",
+                "--namespace",
+                "eyeops",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert out.stat().st_mode & 0o777 == 0o600
+    secret = yaml.safe_load(out.read_text())
+    assert secret["metadata"] == {"name": "clinic-credentials", "namespace": "eyeops"}
+    assert set(secret["stringData"]) == set(made) and secret["stringData"]["triton-key"] != made["triton-key"]

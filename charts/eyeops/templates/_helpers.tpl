@@ -95,7 +95,41 @@ volumeMounts:
 {{- end -}}
 
 {{- define "eyeops.serviceCredentials" -}}
-{{ printf "%s-service-credentials" (include "eyeops.fullname" .) }}
+{{ .Values.credentials.existingSecret | default (printf "%s-service-credentials" (include "eyeops.fullname" .)) }}
+{{- end -}}
+
+{{/* The keys of the internal credentials (besides the hashed registries made from them). */}}
+{{- define "eyeops.credentialKeys" -}}
+triton-key lens-predictor-token monitor-token console-session-key console-proxy-secret monitor-read-token
+{{- end -}}
+
+{{/*
+The release's internal credentials, made once per render and shared by every template (kept in
+.Values under a key the schema cannot accept from a user): the ones a live Secret holds (lookup on
+a cluster), new ones where it holds none. With credentials.existingSecret: what that Secret holds
+on the cluster, or nothing where no cluster answers.
+*/}}
+{{- define "eyeops.credentialValues" -}}
+{{- if not (hasKey .Values "__credentials") -}}
+{{- $old := (lookup "v1" "Secret" .Release.Namespace (include "eyeops.serviceCredentials" .)) | default dict -}}
+{{- $kept := get $old "data" | default dict -}}
+{{- $values := dict -}}
+{{- if .Values.credentials.existingSecret -}}
+{{- range $key, $value := $kept }}{{ $_ := set $values $key ($value | b64dec) }}{{ end -}}
+{{- else -}}
+{{- range $key := splitList " " (include "eyeops.credentialKeys" .) -}}
+{{- $value := get $kept $key | default "" -}}
+{{- $_ := set $values $key (ternary (randAlphaNum 48) ($value | b64dec) (eq $value "")) -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set .Values "__credentials" $values -}}
+{{- end -}}
+{{- get .Values "__credentials" | toJson -}}
+{{- end -}}
+
+{{/* Pod annotation of every pod that reads the credentials: a rotation changes it, so they all roll. */}}
+{{- define "eyeops.credentialsChecksum" -}}
+eyeops.io/credentials: {{ printf "%s/%s" (include "eyeops.credentialValues" .) .Values.credentials.rotation | sha256sum | trunc 16 | quote }}
 {{- end -}}
 
 {{/* Triton's restricted APIs: everything but health needs the key (eyeops.stack.triton's list). */}}
@@ -112,10 +146,12 @@ volumeMounts:
 
 {{- define "eyeops.transformerIdentity" -}}
 serviceAccountName: {{ include "eyeops.transformerServiceAccount" . }}
-{{- if include "eyeops.istioAuthorization" .root }}
-# Istio's sidecar proves this identity to the cluster-local gateway (mTLS).
-annotations: {sidecar.istio.io/inject: "true"}
-{{- end }}
+annotations:
+  {{- include "eyeops.credentialsChecksum" .root | nindent 2 }}
+  {{- if include "eyeops.istioAuthorization" .root }}
+  # Istio's sidecar proves this identity to the cluster-local gateway (mTLS).
+  sidecar.istio.io/inject: "true"
+  {{- end }}
 {{- end -}}
 
 {{/* Non-empty when the predictors are closed at the cluster-local gateway (Knative with Istio). */}}
