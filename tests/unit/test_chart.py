@@ -7,6 +7,7 @@ args accepted by the real argument parser of the entrypoint they call."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,9 @@ def test_the_shipped_rules_are_the_tested_rules() -> None:
     objects = render()
     rule = next(o for o in objects if o["kind"] == "PrometheusRule")
     tested = yaml.safe_load((CHART / "files" / "alerts" / "rules.yaml").read_text())
-    assert rule["spec"] == tested
+    # the tested file, then one rendered group: absent metrics of each target the chart scrapes
+    assert rule["spec"]["groups"][:-1] == tested["groups"]
+    assert rule["spec"]["groups"][-1]["name"] == "eyeops-absent"
     secret = next(
         o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"].endswith("alertmanager")
     )
@@ -115,11 +118,61 @@ def test_the_shipped_rules_are_the_tested_rules() -> None:
     # Rendered by default, so helm template, kustomize and GitOps keep the alerts; false drops it,
     # and auto without monitoring.coreos.com/v1 on the cluster (offline rendering has none) too.
     assert [o["kind"] for o in render() if o["apiVersion"].startswith("monitoring.coreos.com/")] == [
-        "PrometheusRule"
+        "PrometheusRule",
+        "ServiceMonitor",
     ]
     for off in (False, "auto"):
-        rendered = render({"alerting": {"prometheusRule": off}})
+        rendered = render({"alerting": {"prometheusRule": off, "serviceMonitor": off}})
         assert not [o for o in rendered if o["apiVersion"].startswith("monitoring.coreos.com/")]
+
+
+def test_kube_prometheus_stacks_selectors_find_the_rule_and_every_monitor(tmp_path: Path) -> None:
+    """Issue 30, item 2: kube-prometheus-stack selects rules and monitors by its release label; every
+    metric an alert or dashboard reads is scraped by a monitor the chart renders, under the job the
+    expressions name; a target without metrics raises an alert (checked by promtool)."""
+    values = values_of(PROD)
+    values["alerting"] = {"labels": {"release": "kube-prometheus-stack"}}
+    objects = render(values)
+    selected = [o for o in objects if o["apiVersion"].startswith("monitoring.coreos.com/")]
+    assert all(o["metadata"]["labels"].get("release") == "kube-prometheus-stack" for o in selected)
+    monitors = {
+        o["metadata"]["name"].removeprefix("clinic-eyeops-"): o
+        for o in selected
+        if o["kind"] in ("ServiceMonitor", "PodMonitor")
+    }
+    assert set(monitors) == {"monitor", "console", "ocr-transformer", "ocr-predictor", "lens-transformer",
+                             "lens-predictor"}  # fmt: skip
+    for name, monitor in monitors.items():
+        (endpoint,) = monitor["spec"].get("endpoints") or monitor["spec"]["podMetricsEndpoints"]
+        assert {"targetLabel": "job", "replacement": f"eyeops-{name}"} in endpoint["relabelings"]
+    assert monitors["ocr-predictor"]["spec"]["podMetricsEndpoints"][0]["targetPort"] == 8002  # Triton
+    assert monitors["lens-transformer"]["spec"]["selector"]["matchLabels"] == {
+        "serving.kserve.io/inferenceservice": "lens", "component": "transformer"
+    }  # fmt: skip
+    # Who exposes what: every metric a rule or dashboard reads has its exporter scraped.
+    exporters = {
+        "eyeops_ocr_review_rate": "monitor",  # the monitor's rolling gauge, not the transformer's
+        "eyeops_ocr_": "ocr-transformer", "nv_": "ocr-predictor",
+        "request_predict_seconds": "lens-transformer", "eyeops_review_": "console",
+        "eyeops_lens_": "monitor", "eyeops_drift_": "monitor", "eyeops_monitor_": "monitor",
+    }  # fmt: skip
+    read = " ".join(
+        [(CHART / "files" / "alerts" / "rules.yaml").read_text()]
+        + [p.read_text() for p in (CHART / "files" / "dashboards").glob("*.json")]
+    )
+    names = set(re.findall(r"\b(?:eyeops|nv|request)_[a-z_]+", read))
+    assert len(names) > 20
+    for metric in names:
+        owner = [e for prefix, e in exporters.items() if metric.startswith(prefix)]
+        assert owner and owner[0] in monitors, metric
+    assert 'job="eyeops-lens-transformer"' in read  # the SLO is the transformer's, end to end
+    (rule,) = [o for o in selected if o["kind"] == "PrometheusRule"]
+    absent = rule["spec"]["groups"][-1]["rules"]
+    assert {r["labels"]["target"] for r in absent} == set(monitors)
+    rules = tmp_path / "rendered.yaml"
+    rules.write_text(yaml.safe_dump(rule["spec"]))
+    done = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_the_stores_addresses_are_required_not_every_private_range() -> None:
