@@ -158,7 +158,7 @@ def test_no_policy_and_no_sidecar_where_there_is_no_gateway_to_close() -> None:
         assert policies_of(objects) == []
         for o in objects:
             if o["kind"] == "InferenceService":
-                assert "annotations" not in o["spec"]["transformer"]
+                assert "sidecar.istio.io/inject" not in o["spec"]["transformer"]["annotations"]
     # Without the console, Triton answers its transformer alone.
     values = values_of(PROD)
     values["kserve"] = {"deploymentMode": "Knative"}

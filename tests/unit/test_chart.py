@@ -901,3 +901,18 @@ def test_eyeops_chart_credentials_writes_what_the_chart_would_make(tmp_path: Pat
     secret = yaml.safe_load(out.read_text())
     assert secret["metadata"] == {"name": "clinic-credentials", "namespace": "eyeops"}
     assert set(secret["stringData"]) == set(made) and secret["stringData"]["triton-key"] != made["triton-key"]
+
+
+def test_no_job_of_the_chart_can_hang_for_ever() -> None:
+    """Issue 30, item 9: every Job has a deadline; the materialize CronJob's runs end before the
+    next is due (concurrencyPolicy Forbid would otherwise skip every later run behind a hung one)."""
+    objects = render(values_of(PROD))
+    jobs = [o["spec"] for o in objects if o["kind"] == "Job"]
+    crons = [o["spec"] for o in objects if o["kind"] == "CronJob"]
+    assert len(jobs) == 2 and len(crons) == 1  # the seed and `feast apply`; materialize
+    for spec in jobs + [c["jobTemplate"]["spec"] for c in crons]:
+        assert spec["activeDeadlineSeconds"] > 0
+    (cron,) = crons
+    minutes = int(cron["schedule"].split()[0].removeprefix("*/"))
+    assert cron["concurrencyPolicy"] == "Forbid" and cron["startingDeadlineSeconds"] > 0
+    assert cron["jobTemplate"]["spec"]["activeDeadlineSeconds"] < minutes * 60
