@@ -916,3 +916,56 @@ def test_no_job_of_the_chart_can_hang_for_ever() -> None:
     minutes = int(cron["schedule"].split()[0].removeprefix("*/"))
     assert cron["concurrencyPolicy"] == "Forbid" and cron["startingDeadlineSeconds"] > 0
     assert cron["jobTemplate"]["spec"]["activeDeadlineSeconds"] < minutes * 60
+
+
+def pod_specs(objects: list[dict[str, Any]]) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """(metadata, PodSpec) of every pod the release makes, InferenceService components included
+    (KServe puts a component's labels and annotations on its pods)."""
+    found = {}
+    for workload, template in pods(objects):
+        spec = template["spec"]
+        found[workload["metadata"]["name"]] = (template["metadata"], spec)
+    for o in objects:
+        if o["kind"] == "InferenceService":
+            for component in ("predictor", "transformer"):
+                spec = o["spec"][component]
+                meta = {"labels": spec.get("labels", {}), "annotations": spec.get("annotations", {})}
+                found[f"{o['metadata']['name']}-{component}"] = (meta, spec)
+    return found
+
+
+def test_every_pod_takes_the_platforms_scheduling_pull_secrets_labels_and_annotations() -> None:
+    """Issue 30, items 6 and 7: what production charts let a platform set on every pod, here on
+    all of them, InferenceService components included; runAsUser null for OpenShift."""
+    values = values_of(PROD)
+    placement = {
+        "nodeSelector": {"node-role.kubernetes.io/ml": ""},
+        "tolerations": [{"key": "ml", "operator": "Exists", "effect": "NoSchedule"}],
+        "affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 1, "preference": {"matchExpressions": [{"key": "zone", "operator": "Exists"}]}}]}},
+        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                                       "whenUnsatisfiable": "ScheduleAnyway"}],
+        "priorityClassName": "clinic-critical",
+    }  # fmt: skip
+    values["pods"] = {**placement, "labels": {"cost-centre": "eye"}, "annotations": {"backup": "no"}}
+    values["imagePullSecrets"] = [{"name": "clinic-registry"}]
+    values["commonLabels"] = {"clinic": "north"}
+    objects = render(values)
+    found = pod_specs(objects)
+    assert len(found) >= 10, sorted(found)
+    for name, (meta, spec) in found.items():
+        for key, value in placement.items():
+            assert spec[key] == value, (name, key)
+        assert spec["imagePullSecrets"] == [{"name": "clinic-registry"}], name
+        assert meta["labels"]["cost-centre"] == "eye" and meta["annotations"]["backup"] == "no", name
+    assert all(o["metadata"]["labels"]["clinic"] == "north" for o in objects)
+    # Model pods do not restart on a chart bump: an InferenceService carries no version label.
+    for o in objects:
+        if o["kind"] == "InferenceService":
+            assert not {"helm.sh/chart", "app.kubernetes.io/version"} & set(o["metadata"]["labels"])
+    values["pods"] = {"runAsUser": None}
+    for name, (_, spec) in pod_specs(render(values)).items():
+        context = spec["securityContext"]
+        assert context["runAsNonRoot"] is True and not {"runAsUser", "runAsGroup", "fsGroup"} & set(
+            context
+        ), name

@@ -3,11 +3,57 @@
 {{- end -}}
 
 {{- define "eyeops.labels" -}}
+{{ include "eyeops.stableLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{/* Labels that do not change with the chart's version: KServe copies an InferenceService's labels
+onto its pods, so a version label there would restart every model pod on each chart bump. */}}
+{{- define "eyeops.stableLabels" -}}
 app.kubernetes.io/name: eyeops
 app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* pods.labels and pods.annotations, as the keys of a pod template's metadata (or of an
+InferenceService component, whose labels and annotations KServe puts on its pods). */}}
+{{- define "eyeops.podLabels" -}}
+{{- with .Values.pods.labels }}{{ toYaml . }}{{ end -}}
+{{- end -}}
+{{- define "eyeops.podAnnotations" -}}
+{{- with .Values.pods.annotations }}{{ toYaml . }}{{ end -}}
+{{- end -}}
+
+{{/* Scheduling and pull secrets of every pod (pods.*, imagePullSecrets), as PodSpec keys. */}}
+{{- define "eyeops.podPlacement" -}}
+{{- $p := .Values.pods -}}
+{{- with $p.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $p.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $p.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $p.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $p.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end -}}
 
 {{- define "eyeops.selector" -}}
@@ -24,9 +70,11 @@ app.kubernetes.io/component: {{ .component }}
 {{/* Restricted Pod Security: every pod, every container. */}}
 {{- define "eyeops.podSecurityContext" -}}
 runAsNonRoot: true
-runAsUser: 10001
-runAsGroup: 10001
-fsGroup: 10001
+{{- with .Values.pods.runAsUser }}
+runAsUser: {{ . }}
+runAsGroup: {{ . }}
+fsGroup: {{ . }}
+{{- end }}
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
@@ -69,6 +117,7 @@ seccompProfile:
 automountServiceAccountToken: false
 securityContext:
   {{- include "eyeops.podSecurityContext" . | nindent 2 }}
+{{- include "eyeops.podPlacement" . }}
 {{- end -}}
 
 {{- define "eyeops.feastContainer" -}}
@@ -146,8 +195,7 @@ eyeops.io/credentials: {{ printf "%s/%s" (include "eyeops.credentialValues" .) .
 
 {{- define "eyeops.transformerIdentity" -}}
 serviceAccountName: {{ include "eyeops.transformerServiceAccount" . }}
-annotations:
-  {{- include "eyeops.credentialsChecksum" .root | nindent 2 }}
+{{- include "eyeops.componentMetadata" .root }}
   {{- if include "eyeops.istioAuthorization" .root }}
   # Istio's sidecar proves this identity to the cluster-local gateway (mTLS).
   sidecar.istio.io/inject: "true"
@@ -171,4 +219,16 @@ true
 {{- if or (eq $p "grpc") (and (eq $p "auto") (not $knative)) -}}
 true
 {{- end -}}
+{{- end -}}
+
+{{/* An InferenceService component's labels and annotations (KServe puts them on its pods): the
+credentials checksum, pods.labels and pods.annotations; then what the caller adds under them. */}}
+{{- define "eyeops.componentMetadata" -}}
+{{- with .Values.pods.labels }}
+labels:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+annotations:
+  {{- include "eyeops.credentialsChecksum" . | nindent 2 }}
+  {{- include "eyeops.podAnnotations" . | nindent 2 }}
 {{- end -}}
