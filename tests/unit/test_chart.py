@@ -342,9 +342,13 @@ def test_readiness_waits_for_the_predictor_and_the_mode_is_stated() -> None:
     }
     assert probed == {
         "clinic-eyeops-triton": "/v2/health/ready",
+        "clinic-eyeops-lens": "/v2/health/ready",  # the lens predictor's runtime: ready once loaded
         "ocr/transformer": "/v2/health/ready",
         "lens/transformer": "/v2/health/ready",
     }
+    # and every InferenceService container is restarted when its process stops answering at all
+    alive = {name: c["livenessProbe"]["httpGet"]["path"] for name, _, c in kserve_containers(objects)}
+    assert set(alive) == set(probed) and set(alive.values()) == {"/v2/health/live"}
     for o in (o for o in objects if o["kind"] == "InferenceService"):
         assert o["metadata"]["annotations"] == {"serving.kserve.io/deploymentMode": "Standard"}
     with pytest.raises(helm_python.HelmValuesError, match="deploymentMode"):
@@ -494,7 +498,9 @@ def test_feast_server_and_jobs_run_the_feast_cli_on_the_cluster_profile() -> Non
             "feast": {"enabled": True, "secret": "s", "server": {"replicas": 1}},
         }
     )
-    assert not any(o["kind"] == "PodDisruptionBudget" for o in single)
+    assert not any(
+        o["kind"] == "PodDisruptionBudget" and o["metadata"]["name"].endswith("-feast") for o in single
+    )
     with pytest.raises(helm_python.HelmRenderError, match=r"feast\.secret"):
         render({"feast": {"enabled": True}, "networkPolicy": {"databaseCIDRs": ["10.20.0.0/16"]}})
 
@@ -969,3 +975,43 @@ def test_every_pod_takes_the_platforms_scheduling_pull_secrets_labels_and_annota
         assert context["runAsNonRoot"] is True and not {"runAsUser", "runAsGroup", "fsGroup"} & set(
             context
         ), name
+
+
+def test_every_replicated_workload_keeps_a_pod_through_a_drain_and_autoscaling_is_exposed() -> None:
+    """Issue 30, item 6: a PodDisruptionBudget for every workload of more than one replica (the
+    console, the feature servers, InferenceService components from minReplicas 2), and KServe's
+    autoscaling fields where set, refused where the mode cannot honour them."""
+    values = values_of(PROD)
+    values["ocr"]["minReplicas"] = 2
+    values["ocr"]["autoscaling"] = {"scaleMetric": "cpu", "scaleTarget": 60, "timeout": 30}
+    objects = render(values)
+    budgets = {
+        o["metadata"]["name"].removeprefix("clinic-eyeops-")
+        for o in objects
+        if o["kind"] == "PodDisruptionBudget"
+    }
+    assert budgets == {"console", "feast", "ocr-predictor", "ocr-transformer"}
+    (ocr,) = [
+        o["spec"] for o in objects if o["kind"] == "InferenceService" and o["metadata"]["name"] == "ocr"
+    ]
+    for component in ("predictor", "transformer"):
+        assert {k: ocr[component].get(k) for k in ("scaleMetric", "scaleTarget", "timeout")} == {
+            "scaleMetric": "cpu", "scaleTarget": 60, "timeout": 30
+        }  # fmt: skip
+        assert "containerConcurrency" not in ocr[component]
+    (lens,) = [
+        o["spec"] for o in objects if o["kind"] == "InferenceService" and o["metadata"]["name"] == "lens"
+    ]
+    assert "scaleMetric" not in lens["transformer"]  # unset: KServe's defaults
+    values["ocr"]["autoscaling"] = {"scaleMetric": "concurrency", "scaleTarget": 4}
+    with pytest.raises(
+        helm_python.HelmRenderError, match=r"scaleMetric: concurrency needs kserve\.deploymentMode Knative"
+    ):
+        render(values)
+    values["kserve"] = {"deploymentMode": "Knative"}
+    (ocr,) = [
+        o["spec"]
+        for o in render(values)
+        if o["kind"] == "InferenceService" and o["metadata"]["name"] == "ocr"
+    ]
+    assert ocr["transformer"]["scaleMetric"] == "concurrency" and ocr["transformer"]["scaleTarget"] == 4

@@ -232,3 +232,35 @@ annotations:
   {{- include "eyeops.credentialsChecksum" . | nindent 2 }}
   {{- include "eyeops.podAnnotations" . | nindent 2 }}
 {{- end -}}
+
+{{/* KServe's autoscaling fields of an InferenceService component (.autoscaling), where set; the
+metric must suit the deployment mode. */}}
+{{- define "eyeops.autoscaling" -}}
+{{- $a := .autoscaling -}}
+{{- $knative := eq .root.Values.kserve.deploymentMode "Knative" -}}
+{{- if $a.scaleMetric }}
+{{- if and (not $knative) (has $a.scaleMetric (list "concurrency" "rps")) }}
+{{- fail (printf "%s.autoscaling.scaleMetric: %s needs kserve.deploymentMode Knative (Standard mode's HPA scales on cpu or memory)" .name $a.scaleMetric) }}
+{{- end }}
+scaleMetric: {{ $a.scaleMetric }}
+{{- end }}
+{{- with $a.scaleTarget }}
+scaleTarget: {{ . }}
+{{- end }}
+{{- with $a.containerConcurrency }}
+containerConcurrency: {{ . }}
+{{- end }}
+{{- with $a.timeout }}
+timeout: {{ . }}
+{{- end }}
+{{- end -}}
+
+{{/* Liveness of a KServe model server or Triton: the process answers at all (readiness, its own
+probe, says whether it serves). Generous, so a long request or a model load never kills it. */}}
+{{- define "eyeops.liveness" -}}
+livenessProbe:
+  httpGet: {path: /v2/health/live, port: 8080}
+  periodSeconds: 15
+  timeoutSeconds: 5
+  failureThreshold: 8
+{{- end -}}
