@@ -1015,3 +1015,28 @@ def test_every_replicated_workload_keeps_a_pod_through_a_drain_and_autoscaling_i
         if o["kind"] == "InferenceService" and o["metadata"]["name"] == "ocr"
     ]
     assert ocr["transformer"]["scaleMetric"] == "concurrency" and ocr["transformer"]["scaleTarget"] == 4
+
+
+def test_images_can_be_pinned_by_digest() -> None:
+    digest = "sha256:" + "ab" * 32
+    values = values_of(PROD)
+    values["imageRegistry"] = "registry.example"
+    for path in (("console",), ("monitor",), ("ocr", "triton"), ("ocr", "transformer"), ("lens", "predictor"),
+                 ("lens", "transformer"), ("feast",), ("seed",)):  # fmt: skip
+        node = values
+        for key in path:
+            node = node.setdefault(key, {})
+        node["image"] = {
+            **node.get("image", {}),
+            "repository": f"eyeops/{path[-1]}",
+            "tag": "0.1.0",
+            "digest": digest,
+        }
+    text = json.dumps(render(values))
+    images = set(re.findall(r'"image": "([^"]+)"', text))
+    assert images and all(
+        i.startswith("registry.example/eyeops/") and i.endswith(f":0.1.0@{digest}") for i in images
+    ), images
+    values["console"]["image"]["digest"] = "latest"
+    with pytest.raises(helm_python.HelmValuesError, match="digest"):
+        render(values)

@@ -62,9 +62,13 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
+{{/* An image: [imageRegistry/]repository:tag, pinned by @digest when the image has one (a tag can
+be moved, a digest cannot). */}}
 {{- define "eyeops.image" -}}
 {{- $repo := .image.repository -}}
-{{- if .root.Values.imageRegistry -}}{{ printf "%s/%s:%s" .root.Values.imageRegistry $repo .image.tag }}{{- else -}}{{ printf "%s:%s" $repo .image.tag }}{{- end -}}
+{{- $name := ternary (printf "%s/%s" .root.Values.imageRegistry $repo) $repo (ne .root.Values.imageRegistry "") -}}
+{{- printf "%s:%s" $name .image.tag -}}
+{{- with .image.digest }}@{{ . }}{{ end -}}
 {{- end -}}
 
 {{/* Restricted Pod Security: every pod, every container. */}}
