@@ -1040,3 +1040,26 @@ def test_images_can_be_pinned_by_digest() -> None:
     values["console"]["image"]["digest"] = "latest"
     with pytest.raises(helm_python.HelmValuesError, match="digest"):
         render(values)
+
+
+def test_a_changed_feature_store_config_rolls_the_pods_that_read_it() -> None:
+    """feature_store.yaml is mounted with subPath, which never updates in place: the transformers
+    and the feature server carry its checksum, so a change restarts them (and only them)."""
+
+    def checksums(values: dict[str, Any]) -> dict[str, str | None]:
+        return {
+            name: meta["annotations"].get("eyeops.io/feature-store")
+            for name, (meta, _) in pod_specs(render(values)).items()
+            if name in ("ocr-transformer", "lens-transformer", "ocr-predictor", "clinic-eyeops-feast")
+        }
+
+    values = values_of(PROD)
+    before = checksums(values)
+    assert (
+        before["ocr-predictor"] is None
+        and len({before["lens-transformer"], before["clinic-eyeops-feast"]}) == 1
+    )
+    values["feast"]["featureStore"] = {**values.get("feast", {}).get("featureStore", {}), "project": "other"}
+    after = checksums(values)
+    for name in ("ocr-transformer", "lens-transformer", "clinic-eyeops-feast"):
+        assert after[name] and after[name] != before[name], name

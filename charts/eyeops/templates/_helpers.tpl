@@ -200,6 +200,7 @@ eyeops.io/credentials: {{ printf "%s/%s" (include "eyeops.credentialValues" .) .
 {{- define "eyeops.transformerIdentity" -}}
 serviceAccountName: {{ include "eyeops.transformerServiceAccount" . }}
 {{- include "eyeops.componentMetadata" .root }}
+  {{- include "eyeops.featureStoreChecksum" .root | nindent 2 }}
   {{- if include "eyeops.istioAuthorization" .root }}
   # Istio's sidecar proves this identity to the cluster-local gateway (mTLS).
   sidecar.istio.io/inject: "true"
@@ -267,4 +268,10 @@ livenessProbe:
   periodSeconds: 15
   timeoutSeconds: 5
   failureThreshold: 8
+{{- end -}}
+
+{{/* Pods that read feature_store.yaml (mounted with subPath, which never updates in place) roll
+when it changes. */}}
+{{- define "eyeops.featureStoreChecksum" -}}
+eyeops.io/feature-store: {{ toYaml .Values.feast.featureStore | sha256sum | trunc 16 | quote }}
 {{- end -}}
