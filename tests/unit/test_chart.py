@@ -1063,3 +1063,29 @@ def test_a_changed_feature_store_config_rolls_the_pods_that_read_it() -> None:
     after = checksums(values)
     for name in ("ocr-transformer", "lens-transformer", "clinic-eyeops-feast"):
         assert after[name] and after[name] != before[name], name
+
+
+def test_the_feature_server_is_off_unless_someone_may_call_it_and_can_check_their_tokens() -> None:
+    """Issue 30, item 8: by default no namespace may call Feast's server, so it is not installed
+    (nor its cluster-wide TokenReview binding); switched on with kubernetes auth, the API server's
+    addresses are required, or the NetworkPolicy would block the TokenReview every call needs."""
+    values = values_of(PROD)
+    values["feast"]["server"] = {"enabled": False}
+    objects = render(values)
+    names = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    assert ("Deployment", "clinic-eyeops-feast") not in names
+    assert not any(kind == "ClusterRoleBinding" for kind, _ in names)
+    assert ("Job", "clinic-eyeops-feast-apply") in names and (
+        "CronJob",
+        "clinic-eyeops-feast-materialize",
+    ) in names
+    assert ("NetworkPolicy", "clinic-eyeops-feast-jobs") in names and (
+        "NetworkPolicy",
+        "clinic-eyeops-feast",
+    ) not in names
+    values["feast"]["server"] = {"enabled": True}
+    values["networkPolicy"]["apiServerCIDRs"] = []
+    with pytest.raises(helm_python.HelmRenderError, match=r"networkPolicy\.apiServerCIDRs"):
+        render(values)
+    values["feast"]["server"]["auth"] = "none"
+    assert not any(o["kind"] == "ClusterRoleBinding" for o in render(values))

@@ -207,7 +207,7 @@ def production_pairs(objects: list[dict[str, Any]]) -> set[tuple[str, str, int]]
             (5432, 6379),
         )
         | pairs("monitor", "database", 5432)
-        | pairs("test", "feast", 6566)
+        | pairs(["test", "lens-app"], "feast", 6566)  # feastClientNamespaces: the clinical apps
         | pairs("feast", "api-server", (443, 6443))  # Feast's Kubernetes auth: TokenReview
     )
     return intended
