@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     max_image_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000
     # A field whose weakest token is less probable than this goes to review. 0.97 was chosen on a
-    # calibration set (README, "Measured"): about 2 % of fields to review, silent errors ~0.0002.
+    # calibration set (docs/measured/index.md): about 2 % of fields to review, silent errors ~0.0002.
     confidence_threshold: float = Field(default=0.97, gt=0.0, le=1.0)
     # A second recogniser (PP-OCRv4, another model family) must agree with accepted readings below
     # eyeops.ocr.pipeline.SECOND_OPINION_BELOW; false turns it off (more silent errors under shift).

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Regenerate the three locks (images/constraints-{main,triton,detectors}.txt) from what
+# Regenerate the four locks (images/constraints-{main,triton,detectors,docs}.txt) from what
 # pyproject.toml, detectors/pyproject.toml and inference/triton/requirements.txt ask for: each
 # environment is resolved afresh in a throw-away venv, then frozen. Set-up, CI and every image
 # install with `-c <lock>`, so run this (and commit its output) whenever a dependency changes:
-#     bash scripts/lock.sh            # all three
-#     bash scripts/lock.sh main       # one of main | triton | detectors
+#     bash scripts/lock.sh            # all four
+#     bash scripts/lock.sh main       # one of main | triton | detectors | docs
 # torch is left out of the locks: it is installed first, as exactly `torch==2.13.0` (the machine's
 # CPU build); pyproject pins it exactly, so nothing can resolve another.
 set -euo pipefail
@@ -43,6 +43,11 @@ if [ "$which" = all ] || [ "$which" = triton ]; then
   "$v/bin/pip" install -q torch==2.13.0
   "$v/bin/pip" install -q -r inference/triton/requirements.txt
   freeze "$v" images/constraints-triton.txt "The Triton Python-backend model's environment (.venv-triton; image triton)."
+fi
+if [ "$which" = all ] || [ "$which" = docs ]; then
+  v=$(fresh docs)
+  "$v/bin/pip" install -q -r docs/requirements.txt
+  freeze "$v" images/constraints-docs.txt "The documentation site's builder (.venv-docs; scripts/docs.sh)."
 fi
 if [ "$which" = all ] || [ "$which" = detectors ]; then
   v=$(fresh detectors)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One set-up for a fresh machine: system packages, the main environment (.venv), the Triton model's
 # environment (.venv-triton, numpy<2 for the 2.51 Python-backend stub), the detectors environment
-# (.venv-detectors, alibi-detect's numpy<2 pins), and the tritonserver binary (.triton).
+# (.venv-detectors, alibi-detect's numpy<2 pins), the documentation builder (.venv-docs, MkDocs), and
+# the tritonserver binary (.triton).
 # Debian packages: Tesseract, fonts, promtool/amtool (Prometheus, Alertmanager) to test alert rules, and
 # Chromium, which the review console's browser tests drive (Playwright, without its own browsers).
 # Every environment is installed from its lock (images/constraints-*.txt, made by scripts/lock.sh),
@@ -62,6 +63,12 @@ fi
 .venv-triton/bin/python -c "import torch" 2>/dev/null || .venv-triton/bin/pip install -q torch==2.13.0
 .venv-triton/bin/pip install -q -c images/constraints-triton.txt -r inference/triton/requirements.txt
 
+if [ ! -x .venv-docs/bin/python ]; then
+  log "creating .venv-docs (MkDocs, for the documentation site)"
+  "$PY" -m venv .venv-docs
+  .venv-docs/bin/pip install -q --upgrade pip
+fi
+.venv-docs/bin/pip install -q -c images/constraints-docs.txt -r docs/requirements.txt
 if [ ! -x .venv-detectors/bin/python ]; then
   log "creating .venv-detectors (alibi-detect pins numpy<2)"
   "$PY" -m venv .venv-detectors

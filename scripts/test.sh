@@ -9,6 +9,8 @@ bash scripts/services.sh
 echo "[test] ruff"
 .venv/bin/ruff check eyeops inference tests bench kfp_pipelines images
 .venv-detectors/bin/ruff check detectors
+echo "[test] docs: the site builds strictly (no broken link, no page left out)"
+bash scripts/docs.sh
 echo "[test] mypy (strict)"
 .venv/bin/mypy
 (cd detectors && ../.venv-detectors/bin/mypy)

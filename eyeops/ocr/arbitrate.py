@@ -36,7 +36,7 @@ from eyeops.fields import FieldReading, apply_cross_checks, parse_field
 
 # Below this TrOCR confidence an accepted reading also needs PP-OCR to read the same text. Chosen for
 # round 7 at 0.999 on shifted calibration sets (stress renderer seed 77, light and full damage, and
-# 90 in-distribution exams): silent errors 0.013 → 0. Re-chosen for round 9 at 0.995 (README,
+# 90 in-distribution exams): silent errors 0.013 → 0. Re-chosen for round 9 at 0.995 (docs/measured/index.md,
 # "Against renderers we did not write").
 SECOND_OPINION_BELOW = 0.995
 SECOND_OPINION_REASON = "second_opinion: another recogniser reads this field otherwise"

@@ -3,7 +3,7 @@ their reliability diagrams (`eyeops ocr calibrate`).
 
 The rows are `compare_with_tesseract(..., records=rows)`'s: per shown field, TrOCR's text, raw
 confidence and validation verdict, PP-OCR's text and raw confidence, and the truth. Fitted on sets
-apart from those reported (README, "Two recognisers, one decision").
+apart from those reported (docs/recogniser.md, "Two recognisers, one decision").
 """
 
 from __future__ import annotations

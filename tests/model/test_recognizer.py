@@ -29,7 +29,7 @@ from eyeops.ocr.train import TrainConfig, exact_match, train
 
 pytestmark = pytest.mark.model
 # The shipped checkpoint's floor on fresh held-out crops (unseen fonts and noise seeds), grammar-
-# constrained as served. README gives the full figure measured by `eyeops ocr eval`.
+# constrained as served. docs/measured/index.md gives the full figure measured by `eyeops ocr eval`.
 ACCURACY_FLOOR = 0.98
 
 

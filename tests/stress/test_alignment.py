@@ -1,7 +1,7 @@
 """Alignment on exams the project's code did not draw: the independent stress renderer's screens,
 with and without a frame, light and full damage. The bar is the issue's: at most 2 % unaligned
 wherever the frame is drawn; exports without a border are held to a looser bar until the
-measured figure (README, "Measured") reaches it."""
+measured figure (docs/measured/index.md) reaches it."""
 
 from __future__ import annotations
 

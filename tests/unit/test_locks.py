@@ -1,4 +1,4 @@
-"""The three locks (images/constraints-*.txt) are what set-up, CI and the images install. These
+"""The four locks (images/constraints-*.txt) are what set-up, CI and the images install. These
 tests fail when a lock and what the project asks for disagree, and when an environment on this
 machine has drifted from its lock, so a green run means the tested system is the shipped one."""
 
@@ -26,6 +26,7 @@ ENVIRONMENTS = {
     "main": (ROOT / ".venv" / "bin" / "python", ROOT / "pyproject.toml"),
     "detectors": (ROOT / ".venv-detectors" / "bin" / "python", ROOT / "detectors" / "pyproject.toml"),
     "triton": (ROOT / ".venv-triton" / "bin" / "python", ROOT / "inference" / "triton" / "requirements.txt"),
+    "docs": (ROOT / ".venv-docs" / "bin" / "python", ROOT / "docs" / "requirements.txt"),
 }
 
 
