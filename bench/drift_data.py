@@ -20,17 +20,17 @@ from eyeops.devices import load_layouts
 from eyeops.devices.layout import LayoutRegistry
 from eyeops.lens.cohort import simulate_cohort
 from eyeops.lens.features import BASE_FEATURES
-from eyeops.ocr.cli import default_checkpoint
 from eyeops.ocr.dataset import build_crop_set
 from eyeops.ocr.decode import recognize
 from eyeops.ocr.model import load_recognizer
+from eyeops.resources import trocr_checkpoint
 from eyeops.settings import Settings
 
 
 def ocr_stream(kind: str, exams: int, seed: int, split: str) -> tuple[np.ndarray, np.ndarray]:
     layouts = LayoutRegistry({kind: load_layouts()[kind]})
     crops = build_crop_set(layouts, exams, seed, split, random_fraction=0.0, workers=2)
-    recognizer = load_recognizer(default_checkpoint())
+    recognizer = load_recognizer(trocr_checkpoint())
     confidences = []
     for start in range(0, len(crops), 256):
         chunk = slice(start, start + 256)

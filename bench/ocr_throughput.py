@@ -26,10 +26,10 @@ import numpy as np
 import torch
 
 from eyeops.devices import load_layouts
-from eyeops.ocr.cli import default_checkpoint
 from eyeops.ocr.dataset import build_crop_set
 from eyeops.ocr.evaluate import EvalRun, send_all
 from eyeops.ocr.model import MAX_TOKENS, load_recognizer
+from eyeops.resources import trocr_checkpoint
 from eyeops.settings import Settings
 from eyeops.stack.local import LocalStack
 from eyeops.stack.process import free_port
@@ -75,7 +75,7 @@ async def _triton_clients(url: str, crops: np.ndarray, grammars: list[str], clie
 
 
 def _generate_one_at_a_time(crops: np.ndarray, clients: int) -> float:
-    recognizer = load_recognizer(default_checkpoint())
+    recognizer = load_recognizer(trocr_checkpoint())
     lock = threading.Lock()
     todo = list(range(len(crops)))
     todo_lock = threading.Lock()

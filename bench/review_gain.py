@@ -157,12 +157,12 @@ def main() -> None:
     parser.add_argument("--pipeline-eval", type=int, default=150, help="the pipeline's own held-out exams")
     parser.add_argument("--out", type=Path, default=Path("var/bench/review-gain"))
     args = parser.parse_args()
-    from eyeops.ocr.cli import default_checkpoint
+    from eyeops.resources import trocr_checkpoint
 
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     ppocr = CtcRecognizer.load()
-    shipped = default_checkpoint()
+    shipped = trocr_checkpoint()
     t0 = time.perf_counter()
     stream = stress_exams(args.kind, args.stream, 8101, args.damage)
     held = stress_exams(args.kind, args.held_out, 8202, args.damage)

@@ -77,16 +77,16 @@ def train_recognizer(
     scratch ("scratch"), or continue from a checkpoint folder."""
     from pathlib import Path
 
-    from eyeops.ocr.cli import default_checkpoint
     from eyeops.ocr.dataset import CropSet
     from eyeops.ocr.offline import MODEL_NAME
     from eyeops.ocr.train import TrainConfig, train
     from eyeops.registry import ModelRegistry
+    from eyeops.resources import trocr_checkpoint
 
     init: str | None = init_checkpoint
     if init_checkpoint == "champion":
         champion = ModelRegistry(Path(registry_root)).champion("ocr")
-        init = str(champion.path / MODEL_NAME / "1" / "checkpoint") if champion else str(default_checkpoint())
+        init = str(champion.path / MODEL_NAME / "1" / "checkpoint") if champion else str(trocr_checkpoint())
     elif init_checkpoint == "scratch":
         init = None
     config = TrainConfig(

@@ -8,17 +8,11 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from eyeops.resources import trocr_checkpoint
 from eyeops.settings import Settings, source_checkout
 
 if TYPE_CHECKING:
     from eyeops.ocr.dataset import CropSet
-
-
-def default_checkpoint() -> Path:
-    """The recogniser checkpoint shipped in the package (what Triton serves by default)."""
-    from eyeops.resources import trocr_checkpoint
-
-    return trocr_checkpoint()
 
 
 def checkpoint_out(out: Path | None) -> Path:
@@ -312,7 +306,7 @@ def _eval(args: argparse.Namespace) -> int:
             if args.exams
             else held_out_exams(layouts, args.count, args.seed, args.values)
         )
-        recognizer = load_recognizer(args.checkpoint or default_checkpoint())
+        recognizer = load_recognizer(args.checkpoint or trocr_checkpoint())
         from eyeops.ocr.peers import CtcRecognizer
 
         ppocr = None
@@ -388,7 +382,7 @@ def _calibrate(args: argparse.Namespace) -> int:
             )
         out = checkout / "eyeops" / "ocr" / "calibration.json"
     layouts = load_layouts()
-    checkpoint = args.checkpoint or default_checkpoint()
+    checkpoint = args.checkpoint or trocr_checkpoint()
     recognizer = load_recognizer(checkpoint)
     peer_file, _ = shipped_peer()
     sets: list[list[LabelledExam]] = [list(exam_folder(folder)) for folder in args.exams]

@@ -61,11 +61,11 @@ def seed_registry(
 ) -> None:
     """Register (and, where there is no champion yet, promote) the seed versions; write the drift
     reference when asked. See the module's docstring."""
-    from eyeops.ocr.cli import default_checkpoint
     from eyeops.ocr.offline import export_model_repository
+    from eyeops.resources import trocr_checkpoint
 
     def ocr_repository(tmp: Path) -> Path:
-        return export_model_repository(default_checkpoint(), tmp / "repository")
+        return export_model_repository(trocr_checkpoint(), tmp / "repository")
 
     _register_once(
         registry, "ocr", ocr_repository, f"the recogniser checkpoint shipped with eyeops {__version__}", say

@@ -21,11 +21,11 @@ from transformers import (
     ViTImageProcessor,
 )
 
-from eyeops.ocr.cli import default_checkpoint
 from eyeops.ocr.dataset import build_crop_set
 from eyeops.ocr.decode import recognize
 from eyeops.ocr.model import load_recognizer
 from eyeops.ocr.train import TrainConfig, exact_match, train
+from eyeops.resources import trocr_checkpoint
 
 pytestmark = pytest.mark.model
 # The shipped checkpoint's floor on fresh held-out crops (unseen fonts and noise seeds), grammar-
@@ -77,7 +77,7 @@ def test_training_resumes_exactly_from_its_state_and_refuses_a_state_not_its_own
 
 
 def test_shipped_checkpoint_reaches_its_floor_on_fresh_held_out_crops(layouts):
-    recognizer = load_recognizer(default_checkpoint())
+    recognizer = load_recognizer(trocr_checkpoint())
     data = build_crop_set(layouts, exams=60, seed=424242, split="eval", random_fraction=0.0, workers=1)
     assert len(data) > 400
     assert exact_match(recognizer, data) >= ACCURACY_FLOOR
