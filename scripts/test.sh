@@ -1,29 +1,47 @@
 #!/usr/bin/env bash
 # The README's test command: set up (idempotent), start the servers the tests need, lint,
 # type-check, and run every test tier in both environments, then build and run the images.
+#     bash scripts/test.sh            # everything (CI)
+#     bash scripts/test.sh --fast     # lint, types, docs and the unit tiers only (a few minutes)
+# Other arguments go to the main environment's pytest. Each tier prints its time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
-bash scripts/services.sh
+fast=0
+if [ "${1:-}" = --fast ]; then
+  fast=1
+  shift
+fi
+times=()
+tier() {  # name, command...: run one tier and record its time
+  local name=$1 start=$SECONDS
+  shift
+  echo "[test] $name"
+  "$@"
+  times+=("$name: $((SECONDS - start)) s")
+  echo "[test] $name: $((SECONDS - start)) s"
+}
+report() {
+  echo "[test] tier times:"
+  printf '[test]   %s\n' "${times[@]}"
+}
+trap report EXIT
 
-echo "[test] ruff"
-.venv/bin/ruff check eyeops inference tests bench kfp_pipelines images
-.venv-detectors/bin/ruff check detectors
-echo "[test] docs: the site builds strictly (no broken link, no page left out)"
-bash scripts/docs.sh
-echo "[test] mypy (strict)"
-.venv/bin/mypy
-(cd detectors && ../.venv-detectors/bin/mypy)
-echo "[test] pytest: main environment (unit, model, in-process, integration)"
-.venv/bin/python -m pytest tests --ignore=tests/containers "$@"
-echo "[test] pytest: detectors environment"
-(cd detectors && ../.venv-detectors/bin/python -m pytest)
+tier "set-up" bash scripts/setup.sh
+[ "$fast" = 1 ] || tier "services" bash scripts/services.sh
+tier "ruff" bash -c ".venv/bin/ruff check eyeops inference tests bench kfp_pipelines images && .venv-detectors/bin/ruff check detectors"
+tier "docs: the site builds strictly (no broken link, no page left out)" bash scripts/docs.sh
+tier "mypy (strict)" bash -c ".venv/bin/mypy && cd detectors && ../.venv-detectors/bin/mypy"
+if [ "$fast" = 1 ]; then
+  tier "pytest: unit (main environment)" .venv/bin/python -m pytest tests/unit -q "$@"
+  tier "pytest: unit (detectors environment)" bash -c "cd detectors && ../.venv-detectors/bin/python -m pytest -q -m unit"
+  exit 0
+fi
+tier "pytest: main environment (unit, model, in-process, integration)" \
+  .venv/bin/python -m pytest tests --ignore=tests/containers "$@"
+tier "pytest: detectors environment" bash -c "cd detectors && ../.venv-detectors/bin/python -m pytest"
 # The containers tier: every image built with a real Docker engine (offline builds from host-made
 # wheelhouses) and run as the chart runs it. EYEOPS_SKIP_CONTAINERS=1 leaves it out of a quick run.
 if [ "${EYEOPS_SKIP_CONTAINERS:-0}" != 1 ]; then
-  echo "[test] containers: build every image, then run each hardened"
-  start=$SECONDS
-  bash scripts/images.sh
-  .venv/bin/python -m pytest tests/containers -p no:cacheprovider
-  echo "[test] containers tier: $((SECONDS - start)) s"
+  tier "containers: build every image" bash scripts/images.sh
+  tier "containers: run each hardened" .venv/bin/python -m pytest tests/containers -p no:cacheprovider
 fi
