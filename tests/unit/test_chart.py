@@ -108,9 +108,17 @@ def test_the_shipped_rules_are_the_tested_rules() -> None:
     objects = render()
     rule = next(o for o in objects if o["kind"] == "PrometheusRule")
     tested = yaml.safe_load((CHART / "files" / "alerts" / "rules.yaml").read_text())
-    # the tested file, then one rendered group: absent metrics of each target the chart scrapes
-    assert rule["spec"]["groups"][:-1] == tested["groups"]
-    assert rule["spec"]["groups"][-1]["name"] == "eyeops-absent"
+    # the tested file, each alert labelled with the release's namespace (what an AlertmanagerConfig
+    # routes on), then one rendered group: absent metrics of each target the chart scrapes
+    rendered = rule["spec"]["groups"]
+    for group in rendered:
+        for r in group["rules"]:
+            if "alert" in r:
+                assert r["labels"].pop("namespace") == "eyeops", r["alert"]
+    assert rendered[:-1] == tested["groups"]
+    assert rendered[-1]["name"] == "eyeops-absent"
+    assert not any(o["kind"] == "Secret" and o["metadata"]["name"].endswith("alertmanager") for o in objects)
+    objects = render({"alerting": {"alertmanagerConfigSecret": True}})
     secret = next(
         o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"].endswith("alertmanager")
     )
@@ -1089,3 +1097,50 @@ def test_the_feature_server_is_off_unless_someone_may_call_it_and_can_check_thei
         render(values)
     values["feast"]["server"]["auth"] = "none"
     assert not any(o["kind"] == "ClusterRoleBinding" for o in render(values))
+
+
+def test_an_alertmanager_config_routes_as_the_tested_configuration_does() -> None:
+    """Issue 30, item 2: kube-prometheus-stack's Alertmanager takes an AlertmanagerConfig, not a
+    whole configuration with example addresses; it has the routes, receivers and inhibition that
+    amtool tests in files/alerts/alertmanager.yaml, with the webhook and password from Secrets."""
+    values = values_of(PROD)
+    values["alerting"] = {
+        "alertmanagerConfig": {
+            "enabled": True,
+            "slack": {"webhookSecret": {"name": "clinic-slack"}},
+            "email": {
+                "to": "oncall@example.org",
+                "from": "eyeops@example.org",
+                "smarthost": "smtp.example.org:587",
+            },
+        }
+    }
+    (config,) = [o["spec"] for o in render(values) if o["kind"] == "AlertmanagerConfig"]
+    tested = yaml.safe_load((CHART / "files" / "alerts" / "alertmanager.yaml").read_text())
+
+    def matchers(ms: list[Any]) -> list[str]:
+        return [m if isinstance(m, str) else f'{m["name"]}{m["matchType"]}"{m["value"]}"' for m in ms]
+
+    route, want = config["route"], tested["route"]
+    assert route["receiver"] == want["receiver"] and route["groupBy"] == want["group_by"]
+    assert [(matchers(r["matchers"]), r["receiver"]) for r in route["routes"]] == [
+        (r["matchers"], r["receiver"]) for r in want["routes"]
+    ]
+    receivers = {r["name"]: r for r in config["receivers"]}
+    for r in tested["receivers"]:
+        mine = receivers.pop(r["name"])
+        for slack, theirs in zip(mine["slackConfigs"], r["slack_configs"], strict=True):
+            assert slack["apiURL"] == {"name": "clinic-slack", "key": "slack-webhook-url"}
+            assert (slack["channel"], slack["title"], slack["text"]) == (
+                theirs["channel"],
+                theirs["title"],
+                theirs["text"],
+            )
+        assert bool(mine.get("emailConfigs")) == bool(r.get("email_configs"))
+    assert receivers == {}
+    assert [matchers(i["sourceMatch"]) + matchers(i["targetMatch"]) for i in config["inhibitRules"]] == [
+        i["source_matchers"] + i["target_matchers"] for i in tested["inhibit_rules"]
+    ]
+    del values["alerting"]["alertmanagerConfig"]["email"]["to"]
+    with pytest.raises(helm_python.HelmRenderError, match=r"alertmanagerConfig\.email\.to"):
+        render(values)
