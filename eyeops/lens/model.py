@@ -260,6 +260,39 @@ class CalibrationEyes:
     covered: np.ndarray
 
 
+def calibrated_proba(model: Any, x: np.ndarray) -> np.ndarray:
+    """`model.predict_proba(x)` for scikit-learn's CalibratedClassifierCV over LightGBM with
+    isotonic calibrators, the same numbers without scikit-learn's per-call validation (which cost
+    a single eye most of its propensity time): each fold's raw LightGBM margins, its fitted
+    isotonic interpolants, the one-vs-rest normalisation and the mean over folds, as scikit-learn
+    1.9 computes them (tests/unit/test_lens_model.py compares the two). Any other model: its own
+    predict_proba."""
+    folds = getattr(model, "calibrated_classifiers_", None)
+    if not folds or getattr(model, "method", None) != "isotonic" or len(model.classes_) < 3:
+        return np.asarray(model.predict_proba(x), dtype=float)
+    x = np.asarray(x, dtype=float)
+    n_classes = len(model.classes_)
+    mean = np.zeros((len(x), n_classes))
+    for fold in folds:
+        estimator = fold.estimator
+        booster = getattr(estimator, "booster_", None)
+        if booster is None or not hasattr(estimator, "decision_function"):
+            return np.asarray(model.predict_proba(x), dtype=float)
+        margins = np.asarray(booster.predict(x, raw_score=True, num_threads=1 if len(x) < 256 else 0))
+        margins = margins.reshape(len(x), -1)
+        proba = np.zeros((len(x), n_classes))
+        columns = np.searchsorted(fold.classes, estimator.classes_)
+        for column, margin, calibrator in zip(columns, margins.T, fold.calibrators, strict=True):
+            clipped = np.clip(margin, calibrator.X_min_, calibrator.X_max_)
+            proba[:, column] = np.asarray(calibrator.f_(clipped)).astype(clipped.dtype)
+        total = proba.sum(axis=1)[:, np.newaxis]
+        proba = np.divide(proba, total, out=np.full_like(proba, 1 / n_classes), where=total != 0)
+        proba[(proba > 1.0) & (proba <= 1.0 + 1e-5)] = 1.0
+        mean += proba
+    mean /= len(folds)
+    return mean
+
+
 class LossEstimator:
     """Direct loss estimation: E|residual| given the features, the predicted vault and the size."""
 
@@ -267,8 +300,10 @@ class LossEstimator:
         self.booster = booster
 
     @staticmethod
-    def design(x: pd.DataFrame, vault: np.ndarray, size_mm: np.ndarray) -> np.ndarray:
-        return np.column_stack([x[list(FEATURES)].to_numpy(dtype=float), vault, size_mm])
+    def design(x: pd.DataFrame | np.ndarray, vault: np.ndarray, size_mm: np.ndarray) -> np.ndarray:
+        """Features (a frame, or its FEATURES columns as an array), the predicted vault, the size."""
+        arr = x[list(FEATURES)].to_numpy(dtype=float) if isinstance(x, pd.DataFrame) else x
+        return np.column_stack([arr, vault, size_mm])
 
     @classmethod
     def fit(cls, design: np.ndarray, abs_residuals: np.ndarray, config: LensConfig) -> LossEstimator:
@@ -286,7 +321,8 @@ class LossEstimator:
     def predict(self, x: pd.DataFrame, vault: np.ndarray) -> np.ndarray:
         """Expected |residual| for every eye × size (one call on a block, as predict_vault)."""
         n = len(x)
-        block = np.vstack([self.design(x, vault[:, j], np.full(n, size)) for j, size in enumerate(SIZES_MM)])
+        arr = x[list(FEATURES)].to_numpy(dtype=float)  # once: selecting columns is pandas' cost
+        block = np.vstack([self.design(arr, vault[:, j], np.full(n, s)) for j, s in enumerate(SIZES_MM)])
         return self.predict_design(block).reshape(len(SIZES_MM), n).T
 
 
@@ -474,7 +510,8 @@ class LensModel:
         return flat.reshape(len(SIZES_MM), n).T
 
     def propensities(self, x: pd.DataFrame) -> np.ndarray:
-        proba = np.asarray(self.propensity_model.predict_proba(x[list(FEATURES)].to_numpy()), dtype=float)
+        arr = x[list(FEATURES)].to_numpy()
+        proba = calibrated_proba(self.propensity_model, arr)
         full = np.zeros((len(x), len(SIZES_MM)))
         full[:, list(self.propensity_model.classes_)] = proba
         return full
