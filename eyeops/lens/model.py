@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from eyeops.errors import EyeopsError
-from eyeops.lens.features import BASE_FEATURES, FEATURES, SIZE_FEATURE, feature_matrix
+from eyeops.lens.features import BASE_FEATURES, FEATURES, SIZE_FEATURE, feature_array, feature_matrix
 from eyeops.lens.sizes import SIZES_MM, TARGET_VAULT_UM, nomogram_size
 
 FORMAT_VERSION = 1  # a DLE and calibration eyes are optional parts: older folders still load
@@ -260,6 +260,13 @@ class CalibrationEyes:
     covered: np.ndarray
 
 
+def _features(x: pd.DataFrame | np.ndarray) -> np.ndarray:
+    """The FEATURES columns as a float array: a frame's, or an array that already is that."""
+    if isinstance(x, pd.DataFrame):
+        return x[list(FEATURES)].to_numpy(dtype=float)
+    return np.asarray(x, dtype=float)
+
+
 def calibrated_proba(model: Any, x: np.ndarray) -> np.ndarray:
     """`model.predict_proba(x)` for scikit-learn's CalibratedClassifierCV over LightGBM with
     isotonic calibrators, the same numbers without scikit-learn's per-call validation (which cost
@@ -302,8 +309,7 @@ class LossEstimator:
     @staticmethod
     def design(x: pd.DataFrame | np.ndarray, vault: np.ndarray, size_mm: np.ndarray) -> np.ndarray:
         """Features (a frame, or its FEATURES columns as an array), the predicted vault, the size."""
-        arr = x[list(FEATURES)].to_numpy(dtype=float) if isinstance(x, pd.DataFrame) else x
-        return np.column_stack([arr, vault, size_mm])
+        return np.column_stack([_features(x), vault, size_mm])
 
     @classmethod
     def fit(cls, design: np.ndarray, abs_residuals: np.ndarray, config: LensConfig) -> LossEstimator:
@@ -318,10 +324,10 @@ class LossEstimator:
         out = self.booster.predict(design, num_threads=1 if n < 256 else 0)
         return np.asarray(np.clip(np.asarray(out, dtype=float), 1.0, None))  # an L2 fit can dip below 0
 
-    def predict(self, x: pd.DataFrame, vault: np.ndarray) -> np.ndarray:
+    def predict(self, x: pd.DataFrame | np.ndarray, vault: np.ndarray) -> np.ndarray:
         """Expected |residual| for every eye × size (one call on a block, as predict_vault)."""
         n = len(x)
-        arr = x[list(FEATURES)].to_numpy(dtype=float)  # once: selecting columns is pandas' cost
+        arr = _features(x)  # once: selecting columns is pandas' cost
         block = np.vstack([self.design(arr, vault[:, j], np.full(n, s)) for j, s in enumerate(SIZES_MM)])
         return self.predict_design(block).reshape(len(SIZES_MM), n).T
 
@@ -499,18 +505,18 @@ class LensModel:
         return model
 
     # -- prediction -------------------------------------------------------------------------------
-    def predict_vault(self, x: pd.DataFrame) -> np.ndarray:
+    def predict_vault(self, x: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Predicted vault (µm) for every eye × size; non-decreasing along sizes by construction.
         One LightGBM call on a numpy block (eyes × sizes): a call per size on DataFrames cost
         several milliseconds per eye in pandas alone."""
-        arr = x[list(FEATURES)].to_numpy(dtype=float)
+        arr = _features(x)
         n = len(arr)
         block = np.column_stack([np.tile(arr, (len(SIZES_MM), 1)), np.repeat(np.array(SIZES_MM), n)])
         flat = np.asarray(self.vault.predict(block, num_threads=1 if n < 256 else 0), dtype=float)
         return flat.reshape(len(SIZES_MM), n).T
 
-    def propensities(self, x: pd.DataFrame) -> np.ndarray:
-        arr = x[list(FEATURES)].to_numpy()
+    def propensities(self, x: pd.DataFrame | np.ndarray) -> np.ndarray:
+        arr = _features(x)
         proba = calibrated_proba(self.propensity_model, arr)
         full = np.zeros((len(x), len(SIZES_MM)))
         full[:, list(self.propensity_model.classes_)] = proba
@@ -518,7 +524,7 @@ class LensModel:
 
     def predict(self, frame: pd.DataFrame) -> LensPrediction:
         """Everything the service answers, for every eye of `frame` (base feature columns needed)."""
-        x = feature_matrix(frame)
+        x = feature_array(frame)  # eyes × FEATURES, once for every model below
         vault = self.predict_vault(x)
         e = self.propensities(x)
         cfg = self.config

@@ -265,3 +265,21 @@ def test_the_fast_propensities_answer_exactly_what_scikit_learn_does(model, monk
     )
     sklearn = model.predict(cohort)
     assert [fast.eye(i, "v") for i in range(len(cohort))] == [sklearn.eye(i, "v") for i in range(len(cohort))]
+
+
+def test_the_feature_array_is_the_feature_matrix_and_gives_the_same_predictions(model):
+    """Issue 32: answers computed from one float array per request (no pandas per column) equal
+    those from the DataFrame, bit for bit."""
+    from eyeops.lens.features import FEATURES, feature_array, feature_matrix
+
+    cohort = simulate_cohort(500, seed=33)
+    frame = feature_matrix(cohort)
+    array = feature_array(cohort)
+    assert np.array_equal(array, frame[list(FEATURES)].to_numpy(dtype=float))
+    assert np.array_equal(model.predict_vault(array), model.predict_vault(frame))
+    assert np.array_equal(model.propensities(array), model.propensities(frame))
+    if model.loss_estimator is not None:
+        vault = model.predict_vault(frame)
+        assert np.array_equal(
+            model.loss_estimator.predict(array, vault), model.loss_estimator.predict(frame, vault)
+        )
