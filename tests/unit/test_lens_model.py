@@ -8,16 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from eyeops.lens.bounds import monotone_bounds, recommend, response_bounds
 from eyeops.lens.cohort import simulate_cohort
-from eyeops.lens.model import (
-    Calibration,
-    LensConfig,
-    LensModel,
-    ModelArtifactError,
-    monotone_bounds,
-    recommend,
-    response_bounds,
-)
+from eyeops.lens.model import Calibration, LensConfig, LensModel, ModelArtifactError
 from eyeops.lens.sizes import SIZES_MM
 
 pytestmark = pytest.mark.unit
@@ -174,7 +167,7 @@ def test_the_evaluation_page_shows_coverage_policies_widths_overlap_and_the_cham
 
 
 def test_anchored_bounds_follow_the_model_between_sizes_within_the_stated_margin():
-    from eyeops.lens.model import anchored_bounds
+    from eyeops.lens.bounds import anchored_bounds
 
     vault = np.array([[400.0, 700.0, 1000.0, 1300.0]])
     wide = np.full((1, 4), 150.0)
@@ -191,7 +184,7 @@ def test_the_margin_per_size_is_the_conformal_quantile_of_what_unsupported_eyes_
     """Issue 29: the margin comes from calibration eyes implanted with a size unsupported for them,
     the ⌈(n + 1)(1 − α)⌉-th smallest of the margins they needed; too few eyes, or an estimate beyond
     the published size effects, give none and say why."""
-    from eyeops.lens.model import anchored_bounds, gain_margins
+    from eyeops.lens.bounds import anchored_bounds, gain_margins
 
     rng = np.random.default_rng(3)
     n = 99
