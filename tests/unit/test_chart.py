@@ -1144,3 +1144,38 @@ def test_an_alertmanager_config_routes_as_the_tested_configuration_does() -> Non
     del values["alerting"]["alertmanagerConfig"]["email"]["to"]
     with pytest.raises(helm_python.HelmRenderError, match=r"alertmanagerConfig\.email\.to"):
         render(values)
+
+
+def test_every_container_of_ours_takes_extra_env_volumes_and_mounts() -> None:
+    """Issue 30, item 7: a platform adds a proxy variable, a CA bundle volume and its mount."""
+    extra = {
+        "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy.example:3128"}],
+        "extraVolumes": [{"name": "clinic-ca", "configMap": {"name": "clinic-ca"}}],
+        "extraVolumeMounts": [{"name": "clinic-ca", "mountPath": "/etc/ssl/clinic", "readOnly": True}],
+    }
+    values = values_of(PROD)
+    for path in (("console",), ("monitor",), ("ocr", "transformer"), ("ocr", "triton"),
+                 ("lens", "transformer"), ("lens", "predictor")):  # fmt: skip
+        node = values
+        for key in path:
+            node = node.setdefault(key, {})
+        node.update(extra)
+    objects = render(values)
+    containers: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+    for o in objects:
+        if o["kind"] == "Deployment" and o["metadata"]["name"].endswith(("-console", "-monitor")):
+            spec = o["spec"]["template"]["spec"]
+            containers[o["metadata"]["name"]] = (spec["containers"][0], spec["volumes"])
+        if o["kind"] == "ServingRuntime":
+            containers[o["metadata"]["name"]] = (o["spec"]["containers"][0], o["spec"]["volumes"])
+        if o["kind"] == "InferenceService":
+            transformer = o["spec"]["transformer"]
+            containers[f"{o['metadata']['name']}-transformer"] = (
+                transformer["containers"][0],
+                transformer["volumes"],
+            )
+    assert len(containers) == 6, sorted(containers)
+    for name, (container, volumes) in containers.items():
+        assert container["env"][0] == extra["extraEnv"][0], name
+        assert extra["extraVolumeMounts"][0] in container["volumeMounts"], name
+        assert extra["extraVolumes"][0] in volumes, name
