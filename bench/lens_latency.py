@@ -5,7 +5,9 @@
 
 Open loop: requests start on a fixed schedule (default 50 per second) whatever the previous ones
 are doing, so queueing shows in the tail. Phases alternate A, B, A, B. Prints one JSON object.
-Run:  .venv/bin/python -m bench.lens_latency [--rate 50] [--seconds 20]
+Run:  .venv/bin/python -m bench.lens_latency [--rate 50] [--seconds 20] [--baseline REF]
+With --baseline, REF's servers (a git worktree, on PYTHONPATH) are measured first, then this
+checkout's, on the same model and Feast repository.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -66,40 +70,77 @@ def summary(latencies: list[float], errors: int) -> dict[str, float | int]:
     }
 
 
+def measure(
+    model_dir: Path, repo: Path, log_dir: Path, eye_ids: list[str], rate: float, seconds: float
+) -> dict[str, Any]:
+    """Both paths of one lens stack at `rate`, alternating A, B, A, B."""
+    features = local_eye_features()
+    lens_bodies = [{"instances": [{"eye_id": e}]} for e in eye_ids]
+    predictor_bodies = [{"instances": [features[e]]} for e in eye_ids]
+    with LensStack(model_dir, repo, log_dir) as endpoints:
+        lens_url = f"{endpoints.lens}/v1/models/lens:predict"
+        predictor_url = f"{endpoints.predictor}/v1/models/lens:predict"
+        asyncio.run(open_loop(lens_url, lens_bodies, 10, 2))  # warm both paths
+        asyncio.run(open_loop(predictor_url, predictor_bodies, 10, 2))
+        results: dict[str, list[float]] = {"lens": [], "predictor": []}
+        errors = {"lens": 0, "predictor": 0}
+        for _ in range(2):
+            for name, url, bodies in (
+                ("lens", lens_url, lens_bodies),
+                ("predictor", predictor_url, predictor_bodies),
+            ):
+                lat, err = asyncio.run(open_loop(url, bodies, rate, seconds / 2))
+                results[name] += lat
+                errors[name] += err
+    return {
+        "lens_endpoint": summary(results["lens"], errors["lens"]),
+        "predictor_only": summary(results["predictor"], errors["predictor"]),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        help="a git ref whose servers run first, side by side with this checkout's",
+    )
     args = parser.parse_args()
+    out: dict[str, Any] = {"rate_per_s": args.rate, "seconds_per_path": args.seconds}
+    here = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory(prefix="eyeops-lens-bench-") as tmp:
         root = Path(tmp)
         model_dir, repo, eye_ids = prepare_local_lens(root, say=lambda m: None)
-        features = local_eye_features()
-        lens_bodies = [{"instances": [{"eye_id": e}]} for e in eye_ids]
-        predictor_bodies = [{"instances": [features[e]]} for e in eye_ids]
-        with LensStack(model_dir, repo, root / "log") as endpoints:
-            lens_url = f"{endpoints.lens}/v1/models/lens:predict"
-            predictor_url = f"{endpoints.predictor}/v1/models/lens:predict"
-            asyncio.run(open_loop(lens_url, lens_bodies, 10, 2))  # warm both paths
-            asyncio.run(open_loop(predictor_url, predictor_bodies, 10, 2))
-            results: dict[str, list[float]] = {"lens": [], "predictor": []}
-            errors = {"lens": 0, "predictor": 0}
-            for _ in range(2):
-                for name, url, bodies in (
-                    ("lens", lens_url, lens_bodies),
-                    ("predictor", predictor_url, predictor_bodies),
-                ):
-                    lat, err = asyncio.run(open_loop(url, bodies, args.rate, args.seconds / 2))
-                    results[name] += lat
-                    errors[name] += err
-    out = {
-        "rate_per_s": args.rate,
-        "seconds_per_path": args.seconds,
-        "lens_endpoint": summary(results["lens"], errors["lens"]),
-        "predictor_only": summary(results["predictor"], errors["predictor"]),
-    }
+        codes: list[tuple[str, Path | None]] = [("this checkout", None)]
+        if args.baseline:
+            tree = root / "baseline"
+            subprocess.run(["git", "worktree", "add", "--detach", str(tree), args.baseline],
+                           check=True, capture_output=True, cwd=here)  # fmt: skip
+            codes.insert(0, (f"baseline {args.baseline}", tree))
+        try:
+            for label, code in codes:
+                # the servers are child processes: PYTHONPATH picks whose code they import
+                saved = os.environ.get("PYTHONPATH")
+                if code is not None:
+                    os.environ["PYTHONPATH"] = str(code)
+                try:
+                    out[label] = measure(
+                        model_dir, repo, root / f"log-{len(out)}", eye_ids, args.rate, args.seconds
+                    )
+                finally:
+                    if saved is None:
+                        os.environ.pop("PYTHONPATH", None)
+                    else:
+                        os.environ["PYTHONPATH"] = saved
+        finally:
+            if args.baseline:
+                subprocess.run(
+                    ["git", "worktree", "remove", "--force", str(root / "baseline")], check=False, cwd=here
+                )
     print(json.dumps(out, indent=2))
 
 

@@ -88,8 +88,18 @@ def parse_field(spec: FieldSpec, raw_text: str, confidence: float, threshold: fl
     else:
         value = text
     if confidence < threshold:
-        return review(f"low_confidence: {confidence:.3f} < {threshold}", value)
+        return review(f"low_confidence: {below(confidence, threshold)} < {threshold}", value)
     return FieldReading(spec.name, raw_text, value, spec.unit, confidence, "accepted", None)
+
+
+def below(confidence: float, threshold: float) -> str:
+    """`confidence` with three decimals, or as many more as it takes to read below `threshold`
+    (0.9695 against 0.97 is "0.9695", never "0.970 < 0.97")."""
+    for decimals in range(3, 10):
+        text = f"{confidence:.{decimals}f}"
+        if float(text) < threshold:
+            return text
+    return repr(confidence)
 
 
 def check_holds(check: CrossCheck, values: Mapping[str, float], layout: DeviceLayout) -> bool:

@@ -51,6 +51,14 @@ def test_low_confidence_goes_to_review_with_value(layouts):
     assert r.status == "review" and r.reason.startswith("low_confidence") and r.value == 24.35
 
 
+def test_a_confidence_just_below_the_bar_never_reads_as_equal_to_it(layouts):
+    """Issue 31, item 6: three decimals made 0.9695 read "0.970 < 0.97"."""
+    spec = layouts["optical_biometer"].field("al_mm")
+    assert parse_field(spec, "24.35", 0.5, 0.97).reason == "low_confidence: 0.500 < 0.97"
+    assert parse_field(spec, "24.35", 0.9695, 0.97).reason == "low_confidence: 0.9695 < 0.97"
+    assert parse_field(spec, "24.35", 0.96999991, 0.97).reason == "low_confidence: 0.9699999 < 0.97"
+
+
 def test_blank_optional_vault_is_accepted_as_missing(layouts):
     r = parse_field(layouts["anterior_segment_oct"].field("vault_um"), "---", 0.99, T)
     assert (r.status, r.value) == ("accepted", None)
