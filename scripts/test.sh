@@ -12,13 +12,14 @@ if [ "${1:-}" = --fast ]; then
   shift
 fi
 times=()
-tier() {  # name, command...: run one tier and record its time
-  local name=$1 start=$SECONDS
+tier() {  # name, command...: run one tier and record its time (a failing tier too, then stop)
+  local name=$1 start=$SECONDS status=0
   shift
   echo "[test] $name"
-  "$@"
-  times+=("$name: $((SECONDS - start)) s")
+  "$@" || status=$?
+  times+=("$name: $((SECONDS - start)) s$([ "$status" = 0 ] || echo " (FAILED)")")
   echo "[test] $name: $((SECONDS - start)) s"
+  return "$status"
 }
 report() {
   echo "[test] tier times:"
