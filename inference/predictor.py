@@ -230,12 +230,14 @@ class PredictorClient:
         )
 
     def _grpc_refused(self, error: grpc.RpcError) -> EyeopsError:
-        code = error.code() if isinstance(error, grpc.aio.AioRpcError | grpc.Call) else None
-        status = GRPC_REFUSALS.get(code) if code is not None else None
+        """A status that is the request's fault is a PredictorError, any other a 503."""
+        if not isinstance(error, grpc.aio.AioRpcError | grpc.Call):  # no status: the channel failed
+            return self._unavailable(f"gRPC {type(error).__name__}")
+        code = error.code()
+        status = GRPC_REFUSALS.get(code)
         if status is None:
-            return self._unavailable(f"gRPC {code.name if code is not None else type(error).__name__}")
-        details = error.details() if isinstance(error, grpc.aio.AioRpcError | grpc.Call) else None
-        return PredictorError(f"{self.label}: {details or code.name}", status)  # type: ignore[union-attr]
+            return self._unavailable(f"gRPC {code.name}")
+        return PredictorError(f"{self.label}: {error.details() or code.name}", status)
 
     def _refused(self, response: httpx.Response) -> EyeopsError:
         status = response.status_code

@@ -111,8 +111,7 @@ def derive_features(frame: pd.DataFrame) -> pd.DataFrame:
 
 def feature_matrix(frame: pd.DataFrame) -> pd.DataFrame:
     """Base plus derived features, float, in FEATURES order. Missing base columns raise KeyError."""
-    base = frame[list(BASE_FEATURES)].astype(float)
-    return pd.concat([base, derive_features(base)], axis=1)[list(FEATURES)]
+    return pd.DataFrame(feature_array(frame), columns=list(FEATURES), index=frame.index)
 
 
 def feature_array(frame: pd.DataFrame) -> np.ndarray:
