@@ -103,3 +103,20 @@ def test_a_file_moved_in_from_outside_the_folder_is_captured_at_once(tmp_path):
     finally:
         watcher.stop()
         outbox.close()
+
+
+def test_a_file_too_fresh_for_the_first_scan_is_taken_once_it_settles(tmp_path):
+    """A file written just before the watcher starts sends it no event, and the first scan skips it
+    as too fresh: it is taken once it has been quiet for settle_s, not a whole rescan interval later."""
+    outbox = Outbox(tmp_path / "state" / "outbox.db")
+    capturer = Capturer(outbox, "autorefractor", ["*.png"], 5_000_000, GatewayMetrics(CollectorRegistry()))
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "exam-1.png").write_bytes(noise_png(120, 80))
+    watcher = FolderWatcher(export, capturer, rescan_interval_s=3600, settle_s=0.5)
+    watcher.start()
+    try:
+        assert wait_for(lambda: outbox.counts()["received"] == 1, timeout=5)
+    finally:
+        watcher.stop()
+        outbox.close()
