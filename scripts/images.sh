@@ -53,6 +53,28 @@ if ! $DOCKER info >/dev/null 2>&1; then
 fi
 mkdir -p "$OUT/sbom" "$WHEELS"
 
+# -- disk: what earlier builds left, and room for this one ----------------------------------------
+# Rebuilt tags leave their old images dangling, a failed build leaves its container, and images of
+# an earlier appVersion stay tagged: on a machine that builds every CI run, they fill the disk (a
+# CI run failed with "no space left on device" half way through the ocr-transformer image). Remove
+# them first, then refuse to start a build that cannot finish, saying how much room there is.
+NEED_GB=${EYEOPS_IMAGES_NEED_GB:-20}  # the seven images, their build layers and the SBOM runs
+$DOCKER container prune -f >/dev/null 2>&1 || true
+stale=$($DOCKER image ls --format '{{.Repository}}:{{.Tag}}' 'eyeops/*' | grep -v -e ":$VERSION\$" -e '^eyeops/debian-base:' || true)
+[ -z "$stale" ] || $DOCKER image rm $stale >/dev/null 2>&1 || true
+$DOCKER image prune -f >/dev/null 2>&1 || true
+ROOT_DIR=$($DOCKER info -f '{{.DockerRootDir}}' 2>/dev/null || echo /var/lib/docker)
+free_gb() { $SUDO df -P -BG "$1" 2>/dev/null | awk 'NR==2 {sub("G", "", $4); print $4}'; }
+for dir in "$ROOT_DIR" "$WHEELS"; do
+  free=$(free_gb "$dir")
+  if [ -n "$free" ] && [ "$free" -lt "$NEED_GB" ]; then
+    echo "[images] only ${free} GB free under $dir; building every image needs about ${NEED_GB} GB." \
+      "Free some (docker system prune -a; old checkouts' .venv and build/) or set EYEOPS_IMAGES_NEED_GB" >&2
+    exit 1
+  fi
+done
+log "disk: $(free_gb "$ROOT_DIR") GB free for the engine (${NEED_GB} GB needed)"
+
 # -- 2. the base ---------------------------------------------------------------------------------
 PYTHON_HOME=/usr/local
 if [ -z "${BASE_IMAGE:-}" ]; then
