@@ -56,7 +56,9 @@ class MissingFeatures(EyeopsError):
 
 
 class ImplausibleFeatures(EyeopsError):
-    """A biometry value outside its plausible range (likely a misread or a unit slip). HTTP 422."""
+    """A biometry value outside the range the lens takes: a misread or a unit slip, or an eye outside
+    the model's domain (a device may measure more than the model learnt from: autorefractors accept
+    spheres up to +15 D, the lens stops at +10). HTTP 422."""
 
     status_code = 422
 
@@ -87,7 +89,9 @@ def frame_from_instances(instances: Sequence[Mapping[str, Any]]) -> pd.DataFrame
                 # which side, never the value: a measurement is patient data (issue 28, item 10)
                 side = "below" if value < low else "above"
                 raise ImplausibleFeatures(
-                    f"instance {n}: {name} is {side} the plausible range {low}–{high}; check the reading"
+                    f"instance {n}: {name} is {side} the range the lens takes ({low}–{high}): check the"
+                    " reading; a value measured right there lies outside what the model learnt from, and"
+                    " it makes no prediction for it"
                 )
             row[name] = float(value)
         rows.append(row)
