@@ -29,11 +29,17 @@ def detectors_python() -> Path:
 
 
 def prepare_local_detectors(
-    root: Path, model_dir: Path, seed: int = 7, ert: int = 1000, say: Callable[[str], None] = print
+    root: Path,
+    model_dir: Path,
+    seed: int = 7,
+    ert: int = 1000,
+    say: Callable[[str], None] = print,
+    window: int | None = None,
 ) -> Path:
     """Detectors fitted on the local lens model's answers for its training cohort (the cohort
-    prepare_local_lens trains on); reused when already there."""
-    out = root / "detectors"
+    prepare_local_lens trains on); reused when already there. `window`: rows per drift test
+    (None: the detectors' default)."""
+    out = root / ("detectors" if window is None else f"detectors-w{window}")
     if (out / "manifest.json").exists():
         return out
     from eyeops.lens.cohort import simulate_cohort
@@ -46,7 +52,7 @@ def prepare_local_detectors(
     )
     subprocess.run(
         [str(detectors_python()), "-m", "eyeops_detectors", "fit", "--reference", str(reference),
-         "--out", str(out), "--ert", str(ert)],
+         "--out", str(out), "--ert", str(ert), *([] if window is None else ["--window", str(window)])],
         check=True, stdout=subprocess.DEVNULL,
     )  # fmt: skip
     return out
