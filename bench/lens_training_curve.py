@@ -59,6 +59,7 @@ def main() -> None:
     loads: list[int] = []
     series: dict[str, list[float]] = {}
     unfinished: list[int] = []
+    failed: dict[int, list[str]] = {}
     for size in (int(s) for s in args.sizes.split(",")):
         if unfinished:
             unfinished.append(size)
@@ -75,6 +76,10 @@ def main() -> None:
             unfinished.append(size)
             print(f"[lens-training] {size:,} eyes: not done within {args.timeout:.0f} s", flush=True)
             continue
+        except subprocess.CalledProcessError as exc:
+            failed[size] = (exc.stderr or "").strip().splitlines()[-1:] or [f"exit {exc.returncode}"]
+            print(f"[lens-training] {size:,} eyes: failed: {failed[size][0]}", flush=True)
+            continue
         row = json.loads(done.stdout.strip().splitlines()[-1])
         print(f"[lens-training] {size:,} eyes: {row}", flush=True)
         loads.append(size)
@@ -89,7 +94,11 @@ def main() -> None:
         loads,
         series,
         "s / MB",
-        {"unfinished": unfinished, "timeout_s": args.timeout},
+        {
+            "unfinished": unfinished,
+            "failed": {str(k): v for k, v in failed.items()},
+            "timeout_s": args.timeout,
+        },
     )
 
 

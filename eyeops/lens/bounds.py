@@ -175,12 +175,29 @@ def _conformal_rank(n: int, alpha: float, confidence: float | None) -> int:
         return marginal
     # P(Beta(r, n + 1 − r) ≥ 1 − α) = P(Binomial(n, 1 − α) ≤ r − 1)
     p = 1 - alpha
+    if n > EXACT_RANK_UP_TO:
+        return _conformal_rank_scipy(n, p, marginal, confidence)
     below = 0.0
     for k in range(n + 1):
         if k >= max(marginal, 1) and below >= confidence:
             return k
         below += math.comb(n, k) * p**k * (1 - p) ** (n - k)
     return n + 1  # no order statistic of n eyes is enough
+
+
+# Up to here the binomial sum is exact in floats (C(1000, 500) ≈ 2.7e299 still fits a double);
+# beyond, C(n, k) overflows (a 10⁶-eye cohort failed to train with OverflowError) and SciPy's
+# binomial quantile answers instead.
+EXACT_RANK_UP_TO = 1000
+
+
+def _conformal_rank_scipy(n: int, p: float, marginal: int, confidence: float) -> int:
+    """`_conformal_rank` for large n: the smallest r ≥ max(marginal, 1) with
+    P(Binomial(n, p) ≤ r − 1) ≥ confidence, or n + 1."""
+    from scipy.stats import binom  # type: ignore[import-untyped]
+
+    r = max(int(binom.ppf(confidence, n, p)) + 1, marginal, 1)
+    return r if r <= n else n + 1
 
 
 def _eyes_needed(alpha: float, confidence: float | None, min_eyes: int) -> int:

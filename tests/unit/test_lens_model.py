@@ -276,3 +276,21 @@ def test_the_feature_array_is_the_feature_matrix_and_gives_the_same_predictions(
         assert np.array_equal(
             model.loss_estimator.predict(array, vault), model.loss_estimator.predict(frame, vault)
         )
+
+
+def test_the_conformal_rank_holds_for_cohorts_of_a_million_eyes() -> None:
+    """A 10⁶-eye cohort failed to train: the exact binomial sum overflowed a float. Past 1,000 eyes
+    SciPy's binomial quantile answers; up to there both give the same rank."""
+    from eyeops.lens.bounds import EXACT_RANK_UP_TO, _conformal_rank, _conformal_rank_scipy
+
+    for n in (1, 2, 19, 20, 100, 537, EXACT_RANK_UP_TO):
+        for alpha, confidence in ((0.05, 0.9), (0.1, 0.95), (0.2, 0.9)):
+            marginal = int(np.ceil((n + 1) * (1 - alpha)))
+            assert _conformal_rank(n, alpha, confidence) == _conformal_rank_scipy(
+                n, 1 - alpha, marginal, confidence
+            )
+    n = 1_000_000
+    rank = _conformal_rank(n, 0.05, 0.9)
+    marginal = int(np.ceil((n + 1) * 0.95))
+    assert marginal < rank <= n  # a little beyond the marginal rank, never past the data
+    assert rank - marginal < 400  # about 1.28 binomial SDs (218 eyes) at n = 10⁶
