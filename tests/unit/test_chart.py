@@ -988,7 +988,8 @@ def test_every_pod_takes_the_platforms_scheduling_pull_secrets_labels_and_annota
 def test_every_replicated_workload_keeps_a_pod_through_a_drain_and_autoscaling_is_exposed() -> None:
     """Issue 30, item 6: a PodDisruptionBudget for every workload of more than one replica (the
     console, the feature servers, InferenceService components from minReplicas 2), and KServe's
-    autoscaling fields where set, refused where the mode cannot honour them."""
+    autoscaling fields where set, refused where the mode cannot honour them; unset, the measured
+    defaults of the mode (issue 32, item 3), or KServe's own with "kserve"."""
     values = values_of(PROD)
     values["ocr"]["minReplicas"] = 2
     values["ocr"]["autoscaling"] = {"scaleMetric": "cpu", "scaleTarget": 60, "timeout": 30}
@@ -1010,7 +1011,17 @@ def test_every_replicated_workload_keeps_a_pod_through_a_drain_and_autoscaling_i
     (lens,) = [
         o["spec"] for o in objects if o["kind"] == "InferenceService" and o["metadata"]["name"] == "lens"
     ]
-    assert "scaleMetric" not in lens["transformer"]  # unset: KServe's defaults
+    # unset: the measured defaults of the mode (docs/sizing.md), not KServe's 80 % CPU
+    assert {k: lens["transformer"].get(k) for k in ("scaleMetric", "scaleTarget")} == {
+        "scaleMetric": "cpu", "scaleTarget": 60
+    }  # fmt: skip
+    values["lens"]["autoscaling"] = {"scaleMetric": "kserve"}
+    (lens,) = [
+        o["spec"]
+        for o in render(values)
+        if o["kind"] == "InferenceService" and o["metadata"]["name"] == "lens"
+    ]
+    assert "scaleMetric" not in lens["transformer"] and "scaleTarget" not in lens["transformer"]
     values["ocr"]["autoscaling"] = {"scaleMetric": "concurrency", "scaleTarget": 4}
     with pytest.raises(
         helm_python.HelmRenderError, match=r"scaleMetric: concurrency needs kserve\.deploymentMode Knative"
@@ -1023,6 +1034,15 @@ def test_every_replicated_workload_keeps_a_pod_through_a_drain_and_autoscaling_i
         if o["kind"] == "InferenceService" and o["metadata"]["name"] == "ocr"
     ]
     assert ocr["transformer"]["scaleMetric"] == "concurrency" and ocr["transformer"]["scaleTarget"] == 4
+    values["ocr"]["autoscaling"] = {}
+    values["lens"]["autoscaling"] = {}
+    services = {
+        o["metadata"]["name"]: o["spec"] for o in render(values) if o["kind"] == "InferenceService"
+    }
+    for name, metric, target in (("ocr", "concurrency", 8), ("lens", "rps", 100)):  # Knative's measured
+        for component in ("predictor", "transformer"):
+            spec = services[name][component]
+            assert (spec["scaleMetric"], spec["scaleTarget"]) == (metric, target), (name, component)
 
 
 def test_images_can_be_pinned_by_digest() -> None:

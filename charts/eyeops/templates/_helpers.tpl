@@ -238,18 +238,29 @@ annotations:
   {{- include "eyeops.podAnnotations" . | nindent 2 }}
 {{- end -}}
 
-{{/* KServe's autoscaling fields of an InferenceService component (.autoscaling), where set; the
-metric must suit the deployment mode. */}}
+{{/* KServe's autoscaling fields of an InferenceService component (.autoscaling): the metric and
+target asked for, else the deployment mode's measured ones ("kserve": none, KServe's defaults);
+the metric must suit the deployment mode. */}}
 {{- define "eyeops.autoscaling" -}}
 {{- $a := .autoscaling -}}
-{{- $knative := eq .root.Values.kserve.deploymentMode "Knative" -}}
-{{- if $a.scaleMetric }}
-{{- if and (not $knative) (has $a.scaleMetric (list "concurrency" "rps")) }}
-{{- fail (printf "%s.autoscaling.scaleMetric: %s needs kserve.deploymentMode Knative (Standard mode's HPA scales on cpu or memory)" .name $a.scaleMetric) }}
+{{- $mode := .root.Values.kserve.deploymentMode -}}
+{{- $knative := eq $mode "Knative" -}}
+{{- $measured := index ($a.measured | default dict) $mode | default dict -}}
+{{- $metric := $a.scaleMetric | default ($measured.scaleMetric | default "") -}}
+{{- $target := $a.scaleTarget -}}
+{{- if and (not $target) (eq $metric ($measured.scaleMetric | default "")) }}
+{{- $target = $measured.scaleTarget | default 0 -}}
 {{- end }}
-scaleMetric: {{ $a.scaleMetric }}
+{{- if eq $metric "kserve" }}
+{{- $metric = "" -}}
 {{- end }}
-{{- with $a.scaleTarget }}
+{{- if $metric }}
+{{- if and (not $knative) (has $metric (list "concurrency" "rps")) }}
+{{- fail (printf "%s.autoscaling.scaleMetric: %s needs kserve.deploymentMode Knative (Standard mode's HPA scales on cpu or memory)" .name $metric) }}
+{{- end }}
+scaleMetric: {{ $metric }}
+{{- end }}
+{{- with $target }}
 scaleTarget: {{ . }}
 {{- end }}
 {{- with $a.containerConcurrency }}
