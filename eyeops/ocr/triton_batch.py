@@ -1,6 +1,8 @@
 """The request side of both Triton Python-backend recognisers (`trocr`, `ppocr`): the requests of a
 dynamic batch gathered into one pixel array with one text row per item (a grammar, a character
-set), and the results split back into one response per request.
+set), and the results split back into one response per request. Also the one home of TrOCR's
+tensor contract, which the model and its callers (the OCR transformer, the console's re-read)
+share: its tensors' names, and how a field's confidence is read from its tokens'.
 
 Triton's `triton_python_backend_utils` exists only inside the backend's stub, so the models pass it
 in. numpy only: this runs in the Triton model's environment.
@@ -15,6 +17,28 @@ from typing import Any, TypeVar
 import numpy as np
 
 R = TypeVar("R")
+
+# TrOCR's tensors (inference/triton/trocr/config.pbtxt): crops and one grammar per crop in; the text
+# and the probability of each emitted token (end token included) out, padded with PAD.
+CROPS, GRAMMAR = "CROPS", "GRAMMAR"
+TEXT, TOKEN_CONFIDENCE = "TEXT", "TOKEN_CONFIDENCE"
+PAD = -1.0
+
+
+def token_confidence_rows(token_confidences: Sequence[Sequence[float]], width: int) -> np.ndarray:
+    """The model's TOKEN_CONFIDENCE output: one row per reading, `width` wide, padded with PAD."""
+    rows = np.full((len(token_confidences), width), PAD, dtype=np.float32)
+    for i, values in enumerate(token_confidences):
+        kept = list(values)[:width]
+        rows[i, : len(kept)] = kept
+    return rows
+
+
+def field_confidence(row: np.ndarray) -> float:
+    """A field's confidence: its least probable emitted token (0 when it emitted none)."""
+    emitted = np.asarray(row, dtype=np.float64)
+    emitted = emitted[emitted > PAD]
+    return float(emitted.min()) if emitted.size else 0.0
 
 
 @dataclass

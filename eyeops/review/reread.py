@@ -13,6 +13,7 @@ from eyeops.auth import TRITON_KEY_HEADER
 from eyeops.devices.layout import DeviceLayout
 from eyeops.errors import PredictorUnavailable
 from eyeops.fields import FieldReading, read_fields
+from eyeops.ocr.triton_batch import CROPS, GRAMMAR, TEXT, TOKEN_CONFIDENCE, field_confidence
 
 
 class Recognizer(Protocol):
@@ -34,12 +35,12 @@ class TritonRecognizer:
         body = {
             "inputs": [
                 {
-                    "name": "CROPS",
+                    "name": CROPS,
                     "shape": list(crops.shape),
                     "datatype": "UINT8",
                     "data": crops.astype(np.uint8).reshape(-1).tolist(),
                 },
-                {"name": "GRAMMAR", "shape": [len(grammars), 1], "datatype": "BYTES", "data": list(grammars)},
+                {"name": GRAMMAR, "shape": [len(grammars), 1], "datatype": "BYTES", "data": list(grammars)},
             ]
         }
         try:
@@ -55,10 +56,9 @@ class TritonRecognizer:
                 f"the OCR recogniser did not answer ({type(exc).__name__}); try again later", retry_after_s=10
             ) from exc
         outputs = {o["name"]: o for o in response.json()["outputs"]}
-        texts = [str(t) for t in outputs["TEXT"]["data"]]
-        rows = np.asarray(outputs["TOKEN_CONFIDENCE"]["data"], dtype=np.float64).reshape(len(texts), -1)
-        confidences = [float(r[r >= 0].min()) if (r >= 0).any() else 0.0 for r in rows]
-        return list(zip(texts, confidences, strict=True))
+        texts = [str(t) for t in outputs[TEXT]["data"]]
+        rows = np.asarray(outputs[TOKEN_CONFIDENCE]["data"], dtype=np.float64).reshape(len(texts), -1)
+        return [(text, field_confidence(row)) for text, row in zip(texts, rows, strict=True)]
 
 
 def reread(

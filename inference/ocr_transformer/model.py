@@ -35,6 +35,7 @@ from eyeops.ocr.pipeline import (
     validate,
 )
 from eyeops.ocr.tesseract import whitelist
+from eyeops.ocr.triton_batch import CROPS, GRAMMAR, TEXT, TOKEN_CONFIDENCE, field_confidence
 from eyeops.settings import Settings
 from inference.auth import DEVICE_HEADER
 from inference.errors import check_request_id
@@ -50,9 +51,9 @@ def recognizer_request(
 ) -> InferRequest:
     """One v2 request for the recogniser: every crop of an exam with its field grammar, sent with
     the binary tensor extension (raw bytes after the JSON header, not lists of numbers)."""
-    pixels = InferInput("CROPS", list(crops.shape), "UINT8")
+    pixels = InferInput(CROPS, list(crops.shape), "UINT8")
     pixels.set_data_from_numpy(crops, binary_data=True)
-    grammar = InferInput("GRAMMAR", [len(grammars), 1], "BYTES")
+    grammar = InferInput(GRAMMAR, [len(grammars), 1], "BYTES")
     rows = np.array([[g.encode()] for g in grammars], dtype=np.object_)
     grammar.set_data_from_numpy(rows, binary_data=True)
     return InferRequest(model, [pixels, grammar], request_id=request_id)
@@ -197,12 +198,10 @@ class OcrTransformer(PredictorTransformer):
             self._refused(error, ctx.exam)
             raise error from exc
         outputs = {o.name: o for o in response.outputs}
-        texts = [
-            t.decode("utf-8") if isinstance(t, bytes) else str(t)
-            for t in outputs["TEXT"].as_numpy().reshape(-1)
-        ]
-        confidences = outputs["TOKEN_CONFIDENCE"].as_numpy()
-        recognitions = [(text, _field_confidence(row)) for text, row in zip(texts, confidences, strict=True)]
+        raw = outputs[TEXT].as_numpy().reshape(-1)
+        texts = [t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in raw]
+        confidences = outputs[TOKEN_CONFIDENCE].as_numpy()
+        recognitions = [(text, field_confidence(row)) for text, row in zip(texts, confidences, strict=True)]
         ctx.model_version = str(response.model_version or "1")
         if ctx.prepared is not None:
             ctx.readings = validate(ctx.prepared, recognitions, self.settings.confidence_threshold)
@@ -336,8 +335,3 @@ def _bind_device(exam: ExamInput, authenticated: str | None) -> ExamInput:
             " use that device's token"
         )
     return replace(exam, device_id=authenticated)
-
-
-def _field_confidence(row: np.ndarray) -> float:
-    valid = row[row >= 0]
-    return float(valid.min()) if valid.size else 0.0

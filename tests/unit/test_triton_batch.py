@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pytest
 
 from eyeops.ocr.triton_batch import gather, respond
 
@@ -59,3 +60,16 @@ def test_each_request_gets_its_own_slice_and_a_bad_one_only_its_own_error() -> N
 def test_a_batch_of_refused_requests_runs_no_model() -> None:
     batch = gather([{"PIX": np.zeros((1, 3), np.uint8), "ROWS": rows()}], PbUtils, "PIX", "ROWS")
     assert batch.pixels is None and respond(batch, [], PbUtils, list)[0].error is not None
+
+
+def test_a_fields_confidence_is_its_weakest_emitted_token_whatever_the_padding() -> None:
+    """TrOCR's TOKEN_CONFIDENCE contract, one home for the model and both of its callers."""
+    from eyeops.ocr.triton_batch import PAD, field_confidence, token_confidence_rows
+
+    rows = token_confidence_rows([[0.99, 0.42, 0.97], [], [1.0] * 40], width=6)
+    assert rows.shape == (3, 6) and rows.dtype == np.float32
+    assert rows[0].tolist()[3:] == [PAD] * 3 and rows[1].tolist() == [PAD] * 6
+    assert field_confidence(rows[0]) == pytest.approx(0.42)
+    assert field_confidence(rows[1]) == 0.0  # nothing emitted: no confidence
+    assert field_confidence(rows[2]) == 1.0  # longer than the tensor: cut, never an error
+    assert field_confidence(np.array([0.0, 0.5, PAD])) == 0.0  # a zero-probability token is emitted

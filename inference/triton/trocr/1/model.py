@@ -19,7 +19,16 @@ import triton_python_backend_utils as pb_utils  # noqa: E402
 
 from eyeops.ocr.decode import recognize  # noqa: E402
 from eyeops.ocr.model import MAX_TOKENS, load_recognizer  # noqa: E402
-from eyeops.ocr.triton_batch import gather, parameter, respond  # noqa: E402
+from eyeops.ocr.triton_batch import (  # noqa: E402
+    CROPS,
+    GRAMMAR,
+    TEXT,
+    TOKEN_CONFIDENCE,
+    gather,
+    parameter,
+    respond,
+    token_confidence_rows,
+)
 
 
 class TritonPythonModel:
@@ -34,14 +43,11 @@ class TritonPythonModel:
         self.width = MAX_TOKENS + 1
 
     def execute(self, requests):
-        batch = gather(requests, pb_utils, "CROPS", "GRAMMAR")
+        batch = gather(requests, pb_utils, CROPS, GRAMMAR)
         results = recognize(self.recognizer, batch.pixels, batch.rows) if batch.pixels is not None else []
         return respond(batch, results, pb_utils, self._tensors)
 
     def _tensors(self, chunk):
         text = np.array([[r.text.encode("utf-8")] for r in chunk], dtype=np.object_)
-        conf = np.full((len(chunk), self.width), -1.0, dtype=np.float32)
-        for row, r in enumerate(chunk):
-            values = r.token_confidences[: self.width]
-            conf[row, : len(values)] = values
-        return [pb_utils.Tensor("TEXT", text), pb_utils.Tensor("TOKEN_CONFIDENCE", conf)]
+        conf = token_confidence_rows([r.token_confidences for r in chunk], self.width)
+        return [pb_utils.Tensor(TEXT, text), pb_utils.Tensor(TOKEN_CONFIDENCE, conf)]
