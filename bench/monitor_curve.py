@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ import httpx
 import psutil
 
 from bench.curves import report
-from bench.monitor_ingest import REQUEST, closed_loop, lens_events
+from bench.monitor_ingest import closed_loop, lens_events, post_event
 from eyeops.stack.lens import LensStack, local_eye_features, prepare_local_lens
 from eyeops.stack.monitor import MonitorStack, prepare_local_detectors
 
@@ -62,17 +61,7 @@ def main() -> None:
                 async def post(
                     http: httpx.AsyncClient, n: int, monitor: MonitorStack = monitor, window: int = window
                 ) -> int:
-                    component, kind, body = events[n % len(events)]
-                    if component == "predictor" and kind == REQUEST:
-                        instance = json.loads(body)["instances"][0]
-                        body = json.dumps({"instances": [{**instance, "eye_id": f"W{n:09d}-OD"}]}).encode()
-                    headers = {
-                        "ce-specversion": "1.0", "ce-id": f"curve-{window}-{n // 4}", "ce-type": kind,
-                        "ce-source": "http://localhost:9081/", "ce-inferenceservicename": "lens",
-                        "ce-component": component, "content-type": "application/json",
-                    }  # fmt: skip
-                    reply = await http.post(f"{monitor.url}/", headers=headers, content=body)
-                    return reply.status_code
+                    return await post_event(http, monitor.url, events, n, "W", f"curve-{window}")
 
                 ok, bad, took = asyncio.run(closed_loop(post, args.seconds, args.concurrency))
                 if bad:

@@ -63,6 +63,25 @@ def lens_events(
     ]  # fmt: skip
 
 
+async def post_event(
+    http: httpx.AsyncClient, url: str, events: list[tuple[str, str, bytes]], n: int, patient: str, tag: str
+) -> int:
+    """Post the n-th of `events` to the monitor at `url` as KServe's logger does (binary CloudEvent).
+    Each predictor request names a new patient (`patient` + n), so the one-eye-per-patient rule
+    skips nothing and every event costs the detectors their full work."""
+    component, kind, body = events[n % len(events)]
+    if component == "predictor" and kind == REQUEST:
+        instance = json.loads(body)["instances"][0]
+        body = json.dumps({"instances": [{**instance, "eye_id": f"{patient}{n:09d}-OD"}]}).encode()
+    headers = {
+        "ce-specversion": "1.0", "ce-id": f"{tag}-{n // 4}", "ce-type": kind,
+        "ce-source": "http://localhost:9081/", "ce-inferenceservicename": "lens",
+        "ce-component": component, "content-type": "application/json",
+    }  # fmt: skip
+    reply = await http.post(f"{url}/", headers=headers, content=body)
+    return reply.status_code
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -89,19 +108,7 @@ def main() -> None:
                 return reply.status_code
 
             async def monitor_event(http: httpx.AsyncClient, n: int) -> int:
-                component, kind, body = events[n % len(events)]
-                if component == "predictor" and kind == REQUEST:
-                    # A new patient each time, so the one-eye-per-patient rule skips nothing and
-                    # every event costs the detectors their full work.
-                    instance = json.loads(body)["instances"][0]
-                    body = json.dumps({"instances": [{**instance, "eye_id": f"B{n:09d}-OD"}]}).encode()
-                headers = {
-                    "ce-specversion": "1.0", "ce-id": f"bench-{n // 4}", "ce-type": kind,
-                    "ce-source": "http://localhost:9081/", "ce-inferenceservicename": "lens",
-                    "ce-component": component, "content-type": "application/json",
-                }  # fmt: skip
-                reply = await http.post(f"{monitor.url}/", headers=headers, content=body)
-                return reply.status_code
+                return await post_event(http, monitor.url, events, n, "B", "bench")
 
             phases: dict[str, list[float]] = {"lens_requests_per_s": [], "monitor_events_per_s": []}
             errors = {"lens": 0, "monitor": 0}
