@@ -274,22 +274,29 @@ def append_parquet(path: Path, frame: pd.DataFrame) -> bool:
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    if path.exists():
-        previous = pq.read_table(path, memory_map=False)
+
+    # The same exam pushed again (a retry), or two copies of one exam in one batch, differ only
+    # in when they were written: one row between them.
+    def same(row: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(v for k, v in row.items() if k != "created")
+
+    previous = pq.read_table(path, memory_map=False) if path.exists() else None
+    have: set[tuple[Any, ...]] = set()
+    if previous is not None:
         table = table.select(previous.schema.names).cast(previous.schema)
-
-        # The same exam pushed again (a retry) differs only in when it was written: not a new row.
-        def same(row: dict[str, Any]) -> tuple[Any, ...]:
-            return tuple(v for k, v in row.items() if k != "created")
-
         # only the rows of these eyes can be the same (a Python set of the whole log per append
         # grew with the log; this filter runs in Arrow)
         eyes = table.column(JOIN_KEY)
         have = {same(r) for r in previous.filter(pc.is_in(previous.column(JOIN_KEY), eyes)).to_pylist()}
-        fresh = [i for i, r in enumerate(table.to_pylist()) if same(r) not in have]
-        if not fresh:
-            return False
-        table = pa.concat_tables([previous, table.take(fresh)])
+    fresh = []
+    for i, row in enumerate(table.to_pylist()):
+        key = same(row)
+        if key not in have:
+            have.add(key)
+            fresh.append(i)
+    if not fresh:
+        return False
+    table = table.take(fresh) if previous is None else pa.concat_tables([previous, table.take(fresh)])
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

@@ -30,6 +30,18 @@ def test_appends_new_rows_once_and_keeps_the_files_schema(tmp_path: Path) -> Non
     assert sorted(p.name for p in path.parent.iterdir()) == ["biometry.parquet"]  # no temp file left
 
 
+def test_two_copies_of_one_exam_in_one_batch_make_one_row(tmp_path: Path) -> None:
+    # 32 clients resending one rendered exam: two copies reached the outbox in one batch and both
+    # were appended (the retry check only looked at rows already in the file)
+    path = tmp_path / "biometry.parquet"
+    twice = pd.concat([row("P1-OD", 11.5, 1), row("P1-OD", 11.5, 1), row("P2-OS", 11.9, 2)])
+    assert append_parquet(path, twice)  # a new file
+    assert pq.read_table(path).num_rows == 2
+    again = pd.concat([row("P3-OD", 12.0, 3), row("P3-OD", 12.0, 3), row("P1-OD", 11.5, 1)])
+    assert append_parquet(path, again)  # an existing file
+    assert pq.read_table(path).num_rows == 3
+
+
 def test_a_failed_write_leaves_the_old_file_whole(tmp_path: Path) -> None:
     path = tmp_path / "biometry.parquet"
     append_parquet(path, row("P1-OD", 11.5, 1))
