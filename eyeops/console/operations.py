@@ -1,0 +1,158 @@
+"""The operations page (the week's figures, the review backlog, the monitor's state) and the
+console's Prometheus metrics, read from the database at each scrape."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, Response
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import select
+
+from eyeops.console.web import ConsoleConfig, Refused, Web
+from eyeops.db.schema import Exam
+from eyeops.errors import EyeopsError
+from eyeops.review.store import ReviewStore
+
+
+class ReviewMetrics(Collector):
+    """Review backlog and its age, and fields confirmed or corrected, read from the database at
+    each scrape (so every replica reports the same, and a restart loses nothing)."""
+
+    def __init__(self, store: ReviewStore, max_wait_s: float) -> None:
+        self.store = store
+        self.max_wait_s = max_wait_s
+
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        now = dt.datetime.now(dt.UTC)
+        backlog = GaugeMetricFamily(
+            "eyeops_review_backlog_exams", "Exams waiting for review", labels=["device_kind"]
+        )
+        oldest = GaugeMetricFamily(
+            "eyeops_review_oldest_age_seconds",
+            "How long the oldest waiting exam has waited",
+            labels=["device_kind"],
+        )
+        limit = GaugeMetricFamily(
+            "eyeops_review_max_wait_seconds", "The longest an exam should wait for review (an alert beyond)"
+        )
+        limit.add_metric([], self.max_wait_s)
+        yield limit
+        try:
+            rows = self.store.backlog()
+            fields = self.store.corrections()
+            looks = self.store.second_looks()
+        except EyeopsError:
+            return
+        for row in rows:
+            backlog.add_metric([row.device_kind], row.exams)
+            oldest.add_metric([row.device_kind], max(0.0, (now - row.oldest).total_seconds()))
+        reviewed = CounterMetricFamily(
+            "eyeops_review_fields",
+            "Fields a reviewer confirmed or corrected",
+            labels=["device_kind", "field", "action"],
+        )
+        for kind, name, action, count in fields:
+            reviewed.add_metric([kind, name, action], count)
+        agreement = CounterMetricFamily(
+            "eyeops_review_second_look_fields",
+            "Fields of sampled releases a second reviewer checked blind, by agree or disagree",
+            labels=["device_kind", "field", "outcome"],
+        )
+        for kind, name, outcome, count in looks:
+            agreement.add_metric([kind, name, outcome], count)
+        yield backlog
+        yield oldest
+        yield reviewed
+        yield agreement
+
+
+def add_operations_routes(app: FastAPI, web: Web, store: ReviewStore) -> None:
+    """/operations, for anyone with a role."""
+    config = web.config
+
+    # -- operations ------------------------------------------------------------------------------
+    @app.get("/operations", response_class=HTMLResponse)
+    async def operations(request: Request) -> HTMLResponse:
+        session = web.identity(request)
+        if not session.roles:
+            raise Refused(403, "the operations page needs the reviewer or device_admin role")
+        figures = await asyncio.to_thread(_operations, store)
+        monitor = await _monitor_state(config)
+        return web.page("operations.html", request, session, monitor=monitor, **figures)
+
+
+def metrics_route(registry: CollectorRegistry) -> Callable[[], Any]:
+    async def metrics() -> Response:
+        data = await asyncio.to_thread(generate_latest, registry)
+        return Response(data, media_type="text/plain; version=0.0.4")
+
+    return metrics
+
+
+def metrics_app(console: FastAPI) -> FastAPI:
+    """The console's /metrics alone, for a port of its own: Prometheus may reach that port and
+    nothing else of the console (the pages trust the proxy's headers)."""
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_api_route("/metrics", metrics_route(console.state.metrics_registry), methods=["GET"])
+    return app
+
+
+def _operations(store: ReviewStore) -> dict[str, Any]:
+    """The live figures of the operations page: today's and the week's exams by kind and status,
+    exams per hour over the last day, review backlog and age, reasons, error rate, latency."""
+    from eyeops.ops.report import collect
+
+    now = dt.datetime.now(dt.UTC)
+    week = collect(store.engine, since=now - dt.timedelta(days=7))
+    per_hour: dict[str, Counter[str]] = defaultdict(Counter)
+    with store.engine.connect() as conn:
+        since = now - dt.timedelta(hours=24)
+        for received, kind in conn.execute(
+            select(Exam.received_at, Exam.device_kind).where(Exam.received_at >= since)
+        ):
+            stamp = received if received.tzinfo else received.replace(tzinfo=dt.UTC)
+            per_hour[stamp.strftime("%H:00")][kind] += 1
+    backlog = store.backlog()
+    return {
+        "week": week,
+        "latency": week.latency_percentiles(),
+        "per_hour": dict(sorted(per_hour.items())),
+        "kinds": sorted({k for c in per_hour.values() for k in c}),
+        "backlog": backlog,
+        "now": now,
+    }
+
+
+async def _monitor_state(config: ConsoleConfig) -> dict[str, Any] | None:
+    if not config.monitor_url:
+        return None
+    headers = {"Authorization": f"Bearer {config.monitor_token}"} if config.monitor_token else {}
+    try:
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            response = await client.get(f"{config.monitor_url.rstrip('/')}/status", headers=headers)
+            response.raise_for_status()
+            data = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        return {"error": f"the monitor did not answer ({type(exc).__name__})"}
+    detectors = data.get("detectors", {}) if isinstance(data, dict) else {}
+    return {
+        "detectors": [
+            {"name": name, "drift": bool(r.get("is_drift")), "p": r.get("p_value"), "at": r.get("checked_at")}
+            for name, r in sorted(detectors.items())
+            if isinstance(r, dict)
+        ],
+        "rolling": {
+            k: v
+            for k, v in data.items()
+            if k not in ("detectors", "window_rows") and not isinstance(v, dict | list)
+        },
+    }
