@@ -26,7 +26,7 @@ from prometheus_client import Counter as PromCounter
 
 from eyeops.asgi import BodyLimitMiddleware, html_error
 from eyeops.console.device_pages import add_device_routes
-from eyeops.console.operations import ReviewMetrics, metrics_route, add_operations_routes, metrics_app
+from eyeops.console.operations import ReviewMetrics, add_operations_routes, metrics_app, metrics_route
 from eyeops.console.review import add_review_routes
 from eyeops.console.users import hash_password, password_stamp, verify_password
 from eyeops.console.web import (
