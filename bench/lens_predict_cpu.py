@@ -1,6 +1,6 @@
 """The lens model's CPU per answer, in process, with the propensities as scikit-learn computes them
 (CalibratedClassifierCV.predict_proba, what the predictor served before) and as
-`eyeops.lens.model.calibrated_proba` computes them (the same numbers without scikit-learn's per-call
+`eyeops.lens.propensity.calibrated_proba` computes them (the same numbers without scikit-learn's per-call
 validation), interleaved in one run so a noisy machine hits both alike. Prints one JSON object:
 milliseconds per single-eye answer and per 64-eye batch, each way, and their ratios.
 

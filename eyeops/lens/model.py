@@ -43,12 +43,14 @@ import pandas as pd
 
 from eyeops.errors import EyeopsError
 from eyeops.lens.bounds import anchored_bounds, gain_margins, recommend, response_bounds
+from eyeops.lens.conformal import Calibration, leave_one_out_radius
 from eyeops.lens.features import BASE_FEATURES, FEATURES, SIZE_FEATURE, feature_array, feature_matrix
+from eyeops.lens.loss import LossEstimator, crossfit_loss_estimator, features_array
+from eyeops.lens.prediction import LensPrediction
+from eyeops.lens.propensity import calibrated_proba
 from eyeops.lens.sizes import SIZES_MM, TARGET_VAULT_UM, nomogram_size
 
 FORMAT_VERSION = 1  # a DLE and calibration eyes are optional parts: older folders still load
-DLE_FEATURES: tuple[str, ...] = (*FEATURES, "predicted_vault_um", SIZE_FEATURE)
-DLE_FOLDS = 5
 
 
 class ModelArtifactError(EyeopsError, ValueError):
@@ -113,125 +115,6 @@ class LensConfig:
     dle_rounds: int = 200
 
 
-@dataclass
-class Calibration:
-    """Per size: residuals of calibration eyes that received it, and their weights 1 / e_s(x)."""
-
-    abs_sorted: np.ndarray
-    abs_cumw: np.ndarray
-    signed_sorted: np.ndarray
-    signed_cumw: np.ndarray
-
-    @classmethod
-    def build(cls, residuals: np.ndarray, weights: np.ndarray) -> Calibration:
-        order = np.argsort(np.abs(residuals))
-        signed_order = np.argsort(residuals)
-        return cls(
-            np.abs(residuals)[order],
-            np.cumsum(weights[order]),
-            residuals[signed_order],
-            np.cumsum(weights[signed_order]),
-        )
-
-    @property
-    def total(self) -> float:
-        return float(self.abs_cumw[-1]) if len(self.abs_cumw) else 0.0
-
-    def radius(self, query_weights: np.ndarray, alpha: float) -> np.ndarray:
-        """Weighted (1 − α) quantile of |residual| with the query's own mass at +∞."""
-        if len(self.abs_sorted) == 0:
-            return np.full(len(query_weights), np.inf)
-        need = (1 - alpha) * (self.total + query_weights)
-        k = np.searchsorted(self.abs_cumw, need, side="left")
-        padded = np.append(self.abs_sorted, np.inf)
-        return np.asarray(padded[np.minimum(k, len(self.abs_sorted))])
-
-    def mass_between(self, low: np.ndarray, high: np.ndarray, query_weights: np.ndarray) -> np.ndarray:
-        """Weighted share of residuals in [low, high] (the query's own mass counts as outside)."""
-        if len(self.signed_sorted) == 0:
-            return np.zeros(len(low))
-        cum = np.append(0.0, self.signed_cumw)
-        upper = cum[np.searchsorted(self.signed_sorted, high, side="right")]
-        lower = cum[np.searchsorted(self.signed_sorted, low, side="left")]
-        return np.asarray((upper - lower) / (self.total + query_weights))
-
-
-def leave_one_out_radius(abs_residuals: np.ndarray, weights: np.ndarray, alpha: float) -> np.ndarray:
-    """Per calibration eye: the weighted (1 − α) conformal radius from the other eyes, with its own
-    weight as the query's mass at +∞ (Calibration.radius without the eye itself), so that whether
-    its interval covers its own residual is an out-of-sample question."""
-    n = len(abs_residuals)
-    if n == 0:
-        return np.zeros(0)
-    order = np.argsort(abs_residuals, kind="stable")
-    ranked, cumw = abs_residuals[order], np.cumsum(weights[order])
-    position = np.empty(n, dtype=np.int64)
-    position[order] = np.arange(n)
-    need = (1 - alpha) * cumw[-1]  # (others' total + own mass) = the total
-    before = np.searchsorted(cumw, np.full(n, need), side="left")
-    # below the eye's own rank nothing moves; from it on the others' cumulative weight is cumw − w
-    after = np.searchsorted(cumw, need + weights, side="left")
-    k = np.where(before < position, before, np.maximum(after, position + 1))
-    padded = np.append(ranked, np.inf)
-    return np.asarray(padded[np.minimum(k, n)])
-
-
-@dataclass
-class LensPrediction:
-    """Arrays over eyes (rows) × sizes (columns, SIZES_MM order)."""
-
-    vault_um: np.ndarray
-    propensity: np.ndarray
-    supported: np.ndarray
-    lower_um: np.ndarray
-    upper_um: np.ndarray
-    p_in_range: np.ndarray  # NaN where the size is not supported
-    recommended_size_mm: np.ndarray
-    nomogram_size_mm: np.ndarray
-    assumes: str = "monotone treatment response"
-    # E|vault − vault_um| from the direct loss estimator; None for a model saved without one
-    expected_abs_error_um: np.ndarray | None = None
-    assumes_by_size: list[str] | None = None  # what each size's bounds assume, and why not more
-
-    def eye(self, i: int, model_version: str) -> dict[str, Any]:
-        """One eye's answer in the lens service's contract."""
-        sizes = []
-        for j, size in enumerate(SIZES_MM):
-            supported = bool(self.supported[i, j])
-            sizes.append(
-                {
-                    "size_mm": size,
-                    "vault_um": round(float(self.vault_um[i, j]), 1),
-                    "supported": supported,
-                    "propensity": round(float(self.propensity[i, j]), 4),
-                    "kind": "interval" if supported else "bounds",
-                    **(
-                        {}
-                        if supported
-                        else {"assumes": (self.assumes_by_size or [self.assumes] * len(SIZES_MM))[j]}
-                    ),
-                    "lower_um": round(float(self.lower_um[i, j]), 1),
-                    "upper_um": round(float(self.upper_um[i, j]), 1),
-                    "p_in_range": round(float(self.p_in_range[i, j]), 4) if supported else None,
-                    **(
-                        {}
-                        if self.expected_abs_error_um is None
-                        else {
-                            "expected_abs_error_um": round(float(self.expected_abs_error_um[i, j]), 1)
-                            if supported
-                            else None
-                        }
-                    ),
-                }
-            )
-        return {
-            "sizes": sizes,
-            "recommended_size_mm": float(self.recommended_size_mm[i]),
-            "nomogram_size_mm": float(self.nomogram_size_mm[i]),
-            "model_version": model_version,
-        }
-
-
 def data_hash(frame: pd.DataFrame) -> str:
     """SHA-256 of the training rows in a canonical form (sorted by eye, fixed columns)."""
     canonical = frame.sort_values("eye_id")[["eye_id", *BASE_FEATURES, "implanted_size_mm", "vault_um"]]
@@ -258,105 +141,6 @@ class CalibrationEyes:
     features: np.ndarray
     implanted_size_mm: np.ndarray
     covered: np.ndarray
-
-
-def _features(x: pd.DataFrame | np.ndarray) -> np.ndarray:
-    """The FEATURES columns as a float array: a frame's, or an array that already is that."""
-    if isinstance(x, pd.DataFrame):
-        return x[list(FEATURES)].to_numpy(dtype=float)
-    return np.asarray(x, dtype=float)
-
-
-def calibrated_proba(model: Any, x: np.ndarray) -> np.ndarray:
-    """`model.predict_proba(x)` for scikit-learn's CalibratedClassifierCV over LightGBM with
-    isotonic calibrators, the same numbers without scikit-learn's per-call validation (which cost
-    a single eye most of its propensity time): each fold's raw LightGBM margins, its fitted
-    isotonic interpolants, the one-vs-rest normalisation and the mean over folds, as scikit-learn
-    1.9 computes them (tests/unit/test_lens_model.py compares the two). Any other model: its own
-    predict_proba."""
-    folds = getattr(model, "calibrated_classifiers_", None)
-    if not folds or getattr(model, "method", None) != "isotonic" or len(model.classes_) < 3:
-        return np.asarray(model.predict_proba(x), dtype=float)
-    x = np.asarray(x, dtype=float)
-    n_classes = len(model.classes_)
-    mean = np.zeros((len(x), n_classes))
-    for fold in folds:
-        estimator = fold.estimator
-        booster = getattr(estimator, "booster_", None)
-        if booster is None or not hasattr(estimator, "decision_function"):
-            return np.asarray(model.predict_proba(x), dtype=float)
-        margins = np.asarray(booster.predict(x, raw_score=True, num_threads=1 if len(x) < 256 else 0))
-        margins = margins.reshape(len(x), -1)
-        proba = np.zeros((len(x), n_classes))
-        columns = np.searchsorted(fold.classes, estimator.classes_)
-        for column, margin, calibrator in zip(columns, margins.T, fold.calibrators, strict=True):
-            clipped = np.clip(margin, calibrator.X_min_, calibrator.X_max_)
-            proba[:, column] = np.asarray(calibrator.f_(clipped)).astype(clipped.dtype)
-        total = proba.sum(axis=1)[:, np.newaxis]
-        proba = np.divide(proba, total, out=np.full_like(proba, 1 / n_classes), where=total != 0)
-        proba[(proba > 1.0) & (proba <= 1.0 + 1e-5)] = 1.0
-        mean += proba
-    mean /= len(folds)
-    return mean
-
-
-class LossEstimator:
-    """Direct loss estimation: E|residual| given the features, the predicted vault and the size."""
-
-    def __init__(self, booster: Any) -> None:
-        self.booster = booster
-
-    @staticmethod
-    def design(x: pd.DataFrame | np.ndarray, vault: np.ndarray, size_mm: np.ndarray) -> np.ndarray:
-        """Features (a frame, or its FEATURES columns as an array), the predicted vault, the size."""
-        return np.column_stack([_features(x), vault, size_mm])
-
-    @classmethod
-    def fit(cls, design: np.ndarray, abs_residuals: np.ndarray, config: LensConfig) -> LossEstimator:
-        import lightgbm as lgb
-
-        params = {**config.dle_params, "seed": config.seed, "num_threads": 1}
-        data = lgb.Dataset(design, label=abs_residuals, feature_name=list(DLE_FEATURES))
-        return cls(lgb.train(params, data, num_boost_round=config.dle_rounds))
-
-    def predict_design(self, design: np.ndarray) -> np.ndarray:
-        n = len(design)
-        out = self.booster.predict(design, num_threads=1 if n < 256 else 0)
-        return np.asarray(np.clip(np.asarray(out, dtype=float), 1.0, None))  # an L2 fit can dip below 0
-
-    def predict(self, x: pd.DataFrame | np.ndarray, vault: np.ndarray) -> np.ndarray:
-        """Expected |residual| for every eye × size (one call on a block, as predict_vault)."""
-        n = len(x)
-        arr = _features(x)  # once: selecting columns is pandas' cost
-        block = np.vstack([self.design(arr, vault[:, j], np.full(n, s)) for j, s in enumerate(SIZES_MM)])
-        return self.predict_design(block).reshape(len(SIZES_MM), n).T
-
-
-def crossfit_loss_estimator(
-    design: np.ndarray, abs_residuals: np.ndarray, groups: np.ndarray, config: LensConfig
-) -> tuple[LossEstimator, dict[str, float]]:
-    """The served estimator (all calibration eyes) and its honest quality: out-of-fold predictions
-    over DLE_FOLDS patient folds, so no eye's own residual informs its estimate."""
-    unique = np.unique(groups)
-    fold_of = np.random.default_rng(config.seed + 7).permutation(len(unique)) % DLE_FOLDS
-    fold = fold_of[np.searchsorted(unique, groups)]
-    oof = np.zeros(len(abs_residuals))
-    for k in range(DLE_FOLDS):
-        held = fold == k
-        if held.any() and (~held).any():
-            oof[held] = LossEstimator.fit(design[~held], abs_residuals[~held], config).predict_design(
-                design[held]
-            )
-    top = oof >= np.quantile(oof, 0.8)
-    bottom = oof <= np.quantile(oof, 0.2)
-    metrics = {
-        # ≈ 1 when the estimator is calibrated in the mean
-        "dle_crossfit_expected_over_realized": float(oof.mean() / max(abs_residuals.mean(), 1e-9)),
-        # realized MAE of the eyes it expects most and least of: the spread it can tell apart
-        "dle_crossfit_top_quintile_mae_um": float(abs_residuals[top].mean()),
-        "dle_crossfit_bottom_quintile_mae_um": float(abs_residuals[bottom].mean()),
-    }
-    return LossEstimator.fit(design, abs_residuals, config), metrics
 
 
 class LensModel:
@@ -509,14 +293,14 @@ class LensModel:
         """Predicted vault (µm) for every eye × size; non-decreasing along sizes by construction.
         One LightGBM call on a numpy block (eyes × sizes): a call per size on DataFrames cost
         several milliseconds per eye in pandas alone."""
-        arr = _features(x)
+        arr = features_array(x)
         n = len(arr)
         block = np.column_stack([np.tile(arr, (len(SIZES_MM), 1)), np.repeat(np.array(SIZES_MM), n)])
         flat = np.asarray(self.vault.predict(block, num_threads=1 if n < 256 else 0), dtype=float)
         return flat.reshape(len(SIZES_MM), n).T
 
     def propensities(self, x: pd.DataFrame | np.ndarray) -> np.ndarray:
-        arr = _features(x)
+        arr = features_array(x)
         proba = calibrated_proba(self.propensity_model, arr)
         full = np.zeros((len(x), len(SIZES_MM)))
         full[:, list(self.propensity_model.classes_)] = proba

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from eyeops.lens.cohort import COUNTERFACTUAL_COLUMNS, CohortParams, simulate_cohort
+from eyeops.lens.conformal import Calibration, leave_one_out_radius
 from eyeops.lens.features import BASE_FEATURES
-from eyeops.lens.model import Calibration, LensConfig, LensModel, leave_one_out_radius
+from eyeops.lens.model import LensConfig, LensModel
 from eyeops.lens.sizes import SIZES_MM
 from eyeops.monitoring.reference import lens_reference
 

@@ -10,7 +10,8 @@ import pytest
 
 from eyeops.lens.bounds import monotone_bounds, recommend, response_bounds
 from eyeops.lens.cohort import simulate_cohort
-from eyeops.lens.model import Calibration, LensConfig, LensModel, ModelArtifactError
+from eyeops.lens.conformal import Calibration
+from eyeops.lens.model import LensConfig, LensModel, ModelArtifactError
 from eyeops.lens.sizes import SIZES_MM
 
 pytestmark = pytest.mark.unit
