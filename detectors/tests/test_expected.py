@@ -181,7 +181,7 @@ def test_a_garbled_expected_error_is_refused() -> None:
 def test_the_lens_dashboard_names_only_metrics_the_monitor_exposes() -> None:
     from prometheus_client import CollectorRegistry
 
-    from eyeops_detectors.monitor import MonitorMetrics
+    from eyeops_detectors.metrics import MonitorMetrics
 
     registry = CollectorRegistry()
     MonitorMetrics(registry)

@@ -253,7 +253,7 @@ def test_killed_mid_window_the_window_continues_after_restart(detector_dir: Path
 def test_metrics_named_in_the_alert_rules_exist() -> None:
     from prometheus_client import CollectorRegistry
 
-    from eyeops_detectors.monitor import MonitorMetrics
+    from eyeops_detectors.metrics import MonitorMetrics
     from eyeops_detectors.service import MonitorSlot
 
     registry = CollectorRegistry()

@@ -27,6 +27,6 @@ def constant(path: str, name: str) -> object:
 
 def test_the_monitor_checks_the_claims_the_lens_service_makes() -> None:
     config = LensConfig()
-    claimed = constant("detectors/eyeops_detectors/monitor.py", "CLAIMED_COVERAGE")
+    claimed = constant("detectors/eyeops_detectors/metrics.py", "CLAIMED_COVERAGE")
     assert claimed == {"supported": 1 - config.alpha, "unsupported": 1 - config.bound_alpha}
     assert constant("detectors/eyeops_detectors/detectors.py", "SIZES_MM") == SIZES_MM
