@@ -1,6 +1,6 @@
 """Crop cost, side by side in one run: a field region resized as it was drawn (before round 9)
 against today's `crop_regions`, which first moves the value's ink to one size and place
-(eyeops.align.prepare_crop), on the same aligned exams.
+(eyeops.regions.prepare_crop), on the same aligned exams.
 
     .venv/bin/python -m bench.crops [--exams 60] [--repeat 3]
 """
@@ -14,10 +14,11 @@ import time
 import cv2
 import numpy as np
 
-from eyeops.align import align, crop_regions, decode_grey, normalize_polarity
+from eyeops.align import align, decode_grey
 from eyeops.crops import CROP_HEIGHT, CROP_WIDTH
 from eyeops.devices import load_layouts
 from eyeops.devices.layout import DeviceLayout
+from eyeops.regions import crop_regions, normalize_polarity
 from eyeops.synth.exams import synthesize_exams
 
 

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from eyeops.align import align_to_template, crop_regions, decode_grey
+from eyeops.align import align_to_template, decode_grey
 from eyeops.db.store import ResultsStore, migrate
 from eyeops.devices import load_layouts
 from eyeops.errors import AlignmentFailed
@@ -39,6 +39,7 @@ from eyeops.ocr.model import load_recognizer
 from eyeops.ocr.offline import ExamFile, compare_with_tesseract, held_out_exams
 from eyeops.ocr.peers import CtcRecognizer
 from eyeops.ocr.peers import read_fields as read_ppocr
+from eyeops.regions import crop_regions
 from eyeops.review.cropset import export_crops
 from eyeops.review.images import view_exam
 from eyeops.review.store import ReviewStore, labels_for
@@ -109,7 +110,7 @@ def review_stream(
             s.name: (r.text, r.confidence)
             for s, r in zip(specs, read_ppocr(ppocr, aligned, specs), strict=True)
         }
-        readings = arbitrate(layout, readings, peer, needs_second(readings), calibrations)
+        readings = arbitrate(layout, readings, peer, needs_second(readings, layout=layout), calibrations)
         status = "accepted" if all(r.status == "accepted" for r in readings) else "review"
         in_review += status == "review"
         record = ExamRecord(exam_id, kind, status, readings, image_bytes=len(exam.image))

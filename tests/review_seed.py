@@ -36,7 +36,8 @@ def seed_exam(
     if second is not None:
         from eyeops.ocr.arbitrate import arbitrate, needs_second, shipped_calibrations
 
-        readings = arbitrate(layout, readings, second, needs_second(readings), shipped_calibrations())
+        asked = needs_second(readings, layout=layout)
+        readings = arbitrate(layout, readings, second, asked, shipped_calibrations())
     status = "accepted" if all(r.status == "accepted" for r in readings) else "review"
     header = {
         r.name: (str(r.value) if r.value is not None and r.status == "accepted" else None)

@@ -15,7 +15,10 @@ calibrate`). Then, per field:
   much more often both recognisers failed together on the calibration crops than independent
   errors would (errors share their cause: the same damaged image), fitted, never below 1;
 - they disagree: never accepted. The reading that passes the field's validation with the higher
-  calibrated confidence becomes the `proposal` a reviewer confirms; both readings are kept.
+  calibrated confidence becomes the `proposal` a reviewer confirms; both readings are kept. One
+  exception keeps what held before signed fields were asked: a reading TrOCR was sure of (at or
+  above the bar), asked only because its field is signed (`signed_fields`), is sent to a person
+  when the two disagree on its sign, and stands when they agree on it.
 
 Nothing here knows Triton or HTTP; reasons never carry a reading.
 """
@@ -213,12 +216,31 @@ def shipped_calibrations() -> Calibrations:
     return Calibrations.load(Path(str(resource)))
 
 
-def needs_second(readings: Sequence[FieldReading], below: float = SECOND_OPINION_BELOW) -> list[str]:
+def signed_fields(layout: DeviceLayout) -> frozenset[str]:
+    """Numeric fields whose range spans zero: a reader that loses the sign (a faint or clipped
+    minus) still reads a valid, plausible value, so no check of its own can catch it."""
+    return frozenset(
+        s.name
+        for s in layout.fields
+        if s.kind == "number" and s.range is not None and s.range[0] < 0 < s.range[1]
+    )
+
+
+def needs_second(
+    readings: Sequence[FieldReading], below: float = SECOND_OPINION_BELOW, layout: DeviceLayout | None = None
+) -> list[str]:
     """The fields whose decision a second recogniser can change: accepted readings less confident
-    than `below` (it can send them to review) and every field in review (it can agree, which may
-    accept a reading that was only below the bar, or propose another). Confident readings are never
-    asked: the second reader costs CPU, and there its answer would change nothing."""
-    return [r.name for r in readings if r.status == "review" or r.confidence < below]
+    than `below` (it can send them to review), every field in review (it can agree, which may
+    accept a reading that was only below the bar, or propose another) and, given the `layout`,
+    every reading of a field whose sign is its own decision (`signed_fields`: a lost minus was
+    read at 0.9958 and accepted). Other confident readings are never asked: the second reader
+    costs CPU, and there its answer would change nothing."""
+    signed = signed_fields(layout) if layout is not None else frozenset()
+    return [r.name for r in readings if r.status == "review" or r.confidence < below or r.name in signed]
+
+
+def _negative(text: str) -> bool:
+    return text.strip().startswith(("-", "\u2212"))
 
 
 def _valid(layout: DeviceLayout, name: str, text: str) -> FieldReading | None:
@@ -259,6 +281,11 @@ def arbitrate(
                 and calibrations.agreement_accepts(r.confidence, float(confidence))
             ):
                 r = replace(r, status="accepted", reason=None)
+            out.append(r)
+            continue
+        if r.status == "accepted" and r.confidence >= below and _negative(text) == _negative(r.raw_text):
+            # asked only for its sign (signed_fields), and the sign agrees: the confident reading
+            # stands, as it would had the second reader not been asked
             out.append(r)
             continue
         if r.status == "accepted":

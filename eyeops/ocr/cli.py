@@ -213,7 +213,7 @@ def _crop_set(
     tag = "" if kind == "classic" else f"-{kind}"
     tag += "-" + "+".join(kinds) if kinds else ""
     tag += f"-grammar{grammar_share:g}" if grammar_share > 0 else ""
-    # v3: crops with the value ink placed and sized by eyeops.align.prepare_crop
+    # v3: crops with the value ink placed and sized by eyeops.regions.prepare_crop
     path = cache / f"crops-v3-{split}{tag}-{seed}-{exams}-faces{n_faces}.npz" if cache else None
     if path is not None and path.is_file():
         return CropSet.load(path)

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from eyeops.align import align, align_to_template, crop_regions, decode_grey
+from eyeops.align import align, align_to_template, decode_grey
 from eyeops.devices.layout import DeviceLayout, LayoutRegistry
 from eyeops.errors import AlignmentFailed, EyeopsError
+from eyeops.regions import crop_regions
 from eyeops.synth.exams import Variety, render_one
 from eyeops.synth.values import ValueMode
 

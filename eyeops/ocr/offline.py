@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from eyeops.align import align_to_template, crop_regions, decode_grey
+from eyeops.align import align_to_template, decode_grey
 from eyeops.devices.layout import LayoutRegistry
 from eyeops.errors import AlignmentFailed
 from eyeops.fields import read_fields as validate_fields
@@ -25,6 +25,7 @@ from eyeops.ocr.model import Recognizer
 from eyeops.ocr.peers import CtcRecognizer
 from eyeops.ocr.peers import read_fields as read_ppocr
 from eyeops.ocr.scorecard import Scorecard, shown_hits
+from eyeops.regions import crop_regions
 from eyeops.resources import TRITON_SECOND_MODEL_NAME
 from eyeops.settings import Settings
 from eyeops.synth.exams import synthesize_exams
@@ -87,6 +88,7 @@ def compare_with_tesseract(
     calibrations: Calibrations | None = None,
     records: list[dict[str, Any]] | None = None,
     crops_in_records: bool = False,
+    count_forced: bool = False,
 ) -> dict[str, Any]:
     """Score a recogniser (grammar-constrained decoding, as served) on labelled exams with the
     scorecard the served evaluation uses (eyeops.ocr.scorecard): each exam goes through the
@@ -99,7 +101,9 @@ def compare_with_tesseract(
     confidences, TrOCR's own verdict, the served one after arbitration with its proposal, Tesseract's
     reading (with `tesseract`) and the truth (None where the exam does not show the field): what
     `eyeops ocr calibrate` fits on and bench.scorecard groups; with `crops_in_records`, each row also
-    holds the crop both recognisers read (`crop`), what the traffic loop learns from."""
+    holds the crop both recognisers read (`crop`), what the traffic loop learns from. `count_forced`:
+    TrOCR's confidence under the old rule, where characters the grammar forces count too
+    (eyeops.ocr.decode.decode)."""
     if ppocr is not None and calibrations is None:
         from eyeops.ocr.arbitrate import shipped_calibrations
 
@@ -122,7 +126,7 @@ def compare_with_tesseract(
                     card.add_peer(exam.device_kind, peer, [False] * len(exam.texts))
             continue
         crops = crop_regions(aligned, specs, layout.template.value_align)
-        ours = recognize(recognizer, crops, [s.grammar for s in specs])
+        ours = recognize(recognizer, crops, [s.grammar for s in specs], count_forced=count_forced)
         texts = {s.name: (r.text, r.confidence) for r, s in zip(ours, specs, strict=True)}
         readings = validated = validate_fields(layout, texts, served)
         by_name: dict[str, tuple[str, float]] = {}
@@ -131,7 +135,8 @@ def compare_with_tesseract(
             second = read_ppocr(ppocr, aligned, specs)
             card.add_peer(exam.device_kind, "ppocr", shown_hits([r.text for r in second], specs, exam.texts))
             by_name = {s.name: (r.text, r.confidence) for s, r in zip(specs, second, strict=True)}
-            readings = arbitrate(layout, readings, by_name, needs_second(readings), calibrations)
+            asked = needs_second(readings, layout=layout)
+            readings = arbitrate(layout, readings, by_name, asked, calibrations)
         index = card.total.exams
         card.add_exam(exam.device_kind, exam.texts, [r.to_dict() for r in readings])
         tesseract_texts = read_fields(aligned, specs) if tesseract else None

@@ -10,12 +10,13 @@ from functools import cached_property
 
 import numpy as np
 
-from eyeops.align import align, crop_regions
+from eyeops.align import align
 from eyeops.devices.layout import DeviceLayout, FieldSpec, LayoutRegistry
 from eyeops.exams import ExamRecord
 from eyeops.fields import FieldReading, read_fields
 from eyeops.imageio import decode_exam_image
 from eyeops.ocr.arbitrate import SECOND_OPINION_BELOW, Calibrations, arbitrate, needs_second
+from eyeops.regions import crop_regions
 from eyeops.settings import Settings
 
 
@@ -114,7 +115,7 @@ def finish_exam(
     (exam_record on validate's readings), with `second` holding the second recogniser's
     (text, confidence) of the fields needs_second chose."""
     readings = validate(prepared, recognitions, threshold)
-    asked = needs_second(readings, second_below) if second is not None else []
+    asked = needs_second(readings, second_below, prepared.layout) if second is not None else []
     return exam_record(
         prepared, readings, model_name, model_version, second, asked, calibrations, second_below
     )

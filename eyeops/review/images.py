@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from eyeops.align import Alignment, align, crop_regions, warp_to_template
+from eyeops.align import Alignment, align, warp_to_template
 from eyeops.devices.layout import DeviceLayout
 from eyeops.errors import EyeopsError
 from eyeops.imageio import decode_exam_image
+from eyeops.regions import crop_regions
 from eyeops.settings import Settings
 
 DISPLAY_SIDE = 1400  # long side, in pixels, of the original as the console shows it

@@ -206,7 +206,7 @@ class OcrTransformer(PredictorTransformer):
         if ctx.prepared is not None:
             ctx.readings = validate(ctx.prepared, recognitions, self.settings.confidence_threshold)
             if self.second_model is not None:
-                ctx.asked = needs_second(ctx.readings, self.second_below)
+                ctx.asked = needs_second(ctx.readings, self.second_below, ctx.prepared.layout)
                 ctx.second = await self._second_opinion(ctx.prepared, ctx.asked, ctx.exam.request_id)
         ctx.predict_ms = (time.perf_counter() - t0) * 1e3
         return ctx

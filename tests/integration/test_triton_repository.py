@@ -22,10 +22,11 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from eyeops.align import align_to_template, crop_regions, decode_grey
+from eyeops.align import align_to_template, decode_grey
 from eyeops.auth import TRITON_KEY_HEADER
 from eyeops.ocr.peers import region_pixels
 from eyeops.ocr.tesseract import whitelist
+from eyeops.regions import crop_regions
 from eyeops.settings import Settings
 from eyeops.stack.process import free_triton_port
 from eyeops.stack.triton import triton_process

@@ -84,7 +84,7 @@ def test_clean_render_aligns_to_identity(layouts):
 def test_crops_are_dark_text_on_a_light_ground_whatever_the_screen_drew():
     import numpy as np
 
-    from eyeops.align import normalize_polarity, prepare_crop
+    from eyeops.regions import normalize_polarity, prepare_crop
 
     printout = np.full((44, 176), 235, dtype=np.uint8)
     printout[12:32, 20:120] = 30  # dark strokes on a light ground
@@ -161,8 +161,8 @@ def test_a_value_reads_the_same_whatever_size_and_place_the_device_drew_it_at():
     the right of its box, inside the box outline, it gives (nearly) the same recogniser input."""
     import cv2
 
-    from eyeops.align import INK_HEIGHT, prepare_crop, value_ink
     from eyeops.crops import CROP_HEIGHT
+    from eyeops.regions import INK_HEIGHT, prepare_crop, value_ink
 
     def drawn(scale: float, x: int, outline: bool) -> np.ndarray:
         box = np.full((44, 176), 230, np.uint8)

@@ -16,6 +16,7 @@ from eyeops.ocr.arbitrate import (
     arbitrate,
     needs_second,
     shipped_calibrations,
+    signed_fields,
 )
 
 pytestmark = pytest.mark.unit
@@ -185,3 +186,53 @@ def test_the_fit_measures_how_often_both_recognisers_fail_together():
     assert cal.lineage == {"test": True}
     rows.append({"truth": None, "text": "x", "confidence": 0.1, "second_text": "y", "second_confidence": 0.1})
     assert fit_calibrations(rows).primary.crops == 3000  # fields the exam did not show are not fitted
+
+
+def test_a_signed_field_is_always_read_twice_and_a_lost_minus_goes_to_a_person(layouts):
+    # a fresh-clone demo accepted an AS-OCT CLR of -59 as 59 at 0.9958: a valid, plausible value
+    layout = layouts["anterior_segment_oct"]
+    assert {"clr_um"} <= set(signed_fields(layout))
+    assert "sphere_d" in signed_fields(layouts["autorefractor"])
+    assert "cyl_d" not in signed_fields(layouts["autorefractor"])  # never positive: the range catches it
+    assert not signed_fields(layouts["optical_biometer"])
+    texts = {s.name: (text, 0.9999) for s, text in _oct_texts(layout).items()}
+    texts["clr_um"] = ("59", 0.9958)
+    readings = read_fields(layout, texts, 0.97)
+    assert all(r.status == "accepted" for r in readings)
+    assert needs_second(readings) == []  # confident everywhere: not asked without the layout
+    asked = needs_second(readings, layout=layout)
+    assert asked == ["clr_um"]
+    out = {
+        r.name: r
+        for r in arbitrate(layout, readings, {"clr_um": ("-59", 0.97)}, asked, Calibrations.identity())
+    }
+    assert out["clr_um"].status == "review" and out["clr_um"].reason == SECOND_OPINION_REASON
+    assert out["clr_um"].second_text == "-59"
+    agreed = {
+        r.name: r
+        for r in arbitrate(layout, readings, {"clr_um": ("59", 0.97)}, asked, Calibrations.identity())
+    }
+    assert agreed["clr_um"].status == "accepted"
+    # asked for its sign only: a confident reading the other reads with the same sign stands, as
+    # before signed fields were asked (in distribution PP-OCR's digit misreads would cost 1 % of exams)
+    digits = {
+        r.name: r
+        for r in arbitrate(layout, readings, {"clr_um": ("69", 0.9)}, asked, Calibrations.identity())
+    }
+    assert digits["clr_um"].status == "accepted" and digits["clr_um"].second_text == "69"
+    # below the bar every disagreement still goes to a person
+    unsure = [replace(r, confidence=0.98) if r.name == "clr_um" else r for r in readings]
+    out = {
+        r.name: r for r in arbitrate(layout, unsure, {"clr_um": ("69", 0.9)}, asked, Calibrations.identity())
+    }
+    assert out["clr_um"].status == "review"
+    # the second reader did not answer: a confident reading stays as it was
+    silent = {r.name: r for r in arbitrate(layout, readings, {}, asked, Calibrations.identity())}
+    assert silent["clr_um"].status == "accepted"
+
+
+def _oct_texts(layout):
+    from eyeops.synth.exams import render_one
+
+    exam = render_one(layout, 5, "eval", 0, clean=True)
+    return {layout.field(name): text for name, text in exam.texts.items()}

@@ -97,3 +97,23 @@ def test_fine_tuning_a_paired_checkpoint_keeps_its_fallback(tmp_path):
     train(data, None, TrainConfig(steps=2, batch_size=4, warmup=1, init=str(tmp_path / "ab")), tmp_path / "t")
     tuned = load_recognizer(tmp_path / "t")
     assert tuned.fallback is not None and tuned.fallback.version == "b" and tuned.fallback_below == 0.95
+
+
+def test_a_character_the_grammar_forces_is_certain_and_the_end_token_always_counts():
+    # laterality's O, a patient id's P, a date's dots: the same whatever the image shows
+    torch.manual_seed(0)
+    vocab = CharVocab()
+    recognizer = Recognizer(build_model(vocab), vocab, None, "test")
+    crops = np.random.default_rng(5).integers(0, 255, size=(3, 32, 128)).astype(np.uint8)
+    grammars = ["OD|OS", r"P\d{7}", r"\d{2}\.\d{2}\.\d{4}"]
+    new = recognize(recognizer, crops, grammars)
+    old = recognize(recognizer, crops, grammars, count_forced=True)
+    forced_at = [[0], [0], [2, 5]]  # where the grammar allows one character only
+    for n, o, places in zip(new, old, forced_at, strict=True):
+        assert n.text == o.text  # the reading is the same; only what its confidence counts differs
+        for k, (a, b) in enumerate(zip(n.token_confidences, o.token_confidences, strict=True)):
+            assert a == (1.0 if k in places else b)
+        assert n.token_confidences[-1] == o.token_confidences[-1]  # the forced end token counts
+        assert n.confidence >= o.confidence
+    # an untrained model doubts the forced characters: the old rule was lower on at least one
+    assert any(n.confidence > o.confidence for n, o in zip(new, old, strict=True))

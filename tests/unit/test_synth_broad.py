@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from fontTools.ttLib import TTFont
 
-from eyeops.align import crop_regions, decode_grey
+from eyeops.align import decode_grey
 from eyeops.errors import AlignmentFailed
+from eyeops.regions import crop_regions
 from eyeops.synth.broad import BroadStyle
 from eyeops.synth.exams import render_one
 from eyeops.synth.fonts import BROAD_TRAIN_FAMILIES, BROAD_TRAIN_FONTS, DEBIAN_PACKAGES, font_paths
