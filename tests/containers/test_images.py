@@ -310,9 +310,9 @@ def feast_repo(volumes: Path) -> Iterator[tuple[Path, str]]:
         drop_pg_database(name)
 
 
-def test_the_lens_images_answer_an_eye_from_feast(
-    engine: Engine, models: Path, feast_repo: tuple[Path, str], volumes: Path
-) -> None:
+@pytest.fixture(scope="module")
+def lens(engine: Engine, models: Path, feast_repo: tuple[Path, str], volumes: Path) -> dict[str, str]:
+    """The lens predictor and transformer images as the chart runs them, with the seeded model."""
     repo, eye = feast_repo
     secrets = shared_dir(volumes / "lens-secrets")
     host(
@@ -387,8 +387,13 @@ def test_the_lens_images_answer_an_eye_from_feast(
         env={"EYEOPS_PREDICTOR_TOKEN": (secrets / "predictor.token").read_text().strip()},
     )
     client = (secrets / "client.token").read_text().strip()
+    return {"url": f"http://127.0.0.1:{t_http}", "token": client, "eye": eye}
+
+
+def test_the_lens_images_answer_an_eye_from_feast(lens: dict[str, str]) -> None:
+    t_url, client, eye = lens["url"], lens["token"], lens["eye"]
     reply = httpx.post(
-        f"http://127.0.0.1:{t_http}/v1/models/lens:predict",
+        f"{t_url}/v1/models/lens:predict",
         json={"instances": [{"eye_id": eye}]},
         headers={"authorization": f"Bearer {client}"},
         timeout=60,
@@ -399,7 +404,7 @@ def test_the_lens_images_answer_an_eye_from_feast(
     assert sorted(s["size_mm"] for s in answer["sizes"]) == [12.1, 12.6, 13.2, 13.7]
     assert answer["recommended_size_mm"] in (12.1, 12.6, 13.2, 13.7, None)
     unknown = httpx.post(
-        f"http://127.0.0.1:{t_http}/v1/models/lens:predict",
+        f"{t_url}/v1/models/lens:predict",
         json={"instances": [{"eye_id": "nobody-OD"}]},
         headers={"authorization": f"Bearer {client}"},
         timeout=60,
@@ -407,9 +412,9 @@ def test_the_lens_images_answer_an_eye_from_feast(
     assert unknown.status_code == 404, unknown.text
 
 
-def test_the_monitor_ingests_logged_events_with_the_seeded_detectors(
-    engine: Engine, models: Path, volumes: Path
-) -> None:
+@pytest.fixture(scope="module")
+def monitor(engine: Engine, models: Path, volumes: Path) -> dict[str, int]:
+    """The monitor (detectors image) as the chart runs it, with the seeded detector set."""
     state = shared_dir(volumes / "monitor-state")
     port, sink_port = free_ports(2)  # as the chart runs it: the event sink on a port of its own
     engine.started(
@@ -436,6 +441,11 @@ def test_the_monitor_ingests_logged_events_with_the_seeded_detectors(
         name="monitor",
         mounts=[(models.parent, "/mnt/registry", True), (state, "/var/lib/eyeops-monitor", False)],
     )
+    return {"port": port, "sink_port": sink_port}
+
+
+def test_the_monitor_ingests_logged_events_with_the_seeded_detectors(monitor: dict[str, int]) -> None:
+    port, sink_port = monitor["port"], monitor["sink_port"]
     base = {
         "ce-specversion": "1.0",
         "ce-source": "http://lens-predictor/",
@@ -479,6 +489,41 @@ def test_the_monitor_ingests_logged_events_with_the_seeded_detectors(
     metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     assert 'eyeops_monitor_events_total{component="predictor",service="lens",type="request"} 1.0' in metrics
     assert "eyeops_monitor_waiting_for_detectors 0.0" in metrics  # the seeded set was loaded
+
+
+def test_helm_tests_probe_runs_in_its_image_against_what_the_images_serve(
+    engine: Engine, ocr: dict[str, Any], lens: dict[str, str], monitor: dict[str, int]
+) -> None:
+    """`helm test`'s Pod as the chart renders it for the production overlay in Standard mode (its
+    image, command and arguments), run here with each Service's host mapped to the container that
+    serves it: the paths it probes are the ones the images answer ready on (issue 30)."""
+    from tests.unit.test_chart import PROD, render, values_of
+
+    values = values_of(PROD)
+    values["kserve"] = {**values.get("kserve", {}), "deploymentMode": "Standard"}
+    values["feast"] = {**values.get("feast", {}), "server": {"enabled": False}}  # no Feast server here
+    (pod,) = [
+        o for o in render(values) if o["kind"] == "Pod" and o["metadata"]["name"].endswith("-test-ready")
+    ]
+    (container,) = pod["spec"]["containers"]
+    served = {
+        "clinic-eyeops-monitor": f"127.0.0.1:{monitor['port']}",
+        "ocr-transformer": ocr["url"].removeprefix("http://"),
+        "lens-transformer": lens["url"].removeprefix("http://"),
+    }
+    args = []
+    for url in container["args"]:
+        scheme, _, rest = url.partition("://")
+        address, _, path = rest.partition("/")
+        service = address.split(".")[0]
+        assert service in served, f"helm test probes {service}, which this tier does not run"
+        args.append(f"{scheme}://{served[service]}/{path}")
+    assert len(args) == 3  # the monitor and both InferenceServices
+    image = container["image"].split("/")[-1].split(":")[0]  # eyeops/lens:0.1.0 -> lens
+    command, *head = container["command"]
+    done = engine.run(image, [*head, *args], name="helm-test", entrypoint=command, detach=False)
+    assert not isinstance(done, Container)
+    assert done.stdout.count("ready: ") == 3, done.stdout + done.stderr
 
 
 def test_the_pipelines_image_runs_a_compiled_component(engine: Engine, volumes: Path) -> None:
