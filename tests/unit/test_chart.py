@@ -1036,9 +1036,7 @@ def test_every_replicated_workload_keeps_a_pod_through_a_drain_and_autoscaling_i
     assert ocr["transformer"]["scaleMetric"] == "concurrency" and ocr["transformer"]["scaleTarget"] == 4
     values["ocr"]["autoscaling"] = {}
     values["lens"]["autoscaling"] = {}
-    services = {
-        o["metadata"]["name"]: o["spec"] for o in render(values) if o["kind"] == "InferenceService"
-    }
+    services = {o["metadata"]["name"]: o["spec"] for o in render(values) if o["kind"] == "InferenceService"}
     for name, metric, target in (("ocr", "concurrency", 8), ("lens", "rps", 100)):  # Knative's measured
         for component in ("predictor", "transformer"):
             spec = services[name][component]
@@ -1199,3 +1197,69 @@ def test_every_container_of_ours_takes_extra_env_volumes_and_mounts() -> None:
         assert container["env"][0] == extra["extraEnv"][0], name
         assert extra["extraVolumeMounts"][0] in container["volumeMounts"], name
         assert extra["extraVolumes"][0] in volumes, name
+
+
+def test_two_releases_in_one_namespace_name_their_inference_services_apart() -> None:
+    """Issue 30, item 7: InferenceService names were fixed (ocr, lens), so one release per
+    namespace. With ocr.name / lens.name, every object that names an InferenceService, its pods or
+    its Services follows: selectors, the console's Triton URL, helm test, the monitor's services,
+    the promotion Role, the Istio policy's hosts; and no object of one release is another's."""
+
+    def rendered(values: dict[str, Any], name: str) -> list[dict[str, Any]]:
+        chart = helm_python.Chart.load(str(CHART))
+        try:
+            out = chart.render(values, name=name, namespace="eyeops", is_install=True)
+        finally:
+            chart.close()
+        return [
+            d
+            for path, text in out.items()
+            if not path.endswith("NOTES.txt")
+            for d in yaml.safe_load_all(text)
+            if d
+        ]
+
+    def isvc_labels(data: Any, found: set[str]) -> set[str]:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if key == "serving.kserve.io/inferenceservice":
+                    found.add(value)
+                isvc_labels(value, found)
+        elif isinstance(data, list):
+            for value in data:
+                isvc_labels(value, found)
+        return found
+
+    for mode in ("Standard", "Knative"):
+        first, second = values_of(PROD), values_of(PROD)
+        for values in (first, second):
+            values["kserve"] = {**values.get("kserve", {}), "deploymentMode": mode}
+        second["ocr"]["name"], second["lens"]["name"] = "ocr-b", "lens-b"
+        a, b = rendered(first, "clinic"), rendered(second, "second")
+
+        def key(o: dict[str, Any]) -> tuple[str, str, str]:
+            return o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]
+
+        assert not {key(o) for o in a} & {key(o) for o in b}, mode
+        assert {o["metadata"]["name"] for o in b if o["kind"] == "InferenceService"} == {"ocr-b", "lens-b"}
+        assert isvc_labels(b, set()) == {"ocr-b", "lens-b"} and isvc_labels(a, set()) == {"ocr", "lens"}
+        text = json.dumps(b)
+        assert "http://ocr-b-predictor.eyeops.svc.cluster.local" in text  # the console's re-reads
+        host = "ocr-b" if mode == "Knative" else "ocr-b-transformer"
+        assert f"http://{host}.eyeops.svc.cluster.local/v2/models/ocr/ready" in text  # helm test
+        assert '"ocr-b=ocr"' in text and '"lens-b=lens"' in text  # the monitor's services
+        (role,) = [o for o in b if o["kind"] == "Role" and "inferenceservices" in json.dumps(o)]
+        assert next(r for r in role["rules"] if "inferenceservices" in r["resources"])["resourceNames"] == [
+            "ocr-b",
+            "lens-b",
+        ]
+        if mode == "Knative":
+            hosts = [
+                h
+                for o in b
+                if o["kind"] == "AuthorizationPolicy"
+                for h in re.findall(r"[\w.-]+-predictor\.eyeops", json.dumps(o))
+            ]
+            assert hosts and {
+                h.split("-predictor")[0].removeprefix("prev-").removeprefix("latest-") for h in hosts
+            } == {"ocr-b", "lens-b"}

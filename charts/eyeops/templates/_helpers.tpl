@@ -286,3 +286,12 @@ when it changes. */}}
 {{- define "eyeops.featureStoreChecksum" -}}
 eyeops.io/feature-store: {{ toYaml .Values.feast.featureStore | sha256sum | trunc 16 | quote }}
 {{- end -}}
+
+{{/*
+eyeops.isvcName: the InferenceService name of a role ("ocr" or "lens"): `<role>.name`, by default
+the role itself. Two releases in one namespace name theirs apart; KServe derives the predictor's
+and transformer's Services (<name>-predictor, <name>-transformer) and the pods' label from it.
+*/}}
+{{- define "eyeops.isvcName" -}}
+{{- (index .root.Values .role).name | default .role -}}
+{{- end -}}
