@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import hashlib
 import json
 import os
@@ -36,6 +35,7 @@ import aiohttp
 import httpx
 import numpy as np
 
+from eyeops.ocr.wire import exam_of_answer, v1_request
 from eyeops.stack.process import free_port, free_triton_port
 from eyeops.synth.exams import tagged_copy
 
@@ -58,8 +58,8 @@ class Exam:
         """The n-th distinct copy (same pixels, another file hash: a new exam to read) as its exam
         id and v1 request body."""
         image = tagged_copy(self.image, f"load-{n}") if n else self.image
-        instance = {"image_b64": base64.b64encode(image).decode(), "device_kind": self.device_kind}
-        return hashlib.sha256(image).hexdigest(), json.dumps({"instances": [instance]}).encode()
+        body = v1_request(image, self.device_kind, {})
+        return hashlib.sha256(image).hexdigest(), json.dumps(body).encode()
 
 
 @dataclass
@@ -144,7 +144,7 @@ async def run_load(
             result.latencies_ms.append((time.perf_counter() - t0) * 1e3)
             result.statuses[status] += 1
             if status == 200:
-                answer = json.loads(payload)["predictions"][0]
+                answer = exam_of_answer(json.loads(payload))
                 assert answer["exam_id"] == exam_id
                 result.answered[exam_id] = answer
             elif status >= 500:

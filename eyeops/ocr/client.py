@@ -1,13 +1,14 @@
-"""Client of the OCR endpoint (v1 JSON or v2), used by the demo, the evaluation and gateways."""
+"""Client of the OCR endpoint (v1 JSON or v2; the bodies are eyeops.ocr.wire's), used by the demo,
+the evaluation and gateways."""
 
 from __future__ import annotations
 
-import base64
-import json
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from eyeops.ocr.wire import MODEL, exam_of_answer, v1_request, v2_request
 
 
 @dataclass(frozen=True)
@@ -19,10 +20,7 @@ class OcrReply:
     @property
     def exam(self) -> dict[str, Any]:
         """The exam result of a 200 reply (v1 or v2 shape)."""
-        if "predictions" in self.body:
-            return dict(self.body["predictions"][0])
-        outputs = {o["name"]: o for o in self.body.get("outputs", [])}
-        return dict(json.loads(outputs["exam"]["data"][0]))
+        return exam_of_answer(self.body)
 
 
 class OcrClient:
@@ -31,7 +29,7 @@ class OcrClient:
     def __init__(
         self,
         base_url: str,
-        model: str = "ocr",
+        model: str = MODEL,
         protocol: str = "v1",
         timeout_s: float = 60.0,
         token: str | None = None,
@@ -55,29 +53,25 @@ class OcrClient:
         exam_date: str | None = None,
     ) -> OcrReply:
         """Send one exam. Transport failures raise httpx.TransportError; every answer is a reply."""
-        encoded = base64.b64encode(image).decode("ascii")
         headers = {"ce-id": request_id} if request_id else {}
         if device_id:
             headers["x-eyeops-device-id"] = device_id  # for the service's log when a token is refused
-        extra = {
+        hints = {
             "device_id": device_id,
             "patient_id": patient_id,
             "laterality": laterality,
             "exam_date": exam_date,
         }
-        given = {k: v for k, v in extra.items() if v}
         if self.protocol == "v1":
-            instance = {"image_b64": encoded, "device_kind": device_kind, **given}
             response = await self._client.post(
-                f"/v1/models/{self.model}:predict", json={"instances": [instance]}, headers=headers
+                f"/v1/models/{self.model}:predict",
+                json=v1_request(image, device_kind, hints),
+                headers=headers,
             )
         else:
-            params: dict[str, str] = {"device_kind": device_kind, **given}
-            body = {
-                "inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [encoded]}],
-                "parameters": params,
-            }
-            response = await self._client.post(f"/v2/models/{self.model}/infer", json=body, headers=headers)
+            response = await self._client.post(
+                f"/v2/models/{self.model}/infer", json=v2_request(image, device_kind, hints), headers=headers
+            )
         try:
             payload = response.json()
         except ValueError:

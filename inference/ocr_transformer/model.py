@@ -36,10 +36,10 @@ from eyeops.ocr.pipeline import (
 )
 from eyeops.ocr.tesseract import whitelist
 from eyeops.ocr.triton_batch import CROPS, GRAMMAR, TEXT, TOKEN_CONFIDENCE, field_confidence
+from eyeops.ocr.wire import V2_EXAM, answer_body, exam_from_v1, exam_from_v2
 from eyeops.settings import Settings
 from inference.auth import DEVICE_HEADER
 from inference.errors import check_request_id
-from inference.ocr_transformer.requests import exam_from_v1, exam_from_v2
 from inference.predictor import PredictorClient, PredictorError, PredictorTransformer
 
 PREDICTOR_RETRY_AFTER_S = 10
@@ -269,8 +269,8 @@ class OcrTransformer(PredictorTransformer):
                 self.features.notify()
         body = {**record.to_dict(), "duplicate": duplicate}
         if ctx.protocol == "v1":
-            return {"predictions": [body]}
-        out = InferOutput("exam", [1], "BYTES", data=[json.dumps(body)])
+            return answer_body(body)
+        out = InferOutput(V2_EXAM, [1], "BYTES", data=[json.dumps(body)])
         return InferResponse(ctx.exam.request_id or "", self.name, [out])
 
     # -- helpers -----------------------------------------------------------------------------------

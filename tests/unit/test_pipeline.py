@@ -6,7 +6,7 @@ from kserve.protocol.infer_type import InferInput
 
 from eyeops.errors import InvalidRequest
 from eyeops.ocr.pipeline import ExamInput, PreparedExam, finish_exam
-from inference.ocr_transformer.requests import exam_from_v1, exam_from_v2
+from eyeops.ocr.wire import exam_from_v1, exam_from_v2
 
 pytestmark = pytest.mark.unit
 

@@ -1,15 +1,26 @@
-"""Parse v1 and v2 request bodies into an ExamInput; every refusal says what to send instead."""
+"""The OCR service's wire contract, one home for both ends: the v1 (JSON instances) and v2 (Open
+Inference Protocol) request bodies a client builds (`v1_request`, `v2_request`), the parsers the
+service reads them with (`exam_from_v1`, `exam_from_v2`; every refusal says what to send instead),
+and the answer in either shape (`answer_body`, `exam_of_answer`). eyeops.ocr.client and the gateway
+send with it; inference.ocr_transformer answers with it."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import datetime as dt
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from eyeops.errors import InvalidRequest
 from eyeops.ocr.pipeline import ExamInput
+
+MODEL = "ocr"  # the served model's name: /v1/models/ocr:predict, /v2/models/ocr/infer
+V1_IMAGE = "image_b64"  # a v1 instance's image, base64
+V2_IMAGE = "image"  # the v2 BYTES input holding the image
+V2_EXAM = "exam"  # the v2 BYTES output holding the answer's JSON
+HINTS = ("device_id", "patient_id", "laterality", "exam_date")  # optional identity hints
 
 V1_HINT = (
     'send {"instances": [{"image_b64": "<base64 PNG/JPEG/TIFF>", "device_kind": "<kind>", '
@@ -69,12 +80,12 @@ def exam_from_v1(body: object, request_id: str | None) -> ExamInput:
     if not isinstance(instances, list) or len(instances) != 1 or not isinstance(instances[0], dict):
         raise InvalidRequest(f"expected exactly one exam per request; {V1_HINT}")
     inst = instances[0]
-    if "image_b64" not in inst:
+    if V1_IMAGE not in inst:
         raise InvalidRequest(f"missing image_b64; {V1_HINT}")
     if not isinstance(inst.get("device_kind"), str) or len(inst["device_kind"]) > 64:
         raise InvalidRequest(f"missing device_kind; {V1_HINT}")
     return ExamInput(
-        image=_b64(inst["image_b64"], "image_b64"),
+        image=_b64(inst[V1_IMAGE], V1_IMAGE),
         device_kind=inst["device_kind"],
         device_id=_opt_str(inst, "device_id"),
         patient_id=_opt_str(inst, "patient_id"),
@@ -90,7 +101,7 @@ def exam_from_v2(
     """`inputs` are kserve InferInput objects; only their name, datatype, shape and data (JSON, or
     raw bytes through `as_numpy()`) are read."""
     params = dict(parameters or {})
-    images = [i for i in inputs if i.name == "image"]
+    images = [i for i in inputs if i.name == V2_IMAGE]
     if len(images) != 1:
         raise InvalidRequest(f"expected one input named 'image', got {len(images)}; {V2_HINT}")
     image = images[0]
@@ -116,3 +127,33 @@ def exam_from_v2(
         exam_date=_opt_date(params, "exam_date"),
         request_id=request_id,
     )
+
+
+def v1_request(image: bytes, device_kind: str, hints: Mapping[str, str | None]) -> dict[str, Any]:
+    """A v1 body for one exam: {"instances": [{image_b64, device_kind, hints given}]}."""
+    given = {k: v for k, v in hints.items() if k in HINTS and v}
+    instance = {V1_IMAGE: base64.b64encode(image).decode("ascii"), "device_kind": device_kind, **given}
+    return {"instances": [instance]}
+
+
+def v2_request(image: bytes, device_kind: str, hints: Mapping[str, str | None]) -> dict[str, Any]:
+    """A v2 JSON body for one exam: one BYTES input (base64) and the kind and hints as parameters."""
+    given = {k: v for k, v in hints.items() if k in HINTS and v}
+    encoded = base64.b64encode(image).decode("ascii")
+    return {
+        "inputs": [{"name": V2_IMAGE, "shape": [1], "datatype": "BYTES", "data": [encoded]}],
+        "parameters": {"device_kind": device_kind, **given},
+    }
+
+
+def answer_body(exam: Mapping[str, Any]) -> dict[str, Any]:
+    """The v1 answer for one exam (the v2 answer carries the same JSON in its `exam` output)."""
+    return {"predictions": [dict(exam)]}
+
+
+def exam_of_answer(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The exam of a 200 answer, v1 or v2 (JSON)."""
+    if "predictions" in body:
+        return dict(body["predictions"][0])
+    outputs = {o["name"]: o for o in body.get("outputs", [])}
+    return dict(json.loads(outputs[V2_EXAM]["data"][0]))
