@@ -50,7 +50,8 @@ async def run(args: argparse.Namespace) -> int:
     from kserve.inference_client import InferenceGRPCClient, InferenceRESTClient, RESTConfig
 
     from eyeops.devices import load_layouts
-    from eyeops.ocr.pipeline import ExamInput, prepare_exam
+    from eyeops.ocr.pipeline import prepare_exam
+    from eyeops.ocr.wire import ExamInput
     from eyeops.settings import Settings
     from eyeops.synth.exams import synthesize_exams
     from inference.ocr_transformer.model import recognizer_request

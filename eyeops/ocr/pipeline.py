@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cached_property
 
 import numpy as np
 
@@ -16,25 +14,9 @@ from eyeops.exams import ExamRecord
 from eyeops.fields import FieldReading, read_fields
 from eyeops.imageio import decode_exam_image
 from eyeops.ocr.arbitrate import SECOND_OPINION_BELOW, Calibrations, arbitrate, needs_second
+from eyeops.ocr.wire import ExamInput
 from eyeops.regions import crop_regions
 from eyeops.settings import Settings
-
-
-@dataclass(frozen=True)
-class ExamInput:
-    """One exam as a gateway sends it. Identity fields are optional cross-check hints."""
-
-    image: bytes
-    device_kind: str
-    device_id: str | None = None
-    patient_id: str | None = None
-    laterality: str | None = None
-    exam_date: str | None = None  # ISO YYYY-MM-DD
-    request_id: str | None = None
-
-    @cached_property
-    def exam_id(self) -> str:
-        return hashlib.sha256(self.image).hexdigest()
 
 
 @dataclass

@@ -9,18 +9,38 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from eyeops.errors import InvalidRequest
-from eyeops.ocr.pipeline import ExamInput
 
 MODEL = "ocr"  # the served model's name: /v1/models/ocr:predict, /v2/models/ocr/infer
 V1_IMAGE = "image_b64"  # a v1 instance's image, base64
 V2_IMAGE = "image"  # the v2 BYTES input holding the image
 V2_EXAM = "exam"  # the v2 BYTES output holding the answer's JSON
 HINTS = ("device_id", "patient_id", "laterality", "exam_date")  # optional identity hints
+
+
+@dataclass(frozen=True)
+class ExamInput:
+    """One exam as a gateway sends it. Identity fields are optional cross-check hints."""
+
+    image: bytes
+    device_kind: str
+    device_id: str | None = None
+    patient_id: str | None = None
+    laterality: str | None = None
+    exam_date: str | None = None  # ISO YYYY-MM-DD
+    request_id: str | None = None
+
+    @cached_property
+    def exam_id(self) -> str:
+        return hashlib.sha256(self.image).hexdigest()
+
 
 V1_HINT = (
     'send {"instances": [{"image_b64": "<base64 PNG/JPEG/TIFF>", "device_kind": "<kind>", '

@@ -27,7 +27,6 @@ from eyeops.metrics import OcrMetrics
 from eyeops.ocr.arbitrate import SECOND_OPINION_BELOW, Calibrations, needs_second
 from eyeops.ocr.peers import region_pixels
 from eyeops.ocr.pipeline import (
-    ExamInput,
     PreparedExam,
     exam_record,
     failed_record,
@@ -36,7 +35,7 @@ from eyeops.ocr.pipeline import (
 )
 from eyeops.ocr.tesseract import whitelist
 from eyeops.ocr.triton_batch import CROPS, GRAMMAR, TEXT, TOKEN_CONFIDENCE, field_confidence
-from eyeops.ocr.wire import V2_EXAM, answer_body, exam_from_v1, exam_from_v2
+from eyeops.ocr.wire import V2_EXAM, ExamInput, answer_body, exam_from_v1, exam_from_v2
 from eyeops.settings import Settings
 from inference.auth import DEVICE_HEADER
 from inference.errors import check_request_id

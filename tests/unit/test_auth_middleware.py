@@ -81,7 +81,7 @@ def test_probes_and_metrics_stay_open_and_every_other_route_is_guarded():
 
 def test_a_token_for_one_device_cannot_send_for_another():
     from eyeops.auth import Forbidden
-    from eyeops.ocr.pipeline import ExamInput
+    from eyeops.ocr.wire import ExamInput
     from inference.ocr_transformer.model import _bind_device
 
     named = ExamInput(b"img", "autorefractor", device_id="tono-1")

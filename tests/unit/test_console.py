@@ -259,7 +259,8 @@ def test_a_failed_exam_is_read_again_from_marked_corners(
 ) -> None:
     import hashlib
 
-    from eyeops.ocr.pipeline import ExamInput, failed_record
+    from eyeops.ocr.pipeline import failed_record
+    from eyeops.ocr.wire import ExamInput
     from eyeops.synth.exams import render_one
 
     migrate(sqlite_url)

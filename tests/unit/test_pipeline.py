@@ -5,8 +5,8 @@ import pytest
 from kserve.protocol.infer_type import InferInput
 
 from eyeops.errors import InvalidRequest
-from eyeops.ocr.pipeline import ExamInput, PreparedExam, finish_exam
-from eyeops.ocr.wire import exam_from_v1, exam_from_v2
+from eyeops.ocr.pipeline import PreparedExam, finish_exam
+from eyeops.ocr.wire import ExamInput, exam_from_v1, exam_from_v2
 
 pytestmark = pytest.mark.unit
 
