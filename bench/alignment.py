@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eyeops.align import _frame_matrix, _warp, align, decode_grey
+from eyeops.align import _frame_matrix, align, decode_grey, warp_to_template
 from eyeops.devices import load_layouts
 from eyeops.devices.layout import DeviceLayout
 from eyeops.errors import AlignmentFailed
@@ -26,7 +26,7 @@ from eyeops.synth.exams import synthesize_exams
 
 def frame_only(grey: np.ndarray, layout: DeviceLayout) -> np.ndarray | None:
     matrix = _frame_matrix(grey, layout)
-    return None if matrix is None else _warp(grey, matrix, layout)
+    return None if matrix is None else warp_to_template(grey, matrix, layout)
 
 
 def new(grey: np.ndarray, layout: DeviceLayout) -> np.ndarray | None:
