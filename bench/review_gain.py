@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from eyeops.align import align_to_template, decode_grey
+from eyeops.db.review import ReviewStore
+from eyeops.db.review_types import labels_for
 from eyeops.db.store import ResultsStore, migrate
 from eyeops.devices import load_layouts
 from eyeops.errors import AlignmentFailed
@@ -42,7 +44,6 @@ from eyeops.ocr.peers import read_fields as read_ppocr
 from eyeops.regions import crop_regions
 from eyeops.review.cropset import export_crops
 from eyeops.review.images import view_exam
-from eyeops.review.store import ReviewStore, labels_for
 from eyeops.review.validate import review_values
 from eyeops.settings import Settings
 

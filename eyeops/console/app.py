@@ -45,10 +45,10 @@ from eyeops.console.web import (
     safe_next,
     same_token,
 )
+from eyeops.db.review import ReviewStore
 from eyeops.devices.layout import LayoutRegistry
 from eyeops.errors import EyeopsError
 from eyeops.review.reread import Recognizer
-from eyeops.review.store import ReviewStore
 from eyeops.settings import Settings
 
 __all__ = [

@@ -155,10 +155,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     from eyeops.console.app import ConsoleConfig, create_app
     from eyeops.console.users import Sessions, User, UsersFile, read_secret
+    from eyeops.db.review import ReviewStore
     from eyeops.db.store import ResultsStore, migrate
     from eyeops.devices.layout import extra_layout_dirs, load_layouts
     from eyeops.review.reread import TritonRecognizer
-    from eyeops.review.store import ReviewStore
 
     if not 0.0 <= args.second_look_share <= 1.0:
         raise SystemExit("--second-look-share takes a share between 0 and 1, e.g. 0.05")
@@ -279,9 +279,9 @@ def _remove_user(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     import json
 
+    from eyeops.db.review import ReviewStore
     from eyeops.db.store import ResultsStore, migrate
     from eyeops.review.cropset import export_crops
-    from eyeops.review.store import ReviewStore
 
     settings = Settings()
     url = args.database_url or settings.resolved_database_url()

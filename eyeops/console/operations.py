@@ -15,12 +15,11 @@ from fastapi.responses import HTMLResponse, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import select
 
 from eyeops.console.web import ConsoleConfig, Refused, Web
-from eyeops.db.schema import Exam
+from eyeops.db.queries import exams_received
+from eyeops.db.review import ReviewStore
 from eyeops.errors import EyeopsError
-from eyeops.review.store import ReviewStore
 
 
 class ReviewMetrics(Collector):
@@ -114,13 +113,9 @@ def _operations(store: ReviewStore) -> dict[str, Any]:
     now = dt.datetime.now(dt.UTC)
     week = collect(store.engine, since=now - dt.timedelta(days=7))
     per_hour: dict[str, Counter[str]] = defaultdict(Counter)
-    with store.engine.connect() as conn:
-        since = now - dt.timedelta(hours=24)
-        for received, kind in conn.execute(
-            select(Exam.received_at, Exam.device_kind).where(Exam.received_at >= since)
-        ):
-            stamp = received if received.tzinfo else received.replace(tzinfo=dt.UTC)
-            per_hour[stamp.strftime("%H:00")][kind] += 1
+    for received, kind, _ in exams_received(store.engine, since=now - dt.timedelta(hours=24)):
+        stamp = received if received.tzinfo else received.replace(tzinfo=dt.UTC)
+        per_hour[stamp.strftime("%H:00")][kind] += 1
     backlog = store.backlog()
     return {
         "week": week,

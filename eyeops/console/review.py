@@ -14,11 +14,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from eyeops.console.users import Session
 from eyeops.console.web import PENDING_COOKIE, REVIEWER, Refused, Web, age_text
+from eyeops.db.review import ReviewStore
+from eyeops.db.review_types import Conflict, ExamForReview, NotReviewable, labels_for
 from eyeops.devices.layout import DeviceLayout, FieldSpec
 from eyeops.fields import FieldReading
 from eyeops.review.images import ExamView, png, view_exam
 from eyeops.review.reread import Recognizer, reread
-from eyeops.review.store import Conflict, ExamForReview, NotReviewable, ReviewStore, labels_for
 from eyeops.review.validate import review_values
 from eyeops.settings import Settings
 

@@ -49,27 +49,16 @@ def lens_reference(model: LensModel, frame: pd.DataFrame) -> dict[str, np.ndarra
 
 def ocr_reference(database_url: str, limit: int = 200_000) -> dict[str, np.ndarray]:
     """Per field read: device kind, confidence, whether it went to review (newest `limit`)."""
-    from sqlalchemy import create_engine, select
+    from sqlalchemy import create_engine
 
-    from eyeops.db.schema import Exam, FieldRow
+    from eyeops.db.queries import accepted_numbers, field_outcomes
 
     engine = create_engine(database_url, hide_parameters=True)
-    query = (
-        select(Exam.device_kind, FieldRow.confidence, FieldRow.status)
-        .join(FieldRow, FieldRow.exam_id == Exam.id)
-        .order_by(Exam.received_at.desc())
-        .limit(limit)
-    )
-    with engine.connect() as conn:
-        rows = conn.execute(query).all()
-        values = conn.execute(
-            select(Exam.id, Exam.device_kind, FieldRow.name, FieldRow.value_number)
-            .join(FieldRow, FieldRow.exam_id == Exam.id)
-            .where(FieldRow.status == "accepted", FieldRow.value_number.is_not(None))
-            .order_by(Exam.received_at.desc())
-            .limit(limit)
-        ).all()
-    engine.dispose()
+    try:
+        rows = field_outcomes(engine, limit)
+        values = accepted_numbers(engine, limit)
+    finally:
+        engine.dispose()
     arrays = {
         "ocr_device_kind": np.array([r[0] for r in rows], dtype=str),
         "ocr_confidence": np.array([r[1] for r in rows], dtype=np.float64),

@@ -12,10 +12,10 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from eyeops.db.schema import Exam, InferenceLog, ReviewItem
+from eyeops.db import queries
+from eyeops.db.review_types import reason_kind
 
 STAGES = ("decode_ms", "align_ms", "predict_ms", "postprocess_ms", "total_ms")
 
@@ -55,47 +55,28 @@ def collect(engine: Engine, since: dt.datetime | None = None) -> OpsData:
     by_kind: dict[str, Counter[str]] = defaultdict(Counter)
     latency: dict[str, list[float]] = defaultdict(list)
     stages: dict[str, list[float]] = defaultdict(list)
-    with engine.connect() as conn:
-        exams = select(Exam.received_at, Exam.device_kind, Exam.status)
-        if since is not None:
-            exams = exams.where(Exam.received_at >= since)
-        for received, kind, status in conn.execute(exams):
-            per_day[_day(received)][kind] += 1
-            by_kind[kind][status] += 1
-        reasons = select(ReviewItem.reason, func.count()).group_by(ReviewItem.reason)
-        if since is not None:
-            reasons = reasons.where(ReviewItem.created_at >= since)
-        for reason, n in conn.execute(reasons):
-            data.review_reasons[reason_kind(reason)] += n
-        log = select(
-            InferenceLog.created_at, InferenceLog.http_status, *(getattr(InferenceLog, s) for s in STAGES)
-        )
-        if since is not None:
-            log = log.where(InferenceLog.created_at >= since)
-        for row in conn.execute(log):
-            day = _day(row[0])
-            data.requests_per_day[day] += 1
-            code = int(row[1])
-            if code >= 400:
-                data.errors_per_day[day] += 1
-                data.errors_by_status[code] += 1
-            for stage, value in zip(STAGES, row[2:], strict=True):
-                if value is not None:
-                    stages[stage].append(float(value))
-            if row[-1] is not None and code == 200:
-                latency[day].append(float(row[-1]))
+    for received, kind, status in queries.exams_received(engine, since):
+        per_day[_day(received)][kind] += 1
+        by_kind[kind][status] += 1
+    for reason, n in queries.review_reason_counts(engine, since):
+        data.review_reasons[reason_kind(reason)] += n
+    for row in queries.inference_log(engine, STAGES, since):
+        day = _day(row[0])
+        data.requests_per_day[day] += 1
+        code = int(row[1])
+        if code >= 400:
+            data.errors_per_day[day] += 1
+            data.errors_by_status[code] += 1
+        for stage, value in zip(STAGES, row[2:], strict=True):
+            if value is not None:
+                stages[stage].append(float(value))
+        if row[-1] is not None and code == 200:
+            latency[day].append(float(row[-1]))
     data.exams_per_day = dict(sorted(per_day.items()))
     data.status_by_kind = dict(sorted(by_kind.items()))
     data.latency_by_day = dict(sorted(latency.items()))
     data.stage_ms = dict(stages)
     return data
-
-
-def reason_kind(reason: str | None) -> str:
-    """'range: 61.2 outside [20, 60]' -> 'range'; free text stays as its first words."""
-    text = (reason or "unknown").strip()
-    head = text.split(":", 1)[0] if ":" in text else text
-    return head[:40]
 
 
 def _day(value: dt.datetime | str) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from eyeops.crops import CROP_HEIGHT, CROP_WIDTH
-from eyeops.review.store import ReviewStore
+from eyeops.db.review import ReviewStore
 
 LATEST = "reviewed.npz"
 

@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from eyeops.console.users import add_user
+from eyeops.db.review import ReviewStore
 from eyeops.db.store import ResultsStore, migrate
 from eyeops.devices import LayoutRegistry
-from eyeops.review.store import ReviewStore
 from tests.console_server import console_server
 from tests.review_seed import seed_exam
 

@@ -84,10 +84,10 @@ def test_the_consoles_devices_page_runs_the_real_command_to_a_registered_version
 
     from eyeops.console.app import ConsoleConfig, create_app
     from eyeops.console.users import Sessions, add_user, load_users
+    from eyeops.db.review import ReviewStore
     from eyeops.db.store import ResultsStore, migrate
     from eyeops.devices.finetune_jobs import FinetuneJobs, finetune_argv
     from eyeops.devices.layout import load_layouts
-    from eyeops.review.store import ReviewStore
 
     registry = onboarded / "registry"
     tiny = ["--exams", "6", "--replay-exams", "6", "--steps", "4", "--eval-exams", "3"]

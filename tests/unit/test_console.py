@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 
 from eyeops.console.app import SESSION_COOKIE, ConsoleConfig, create_app
 from eyeops.console.users import Sessions, add_user, load_users, verify_password
+from eyeops.db.review import ReviewStore
 from eyeops.db.store import ResultsStore, migrate
 from eyeops.devices import LayoutRegistry
-from eyeops.review.store import ReviewStore
 from tests.review_seed import seed_exam
 
 pytestmark = pytest.mark.unit

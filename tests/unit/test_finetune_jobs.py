@@ -15,11 +15,11 @@ from fastapi.testclient import TestClient
 
 from eyeops.console.app import ConsoleConfig, create_app
 from eyeops.console.users import Sessions, add_user, load_users
+from eyeops.db.review import ReviewStore
 from eyeops.db.store import ResultsStore, migrate
 from eyeops.devices import LayoutRegistry
 from eyeops.devices.finetune_jobs import LOCK, FinetuneBusy, FinetuneJobs
 from eyeops.errors import UnknownDeviceKind
-from eyeops.review.store import ReviewStore
 from tests.helpers import eventually
 from tests.unit.test_console import PASSWORD, SECRET, form_fields, sign_in
 

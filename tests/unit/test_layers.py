@@ -107,3 +107,15 @@ def test_the_check_sees_an_upward_import_even_inside_a_function(tmp_path: Path) 
     assert layer_of("eyeops.fields", table) == 1 and layer_of("eyeops.stack.local", table) == 4
     assert layer_of("eyeops.ocr.cli", table) == 5 and layer_of("eyeops.devices.layout", table) == 1
     assert layer_of("eyeops.devices.onboard", table) == 3
+
+
+def test_only_the_database_layer_names_the_schema() -> None:
+    """The results database sits behind its repositories (eyeops.db.store, .review, .queries,
+    .feature_outbox): a table or column renamed in eyeops.db.schema changes eyeops/db/ alone."""
+    outside = {
+        module_name(path)
+        for path in sources()
+        if not module_name(path).startswith("eyeops.db")
+        and "eyeops.db.schema" in internal_imports(path)
+    }
+    assert outside == set()

@@ -6,7 +6,8 @@ from sqlalchemy import create_engine
 from eyeops.db import ResultsStore, migrate
 from eyeops.exams import ExamRecord
 from eyeops.fields import FieldReading
-from eyeops.ops.report import collect, reason_kind, render_html
+from eyeops.db.review_types import reason_kind
+from eyeops.ops.report import collect, render_html
 
 pytestmark = pytest.mark.unit
 
@@ -41,7 +42,8 @@ def test_report_counts_statuses_reasons_errors_and_latency(sqlite_url):
 def test_reason_kind():
     assert reason_kind("out_of_range: 61.2 outside [20, 60]") == "out_of_range"
     assert reason_kind(None) == "unknown"
-    assert reason_kind("alignment failed") == "alignment failed"
+    # the same kind the review queue shows (one rule, eyeops.db.review_types)
+    assert reason_kind("alignment failed: score 0.41 < 0.75") == "alignment"
 
 
 def test_an_empty_database_still_gives_a_page(sqlite_url):

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select, update
 
+from eyeops.db.review import ReviewStore
+from eyeops.db.review_types import Conflict, NotReviewable, labels_for
 from eyeops.db.schema import FeaturePushRow, LabelledCrop, ReviewAudit, ReviewItem
 from eyeops.db.store import ResultsStore, migrate
 from eyeops.devices import LayoutRegistry
@@ -18,7 +20,6 @@ from eyeops.lens.ingest import feature_push_for
 from eyeops.ocr.dataset import CropSet
 from eyeops.review.cropset import export_crops
 from eyeops.review.images import BadCorners, view_exam
-from eyeops.review.store import Conflict, NotReviewable, ReviewStore, labels_for
 from eyeops.review.validate import review_values
 from eyeops.settings import Settings
 from eyeops.synth.exams import render_one

@@ -12,13 +12,28 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import numpy as np
 from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.orm import Session
 
+from eyeops.db.review_types import (
+    DISAGREEMENT,
+    HEADER_FIELDS,
+    SECOND_LOOK,
+    AuditEntry,
+    Backlog,
+    Conflict,
+    ExamForReview,
+    Label,
+    NotReviewable,
+    QueueEntry,
+    aware,
+    reason_kind,
+    text_of,
+    utc_now,
+)
 from eyeops.db.schema import (
     Exam,
     ExamImage,
@@ -29,132 +44,7 @@ from eyeops.db.schema import (
     ReviewItem,
 )
 from eyeops.db.store import ResultsStore, field_row
-from eyeops.devices.layout import DeviceLayout
-from eyeops.errors import EyeopsError
-from eyeops.exams import ExamRecord
 from eyeops.fields import FieldReading
-
-HEADER_FIELDS = ("patient_id", "laterality", "exam_date")
-SECOND_LOOK = "second_look"  # a sampled release another reviewer checks blind (reviewer agreement)
-DISAGREEMENT = "disagreement"
-
-
-class Conflict(EyeopsError):
-    """Another reviewer saved this exam first; the message says who and when."""
-
-    status_code = 409
-
-
-class NotReviewable(EyeopsError):
-    """The exam is not (or no longer) waiting for review."""
-
-    status_code = 409
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
-@dataclass(frozen=True)
-class QueueEntry:
-    exam_id: str
-    device_kind: str
-    status: str  # review | failed
-    reasons: tuple[str, ...]  # reason kinds of the open items, e.g. low_confidence, alignment
-    open_items: int
-    waiting_since: dt.datetime
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    field_name: str | None
-    action: str
-    old_value: str | None
-    new_value: str | None
-    user: str
-    at: dt.datetime
-
-
-@dataclass(frozen=True)
-class ExamForReview:
-    record: ExamRecord
-    version: int
-    received_at: dt.datetime
-    image: bytes | None
-    open_items: tuple[tuple[str | None, str], ...]  # (field or None for the exam, reason)
-    audit: tuple[AuditEntry, ...]
-    reviewed_by: str | None
-    corners: list[list[float]] | None
-
-    @property
-    def waiting(self) -> bool:
-        return bool(self.open_items)
-
-    @property
-    def second_look(self) -> bool:
-        """A sampled release waiting for another reviewer's blind check."""
-        return any(reason.startswith(SECOND_LOOK) for _, reason in self.open_items)
-
-    @property
-    def released_by(self) -> str | None:
-        releases = [a.user for a in self.audit if a.action == "release"]
-        return releases[-1] if releases else None
-
-
-@dataclass(frozen=True)
-class Label:
-    """A confirmed or corrected field and the crop the recogniser read (CROP_HEIGHT × CROP_WIDTH)."""
-
-    field_name: str
-    grammar: str
-    text: str
-    corrected: bool
-    crop: np.ndarray
-
-
-def labels_for(
-    layout: DeviceLayout,
-    readings: Sequence[FieldReading],
-    typed: Mapping[str, str],
-    previous: Sequence[FieldReading],
-    crops: Mapping[str, np.ndarray],
-) -> list[Label]:
-    """A label per reviewed field: the text as the reviewer typed it (the screen's format), the
-    crop the recogniser read, and whether the reading was wrong."""
-    before = {r.name: r.value for r in previous}
-    return [
-        Label(
-            r.name,
-            layout.field(r.name).grammar,
-            typed[r.name].strip(),
-            r.name not in before or before[r.name] != r.value,
-            crops[r.name],
-        )
-        for r in readings
-    ]
-
-
-@dataclass(frozen=True)
-class Backlog:
-    device_kind: str
-    exams: int
-    oldest: dt.datetime
-
-
-def reason_kind(reason: str | None) -> str:
-    """`low_confidence: 0.91 < 0.995` → `low_confidence`; an alignment failure → `alignment`."""
-    text = (reason or "unknown").strip()
-    if text.lower().startswith("alignment failed"):
-        return "alignment"
-    return text.split(":", 1)[0][:40]
-
-
-def _text(value: float | str | None) -> str | None:
-    return None if value is None else str(value)
 
 
 class ReviewStore:
@@ -205,7 +95,7 @@ class ReviewStore:
                 ):
                     reasons.setdefault(exam_id, set()).add(reason_kind(text))
         out = [
-            QueueEntry(r[0], r[1], r[2], tuple(sorted(reasons.get(r[0], ()))), int(r[4]), _aware(r[3]))
+            QueueEntry(r[0], r[1], r[2], tuple(sorted(reasons.get(r[0], ()))), int(r[4]), aware(r[3]))
             for r in rows
         ]
         if reason:
@@ -232,11 +122,11 @@ class ReviewStore:
             return ExamForReview(
                 record=record,
                 version=row.version,
-                received_at=_aware(row.received_at),
+                received_at=aware(row.received_at),
                 image=image.data if image is not None else None,
                 open_items=tuple((i[0], i[1]) for i in items),
                 audit=tuple(
-                    AuditEntry(a.field_name, a.action, a.old_value, a.new_value, a.user, _aware(a.at))
+                    AuditEntry(a.field_name, a.action, a.old_value, a.new_value, a.user, aware(a.at))
                     for a in audit
                 ),
                 reviewed_by=row.reviewed_by,
@@ -256,7 +146,7 @@ class ReviewStore:
                 .where(ReviewItem.resolved_at.is_(None))
                 .group_by(Exam.device_kind)
             )
-            return [Backlog(r[0], int(r[1]), _aware(r[2])) for r in rows]
+            return [Backlog(r[0], int(r[1]), aware(r[2])) for r in rows]
 
     def corrections(self) -> list[tuple[str, str, str, int]]:
         """(device kind, field, confirm|correct, count) over every labelled field."""
@@ -339,8 +229,8 @@ class ReviewStore:
                     )
                     s.add(row)
                 else:
-                    old = _text(row.value_number if row.value_number is not None else row.value_text)
-                new = _text(reading.value)
+                    old = text_of(row.value_number if row.value_number is not None else row.value_text)
+                new = text_of(reading.value)
                 action = "confirm" if old == new else "correct"
                 row.value_number = reading.value if isinstance(reading.value, float) else None
                 row.value_text = reading.value if isinstance(reading.value, str) else None
@@ -358,7 +248,7 @@ class ReviewStore:
                         at=now,
                     )
                 )
-            header = {r.name: _text(r.value) for r in readings if r.name in HEADER_FIELDS}
+            header = {r.name: text_of(r.value) for r in readings if r.name in HEADER_FIELDS}
             exam.patient_id = header.get("patient_id", exam.patient_id)
             exam.laterality = header.get("laterality", exam.laterality)
             exam.exam_date = header.get("exam_date", exam.exam_date)
@@ -431,15 +321,15 @@ class ReviewStore:
             differ = []
             for reading in readings:
                 row = rows[reading.name]
-                current = _text(row.value_number if row.value_number is not None else row.value_text)
-                agrees = current == _text(reading.value)
+                current = text_of(row.value_number if row.value_number is not None else row.value_text)
+                agrees = current == text_of(reading.value)
                 s.add(
                     ReviewAudit(
                         exam_id=exam_id,
                         field_name=reading.name,
                         action="agree" if agrees else "disagree",
                         old_value=current,
-                        new_value=_text(reading.value),
+                        new_value=text_of(reading.value),
                         user=user,
                         at=now,
                     )
