@@ -12,14 +12,18 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
+from markupsafe import Markup
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from eyeops.console.charts import PALETTE, colours, lines, stacked_bars
 from eyeops.console.web import ConsoleConfig, Refused, Web
 from eyeops.db.queries import exams_received
 from eyeops.db.review import ReviewStore
+from eyeops.db.review_types import QueueEntry
 from eyeops.errors import EyeopsError
+from eyeops.ops.report import OpsData, collect
 
 
 class ReviewMetrics(Collector):
@@ -108,8 +112,6 @@ def metrics_app(console: FastAPI) -> FastAPI:
 def _operations(store: ReviewStore) -> dict[str, Any]:
     """The live figures of the operations page: today's and the week's exams by kind and status,
     exams per hour over the last day, review backlog and age, reasons, error rate, latency."""
-    from eyeops.ops.report import collect
-
     now = dt.datetime.now(dt.UTC)
     week = collect(store.engine, since=now - dt.timedelta(days=7))
     per_hour: dict[str, Counter[str]] = defaultdict(Counter)
@@ -117,14 +119,54 @@ def _operations(store: ReviewStore) -> dict[str, Any]:
         stamp = received if received.tzinfo else received.replace(tzinfo=dt.UTC)
         per_hour[stamp.strftime("%H:00")][kind] += 1
     backlog = store.backlog()
+    per_hour_sorted = dict(sorted(per_hour.items()))
     return {
         "week": week,
         "latency": week.latency_percentiles(),
-        "per_hour": dict(sorted(per_hour.items())),
+        "per_hour": per_hour_sorted,
         "kinds": sorted({k for c in per_hour.values() for k in c}),
         "backlog": backlog,
         "now": now,
+        "charts": _charts(week, per_hour_sorted, store.queue(limit=QUEUE_FOR_CHART, now=now), now),
     }
+
+
+QUEUE_FOR_CHART = 100_000  # waiting exams read for the backlog's age chart
+AGES = ((dt.timedelta(hours=1), "under 1 h"), (dt.timedelta(hours=8), "1–8 h"), (None, "over 8 h"))
+
+
+def _charts(
+    week: OpsData, per_hour: dict[str, Counter[str]], waiting: list[QueueEntry], now: dt.datetime
+) -> dict[str, Markup]:
+    """The page's series as inline SVG (eyeops.console.charts), device kinds coloured alike in
+    every chart."""
+    kinds = {k for c in per_hour.values() for k in c} | {k for c in week.exams_per_day.values() for k in c}
+    kind_colours = colours(sorted(kinds))
+    ages: dict[str, Counter[str]] = defaultdict(Counter)
+    for entry in waiting:
+        waited = now - entry.waiting_since
+        label = next(name for limit, name in AGES if limit is None or waited < limit)
+        ages[entry.device_kind][label] += 1
+    age_colours = {name: PALETTE[i] for i, (_, name) in enumerate(AGES)}
+    drawn = {
+        "per_hour": stacked_bars(
+            "Exams per hour by device kind, last 24 h (UTC)", per_hour, "exams", kind_colours
+        ),
+        "per_day": stacked_bars(
+            "Exams per day by device kind, last 7 days", week.exams_per_day, "exams", kind_colours
+        ),
+        "backlog": stacked_bars(
+            "Exams waiting for review by device kind and how long they have waited",
+            {kind: {name: ages[kind][name] for _, name in AGES} for kind in sorted(ages)},
+            "exams",
+            age_colours,
+        ),
+        "reasons": stacked_bars("Review reasons per day, last 7 days", week.reasons_per_day, "items"),
+        "latency": lines(
+            "Latency of answered requests per day, last 7 days", week.latency_by_day_percentiles(), "ms"
+        ),
+    }
+    return {name: Markup(svg) for name, svg in drawn.items()}
 
 
 async def _monitor_state(config: ConsoleConfig) -> dict[str, Any] | None:

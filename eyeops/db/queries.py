@@ -9,7 +9,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from eyeops.db.schema import Exam, FieldRow, InferenceLog, ReviewItem
@@ -24,13 +24,13 @@ def exams_received(engine: Engine, since: dt.datetime | None = None) -> list[tup
         return [(received, str(kind), str(status)) for received, kind, status in conn.execute(query)]
 
 
-def review_reason_counts(engine: Engine, since: dt.datetime | None = None) -> list[tuple[str, int]]:
-    """`(reason, count)` of the review items opened since `since` (all if None)."""
-    query = select(ReviewItem.reason, func.count()).group_by(ReviewItem.reason)
+def review_reasons(engine: Engine, since: dt.datetime | None = None) -> list[tuple[dt.datetime, str]]:
+    """`(created_at, reason)` of the review items opened since `since` (all if None)."""
+    query = select(ReviewItem.created_at, ReviewItem.reason)
     if since is not None:
         query = query.where(ReviewItem.created_at >= since)
     with engine.connect() as conn:
-        return [(str(reason), int(n)) for reason, n in conn.execute(query)]
+        return [(created, str(reason)) for created, reason in conn.execute(query)]
 
 
 def inference_log(

@@ -26,6 +26,7 @@ class OpsData:
     exams_per_day: dict[str, Counter[str]] = field(default_factory=dict)  # day -> kind -> n
     status_by_kind: dict[str, Counter[str]] = field(default_factory=dict)  # kind -> status -> n
     review_reasons: Counter[str] = field(default_factory=Counter)
+    reasons_per_day: dict[str, Counter[str]] = field(default_factory=dict)  # day -> reason kind -> n
     requests_per_day: Counter[str] = field(default_factory=Counter)
     errors_per_day: Counter[str] = field(default_factory=Counter)
     errors_by_status: Counter[int] = field(default_factory=Counter)
@@ -39,6 +40,14 @@ class OpsData:
     @property
     def error_rate(self) -> float:
         return sum(self.errors_per_day.values()) / max(self.requests, 1)
+
+    def latency_by_day_percentiles(self) -> dict[str, dict[str, float]]:
+        """day -> {p50, p95} of the answered requests' total latency (ms)."""
+        return {
+            day: {f"p{q}": float(np.percentile(np.asarray(values), q)) for q in (50, 95)}
+            for day, values in self.latency_by_day.items()
+            if values
+        }
 
     def latency_percentiles(self) -> dict[str, float]:
         values = [v for day in self.latency_by_day.values() for v in day]
@@ -58,8 +67,11 @@ def collect(engine: Engine, since: dt.datetime | None = None) -> OpsData:
     for received, kind, status in queries.exams_received(engine, since):
         per_day[_day(received)][kind] += 1
         by_kind[kind][status] += 1
-    for reason, n in queries.review_reason_counts(engine, since):
-        data.review_reasons[reason_kind(reason)] += n
+    reasons: dict[str, Counter[str]] = defaultdict(Counter)
+    for created, reason in queries.review_reasons(engine, since):
+        kind = reason_kind(reason)
+        data.review_reasons[kind] += 1
+        reasons[_day(created)][kind] += 1
     for row in queries.inference_log(engine, STAGES, since):
         day = _day(row[0])
         data.requests_per_day[day] += 1
@@ -73,6 +85,7 @@ def collect(engine: Engine, since: dt.datetime | None = None) -> OpsData:
         if row[-1] is not None and code == 200:
             latency[day].append(float(row[-1]))
     data.exams_per_day = dict(sorted(per_day.items()))
+    data.reasons_per_day = dict(sorted(reasons.items()))
     data.status_by_kind = dict(sorted(by_kind.items()))
     data.latency_by_day = dict(sorted(latency.items()))
     data.stage_ms = dict(stages)

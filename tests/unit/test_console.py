@@ -309,6 +309,14 @@ def test_operations_page_and_metrics_show_the_backlog(console, layouts: LayoutRe
         assert "autorefractor" not in backlog.group(1)  # accepted: nothing waits
         hours = re.search(r'<table id="per-hour">(.*?)</table>', page.text, re.S)
         assert hours and "<th>autorefractor</th>" in hours.group(1)
+        # the same series drawn beside the tables: one waiting biometer exam, under an hour old;
+        # an exam per kind this hour; the biometer's doubtful reading among the day's reasons
+        charts = re.findall(r'<svg class="chart" role="img" aria-label="([^"]+)"', page.text)
+        assert len(charts) == 4, charts  # and no latency chart: this database logged no request
+        assert 'id="no-latency"' in page.text
+        assert "<title>optical_biometer · under 1 h: 1</title>" in page.text
+        assert re.search(r"<title>\d\d:00 · autorefractor: 1</title>", page.text)
+        assert re.search(r"<title>\d{4}-\d\d-\d\d · low_confidence: 1</title>", page.text)
         metrics = client.get("/metrics").text
         assert 'eyeops_review_backlog_exams{device_kind="optical_biometer"} 1.0' in metrics
         assert "eyeops_review_max_wait_seconds 14400.0" in metrics

@@ -4,9 +4,9 @@ import pytest
 from sqlalchemy import create_engine
 
 from eyeops.db import ResultsStore, migrate
+from eyeops.db.review_types import reason_kind
 from eyeops.exams import ExamRecord
 from eyeops.fields import FieldReading
-from eyeops.db.review_types import reason_kind
 from eyeops.ops.report import collect, render_html
 
 pytestmark = pytest.mark.unit
