@@ -14,8 +14,11 @@ from html import escape
 
 # Colour-blind-safe (Okabe & Ito, 2008), then greys.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#999999", "#555555")
-WIDTH, HEIGHT = 640, 220
-LEFT, RIGHT, TOP, BOTTOM = 44, 12, 12, 46
+WIDTH = 640
+LEFT, RIGHT, TOP = 44, 12, 24  # the plot's margins; the unit sits above the axis, left
+PLOT = 150  # the plot's height
+LEGEND_ROW = 16
+HEIGHT = TOP + PLOT + 22 + LEGEND_ROW  # with one row of legend
 
 
 def colours(names: Sequence[str]) -> dict[str, str]:
@@ -42,11 +45,11 @@ def _number(value: float) -> str:
     return f"{value:.0f}" if value == int(value) else f"{value:.1f}"
 
 
-def _frame(label: str, top: float, unit: str) -> list[str]:
-    inner_h = HEIGHT - TOP - BOTTOM
+def _frame(label: str, top: float, unit: str, height: int) -> list[str]:
+    inner_h = PLOT
     parts = [
-        f'<svg class="chart" role="img" aria-label="{escape(label)}" viewBox="0 0 {WIDTH} {HEIGHT}"'
-        f' width="{WIDTH}" height="{HEIGHT}" xmlns="http://www.w3.org/2000/svg">',
+        f'<svg class="chart" role="img" aria-label="{escape(label)}" viewBox="0 0 {WIDTH} {height}"'
+        f' width="{WIDTH}" height="{height}" xmlns="http://www.w3.org/2000/svg">',
         f"<title>{escape(label)}</title>",
     ]
     for fraction in (0.0, 0.5, 1.0):
@@ -57,19 +60,24 @@ def _frame(label: str, top: float, unit: str) -> list[str]:
             f"{_number(top * fraction)}</text>"
         )
     if unit:
-        parts.append(f'<text x="4" y="{TOP + 4}" font-size="11">{escape(unit)}</text>')
+        parts.append(f'<text x="4" y="{TOP - 10}" font-size="11">{escape(unit)}</text>')
     return parts
 
 
-def _legend(palette: Mapping[str, str], y: float) -> list[str]:
-    parts, x = [], float(LEFT)
+def _legend(palette: Mapping[str, str]) -> tuple[list[str], int]:
+    """The legend's marks, in rows that fit the width, and the chart's height with them."""
+    parts, x, row = [], float(LEFT), 0
     for name, colour in palette.items():
+        width = 24 + 6.5 * len(name)
+        if x > LEFT and x + width > WIDTH - RIGHT:
+            x, row = float(LEFT), row + 1
+        y = TOP + PLOT + 22 + LEGEND_ROW * row + 10
         parts.append(
             f'<rect x="{x:.1f}" y="{y - 9:.1f}" width="10" height="10" fill="{colour}"/>'
             f'<text x="{x + 14:.1f}" y="{y:.1f}" font-size="11">{escape(name)}</text>'
         )
-        x += 24 + 7 * len(name)
-    return parts
+        x += width
+    return parts, TOP + PLOT + 22 + LEGEND_ROW * (row + 1)
 
 
 def stacked_bars(
@@ -86,10 +94,11 @@ def stacked_bars(
     palette = dict(palette or colours(names))
     totals = [sum(values.values()) for values in series.values()]
     top = _nice_top(max(totals))
-    inner_w, inner_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    inner_w, inner_h = WIDTH - LEFT - RIGHT, PLOT
     slot = inner_w / len(series)
     bar = max(2.0, slot * 0.7)
-    parts = _frame(label, top, unit)
+    legend, height = _legend(palette)
+    parts = _frame(label, top, unit, height)
     every = max(1, round(len(series) / 12))  # at most about twelve x labels
     for i, (x_name, values) in enumerate(series.items()):
         x = LEFT + i * slot + (slot - bar) / 2
@@ -110,7 +119,7 @@ def stacked_bars(
                 f'<text x="{x + bar / 2:.1f}" y="{TOP + inner_h + 14}" font-size="11"'
                 f' text-anchor="middle">{escape(str(x_name))}</text>'
             )
-    parts += _legend(palette, HEIGHT - 8)
+    parts += legend
     parts.append("</svg>")
     return "".join(parts)
 
@@ -122,9 +131,10 @@ def lines(label: str, series: Mapping[str, Mapping[str, float]], unit: str = "")
     names = sorted({name for values in series.values() for name in values})
     palette = colours(names)
     top = _nice_top(max((v for values in series.values() for v in values.values()), default=0.0))
-    inner_w, inner_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    inner_w, inner_h = WIDTH - LEFT - RIGHT, PLOT
     slot = inner_w / len(series)
-    parts = _frame(label, top, unit)
+    legend, height = _legend(palette)
+    parts = _frame(label, top, unit, height)
     xs = {x_name: LEFT + (i + 0.5) * slot for i, x_name in enumerate(series)}
     for name in names:
         points = [
@@ -147,6 +157,6 @@ def lines(label: str, series: Mapping[str, Mapping[str, float]], unit: str = "")
                 f'<text x="{xs[x_name]:.1f}" y="{TOP + inner_h + 14}" font-size="11"'
                 f' text-anchor="middle">{escape(str(x_name))}</text>'
             )
-    parts += _legend(palette, HEIGHT - 8)
+    parts += legend
     parts.append("</svg>")
     return "".join(parts)

@@ -114,20 +114,27 @@ def _operations(store: ReviewStore) -> dict[str, Any]:
     exams per hour over the last day, review backlog and age, reasons, error rate, latency."""
     now = dt.datetime.now(dt.UTC)
     week = collect(store.engine, since=now - dt.timedelta(days=7))
-    per_hour: dict[str, Counter[str]] = defaultdict(Counter)
-    for received, kind, _ in exams_received(store.engine, since=now - dt.timedelta(hours=24)):
+    # the last 24 hours in order, those without an exam too (a gap is a figure: nothing came)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    per_hour: dict[str, Counter[str]] = {
+        (hour - dt.timedelta(hours=h)).strftime("%H:00"): Counter() for h in range(23, -1, -1)
+    }
+    for received, kind, _ in exams_received(store.engine, since=hour - dt.timedelta(hours=23)):
         stamp = received if received.tzinfo else received.replace(tzinfo=dt.UTC)
-        per_hour[stamp.strftime("%H:00")][kind] += 1
+        per_hour[stamp.astimezone(dt.UTC).strftime("%H:00")][kind] += 1
+    days = [(now - dt.timedelta(days=d)).date().isoformat() for d in range(6, -1, -1)]
+    every_day = sorted(set(days) | set(week.exams_per_day))
+    week.exams_per_day = {day: week.exams_per_day.get(day, Counter()) for day in every_day}
+    week.reasons_per_day = {day: week.reasons_per_day.get(day, Counter()) for day in every_day}
     backlog = store.backlog()
-    per_hour_sorted = dict(sorted(per_hour.items()))
     return {
         "week": week,
         "latency": week.latency_percentiles(),
-        "per_hour": per_hour_sorted,
+        "per_hour": per_hour,
         "kinds": sorted({k for c in per_hour.values() for k in c}),
         "backlog": backlog,
         "now": now,
-        "charts": _charts(week, per_hour_sorted, store.queue(limit=QUEUE_FOR_CHART, now=now), now),
+        "charts": _charts(week, per_hour, store.queue(limit=QUEUE_FOR_CHART, now=now), now),
     }
 
 

@@ -175,3 +175,35 @@ def test_device_admin_draws_boxes_on_a_sample_and_saves_a_layout(
     for name, _ in wanted:  # the drawn boxes, within a pixel or two of the source's
         assert np.allclose(saved.field(name).box, source.field(name).box, atol=3), name
     assert (console.layouts / "lensmeter.reference.png").exists()
+
+
+def test_the_docs_screenshots_command_pictures_every_page(tmp_path: Path) -> None:
+    """`python -m tests.screenshots` (docs/console.md's pictures): one PNG per page, of the page
+    asked for, drawn by a real console in Chromium."""
+    from PIL import Image
+
+    from tests.screenshots import PAGES, take
+
+    work = tmp_path / "work"
+    work.mkdir()
+    saved = take(tmp_path / "img", work, CHROMIUM)
+    assert sorted(p.name for p in saved) == sorted(f"console-{name}.png" for name in PAGES)
+    for path in saved:
+        with Image.open(path) as picture:
+            assert picture.format == "PNG" and picture.width >= 1000 and picture.height >= 400, path.name
+    assert "Traceback" not in (work / "console.log").read_text()
+
+
+def test_the_screenshots_command_refuses_a_page_that_is_not_there(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A page that answers anything but 200 stops the command: the docs never show an error page."""
+    import tests.screenshots as shots
+
+    def empty_database(url: str) -> str:  # no exam seeded: the exam page has nothing to show
+        migrate(url)
+        return "0" * 64
+
+    monkeypatch.setattr(shots, "seed_week", empty_database)
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(RuntimeError, match="answered 404"):
+        shots.take(tmp_path / "img", work, CHROMIUM)
