@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.scorecard import exam_outcomes
+from bench.scorecard import load_sets, served_outcomes
 
 RULES = {"every token (old)": True, "forced characters certain": False}
 HEADER = ("patient_id", "laterality", "exam_date")
@@ -31,7 +31,6 @@ HEADER = ("patient_id", "laterality", "exam_date")
 def main(argv: Sequence[str] | None = None) -> int:
     from eyeops.devices import load_layouts
     from eyeops.ocr.model import load_recognizer
-    from eyeops.ocr.offline import compare_with_tesseract, exam_folder, held_out_exams
     from eyeops.ocr.peers import CtcRecognizer
     from eyeops.resources import trocr_checkpoint
 
@@ -45,12 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     layouts = load_layouts()
     recognizer = load_recognizer(trocr_checkpoint())
     peer = CtcRecognizer.load()
-    sets: list[tuple[str, list[Any]]] = [
-        (label or Path(folder).name, exam_folder(Path(folder)))
-        for folder, _, label in (spec.partition("=") for spec in args.exams)
-    ]
-    if args.count:
-        sets.append(("ours/in distribution", list(held_out_exams(layouts, args.count, args.seed))))
+    sets = load_sets(args.exams, args.count, args.seed)
 
     figures: dict[str, dict[str, dict[str, Any]]] = {}
     print(
@@ -61,29 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for label, exams in sets:
         figures[label] = {}
         for rule, count_forced in RULES.items():
-            rows: list[dict[str, Any]] = []
-            compare_with_tesseract(
-                recognizer,
-                layouts,
-                exams,
-                tesseract=False,
-                ppocr=peer,
-                records=rows,
-                count_forced=count_forced,
+            scored = served_outcomes(
+                exams, recognizer=recognizer, layouts=layouts, ppocr=peer, count_forced=count_forced
             )
-            per_exam: dict[int, list[dict[str, Any]]] = defaultdict(list)
-            for r in rows:
-                per_exam[int(r["exam"])].append(r)
-            outcomes = [exam_outcomes(per_exam.get(i, []), exam.texts) for i, exam in enumerate(exams)]
-            header = Counter(str(r["field"]) for r in rows if r["served_status"] != "accepted")
-            total = max(1, len(exams))
-            row = {
-                "exams": len(exams),
-                "exam_accuracy": sum(all(o["hits"]["arbitrated"]) for o in outcomes) / total,
-                "accepted_no_person": sum(o["accepted"] for o in outcomes) / total,
-                "silent_errors": sum(o["silent"] for o in outcomes),
-                "header_in_review": {name: header[name] for name in HEADER},
-            }
+            header = Counter(str(r["field"]) for r in scored.pop("rows") if r["served_status"] != "accepted")
+            row = {**scored, "header_in_review": {name: header[name] for name in HEADER}}
             figures[label][rule] = row
             print(
                 f"| {label} | {rule} | {len(exams)} | {row['exam_accuracy']:.3f} | "

@@ -29,6 +29,44 @@ from typing import Any
 READERS = ("ours", "ppocr", "tesseract", "arbitrated")
 
 
+def load_sets(specs: Sequence[str], count: int = 0, seed: int = 1000) -> list[tuple[str, list[Any]]]:
+    """The sets a side-by-side bench reads: each `DIR[=LABEL]` a folder of rendered exams with
+    their truth, then `count` in-distribution exams drawn at `seed` (none if 0)."""
+    from eyeops.devices import load_layouts
+    from eyeops.ocr.offline import exam_folder, held_out_exams
+
+    sets: list[tuple[str, list[Any]]] = [
+        (label or Path(folder).name, list(exam_folder(Path(folder))))
+        for folder, _, label in (spec.partition("=") for spec in specs)
+    ]
+    if count:
+        sets.append(("ours/in distribution", list(held_out_exams(load_layouts(), count, seed))))
+    return sets
+
+
+def served_outcomes(exams: Sequence[Any], **served: Any) -> dict[str, Any]:
+    """Read `exams` offline through the service's code (eyeops.ocr.offline.compare_with_tesseract
+    with `served`: recognizer, layouts, ppocr, calibrations, …) and score each with
+    `exam_outcomes`: the set's exam accuracy, share accepted with no person, silent errors (fields)
+    and the per-field rows."""
+    from eyeops.ocr.offline import compare_with_tesseract
+
+    rows: list[dict[str, Any]] = []
+    compare_with_tesseract(exams=exams, tesseract=False, records=rows, **served)
+    per_exam: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        per_exam[int(r["exam"])].append(r)
+    outcomes = [exam_outcomes(per_exam.get(i, []), exam.texts) for i, exam in enumerate(exams)]
+    total = max(1, len(exams))
+    return {
+        "exams": len(exams),
+        "exam_accuracy": sum(all(o["hits"]["arbitrated"]) for o in outcomes) / total,
+        "accepted_no_person": sum(o["accepted"] for o in outcomes) / total,
+        "silent_errors": sum(o["silent"] for o in outcomes),
+        "rows": rows,
+    }
+
+
 def exam_outcomes(rows: Sequence[Mapping[str, Any]], truths: Mapping[str, str]) -> dict[str, Any]:
     """One exam's hits per reader, whether it was accepted with no person, and its silent errors;
     `rows` empty: the exam failed to align."""

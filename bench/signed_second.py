@@ -24,16 +24,21 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.scorecard import exam_outcomes
+from bench.scorecard import exam_outcomes, load_sets
 
 POLICIES = ("below the bar", "below the bar + signed")
 
 
 def rearbitrate(
-    layout: Any, rows: Sequence[Mapping[str, Any]], signed: bool, threshold: float
+    layout: Any,
+    rows: Sequence[Mapping[str, Any]],
+    signed: bool,
+    threshold: float,
+    calibrations: Any = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    """One exam's rows with `served_status` and `proposal` decided again under one policy, and how
-    many fields the policy asks the second recogniser to read."""
+    """One exam's rows with `served_status` and `proposal` decided again under one policy (and
+    `calibrations`, the shipped ones if None), and how many fields the policy asks the second
+    recogniser to read."""
     from eyeops.fields import read_fields
     from eyeops.ocr.arbitrate import arbitrate, needs_second, shipped_calibrations
 
@@ -41,7 +46,8 @@ def rearbitrate(
     second = {str(r["field"]): (str(r["second_text"]), float(r["second_confidence"])) for r in rows}
     readings = read_fields(layout, texts, threshold)
     asked = needs_second(readings, layout=layout if signed else None)
-    decided = {r.name: r for r in arbitrate(layout, readings, second, asked, shipped_calibrations())}
+    calibrations = calibrations if calibrations is not None else shipped_calibrations()
+    decided = {r.name: r for r in arbitrate(layout, readings, second, asked, calibrations)}
     out = [
         {**r, "served_status": decided[str(r["field"])].status, "proposal": decided[str(r["field"])].proposal}
         for r in rows
@@ -52,7 +58,7 @@ def rearbitrate(
 def main(argv: Sequence[str] | None = None) -> int:
     from eyeops.devices import load_layouts
     from eyeops.ocr.model import load_recognizer
-    from eyeops.ocr.offline import compare_with_tesseract, exam_folder, held_out_exams
+    from eyeops.ocr.offline import compare_with_tesseract
     from eyeops.ocr.peers import CtcRecognizer
     from eyeops.resources import trocr_checkpoint
     from eyeops.settings import Settings
@@ -68,12 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     recognizer = load_recognizer(trocr_checkpoint())
     peer = CtcRecognizer.load()
     threshold = Settings().confidence_threshold
-    sets: list[tuple[str, list[Any]]] = [
-        (label or Path(folder).name, exam_folder(Path(folder)))
-        for folder, _, label in (spec.partition("=") for spec in args.exams)
-    ]
-    if args.count:
-        sets.append(("ours/in distribution", list(held_out_exams(layouts, args.count, args.seed))))
+    sets = load_sets(args.exams, args.count, args.seed)
 
     figures: dict[str, dict[str, dict[str, float]]] = {}
     print(
