@@ -14,20 +14,31 @@ ARG BASE_IMAGE=python:3.11.7-slim-bookworm
 FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels
 COPY build/wheelhouse/main /wheels
-# every dependency at the version the tests ran with; the server extra holds all but the gateway's;
-# the PP-OCRv4 model file comes without rapidocr's own dependencies (opencv-python beside headless)
+# every dependency at the version the tests ran with: the core's and the server extra's (requires-*.txt,
+# written by scripts/images.sh from pyproject.toml); the PP-OCRv4 model file comes without rapidocr's
+# own dependencies (opencv-python beside headless). The eyeops package itself is not in this layer:
+# it changes with every commit, its dependencies only with a lock, so a rebuild reuses this one.
 RUN python -m venv /opt/venv \
- && /opt/venv/bin/pip install -c /wheels/constraints.txt torch==2.13.0 "eyeops[server]" \
+ && /opt/venv/bin/pip install -c /wheels/constraints.txt torch==2.13.0 -r /wheels/requires-server.txt \
  && /opt/venv/bin/pip install --no-deps -c /wheels/constraints.txt rapidocr-onnxruntime \
  && /opt/venv/bin/pip uninstall -y pip
 
-# The gateway alone: the core package, no model servers (`pip install 'eyeops[gateway]'`).
+# The gateway alone: the core package's dependencies, no model servers (`pip install 'eyeops[gateway]'`).
 FROM ${BASE_IMAGE} AS gateway-build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels
 COPY build/wheelhouse/main /wheels
 RUN python -m venv /opt/venv \
- && /opt/venv/bin/pip install -c /wheels/constraints.txt "eyeops[gateway]" \
+ && /opt/venv/bin/pip install -c /wheels/constraints.txt -r /wheels/requires-gateway.txt \
  && /opt/venv/bin/pip uninstall -y pip
+
+# The eyeops wheel (this checkout), unpacked into /opt/app without dependencies: the last layers of
+# every image, on PYTHONPATH, its console script on PATH.
+FROM ${BASE_IMAGE} AS app-build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INDEX=1
+COPY build/wheelhouse/project/eyeops-*.whl /project/
+RUN python -m venv /opt/installer \
+ && /opt/installer/bin/pip install --no-deps --no-compile --target /opt/app /project/eyeops-*.whl \
+ && sed -i '1s|^#!.*|#!/opt/venv/bin/python|' /opt/app/bin/*
 
 FROM ${BASE_IMAGE} AS base
 RUN (getent group 10001 || groupadd --gid 10001 eyeops) \
@@ -39,7 +50,8 @@ WORKDIR /app
 FROM base AS runtime
 RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
+COPY --from=app-build /opt/app /opt/app
+ENV PATH=/opt/app/bin:/opt/venv/bin:$PATH PYTHONPATH=/opt/app
 
 # What the services share: the Feast repository with the cluster profile (the chart mounts its own
 # feature_store.yaml over it), a non-root user.
@@ -69,7 +81,8 @@ ENTRYPOINT ["python"]
 
 FROM base AS gateway
 COPY --from=gateway-build /opt/venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
+COPY --from=app-build /opt/app /opt/app
+ENV PATH=/opt/app/bin:/opt/venv/bin:$PATH PYTHONPATH=/opt/app
 USER 10001
 ENTRYPOINT ["python", "-m", "eyeops", "gateway"]
 CMD ["watch", "--help"]

@@ -98,12 +98,21 @@ if [ -z "${BASE_IMAGE:-}" ]; then
 fi
 
 # -- 3. wheelhouses ------------------------------------------------------------------------------
+# A wheelhouse is kept, by its stamp, in a cache outside the checkout too, so that a fresh clone on
+# the same machine (CI's) finds it instead of asking pip for every wheel again; the images' layers
+# then come from the engine's cache as well, since the same wheels make the same layers.
+CACHE=${EYEOPS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/eyeops}/wheelhouse
 wheelhouse() {  # name, lock, extra requirements...
   local name=$1 lock=$2; shift 2
-  local dir="$WHEELS/$name" stamp
+  local dir="$WHEELS/$name" stamp kept
   stamp=$( (cat "$lock"; echo "$@") | sha256sum | cut -c1-16)
+  kept="$CACHE/$name-$stamp"
   if [ -f "$dir/.stamp" ] && [ "$(cat "$dir/.stamp")" = "$stamp" ]; then
     log "wheelhouse $name: up to date"
+  elif [ -f "$kept/.stamp" ] && [ "$(cat "$kept/.stamp")" = "$stamp" ]; then
+    log "wheelhouse $name: from the cache ($kept)"
+    rm -rf "$dir" && mkdir -p "$WHEELS"
+    cp -al "$kept" "$dir" 2>/dev/null || cp -a "$kept" "$dir"
   else
     log "wheelhouse $name: wheels of $lock"
     rm -rf "$dir" && mkdir -p "$dir"
@@ -113,12 +122,33 @@ wheelhouse() {  # name, lock, extra requirements...
     "$PIP" wheel -q --no-deps -w "$dir" -r "$dir/requirements.txt" 2> >(grep -v "is ignored: it is neither" >&2)
     cp "$lock" "$dir/constraints.txt"
     echo "$stamp" > "$dir/.stamp"
+    # keep this one (the cache holds one wheelhouse per environment: the last lock's)
+    if mkdir -p "$CACHE" 2>/dev/null; then
+      rm -rf "$CACHE/$name"-* "$kept.tmp"
+      { cp -al "$dir" "$kept.tmp" 2>/dev/null || cp -a "$dir" "$kept.tmp"; } && mv "$kept.tmp" "$kept"
+    fi
   fi
 }
+requires() {  # pyproject, output file, extra...: the top-level requirements an image installs
+  # The dependencies of the package and of each extra, read from its pyproject.toml: a Dockerfile
+  # installs them in a layer of its own, before the package, so that a commit that changes only
+  # the code rebuilds the small last layers and reuses the rest from the engine's cache.
+  rm -f "$2"  # (a new file: a wheelhouse from the cache shares its files with the cache)
+  "$PY" - "$@" <<'PYEOF'
+import sys, tomllib
+pyproject, out, *extras = sys.argv[1:]
+project = tomllib.load(open(pyproject, "rb"))["project"]
+reqs = list(project["dependencies"])
+for extra in extras:
+    reqs += project["optional-dependencies"][extra]
+open(out, "w").write("\n".join(reqs) + "\n")
+PYEOF
+}
 project_wheels() {  # the eyeops wheels are rebuilt every time: they are this checkout
-  rm -f "$WHEELS"/main/eyeops-*.whl "$WHEELS"/detectors/eyeops_detectors-*.whl
-  "$PIP" wheel -q --no-deps --no-build-isolation -w "$WHEELS/main" . >/dev/null
-  "$PIP" wheel -q --no-deps --no-build-isolation -w "$WHEELS/detectors" ./detectors >/dev/null
+  rm -rf "$WHEELS/project" && mkdir -p "$WHEELS/project"
+  rm -f "$WHEELS"/main/eyeops-*.whl "$WHEELS"/detectors/eyeops_detectors-*.whl  # (where earlier builds put them)
+  "$PIP" wheel -q --no-deps --no-build-isolation -w "$WHEELS/project" . >/dev/null
+  "$PIP" wheel -q --no-deps --no-build-isolation -w "$WHEELS/project" ./detectors >/dev/null
   rm -rf build/lib build/bdist.* detectors/build
 }
 # torch needs setuptools at run time; the locks leave it out (pip freeze does), so take the tests' one
@@ -127,6 +157,9 @@ SETUPTOOLS="setuptools==$("$PY" -c 'import setuptools; print(setuptools.__versio
 wheelhouse main images/constraints-main.txt torch==2.13.0 "$SETUPTOOLS" async-timeout==5.0.1
 wheelhouse triton images/constraints-triton.txt torch==2.13.0 "$SETUPTOOLS" "nvidia-pytriton==$TRITON_WHEEL_VERSION"
 wheelhouse detectors images/constraints-detectors.txt
+requires pyproject.toml "$WHEELS/main/requires-server.txt" server
+requires pyproject.toml "$WHEELS/main/requires-gateway.txt"
+requires detectors/pyproject.toml "$WHEELS/detectors/requires-pipelines.txt" pipelines
 project_wheels
 
 # -- 4. images, 5. SBOMs -------------------------------------------------------------------------

@@ -31,7 +31,11 @@ tier "set-up" bash scripts/setup.sh
 [ "$fast" = 1 ] || tier "services" bash scripts/services.sh
 tier "ruff" bash -c ".venv/bin/ruff check eyeops inference tests bench kfp_pipelines images && .venv-detectors/bin/ruff check detectors"
 tier "docs: the site builds strictly (no broken link, no page left out)" bash scripts/docs.sh
-tier "mypy (strict)" bash -c ".venv/bin/mypy && cd detectors && ../.venv-detectors/bin/mypy"
+# mypy's incremental cache, kept outside the checkout: it checks each file's hash, so a fresh clone
+# (CI's) re-checks only what changed since the last run on this machine (about 70 s → 5 s here)
+CACHE=${EYEOPS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/eyeops}
+tier "mypy (strict)" bash -c "MYPY_CACHE_DIR='$CACHE/mypy-main' .venv/bin/mypy \
+  && cd detectors && MYPY_CACHE_DIR='$CACHE/mypy-detectors' ../.venv-detectors/bin/mypy"
 if [ "$fast" = 1 ]; then
   tier "pytest: unit (main environment)" .venv/bin/python -m pytest tests/unit -q "$@"
   tier "pytest: unit (detectors environment)" bash -c "cd detectors && ../.venv-detectors/bin/python -m pytest -q -m unit"
