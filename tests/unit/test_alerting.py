@@ -39,6 +39,7 @@ def rules() -> list[dict[str, object]]:
     return [rule for group in groups for rule in group["rules"]]
 
 
+@pytest.mark.process
 def test_rules_parse_and_fire_on_synthetic_series() -> None:
     assert "SUCCESS: 21 rules found" in run(tool("promtool"), "check", "rules", ALERTS / "rules.yaml")
     out = run(tool("promtool"), "test", "rules", "rules_test.yaml", cwd=repo_root() / "tests" / "alerting")
@@ -68,6 +69,7 @@ def test_ocr_metrics_named_in_rules_exist() -> None:
     assert named and named <= exposed, named - exposed
 
 
+@pytest.mark.process
 def test_alertmanager_routes_critical_to_slack_and_email_and_warnings_by_team() -> None:
     config = ALERTS / "alertmanager.yaml"
     run(tool("amtool"), "check-config", config)

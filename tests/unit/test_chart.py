@@ -134,6 +134,7 @@ def test_the_shipped_rules_are_the_tested_rules() -> None:
         assert not [o for o in rendered if o["apiVersion"].startswith("monitoring.coreos.com/")]
 
 
+@pytest.mark.process
 def test_kube_prometheus_stacks_selectors_find_the_rule_and_every_monitor(tmp_path: Path) -> None:
     """Issue 30, item 2: kube-prometheus-stack selects rules and monitors by its release label; every
     metric an alert or dashboard reads is scraped by a monitor the chart renders, under the job the
@@ -221,6 +222,7 @@ def test_a_missing_secret_is_named_at_template_time() -> None:
 
 
 @pytest.mark.parametrize("values", [None, *EXAMPLES], ids=["defaults", *(p.parent.name for p in EXAMPLES)])
+@pytest.mark.process
 def test_monitor_args_are_accepted_by_the_entrypoint_parser(values: Path | None) -> None:
     deployment = next(
         o
@@ -537,6 +539,7 @@ def test_readiness_reports_what_is_not_ready() -> None:
     assert check(["http://127.0.0.1:9/never"], attempts=1) == ["http://127.0.0.1:9/never"]
 
 
+@pytest.mark.process
 def test_dashboards_ship_and_their_queries_parse(tmp_path: Path) -> None:
     objects = render()
     maps = [

@@ -209,6 +209,7 @@ def run_eyeops(*argv: str, env_dir: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*EYEOPS, *argv], capture_output=True, text=True, env=env, timeout=120)
 
 
+@pytest.mark.process
 def test_process_prints_one_line_and_debug_prints_the_traceback(tmp_path, data_dir, closed_port):
     argv = ("recommend", "EYE0001", "--endpoint", f"http://127.0.0.1:{closed_port}")
     plain = run_eyeops(*argv, env_dir=data_dir)
@@ -229,6 +230,7 @@ def silent_listener() -> Iterator[socket.socket]:
         yield sock
 
 
+@pytest.mark.process
 def test_ctrl_c_is_one_line_and_exit_130(data_dir, silent_listener):
     port = silent_listener.getsockname()[1]
     env = {**os.environ, "EYEOPS_DATA_DIR": str(data_dir)}

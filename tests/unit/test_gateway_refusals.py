@@ -93,6 +93,7 @@ def test_a_token_file_that_is_not_there_is_refused(tmp_path, capsys):
         )
 
 
+@pytest.mark.process
 def test_checking_the_device_kind_imports_no_serving_stack(tmp_path):
     """The layouts are YAML; reading them must not pull torch, KServe or Feast into a gateway."""
     code = (
@@ -110,6 +111,7 @@ def test_checking_the_device_kind_imports_no_serving_stack(tmp_path):
     assert done.stdout.strip() == "[]"
 
 
+@pytest.mark.process
 def test_a_gateway_without_a_token_warns_at_start(tmp_path, data_dir):
     env = {**os.environ, "EYEOPS_DATA_DIR": str(data_dir)}
     argv = watch_argv(tmp_path, "optical_biometer", "--state-dir", str(tmp_path / "state"))

@@ -93,6 +93,7 @@ def installed(python: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("name", sorted(ENVIRONMENTS))
+@pytest.mark.process
 def test_the_environment_on_this_machine_is_its_lock(name: str) -> None:
     python = ENVIRONMENTS[name][0]
     if name == "main":

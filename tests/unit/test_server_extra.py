@@ -56,6 +56,7 @@ def test_gateway_commands_are_left_alone_and_server_commands_are_guarded(
     )
 
 
+@pytest.mark.process
 def test_the_gateway_import_chain_loads_no_server_library() -> None:
     code = (
         "import sys\n"

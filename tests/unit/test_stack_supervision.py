@@ -82,6 +82,7 @@ def exited(process: ManagedProcess) -> None:
     process.proc.wait(10)
 
 
+@pytest.mark.process
 def test_restarts_with_doubling_backoff_then_gives_up(tmp_path: Path) -> None:
     clock, said = Clock(), list[str]()
     process = crasher(tmp_path).start()
@@ -105,6 +106,7 @@ def test_restarts_with_doubling_backoff_then_gives_up(tmp_path: Path) -> None:
     assert supervisor.restarts() == {"crasher": 3}
 
 
+@pytest.mark.process
 def test_a_child_that_stayed_up_starts_its_backoff_afresh(tmp_path: Path) -> None:
     clock, said = Clock(), list[str]()
     process = crasher(tmp_path, code=255).start()
@@ -124,6 +126,7 @@ def test_a_child_that_stayed_up_starts_its_backoff_afresh(tmp_path: Path) -> Non
     assert said[-1].startswith("crasher exited with 255; restart 3 in 1 s")
 
 
+@pytest.mark.process
 def test_a_running_child_is_left_alone(tmp_path: Path) -> None:
     said: list[str] = []
     argv = [sys.executable, "-c", "import time; time.sleep(30)"]
@@ -152,6 +155,7 @@ time.sleep(60)
 """
 
 
+@pytest.mark.process
 def test_children_and_grandchildren_die_with_a_sigkilled_parent(tmp_path: Path) -> None:
     log = tmp_path / "child.log"
     parent = subprocess.Popen(
