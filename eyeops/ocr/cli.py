@@ -382,10 +382,11 @@ def _calibrate(args: argparse.Namespace) -> int:
             )
         out = checkout / "eyeops" / "ocr" / "calibration.json"
     layouts = load_layouts()
+    # the folders first: a wrong path is said before the recognisers load
+    sets: list[list[LabelledExam]] = [list(exam_folder(folder)) for folder in args.exams]
     checkpoint = args.checkpoint or trocr_checkpoint()
     recognizer = load_recognizer(checkpoint)
     peer_file, _ = shipped_peer()
-    sets: list[list[LabelledExam]] = [list(exam_folder(folder)) for folder in args.exams]
     if args.count > 0:
         sets.append(list(held_out_exams(layouts, args.count, args.seed)))
     rows: list[dict[str, object]] = []

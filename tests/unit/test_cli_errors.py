@@ -181,6 +181,18 @@ def test_a_missing_file_is_one_line(tmp_path, capsys):
     error_line(capsys, str(config), "No such file")
 
 
+def test_calibrate_names_a_missing_exam_folder_before_loading_any_model(tmp_path, capsys, monkeypatch):
+    import eyeops.ocr.model as model
+
+    def no_model(*_: object, **__: object) -> None:
+        raise AssertionError("the recogniser was loaded before the folders were checked")
+
+    monkeypatch.setattr(model, "load_recognizer", no_model)
+    missing = tmp_path / "no-such-set"
+    assert main(["ocr", "calibrate", "--exams", str(missing), "--out", str(tmp_path / "c.json")]) == 2
+    error_line(capsys, str(missing / "truth.jsonl"))
+
+
 def test_validation_errors_name_fields_but_never_echo_values():
     with pytest.raises(pydantic.ValidationError) as raised:
         GatewayConfig.model_validate(
