@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.scorecard import exam_outcomes, load_sets
+from bench.scorecard import exam_outcomes, load_sets, summarize
 from bench.signed_second import rearbitrate
 
 
@@ -69,13 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     else []
                 )
                 outcomes.append(exam_outcomes(decided, exam.texts))
-            total = max(1, len(exams))
-            row = {
-                "exams": len(exams),
-                "exam_accuracy": sum(all(o["hits"]["arbitrated"]) for o in outcomes) / total,
-                "accepted_no_person": sum(o["accepted"] for o in outcomes) / total,
-                "silent_errors": sum(o["silent"] for o in outcomes),
-            }
+            row = summarize(outcomes)
             figures[label][name] = row
             print(
                 f"| {label} | {name} | {len(exams)} | {row['exam_accuracy']:.3f} | "

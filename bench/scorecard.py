@@ -57,13 +57,18 @@ def served_outcomes(exams: Sequence[Any], **served: Any) -> dict[str, Any]:
     for r in rows:
         per_exam[int(r["exam"])].append(r)
     outcomes = [exam_outcomes(per_exam.get(i, []), exam.texts) for i, exam in enumerate(exams)]
-    total = max(1, len(exams))
+    return {**summarize(outcomes), "rows": rows}
+
+
+def summarize(outcomes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A set's figures from its exams' `exam_outcomes`: exams, exam accuracy (arbitrated), the
+    share accepted with no person and the silent errors (fields)."""
+    total = max(1, len(outcomes))
     return {
-        "exams": len(exams),
+        "exams": len(outcomes),
         "exam_accuracy": sum(all(o["hits"]["arbitrated"]) for o in outcomes) / total,
         "accepted_no_person": sum(o["accepted"] for o in outcomes) / total,
         "silent_errors": sum(o["silent"] for o in outcomes),
-        "rows": rows,
     }
 
 

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.scorecard import exam_outcomes, load_sets
+from bench.scorecard import exam_outcomes, load_sets, summarize
 
 POLICIES = ("below the bar", "below the bar + signed")
 
@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             per_exam[int(r["exam"])].append(r)
         figures[label] = {}
         for policy in POLICIES:
-            hits = accepted = silent = asked = 0
+            outcomes, asked = [], 0
             for i, exam in enumerate(exams):
                 mine = per_exam.get(i, [])
                 decided, n = (
@@ -98,23 +98,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if mine
                     else ([], 0)
                 )
-                outcome = exam_outcomes(decided, exam.texts)
-                hits += all(outcome["hits"]["arbitrated"])
-                accepted += outcome["accepted"]
-                silent += outcome["silent"]
+                outcomes.append(exam_outcomes(decided, exam.texts))
                 asked += n
-            total = max(1, len(exams))
-            row = {
-                "exams": len(exams),
-                "exam_accuracy": hits / total,
-                "accepted_no_person": accepted / total,
-                "silent_errors": silent,
-                "fields_read_twice_per_exam": asked / total,
-            }
+            row = {**summarize(outcomes), "fields_read_twice_per_exam": asked / max(1, len(exams))}
             figures[label][policy] = row
             print(
                 f"| {label} | {policy} | {len(exams)} | {row['exam_accuracy']:.3f} | "
-                f"{row['accepted_no_person']:.3f} | {silent} | {row['fields_read_twice_per_exam']:.2f} |",
+                f"{row['accepted_no_person']:.3f} | {row['silent_errors']} | "
+                f"{row['fields_read_twice_per_exam']:.2f} |",
                 flush=True,
             )
     if args.json is not None:

@@ -80,6 +80,16 @@ def _legend(palette: Mapping[str, str]) -> tuple[list[str], int]:
     return parts, TOP + PLOT + 22 + LEGEND_ROW * (row + 1)
 
 
+def _x_labels(ticks: Sequence[tuple[float, str]]) -> list[str]:
+    """The x axis's labels under the plot, centred on their x: at most about twelve, evenly."""
+    every = max(1, round(len(ticks) / 12))
+    return [
+        f'<text x="{x:.1f}" y="{TOP + PLOT + 14}" font-size="11" text-anchor="middle">{escape(name)}</text>'
+        for i, (x, name) in enumerate(ticks)
+        if i % every == 0
+    ]
+
+
 def stacked_bars(
     label: str,
     series: Mapping[str, Mapping[str, float]],
@@ -99,7 +109,6 @@ def stacked_bars(
     bar = max(2.0, slot * 0.7)
     legend, height = _legend(palette)
     parts = _frame(label, top, unit, height)
-    every = max(1, round(len(series) / 12))  # at most about twelve x labels
     for i, (x_name, values) in enumerate(series.items()):
         x = LEFT + i * slot + (slot - bar) / 2
         base = float(TOP + inner_h)
@@ -114,11 +123,7 @@ def stacked_bars(
                 f' fill="{palette.get(name, PALETTE[-1])}"><title>{escape(str(x_name))} · {escape(name)}:'
                 f" {_number(value)}</title></rect>"
             )
-        if i % every == 0:
-            parts.append(
-                f'<text x="{x + bar / 2:.1f}" y="{TOP + inner_h + 14}" font-size="11"'
-                f' text-anchor="middle">{escape(str(x_name))}</text>'
-            )
+    parts += _x_labels([(LEFT + (i + 0.5) * slot, str(x_name)) for i, x_name in enumerate(series)])
     parts += legend
     parts.append("</svg>")
     return "".join(parts)
@@ -150,13 +155,7 @@ def lines(label: str, series: Mapping[str, Mapping[str, float]], unit: str = "")
                 f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{palette[name]}"><title>'
                 f"{escape(str(x_name))} · {escape(name)}: {_number(value)}</title></circle>"
             )
-    every = max(1, round(len(series) / 12))
-    for i, x_name in enumerate(series):
-        if i % every == 0:
-            parts.append(
-                f'<text x="{xs[x_name]:.1f}" y="{TOP + inner_h + 14}" font-size="11"'
-                f' text-anchor="middle">{escape(str(x_name))}</text>'
-            )
+    parts += _x_labels([(xs[x_name], str(x_name)) for x_name in series])
     parts += legend
     parts.append("</svg>")
     return "".join(parts)
