@@ -56,7 +56,7 @@ ENV PATH=/opt/app/bin:/opt/venv/bin:$PATH PYTHONPATH=/opt/app
 # What the services share: the Feast repository with the cluster profile (the chart mounts its own
 # feature_store.yaml over it), a non-root user.
 FROM runtime AS app
-RUN cp -r "$(python -c 'import eyeops.lens, pathlib; print(pathlib.Path(eyeops.lens.__file__).parent / "feature_repo")')" /app/feature_repo \
+RUN cp -r "$(python -c 'import eyeops.features, pathlib; print(pathlib.Path(eyeops.features.__file__).parent / "feature_repo")')" /app/feature_repo \
  && cp /app/feature_repo/feature_store.cluster.yaml /app/feature_repo/feature_store.yaml
 USER 10001
 EXPOSE 8080

@@ -2,9 +2,9 @@
 (the cluster's): is the lens transformer's feature lookup a cost that grows with the clinic?
 
 For each store and size: the feature repository as the lens service uses it
-(eyeops/lens/feature_store.py, Feast 0.67), its four views written online for N eyes with
+(eyeops/features/online.py, Feast 0.67), its four views written online for N eyes with
 Feast's own `write_to_online_store` (the fill is timed and printed, not the curve), then the
-transformer's read (`online_rows`: every base feature and its event time) timed for one eye and
+transformer's read (`FeastOnlineStore.read`: every base feature and its event time) timed for one eye and
 for a batch of 64 (the lens request cap), --reads times each, random eyes, median and p99. The
 eyes are cohort rows (eyeops/lens/cohort.py) repeated under new ids: their values do not matter
 to a key lookup. Redis uses database --redis-db, flushed before and after.
@@ -28,16 +28,16 @@ from typing import Any
 import pandas as pd
 
 from bench.curves import report
-from eyeops.lens.cohort import simulate_cohort
-from eyeops.lens.feature_store import (
+from eyeops.features.online import FeastOnlineStore
+from eyeops.features.repository import (
     apply_and_materialize,
     offline_frames,
-    online_rows,
     open_store,
     prepare_repo,
     write_offline_data,
 )
-from eyeops.lens.feature_views import JOIN_KEY, VIEWS
+from eyeops.features.views import JOIN_KEY, VIEWS
+from eyeops.lens.cohort import simulate_cohort
 
 
 def fill(store: Any, template: dict[str, pd.DataFrame], start: int, stop: int, chunk: int) -> float:
@@ -61,7 +61,7 @@ def read_ms(store: Any, stored: int, batch: int, reads: int, rng: random.Random)
     for _ in range(reads):
         eyes = [f"E{rng.randrange(stored):08d}-OD" for _ in range(batch)]
         t0 = time.perf_counter()
-        rows = online_rows(store, eyes)
+        rows = FeastOnlineStore(store).read(eyes)
         times.append((time.perf_counter() - t0) * 1e3)
         if rows[0]["wtw_mm"] is None:
             raise SystemExit("a stored eye read back empty: the fill did not reach the online store")

@@ -56,7 +56,7 @@ def trocr_checkpoint() -> Path:
 
 def feature_repo_template() -> Path:
     """The Feast repository: `eyeops_features.py` and the local and cluster `feature_store*.yaml`."""
-    return _packaged("eyeops.lens", "feature_repo")
+    return _packaged("eyeops.features", "feature_repo")
 
 
 def compiled_pipelines() -> Path:

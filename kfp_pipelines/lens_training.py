@@ -52,7 +52,7 @@ def point_in_time_features(cohort: Input[Dataset], feature_repo: str, features: 
 
     import pandas as pd
 
-    from eyeops.lens import feature_store as fs
+    from eyeops.features import repository as fs
     from eyeops.lens.features import BASE_FEATURES
 
     labelled = pd.read_parquet(cohort.path)

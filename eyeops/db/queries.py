@@ -1,7 +1,7 @@
 """Read-only questions other layers ask of the results database, answered as plain rows: the
 operations report's and page's aggregates and the monitor's OCR reference. With eyeops.db.store
-(the OCR service's writes), eyeops.db.review (the console's reads and writes) and
-eyeops.db.feature_outbox, they are the only modules that name the schema's tables."""
+(the OCR service's writes, the feature outbox's queue included) and eyeops.db.review (the
+console's reads and writes), they are the only modules that name the schema's tables."""
 
 from __future__ import annotations
 

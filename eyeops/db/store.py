@@ -326,7 +326,7 @@ class ResultsStore:
             )
             return [(r[0], r[1], r[2]) for r in rows]
 
-    # -- the feature outbox: one serialized writer drains it (eyeops.db.feature_outbox) -----------
+    # -- the feature outbox: one serialized writer drains it (eyeops.features.outbox) -------------
     def due_feature_pushes(self, now: dt.datetime, limit: int = 100) -> list[tuple[int, str, int]]:
         """(id, exam_id, attempts) of queued pushes due at `now`, oldest first."""
         with self.session() as s:

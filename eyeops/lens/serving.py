@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eyeops.errors import EyeopsError
-from eyeops.lens.feature_views import TTL_DAYS, view_of_column
+from eyeops.features.views import TTL_DAYS, view_of_column
 from eyeops.lens.features import BASE_FEATURES, MissingFeatures
 
 TIMESTAMP_SUFFIX = "__ts"

@@ -112,7 +112,7 @@ def prepare_local_lens(
     import numpy as np
     import pandas as pd
 
-    from eyeops.lens import feature_store as fs
+    from eyeops.features import repository as fs
     from eyeops.lens.cohort import simulate_cohort
     from eyeops.lens.model import LensConfig, LensModel
 

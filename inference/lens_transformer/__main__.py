@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from kserve import model_server
 
-    from eyeops.lens.feature_store import online_rows, open_store
+    from eyeops.features.online import FeastOnlineStore
     from inference.lens_transformer.model import LensTransformer
     from inference.payload_logger import install_payload_logger
     from inference.server import EdgeOptions, load_registry, serve
@@ -64,10 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit("--jwks_file needs --jwt_issuer, --jwt_audience and a --tokens registry")
         verifier = JwtVerifier.from_file(Path(own.jwks_file), own.jwt_issuer, own.jwt_audience)
         registry = Authenticator(registry, verifier)
-    store = open_store(Path(own.feature_repo))
+    store = FeastOnlineStore.open(Path(own.feature_repo))
     install_payload_logger(model_server.app, "transformer", own.model_name)
     predictor = build_predictor(own)
-    model = LensTransformer(own.model_name, lambda ids: online_rows(store, ids), predictor)
+    model = LensTransformer(own.model_name, store, predictor)
     model.load()
     serve([model], edge, registry, predictor_ready=predictor.ready)
     return 0

@@ -9,18 +9,18 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from eyeops.errors import InvalidRequest, PayloadTooLarge
+from eyeops.features.online import OnlineReader
 from eyeops.lens.serving import EyeFeatures, eye_features
 from inference.errors import check_request_id
 from inference.predictor import PredictorClient, PredictorTransformer
 
-OnlineRows = Callable[[Sequence[str]], list[dict[str, Any]]]
 HINT = 'send {"instances": [{"eye_id": "<patient id>-OD"}]} (v1) or a BYTES input "eye_id" of shape [n] (v2)'
 RETRY_AFTER_S = 5
 MAX_EYES = 64  # per request: a clinic asks about one patient's eyes, not a cohort (413 beyond)
@@ -84,13 +84,14 @@ class LensTransformer(PredictorTransformer):
     def __init__(
         self,
         name: str,
-        online_rows: OnlineRows,
+        features: OnlineReader,
         predictor: PredictorClient,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
-        """`predictor`: the v1 client of the lens predictor (its model, this service's token)."""
+        """`features`: the online store the eyes' features are read from; `predictor`: the v1 client
+        of the lens predictor (its model, this service's token)."""
         super().__init__(name, predictor)
-        self.online_rows = online_rows
+        self.features = features
         self.clock = clock
 
     def load(self) -> bool:
@@ -102,7 +103,7 @@ class LensTransformer(PredictorTransformer):
     ) -> LensCall:
         check_request_id(headers)
         ids = eye_ids_from(payload)
-        rows = await asyncio.to_thread(self.online_rows, ids)
+        rows = await asyncio.to_thread(self.features.read, ids)
         eyes = eye_features(rows, ids, self.clock())
         # A v2 request is answered in v2 (its id kept); v1 in v1.
         v2_id = (payload.id or "") if isinstance(payload, InferRequest) else None

@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     store = ResultsStore.from_url(url)
     features = None
     if own.feature_repo:
-        from eyeops.db.feature_outbox import FeatureOutboxWriter
+        from eyeops.features.outbox import FeatureOutboxWriter
 
         features = FeatureOutboxWriter(
             store,
@@ -166,10 +166,10 @@ async def _all_ready(predictor: PredictorClient, second_model: str | None) -> bo
 
 
 def _feast_sink(repo: str):  # type: ignore[no-untyped-def]
-    from eyeops.lens.feature_store import open_store
-    from eyeops.lens.ingest import FeastExamSink
+    from eyeops.features.ingest import ExamFeatureSink
+    from eyeops.features.online import FeastOnlineStore
 
-    return FeastExamSink(open_store(Path(repo)))
+    return ExamFeatureSink(FeastOnlineStore.open(Path(repo)))
 
 
 if __name__ == "__main__":

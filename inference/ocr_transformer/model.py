@@ -17,11 +17,11 @@ import numpy as np
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
 
 from eyeops.auth import Forbidden
-from eyeops.db.feature_outbox import FeatureOutboxWriter
 from eyeops.db.store import ResultsStore
 from eyeops.devices.layout import LayoutRegistry
 from eyeops.errors import AlignmentFailed, EyeopsError, PredictorUnavailable
 from eyeops.exams import ExamRecord
+from eyeops.features.outbox import FeatureOutboxWriter
 from eyeops.fields import FieldReading
 from eyeops.metrics import OcrMetrics
 from eyeops.ocr.arbitrate import SECOND_OPINION_BELOW, Calibrations, needs_second

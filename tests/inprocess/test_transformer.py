@@ -169,8 +169,8 @@ def test_accepted_exams_queue_one_feature_push_that_survives_a_failing_store(
 ):
     import datetime as dt
 
-    from eyeops.db.feature_outbox import FeatureOutboxWriter
-    from eyeops.lens.ingest import feature_push_for
+    from eyeops.features.ingest import feature_push_for
+    from eyeops.features.outbox import FeatureOutboxWriter
 
     registry = CollectorRegistry()
     model = make_model(layouts, sqlite_url, triton_host, registry)

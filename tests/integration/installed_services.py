@@ -88,7 +88,7 @@ def recommend_one_eye(settings: Settings, eyeops_bin: Path) -> dict[str, Any]:
     import numpy as np
     import pandas as pd
 
-    from eyeops.lens import feature_store as fs
+    from eyeops.features import repository as fs
     from eyeops.lens.cohort import simulate_cohort
 
     lens = settings.data_dir / "lens"

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from eyeops.console.users import add_user
-from eyeops.db.feature_outbox import FeatureOutboxWriter
 from eyeops.db.review import ReviewStore
 from eyeops.db.store import ResultsStore, migrate
 from eyeops.devices import LayoutRegistry
+from eyeops.features.outbox import FeatureOutboxWriter
 from tests.console_server import console_server
 from tests.review_seed import seed_exam
 
@@ -72,9 +72,10 @@ def sign_in(page, url: str, user: str) -> None:  # type: ignore[no-untyped-def]
 def test_reviewer_corrects_a_field_and_releases_the_exam(
     console: Console, browser, layouts: LayoutRegistry, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    from eyeops.lens import feature_store as fs
+    from eyeops.features import repository as fs
+    from eyeops.features.ingest import ExamFeatureSink
+    from eyeops.features.online import FeastOnlineStore
     from eyeops.lens.cohort import simulate_cohort
-    from eyeops.lens.ingest import FeastExamSink
     from eyeops.ocr.dataset import CropSet
 
     layout = layouts[KIND]
@@ -106,10 +107,10 @@ def test_reviewer_corrects_a_field_and_releases_the_exam(
     fs.write_offline_data(simulate_cohort(20, seed=5), repo)
     feature_store = fs.open_store(repo)
     fs.apply_and_materialize(feature_store, repo)
-    writer = FeatureOutboxWriter(console.store.results, FeastExamSink(feature_store))
+    writer = FeatureOutboxWriter(console.store.results, ExamFeatureSink(FeastOnlineStore(feature_store)))
     assert writer.drain() == 1
     eye = f"{truth['patient_id']}-{truth['laterality']}"
-    online = fs.online_rows_frame(feature_store, [eye]).set_index("eye_id")
+    online = FeastOnlineStore(feature_store).read_frame([eye]).set_index("eye_id")
     assert online.loc[eye, "al_mm"] == pytest.approx(float(truth["al_mm"]))
 
     # the crop-set entry, written in the background after the release

@@ -14,9 +14,11 @@ import pandas as pd
 import pytest
 import redis
 
-from eyeops.lens import feature_store as fs
+from eyeops.features import repository as fs
+from eyeops.features.offline_log import postgres_engine
+from eyeops.features.online import FeastOnlineStore
+from eyeops.features.views import VIEWS
 from eyeops.lens.cohort import simulate_cohort
-from eyeops.lens.feature_views import VIEWS
 from eyeops.lens.features import FEATURES, feature_matrix
 from tests.conftest import create_pg_database, drop_pg_database
 
@@ -94,7 +96,7 @@ def test_a_pushed_exam_is_online_at_once(store):
     values = {c: float(current[c].iloc[0]) for c in VIEWS["biometry"][1]}
     values["cct_um"] = int(values["cct_um"])
     values["wtw_mm"] = 12.34
-    fs.push_exam(feature_store, "biometry", eye, values, dt.datetime.now(dt.UTC))
+    FeastOnlineStore(feature_store).push("biometry", [(eye, values, dt.datetime.now(dt.UTC))])
     online = by_eye(fs.online_features(feature_store, [eye]))
     assert online.loc[eye, "wtw_mm"] == pytest.approx(12.34)
     later = pd.DataFrame(
@@ -105,16 +107,16 @@ def test_a_pushed_exam_is_online_at_once(store):
 
 def test_the_ocr_sink_makes_an_accepted_exam_online(store):
     from eyeops.exams import ExamRecord
+    from eyeops.features.ingest import ExamFeatureSink
     from eyeops.fields import FieldReading
-    from eyeops.lens.ingest import FeastExamSink
 
     feature_store, _, _ = store
     values = {"ata_mm": 12.05, "clr_um": 310.0, "sts_mm": 11.9}
     fields = [FieldReading(n, str(v), v, None, 0.99, "accepted") for n, v in values.items()]
     header = {"patient_id": "P7777777", "laterality": "OD", "exam_date": dt.date.today().isoformat()}
     record = ExamRecord("c" * 64, "anterior_segment_oct", "accepted", fields, header=header)
-    assert FeastExamSink(feature_store)(record) is not None
-    online = by_eye(fs.online_rows_frame(feature_store, ["P7777777-OD"]))
+    assert ExamFeatureSink(FeastOnlineStore(feature_store))(record) is not None
+    online = by_eye(FeastOnlineStore(feature_store).read_frame(["P7777777-OD"]))
     assert online.loc["P7777777-OD", "ata_mm"] == pytest.approx(12.05)
     assert online.loc["P7777777-OD", "clr_um"] == 310
 
@@ -128,7 +130,7 @@ def test_an_exam_back_filled_later_is_not_known_before_it_was_written(store):
     values["wtw_mm"] = 9.87
     # An exam made 100 days before that surgery, read and written only today (a back-fill).
     made = (surgery - pd.Timedelta(days=100)).tz_localize("UTC").to_pydatetime()
-    fs.push_exam(feature_store, "biometry", eye, values, made)
+    FeastOnlineStore(feature_store).push("biometry", [(eye, values, made)])
     before = pd.DataFrame(
         {"eye_id": [eye], "event_timestamp": [surgery.tz_localize("UTC") - pd.Timedelta(days=1)]}
     )
@@ -146,9 +148,9 @@ def test_an_exam_back_filled_later_is_not_known_before_it_was_written(store):
 
 def test_the_ocr_sink_pushes_many_exams_at_once_and_the_later_one_of_an_eye_stays_online(store):
     from eyeops.exams import ExamRecord
+    from eyeops.features.ingest import ExamFeatureSink
+    from eyeops.features.offline_log import offline_file
     from eyeops.fields import FieldReading
-    from eyeops.lens.feature_store import offline_file
-    from eyeops.lens.ingest import FeastExamSink
 
     feature_store, _, _ = store
     today = dt.date.today().isoformat()
@@ -166,7 +168,7 @@ def test_the_ocr_sink_pushes_many_exams_at_once_and_the_later_one_of_an_eye_stay
         config = feature_store.config.offline_store
         if getattr(config, "type", "file") != "postgres":
             return len(pd.read_parquet(offline_file(feature_store, "anterior_segment")))
-        engine = fs._postgres_engine(config)
+        engine = postgres_engine(config)
         try:
             with engine.connect() as connection:
                 return int(
@@ -176,10 +178,10 @@ def test_the_ocr_sink_pushes_many_exams_at_once_and_the_later_one_of_an_eye_stay
             engine.dispose()
 
     before = offline_rows()
-    sink = FeastExamSink(feature_store)
+    sink = ExamFeatureSink(FeastOnlineStore(feature_store))
     pushes = sink.many(records)
     assert [p is not None for p in pushes] == [True, True, True, False]
-    online = by_eye(fs.online_rows_frame(feature_store, ["P5550001-OS", "P5550002-OS"]))
+    online = by_eye(FeastOnlineStore(feature_store).read_frame(["P5550001-OS", "P5550002-OS"]))
     assert online.loc["P5550001-OS", "ata_mm"] == pytest.approx(11.9)  # the later of its two exams
     assert online.loc["P5550002-OS", "ata_mm"] == pytest.approx(12.2)
     assert offline_rows() == before + 3

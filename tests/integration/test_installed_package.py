@@ -130,9 +130,9 @@ def test_the_wheel_carries_every_file_the_services_read(wheel: Path) -> None:
             f"eyeops/db/migrations/versions/{p.name}"
             for p in (ROOT / "eyeops/db/migrations/versions").glob("*.py")
         ),
-        "eyeops/lens/feature_repo/eyeops_features.py",
-        "eyeops/lens/feature_repo/feature_store.yaml",
-        "eyeops/lens/feature_repo/feature_store.cluster.yaml",
+        "eyeops/features/feature_repo/eyeops_features.py",
+        "eyeops/features/feature_repo/feature_store.yaml",
+        "eyeops/features/feature_repo/feature_store.cluster.yaml",
         *(f"kfp_pipelines/compiled/{name}.yaml" for name in NAMES),
     }
     assert len(expected) > 20

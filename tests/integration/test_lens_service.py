@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 import redis
 
-from eyeops.lens import feature_store as fs
+from eyeops.features import repository as fs
+from eyeops.features.online import FeastOnlineStore
 from eyeops.lens.cohort import simulate_cohort
 from eyeops.lens.features import BASE_FEATURES
 from eyeops.lens.model import LensConfig, LensModel
@@ -54,7 +55,8 @@ def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     partial = eyes.iloc[1]
     values = {c: partial[c] for c in ("wtw_mm", "acd_mm", "al_mm", "lt_mm", "k1_d", "k2_d", "cct_um")}
     values["cct_um"] = int(values["cct_um"])
-    fs.push_exam(store, "biometry", "P9999991-OS", values, dt.datetime.now(dt.UTC))  # biometry only
+    # biometry only
+    FeastOnlineStore(store).push("biometry", [("P9999991-OS", values, dt.datetime.now(dt.UTC))])
     with LensStack(root / "model", repo, root / "log") as endpoints:
         yield Service(endpoints.lens, endpoints.predictor, eyes, "P9999990-OD", "P9999991-OS")
 

@@ -19,8 +19,8 @@ from sqlalchemy import text
 from bench.ocr_load import UpProcess, render_exams, run_load
 from eyeops.auth import read_token_file
 from eyeops.db import ResultsStore
-from eyeops.lens.feature_views import VIEWS
-from eyeops.lens.ingest import feature_push_for
+from eyeops.features.ingest import feature_push_for
+from eyeops.features.views import VIEWS
 from eyeops.stack.devices import SimulatedDevice, provision_devices
 from tests.helpers import children, command
 

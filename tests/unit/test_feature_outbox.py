@@ -10,9 +10,9 @@ from collections.abc import Sequence
 import pytest
 
 from eyeops.db import ResultsStore, migrate
-from eyeops.db.feature_outbox import FeatureOutboxWriter
 from eyeops.db.schema import Exam
 from eyeops.exams import ExamRecord
+from eyeops.features.outbox import FeatureOutboxWriter
 from eyeops.fields import FieldReading
 
 pytestmark = pytest.mark.unit
@@ -76,7 +76,7 @@ def test_backoff_grows_and_is_capped() -> None:
 
 
 class Batching:
-    """A sink that takes many exams at once (as FeastExamSink does), failing on request."""
+    """A sink that takes many exams at once (as ExamFeatureSink does), failing on request."""
 
     def __init__(self, fail_many: bool = False, fail_one: str | None = None) -> None:
         self.fail_many, self.fail_one = fail_many, fail_one

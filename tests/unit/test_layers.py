@@ -15,7 +15,7 @@ from eyeops.settings import repo_root
 pytestmark = pytest.mark.unit
 ROOT = repo_root()
 PACKAGES = ("eyeops", "inference", "kfp_pipelines")
-SKIPPED = ("eyeops/lens/feature_repo/", "inference/triton/")  # Feast's and Triton's own loaders
+SKIPPED = ("eyeops/features/feature_repo/", "inference/triton/")  # Feast's and Triton's own loaders
 ENTRY_POINTS = ("cli", "__main__")
 
 

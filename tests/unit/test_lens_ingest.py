@@ -1,12 +1,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
 from eyeops.exams import ExamRecord
+from eyeops.features.ingest import ExamFeatureSink, feature_push_for, view_for_device
+from eyeops.features.online import Row
 from eyeops.fields import FieldReading
-from eyeops.lens.ingest import feature_push_for, view_for_device
 
 pytestmark = pytest.mark.unit
 HEADER = {"patient_id": "P0012345", "laterality": "OS", "exam_date": "2026-03-14"}
@@ -45,3 +50,51 @@ def test_nothing_is_pushed_without_acceptance_identity_or_a_view():
     assert feature_push_for(tonometer) is None
     assert view_for_device("anterior_segment_oct") == "anterior_segment"
     assert view_for_device("autorefractor") == "refraction"
+
+
+class Recording:
+    """An online store (`eyeops.features.online.OnlineStore`) that keeps what was pushed."""
+
+    def __init__(self) -> None:
+        self.pushes: list[tuple[str, list[Row]]] = []
+
+    def read(self, eye_ids: Sequence[str]) -> list[dict[str, Any]]:
+        online = {row[0]: dict(row[1]) for _, rows in self.pushes for row in rows}
+        return [{"eye_id": eye, **online.get(eye, {})} for eye in eye_ids]
+
+    def push(self, view: str, rows: Sequence[Row]) -> None:
+        self.pushes.append((view, list(rows)))
+
+
+def test_the_sink_pushes_accepted_exams_through_the_online_store_interface_one_push_per_view():
+    store = Recording()
+    sink: ExamFeatureSink = ExamFeatureSink(store)
+    assert sink(biometer()) is not None and sink(biometer(status="review")) is None
+    assert [view for view, _ in store.pushes] == ["biometry"]
+    store.pushes.clear()
+    other = biometer(patient_id="P0099999")
+    made = sink.many([biometer(), biometer(status="review"), other])
+    assert [m is not None for m in made] == [True, False, True]
+    assert [(view, [eye for eye, _, _ in rows]) for view, rows in store.pushes] == [
+        ("biometry", ["P0012345-OS", "P0099999-OS"])
+    ]
+    assert store.read(["P0099999-OS"])[0]["al_mm"] == 26.4
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "name"),
+    [
+        ("eyeops.lens.feature_views", "eyeops.features.views", "VIEWS"),
+        ("eyeops.lens.ingest", "eyeops.features.ingest", "feature_push_for"),
+        ("eyeops.db.feature_outbox", "eyeops.features.outbox", "FeatureOutboxWriter"),
+        ("eyeops.lens.feature_store", "eyeops.features.repository", "prepare_repo"),
+        ("eyeops.lens.feature_store", "eyeops.features.offline_log", "append_parquet"),
+    ],
+)
+def test_the_old_module_names_keep_working_for_one_release_and_say_where_they_went(
+    old: str, new: str, name: str
+) -> None:
+    sys.modules.pop(old, None)
+    with pytest.warns(DeprecationWarning, match=f"{old} moved to {new.rsplit('.', 1)[0]}"):
+        module = importlib.import_module(old)
+    assert getattr(module, name) is getattr(importlib.import_module(new), name)

@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from eyeops.lens.feature_store import append_parquet
+from eyeops.features.offline_log import append_parquet
 
 pytestmark = pytest.mark.unit
 

@@ -5,14 +5,14 @@ The two ranges mean different things and both stay: a layout's `range` is what t
 is accepted at without a person (outside it, a person checks the reading); the lens's `PLAUSIBLE`
 (eyeops/lens/features.py) is what it refuses to predict from (422). The first must lie inside the
 second, or the lens refuses exams the OCR service validated. Each feature has one source
-(eyeops/lens/feature_views.py names the device kind), so this is checked pair by pair."""
+(eyeops/features/views.py names the device kind), so this is checked pair by pair."""
 
 from __future__ import annotations
 
 import pytest
 
 from eyeops.devices.layout import load_layouts
-from eyeops.lens.feature_views import VIEWS
+from eyeops.features.views import VIEWS
 from eyeops.lens.features import BASE_FEATURES, PLAUSIBLE, ImplausibleFeatures, frame_from_instances
 
 # Fields where a device rightly reads more than the lens takes: the lens refuses these eyes as outside

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -254,12 +254,20 @@ def row(seconds: float) -> dict[str, float]:
     return {**values, **{f + "__ts": seconds for f in BASE_FEATURES}}
 
 
+class OneDayOld:
+    """An online store whose every eye was measured a day before `now`."""
+
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def read(self, eye_ids: Sequence[str]) -> list[dict[str, float]]:
+        return [row(self.now.timestamp() - 86400) for _ in eye_ids]
+
+
 def lens_model(handler: Handler) -> tuple[LensTransformer, Transport]:
     now = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
     client, transport = lens(handler)
-    model = LensTransformer(
-        "lens", lambda ids: [row(now.timestamp() - 86400) for _ in ids], client, lambda: now
-    )
+    model = LensTransformer("lens", OneDayOld(now), client, lambda: now)
     model.load()
     return model, transport
 

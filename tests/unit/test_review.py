@@ -16,7 +16,7 @@ from eyeops.db.review_types import Conflict, NotReviewable, labels_for
 from eyeops.db.schema import FeaturePushRow, LabelledCrop, ReviewAudit, ReviewItem
 from eyeops.db.store import ResultsStore, migrate
 from eyeops.devices import LayoutRegistry
-from eyeops.lens.ingest import feature_push_for
+from eyeops.features.ingest import feature_push_for
 from eyeops.ocr.dataset import CropSet
 from eyeops.review.cropset import export_crops
 from eyeops.review.images import BadCorners, view_exam

@@ -12,7 +12,7 @@ from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSo
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64, String
 
-from eyeops.lens.feature_views import (
+from eyeops.features.views import (
     ENTITY,
     FEATURE_SERVICE,
     JOIN_KEY,
