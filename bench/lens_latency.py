@@ -4,7 +4,9 @@
   B. the predictor alone, with the same eyes' features in the request.
 
 Open loop: requests start on a fixed schedule (default 50 per second) whatever the previous ones
-are doing, so queueing shows in the tail. Phases alternate A, B, A, B. Prints one JSON object.
+are doing, so queueing shows in the tail. Phases alternate A, B, A, B. Prints one JSON object,
+with each path's server CPU per request (read from /proc: the servers' own cost, whatever else
+runs on the machine). The load generator (aiohttp) shares the two cores with the servers.
 Run:  .venv/bin/python -m bench.lens_latency [--rate 50] [--seconds 20] [--baseline REF]
 With --baseline, REF's servers (a git worktree, on PYTHONPATH) are measured first, then this
 checkout's, on the same model and Feast repository.
@@ -22,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 import numpy as np
 
 from eyeops.stack.lens import LensStack, local_eye_features, prepare_local_lens
@@ -37,14 +39,22 @@ async def open_loop(
 ) -> tuple[list[float], int]:
     latencies: list[float] = []
     errors = 0
-    limits = httpx.Limits(max_connections=200)
-    async with httpx.AsyncClient(timeout=30, limits=limits, headers=headers) as client:
+    encoded = [json.dumps(body).encode() for body in bodies]
+    timeout = aiohttp.ClientTimeout(total=30)
+    send = {"content-type": "application/json", **(headers or {})}
+    connector = aiohttp.TCPConnector(limit=200)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=send) as client:
 
-        async def one(body: dict[str, Any]) -> None:
+        async def one(body: bytes) -> None:
             nonlocal errors
             t0 = time.perf_counter()
-            response = await client.post(url, json=body)
-            if response.status_code == 200:
+            try:
+                async with client.post(url, data=body) as response:
+                    await response.read()
+                    ok = response.status == 200
+            except (aiohttp.ClientError, TimeoutError):
+                ok = False
+            if ok:
                 latencies.append((time.perf_counter() - t0) * 1e3)
             else:
                 errors += 1
@@ -54,19 +64,31 @@ async def open_loop(
         n = int(rate * seconds)
         for i in range(n):
             await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
-            tasks.append(asyncio.create_task(one(bodies[i % len(bodies)])))
+            tasks.append(asyncio.create_task(one(encoded[i % len(encoded)])))
         await asyncio.gather(*tasks)
     return latencies, errors
 
 
-def summary(latencies: list[float], errors: int) -> dict[str, float | int]:
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def summary(latencies: list[float], errors: int, cpu_s: float) -> dict[str, float | int]:
     arr = np.array(latencies)
+    n = len(latencies) + errors
     return {
-        "requests": len(latencies) + errors,
+        "requests": n,
         "errors": errors,
         "p50_ms": round(float(np.percentile(arr, 50)), 2),
         "p95_ms": round(float(np.percentile(arr, 95)), 2),
         "p99_ms": round(float(np.percentile(arr, 99)), 2),
+        "server_cpu_ms_per_request": round(cpu_s * 1e3 / max(1, n), 3),
     }
 
 
@@ -77,24 +99,30 @@ def measure(
     features = local_eye_features()
     lens_bodies = [{"instances": [{"eye_id": e}]} for e in eye_ids]
     predictor_bodies = [{"instances": [features[e]]} for e in eye_ids]
-    with LensStack(model_dir, repo, log_dir) as endpoints:
+    stack = LensStack(model_dir, repo, log_dir)
+    with stack as endpoints:
+        pids = {name: [p.proc.pid for p in stack.processes] for name in ("lens", "predictor")}
+        pids["predictor"] = pids["predictor"][:1]  # the predictor starts first
         lens_url = f"{endpoints.lens}/v1/models/lens:predict"
         predictor_url = f"{endpoints.predictor}/v1/models/lens:predict"
         asyncio.run(open_loop(lens_url, lens_bodies, 10, 2))  # warm both paths
         asyncio.run(open_loop(predictor_url, predictor_bodies, 10, 2))
         results: dict[str, list[float]] = {"lens": [], "predictor": []}
         errors = {"lens": 0, "predictor": 0}
+        cpu = {"lens": 0.0, "predictor": 0.0}
         for _ in range(2):
             for name, url, bodies in (
                 ("lens", lens_url, lens_bodies),
                 ("predictor", predictor_url, predictor_bodies),
             ):
+                before = cpu_seconds(pids[name])
                 lat, err = asyncio.run(open_loop(url, bodies, rate, seconds / 2))
+                cpu[name] += cpu_seconds(pids[name]) - before
                 results[name] += lat
                 errors[name] += err
     return {
-        "lens_endpoint": summary(results["lens"], errors["lens"]),
-        "predictor_only": summary(results["predictor"], errors["predictor"]),
+        "lens_endpoint": summary(results["lens"], errors["lens"], cpu["lens"]),
+        "predictor_only": summary(results["predictor"], errors["predictor"], cpu["predictor"]),
     }
 
 

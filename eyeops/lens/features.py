@@ -66,9 +66,20 @@ class ImplausibleFeatures(EyeopsError):
 def frame_from_instances(instances: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Validated base features of each instance: 400 for wrong types or NaN, 422 for missing or
     implausible values (each named with its range)."""
+    return frame_from_rows(rows_from_instances(instances))
+
+
+def frame_from_rows(rows: Sequence[Mapping[str, float]]) -> pd.DataFrame:
+    """Rows of base features (from rows_from_instances) as the frame the model takes."""
+    return pd.DataFrame(rows, columns=list(BASE_FEATURES))
+
+
+def rows_from_instances(instances: Sequence[Mapping[str, Any]]) -> list[dict[str, float]]:
+    """frame_from_instances's checks, answered as plain rows (a server batches rows of many
+    requests into one frame)."""
     if not instances:
         raise InvalidRequest("no instances; send one object of base features per eye")
-    rows = []
+    rows: list[dict[str, float]] = []
     for n, instance in enumerate(instances):
         if not isinstance(instance, Mapping):
             raise InvalidRequest(f"instance {n} is {type(instance).__name__}, not an object of features")
@@ -95,7 +106,7 @@ def frame_from_instances(instances: Sequence[Mapping[str, Any]]) -> pd.DataFrame
                 )
             row[name] = float(value)
         rows.append(row)
-    return pd.DataFrame(rows, columns=list(BASE_FEATURES))
+    return rows
 
 
 def _derived(column: Any) -> dict[str, Any]:
