@@ -79,17 +79,21 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / ticks
 
 
-def summary(latencies: list[float], errors: int, cpu_s: float) -> dict[str, float | int]:
+def summary(latencies: list[float], errors: int, cpu_s: float | None = None) -> dict[str, float | int]:
+    """Latency percentiles; with `cpu_s` (the servers' CPU seconds over these requests), also the
+    servers' CPU per request."""
     arr = np.array(latencies)
     n = len(latencies) + errors
-    return {
+    out: dict[str, float | int] = {
         "requests": n,
         "errors": errors,
         "p50_ms": round(float(np.percentile(arr, 50)), 2),
         "p95_ms": round(float(np.percentile(arr, 95)), 2),
         "p99_ms": round(float(np.percentile(arr, 99)), 2),
-        "server_cpu_ms_per_request": round(cpu_s * 1e3 / max(1, n), 3),
     }
+    if cpu_s is not None:
+        out["server_cpu_ms_per_request"] = round(cpu_s * 1e3 / max(1, n), 3)
+    return out
 
 
 def measure(
