@@ -2,7 +2,7 @@
 # The README's test command: set up (idempotent), start the servers the tests need, lint,
 # type-check, and run every test tier in both environments, then build and run the images.
 #     bash scripts/test.sh            # everything (CI)
-#     bash scripts/test.sh --fast     # lint, types, docs and the unit tiers only (a few minutes)
+#     bash scripts/test.sh --fast     # lint, types, docs, the unit and process tiers only (a few minutes)
 # Other arguments go to the main environment's pytest. Each tier prints its time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,11 +37,13 @@ CACHE=${EYEOPS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/eyeops}
 tier "mypy (strict)" bash -c "MYPY_CACHE_DIR='$CACHE/mypy-main' .venv/bin/mypy \
   && cd detectors && MYPY_CACHE_DIR='$CACHE/mypy-detectors' ../.venv-detectors/bin/mypy"
 if [ "$fast" = 1 ]; then
-  tier "pytest: unit (main environment)" .venv/bin/python -m pytest tests/unit -q "$@"
+  # the fast tiers by folder (tests/tiers.py): unit, the test-data renderers' own unit tests, process
+  tier "pytest: unit and process (main environment)" \
+    .venv/bin/python -m pytest tests/unit tests/stress tests/foreign tests/process -q "$@"
   tier "pytest: unit (detectors environment)" bash -c "cd detectors && ../.venv-detectors/bin/python -m pytest -q -m unit"
   exit 0
 fi
-tier "pytest: main environment (unit, model, in-process, integration)" \
+tier "pytest: main environment (unit, process, in-process, model, integration)" \
   .venv/bin/python -m pytest tests --ignore=tests/containers "$@"
 tier "pytest: detectors environment" bash -c "cd detectors && ../.venv-detectors/bin/python -m pytest"
 # The containers tier: every image built with a real Docker engine (offline builds from host-made

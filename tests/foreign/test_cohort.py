@@ -14,8 +14,6 @@ import pytest
 from eyeops.lens.features import PLAUSIBLE
 from tests.foreign import cohort
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.fixture(scope="module")
 def frame() -> pd.DataFrame:

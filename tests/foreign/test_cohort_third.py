@@ -12,8 +12,6 @@ import pytest
 
 from tests.foreign import cohort, cohort_third
 
-pytestmark = pytest.mark.unit
-
 N = 20000
 
 

@@ -18,8 +18,6 @@ from eyeops.devices.layout import DeviceLayout, LayoutRegistry, load_layouts
 from eyeops.fields import apply_cross_checks, parse_field
 from tests.foreign import render
 
-pytestmark = pytest.mark.unit
-
 # What the project installs and uses; the renderer must draw with none of it.
 FORBIDDEN_PACKAGES = set(
     re.findall(

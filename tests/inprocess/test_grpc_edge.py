@@ -12,8 +12,6 @@ from grpc import aio
 
 from inference.auth import grpc_interceptor
 
-pytestmark = pytest.mark.unit
-
 
 class Nobody:
     def authenticate(self, header: str | None) -> str:

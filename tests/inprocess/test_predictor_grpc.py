@@ -24,7 +24,6 @@ from eyeops.errors import PredictorUnavailable
 from inference.ocr_transformer.__main__ import build_parser, build_predictor
 from inference.predictor import PredictorClient, PredictorError
 
-pytestmark = pytest.mark.unit
 KEY = "k-123"
 
 

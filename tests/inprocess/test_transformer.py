@@ -26,7 +26,6 @@ from inference.ocr_transformer.model import OcrTransformer
 from inference.predictor import PredictorClient
 from tests.helpers import unalignable_png
 
-pytestmark = pytest.mark.inprocess
 # One loop for every test: asyncio.run would close the loop a model's client has connections on.
 LOOP = asyncio.new_event_loop()
 KEY = "inprocess-triton-key"  # Triton restricts every API but health to it, as on a cluster

@@ -24,7 +24,6 @@ from eyeops.features.outbox import FeatureOutboxWriter
 from tests.console_server import console_server
 from tests.review_seed import seed_exam
 
-pytestmark = pytest.mark.integration
 KIND = "optical_biometer"  # feeds the Feast view `biometry`
 PASSWORD = "a long local password"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

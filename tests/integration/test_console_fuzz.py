@@ -13,7 +13,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import httpx
-import pytest
 
 from eyeops.console.users import add_user
 from eyeops.db.store import ResultsStore, migrate
@@ -22,7 +21,6 @@ from tests.console_server import console_server
 from tests.fuzz import PATIENT_LIKE, random_json
 from tests.review_seed import seed_exam
 
-pytestmark = pytest.mark.integration
 PASSWORD = "a long local password"
 REQUESTS = 2000
 ODD_TEXT = [

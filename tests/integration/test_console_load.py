@@ -9,7 +9,6 @@ import re
 from pathlib import Path
 
 import httpx
-import pytest
 
 from eyeops.console.users import add_user
 from eyeops.db.review import ReviewStore
@@ -18,7 +17,6 @@ from eyeops.devices import LayoutRegistry
 from tests.console_server import console_server
 from tests.review_seed import seed_exam
 
-pytestmark = pytest.mark.integration
 PASSWORD = "a long local password"
 
 

@@ -22,7 +22,6 @@ from eyeops.lens.cohort import simulate_cohort
 from eyeops.lens.features import FEATURES, feature_matrix
 from tests.conftest import create_pg_database, drop_pg_database
 
-pytestmark = pytest.mark.integration
 REDIS_DB = 11  # a database of its own on the machine's Redis, emptied before each run
 
 

@@ -26,7 +26,7 @@ from eyeops.synth.exams import synthesize_exams, tagged_copy
 from tests.conftest import PG_ADMIN, create_pg_database, drop_pg_database
 from tests.helpers import noise_png
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 KIND = "specular_microscope"
 SERVICE_LIMIT_BYTES = 3_000_000
 FAST = ("--settle", "1.5", "--retry-max", "2", "--rescan-interval", "1", "--concurrency", "8")

@@ -24,8 +24,6 @@ from eyeops.pipelines.cli import NAMES, pipeline_body
 from eyeops.settings import repo_root
 from tests.helpers import dicom_bytes
 
-pytestmark = pytest.mark.integration
-
 ROOT = repo_root()
 PACKAGES = ("eyeops", "inference", "kfp_pipelines")
 MAIN_SITE = Path(sysconfig.get_paths()["purelib"])  # the main environment's site-packages (.venv)

@@ -22,7 +22,6 @@ from eyeops.lens.model import LensConfig, LensModel
 from eyeops.lens.sizes import SIZES_MM
 from eyeops.stack.lens import LensStack
 
-pytestmark = pytest.mark.integration
 REDIS_DB = 12  # a database of its own on the machine's Redis, emptied before use
 
 

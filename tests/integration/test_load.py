@@ -24,7 +24,7 @@ from eyeops.features.views import VIEWS
 from eyeops.stack.devices import SimulatedDevice, provision_devices
 from tests.helpers import children, command
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 CLIENTS = 32
 SECONDS = float(os.environ.get("EYEOPS_LOAD_SECONDS", "120"))
 

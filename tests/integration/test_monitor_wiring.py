@@ -14,7 +14,7 @@ import pytest
 from eyeops.stack.lens import LensEndpoints, LensStack, prepare_local_lens
 from eyeops.stack.monitor import MonitorStack, prepare_local_detectors
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
 @dataclass

@@ -20,7 +20,7 @@ from eyeops.stack.triton import triton_process
 from kfp_pipelines.ocr_training import ocr_training
 from tests.helpers import newest_output
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
 def test_ocr_training_exports_a_servable_repository_and_gates(tmp_path, layouts):

@@ -21,7 +21,6 @@ from eyeops.synth.exams import render_one
 from tests.conftest import PG_ADMIN, create_pg_database, drop_pg_database
 from tests.helpers import bomb_png, noise_png, unalignable_png
 
-pytestmark = pytest.mark.integration
 LIMIT_BYTES = 1_000_000
 LIMIT_PIXELS = 8_000_000
 

@@ -16,7 +16,7 @@ from kfp_pipelines.detector_fitting import detector_fitting
 from kfp_pipelines.lens_training import lens_training
 from tests.helpers import newest_output
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
 def test_lens_training_registers_promotes_and_gates_then_detectors_fit(tmp_path, monkeypatch, capsys):

@@ -33,7 +33,7 @@ from eyeops.stack.process import ManagedProcess, free_port, free_triton_port
 from tests.conftest import create_pg_database, drop_pg_database
 from tests.fuzz import PATIENT_LIKE, requests_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 PATIENT_ID = re.compile(r"P\d{7}")
 FUZZ_PER_SERVICE = 2000
 REQUEST = "org.kubeflow.serving.inference.request"

@@ -20,7 +20,6 @@ import pytest
 from eyeops.stack.process import free_port, free_triton_port
 from tests.helpers import command, descendants, parent_pid, running
 
-pytestmark = pytest.mark.integration
 READY_TIMEOUT_S = 600.0  # the first start trains the local lens model and fits the drift detectors
 
 

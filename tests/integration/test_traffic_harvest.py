@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from eyeops.db import ResultsStore, migrate
 from eyeops.db.schema import LabelledCrop
@@ -18,7 +17,6 @@ from eyeops.ocr.arbitrate import Calibration, Calibrations
 from eyeops.ocr.dataset import CropSet
 from eyeops.ocr.harvest import export_traffic
 
-pytestmark = pytest.mark.integration
 LOG = {"http_status": 200, "model_name": "trocr", "model_version": "7", "total_ms": 12.0}
 SURE = Calibrations(
     primary=Calibration((0.5, 0.99), (0.5, 0.999)),

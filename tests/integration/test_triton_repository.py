@@ -32,7 +32,6 @@ from eyeops.stack.process import free_triton_port
 from eyeops.stack.triton import triton_process
 from eyeops.synth.exams import render_one
 
-pytestmark = pytest.mark.integration
 KEY = "repository-test-key"
 
 

@@ -12,7 +12,6 @@ from eyeops.cli import main
 from eyeops.devices.onboard import onboard
 from tests.foreign.render import render_set
 
-pytestmark = pytest.mark.model
 DEVICE_YAML = Path(__file__).parents[1] / "foreign" / "lensmeter.yaml"
 
 

@@ -27,7 +27,6 @@ from eyeops.ocr.model import load_recognizer
 from eyeops.ocr.train import TrainConfig, exact_match, train
 from eyeops.resources import trocr_checkpoint
 
-pytestmark = pytest.mark.model
 # The shipped checkpoint's floor on fresh held-out crops (unseen fonts and noise seeds), grammar-
 # constrained as served. docs/measured/index.md gives the full figure measured by `eyeops ocr eval`.
 ACCURACY_FLOOR = 0.98

@@ -23,8 +23,6 @@ from eyeops.errors import UnknownDeviceKind
 from tests.helpers import eventually
 from tests.unit.test_console import PASSWORD, SECRET, form_fields, sign_in
 
-pytestmark = pytest.mark.unit
-
 # Stands in for `eyeops devices finetune` at the process boundary only: the same streams and exit
 # codes (progress on stderr, the JSON summary on stdout, one line and exit 2 when refused). The real
 # command runs from the console in tests/model/test_finetune.py.
@@ -63,7 +61,6 @@ def fake(tmp_path: Path):  # type: ignore[no-untyped-def]
     return jobs, gate, modes
 
 
-@pytest.mark.process
 def test_one_runs_at_a_time_and_its_record_follows_it_to_the_gates_verdict(fake) -> None:  # type: ignore[no-untyped-def]
     jobs, gate, modes = fake
     started = jobs.start("lensmeter", "dev")
@@ -88,7 +85,6 @@ def test_one_runs_at_a_time_and_its_record_follows_it_to_the_gates_verdict(fake)
     assert set(jobs.jobs()) == {"lensmeter", "keratometer"}
 
 
-@pytest.mark.process
 def test_a_refused_fine_tune_says_why_and_a_vanished_one_reads_as_interrupted(fake) -> None:  # type: ignore[no-untyped-def]
     jobs, gate, modes = fake
     modes["lensmeter"] = "refused"
@@ -131,7 +127,6 @@ def onboarded_console(sqlite_url: str, layouts: LayoutRegistry, tmp_path: Path, 
     return create_app(store, lambda: registry, config), jobs, gate
 
 
-@pytest.mark.process
 def test_the_devices_page_starts_a_fine_tune_for_an_onboarded_kind_only(onboarded_console) -> None:  # type: ignore[no-untyped-def]
     app, jobs, gate = onboarded_console
     with TestClient(app) as reviewer:

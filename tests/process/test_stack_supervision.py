@@ -1,67 +1,19 @@
-"""Which process holds a port (/proc), and the supervisor's restart policy, with real short-lived
-processes and a clock the test moves."""
+"""The supervisor's restart policy, with real short-lived processes and a clock the test moves, and a
+stack's children dying with it."""
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from eyeops.errors import EyeopsError
-from eyeops.stack.process import (
-    ManagedProcess,
-    PortInUse,
-    ServiceFailed,
-    Supervisor,
-    ensure_ports_free,
-    free_port,
-    port_is_free,
-    port_owner,
-)
+from eyeops.stack.process import ManagedProcess, ServiceFailed, Supervisor
 from tests.helpers import running
-
-pytestmark = pytest.mark.unit
-
-
-@pytest.fixture(params=[socket.AF_INET, socket.AF_INET6], ids=["ipv4", "ipv6"])
-def listening(request: pytest.FixtureRequest) -> Iterator[int]:
-    family = request.param
-    with socket.socket(family) as s:
-        s.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
-        s.listen()
-        yield int(s.getsockname()[1])
-
-
-def test_port_owner_finds_this_process(listening: int) -> None:
-    owner = port_owner(listening)
-    assert owner is not None
-    assert owner.pid == os.getpid()
-    assert "python" in owner.command or "pytest" in owner.command
-
-
-def test_a_taken_port_fails_with_one_line_naming_pid_and_option(listening: int) -> None:
-    assert not port_is_free(listening)
-    with pytest.raises(PortInUse) as caught:
-        ensure_ports_free([(free_port(), "--monitor-port"), (listening, "--ocr-port")])
-    message = str(caught.value)
-    assert isinstance(caught.value, EyeopsError) and "\n" not in message
-    assert message.startswith(f"port {listening} is in use by pid {os.getpid()} (")
-    assert message.endswith("stop it (a stale eyeops stack?) or pass --ocr-port")
-
-
-def test_free_ports_pass_and_a_port_asked_for_twice_does_not() -> None:
-    port = free_port()
-    assert port_owner(port) is None
-    ensure_ports_free([(port, "--ocr-port"), (free_port(), "--lens-port")])
-    with pytest.raises(PortInUse, match=f"port {port} is asked for twice"):
-        ensure_ports_free([(port, "--ocr-port"), (port, "--lens-port")])
 
 
 class Clock:
@@ -82,7 +34,6 @@ def exited(process: ManagedProcess) -> None:
     process.proc.wait(10)
 
 
-@pytest.mark.process
 def test_restarts_with_doubling_backoff_then_gives_up(tmp_path: Path) -> None:
     clock, said = Clock(), list[str]()
     process = crasher(tmp_path).start()
@@ -106,7 +57,6 @@ def test_restarts_with_doubling_backoff_then_gives_up(tmp_path: Path) -> None:
     assert supervisor.restarts() == {"crasher": 3}
 
 
-@pytest.mark.process
 def test_a_child_that_stayed_up_starts_its_backoff_afresh(tmp_path: Path) -> None:
     clock, said = Clock(), list[str]()
     process = crasher(tmp_path, code=255).start()
@@ -126,7 +76,6 @@ def test_a_child_that_stayed_up_starts_its_backoff_afresh(tmp_path: Path) -> Non
     assert said[-1].startswith("crasher exited with 255; restart 3 in 1 s")
 
 
-@pytest.mark.process
 def test_a_running_child_is_left_alone(tmp_path: Path) -> None:
     said: list[str] = []
     argv = [sys.executable, "-c", "import time; time.sleep(30)"]
@@ -155,7 +104,6 @@ time.sleep(60)
 """
 
 
-@pytest.mark.process
 def test_children_and_grandchildren_die_with_a_sigkilled_parent(tmp_path: Path) -> None:
     log = tmp_path / "child.log"
     parent = subprocess.Popen(

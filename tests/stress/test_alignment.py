@@ -15,8 +15,6 @@ from eyeops.devices.layout import load_layouts
 from eyeops.errors import AlignmentFailed
 from tests.stress import render
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.mark.parametrize(
     ("border", "damage", "at_least"),

@@ -15,9 +15,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.stress import render
-
-pytestmark = pytest.mark.unit
+from tests.stress import fonts, render
 
 LAYOUTS = {
     raw["kind"]: raw
@@ -212,7 +210,7 @@ def test_value_font_fills_55_to_85_percent_of_the_box() -> None:
 
 
 def test_missing_fonts_name_the_apt_get_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(render, "FONT_ROOT", tmp_path)
+    monkeypatch.setattr(fonts, "FONT_ROOT", tmp_path)  # where the fonts are looked up
     render._all_font_files.cache_clear()
     render.stress_faces.cache_clear()
     try:

@@ -8,8 +8,6 @@ from eyeops.synth.fonts import EVAL_FONTS, TRAIN_FONTS, font_paths
 from eyeops.synth.render import render_clean, sample_style
 from eyeops.synth.values import format_values, sample_values
 
-pytestmark = pytest.mark.unit
-
 
 def _ncc(a: np.ndarray, b: np.ndarray) -> float:
     a = a.astype(np.float64) - a.mean()

@@ -19,8 +19,6 @@ from eyeops.ocr.arbitrate import (
     signed_fields,
 )
 
-pytestmark = pytest.mark.unit
-
 BIOMETER = {
     "patient_id": "P7654321",
     "laterality": "OD",

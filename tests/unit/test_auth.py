@@ -7,8 +7,6 @@ import pytest
 from eyeops.auth import TokenRegistry, Unauthorized, add_device, hash_token, read_token_file
 from eyeops.errors import EyeopsError, InvalidRequest
 
-pytestmark = pytest.mark.unit
-
 
 def test_token_round_trip_keeps_only_the_hash(tmp_path):
     registry_file, token_file = tmp_path / "tokens.txt", tmp_path / "dev.token"

@@ -12,8 +12,6 @@ from fastapi.testclient import TestClient
 from eyeops.auth import TokenRegistry, hash_token
 from inference.auth import DEVICE_HEADER, BearerAuthMiddleware
 
-pytestmark = pytest.mark.unit
-
 
 def make_client(refused: list[int]) -> TestClient:
     app = FastAPI()

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from tests.unit.test_chart import PROD, render, values_of
 
-pytestmark = pytest.mark.unit
 NS = "eyeops"
 
 

@@ -11,7 +11,6 @@ import pytest
 
 from eyeops.settings import repo_root
 
-pytestmark = pytest.mark.unit
 SOURCES = {p.stem: p.read_text(encoding="utf-8") for p in (repo_root() / "bench").glob("*.py")}
 DETECTORS_ENV = sorted(name for name, text in SOURCES.items() if ".venv-detectors/bin/python bench/" in text)
 MAIN_ENV = sorted(set(SOURCES) - set(DETECTORS_ENV) - {"__init__"})

@@ -1,15 +1,10 @@
 """Every failure a user can act on ends as one line on stderr (`eyeops: error: ...`, exit 2), never a
-traceback; `--debug` lets the traceback through. Real files, real sockets, no patched eyeops code."""
+traceback; `--debug` lets the traceback through. Real files, no patched eyeops code. Refused
+connections: tests/inprocess/test_cli_errors.py; the shell's view of a process: tests/process/."""
 
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pydantic
@@ -21,13 +16,8 @@ from eyeops.errors import EyeopsError
 from eyeops.gateway.config import GatewayConfig
 from eyeops.registry import ModelRegistry
 
-pytestmark = pytest.mark.unit
 
-EYEOPS = [sys.executable, "-m", "eyeops.cli"]
-
-
-@pytest.fixture(autouse=True)
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def isolate_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Nothing a test runs writes into the checkout; no gateway variable of the caller leaks in."""
     folder = tmp_path / "data"
     folder.mkdir()
@@ -38,13 +28,9 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-@pytest.fixture
-def closed_port() -> int:
-    """A loopback port nothing listens on: bound, then closed, so a connection is refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return isolate_data_dir(tmp_path, monkeypatch)
 
 
 def error_line(capsys: pytest.CaptureFixture[str], *names: str) -> str:
@@ -139,28 +125,6 @@ def test_missing_results_database_names_the_url_and_how_to_create_it(tmp_path, d
         main(["--debug", "ops", "report", "--out", str(out), "--database-url", elsewhere])
 
 
-def test_unreachable_database_hides_its_password(tmp_path, closed_port, capsys):
-    url = f"postgresql+psycopg://eyeops:s3cret@127.0.0.1:{closed_port}/results"
-    assert main(["ops", "report", "--out", str(tmp_path / "r.html"), "--database-url", url]) == 2
-    line = error_line(capsys, f"127.0.0.1:{closed_port}/results", "eyeops up")
-    assert "s3cret" not in line
-
-
-def test_refused_connection_in_recommend_names_the_url_and_the_command(closed_port, capsys):
-    endpoint = f"http://127.0.0.1:{closed_port}"
-    assert main(["recommend", "EYE0001", "--endpoint", endpoint]) == 2
-    error_line(capsys, f"no service at {endpoint}", "connection refused", "`eyeops up`")
-
-
-def test_refused_connection_in_monitor_report_names_the_url_and_the_command(tmp_path, closed_port, capsys):
-    monitor = f"http://127.0.0.1:{closed_port}"
-    argv = ["monitor", "report", "--monitor", monitor, "--out", str(tmp_path / "drift.html")]
-    with pytest.raises(SystemExit) as raised:
-        main(argv)
-    assert raised.value.code == 2  # a subcommand's SystemExit keeps its message for callers of main()
-    error_line(capsys, monitor, "`eyeops up`")
-
-
 def test_a_usage_message_from_a_subcommand_is_one_line_and_exit_2(tmp_path, capsys):
     with pytest.raises(SystemExit, match="no outbox at") as raised:
         main(["gateway", "status", "--state-dir", str(tmp_path / "never-ran")])
@@ -211,59 +175,3 @@ def test_validation_errors_name_fields_but_never_echo_values():
 
 def test_a_bug_keeps_its_traceback():
     assert describe_error(ZeroDivisionError("division by zero")) is None
-
-
-# -- real processes: the exit status and stderr the shell sees ------------------------------------
-
-
-def run_eyeops(*argv: str, env_dir: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "EYEOPS_DATA_DIR": str(env_dir)}
-    return subprocess.run([*EYEOPS, *argv], capture_output=True, text=True, env=env, timeout=120)
-
-
-@pytest.mark.process
-def test_process_prints_one_line_and_debug_prints_the_traceback(tmp_path, data_dir, closed_port):
-    argv = ("recommend", "EYE0001", "--endpoint", f"http://127.0.0.1:{closed_port}")
-    plain = run_eyeops(*argv, env_dir=data_dir)
-    assert plain.returncode == 2 and plain.stdout == ""
-    assert plain.stderr.count("\n") == 1 and plain.stderr.startswith("eyeops: error: no service at")
-    debug = run_eyeops("--debug", *argv, env_dir=data_dir)
-    assert debug.returncode == 1
-    assert "Traceback" in debug.stderr and "httpx.ConnectError" in debug.stderr
-
-
-@pytest.fixture
-def silent_listener() -> Iterator[socket.socket]:
-    """A port that accepts a connection and never answers."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(1)
-        sock.settimeout(60)
-        yield sock
-
-
-@pytest.mark.process
-def test_ctrl_c_is_one_line_and_exit_130(data_dir, silent_listener):
-    port = silent_listener.getsockname()[1]
-    env = {**os.environ, "EYEOPS_DATA_DIR": str(data_dir)}
-    process = subprocess.Popen(
-        [*EYEOPS, "recommend", "EYE0001", "--endpoint", f"http://127.0.0.1:{port}"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        # a test run started as a background job inherits SIGINT ignored, and Python then never
-        # raises KeyboardInterrupt: give the command the disposition a terminal would
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    try:
-        connection, _ = silent_listener.accept()  # the command now waits for an answer
-        with connection:
-            time.sleep(0.2)
-            process.send_signal(signal.SIGINT)
-            out, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 130, err
-    assert err == "eyeops: error: interrupted\n" and out == ""

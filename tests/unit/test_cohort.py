@@ -18,8 +18,6 @@ from eyeops.lens.cohort import (
 )
 from eyeops.lens.sizes import SIZES_MM, nomogram_size, size_column
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.fixture(scope="module")
 def cohort() -> pd.DataFrame:

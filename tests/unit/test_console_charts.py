@@ -10,8 +10,6 @@ import pytest
 
 from eyeops.console.charts import HEIGHT, PALETTE, colours, lines, stacked_bars
 
-pytestmark = pytest.mark.unit
-
 
 def _rects(svg: str) -> list[tuple[float, float, str, str]]:
     """(y, height, fill, title) of every bar."""

@@ -8,8 +8,6 @@ from eyeops.ocr.decode import GrammarAutomaton, recognize
 from eyeops.ocr.model import Recognizer, build_model
 from eyeops.ocr.vocab import EOS, CharVocab
 
-pytestmark = pytest.mark.unit
-
 
 def test_vocab_round_trip_and_refusal():
     vocab = CharVocab()

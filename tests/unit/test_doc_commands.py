@@ -15,7 +15,6 @@ import pytest
 
 from eyeops.settings import repo_root
 
-pytestmark = pytest.mark.unit
 ROOT = repo_root()
 COMMAND = re.compile(r"^(?:[A-Z_][A-Z0-9_]*=\S+\s+)*(?:\S*/bin/)?eyeops\s+(.*)$")
 

@@ -7,15 +7,12 @@ import threading
 import time
 from collections.abc import Sequence
 
-import pytest
-
 from eyeops.db import ResultsStore, migrate
 from eyeops.db.schema import Exam
 from eyeops.exams import ExamRecord
 from eyeops.features.outbox import FeatureOutboxWriter
 from eyeops.fields import FieldReading
 
-pytestmark = pytest.mark.unit
 LOG = {"request_id": "r", "device_kind": "optical_biometer", "http_status": 200}
 
 

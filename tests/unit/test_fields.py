@@ -5,7 +5,6 @@ import pytest
 
 from eyeops.fields import FieldReading, apply_cross_checks, check_holds, parse_field, read_fields
 
-pytestmark = pytest.mark.unit
 T = 0.9
 
 

@@ -9,8 +9,6 @@ import pytest
 from eyeops.gateway.batch import MAX_RATIO, summarise, unsafe_member_name, write_csv, zip_members
 from tests.helpers import noise_png
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.mark.parametrize(
     "name", ["../evil.png", "a/../../evil.png", "/etc/passwd", "C:/x.png", "dir\\..\\x.png"]

@@ -5,8 +5,6 @@ import pytest
 
 from eyeops.gateway.config import load_gateway_config
 
-pytestmark = pytest.mark.unit
-
 
 def test_flags_beat_environment_beat_file(tmp_path):
     config_file = tmp_path / "gateway.yaml"

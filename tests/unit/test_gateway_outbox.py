@@ -7,8 +7,6 @@ import pytest
 from eyeops.gateway.outbox import Outbox
 from eyeops.gateway.retry import Backoff, Outcome, classify, parse_retry_after
 
-pytestmark = pytest.mark.unit
-
 
 def put(outbox: Outbox, name: str, data: bytes) -> str:
     digest = hashlib.sha256(data).hexdigest()

@@ -21,7 +21,6 @@ from eyeops.gateway.validate import Limits
 from eyeops.ocr.client import OcrClient
 from tests.helpers import noise_png
 
-pytestmark = pytest.mark.unit
 EXAM = {"exam_id": "x", "status": "accepted", "fields": [], "duplicate": False}
 
 

@@ -11,7 +11,6 @@ from eyeops.errors import InvalidImage, PayloadTooLarge
 from eyeops.gateway.validate import Limits, validate_exam_file
 from tests.helpers import bomb_png, dicom_bytes, noise_png
 
-pytestmark = pytest.mark.unit
 LIMITS = Limits(max_bytes=2_000_000, max_pixels=4_000_000)
 
 

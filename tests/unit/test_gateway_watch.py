@@ -14,8 +14,6 @@ from eyeops.gateway.outbox import Outbox
 from eyeops.gateway.watch import Capturer, FolderWatcher
 from tests.helpers import noise_png
 
-pytestmark = pytest.mark.unit
-
 
 def wait_for(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout

@@ -7,7 +7,6 @@ from PIL import Image
 from eyeops.errors import InvalidImage, PayloadTooLarge
 from eyeops.imageio import decode_exam_image
 
-pytestmark = pytest.mark.unit
 MB = 1024 * 1024
 
 

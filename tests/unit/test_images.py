@@ -12,8 +12,6 @@ import yaml
 
 from eyeops.settings import repo_root
 
-pytestmark = pytest.mark.unit
-
 ROOT = repo_root()
 DOCKERFILES = {
     "eyeops/ocr-transformer": (ROOT / "Dockerfile", "ocr-transformer"),

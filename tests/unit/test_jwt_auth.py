@@ -14,7 +14,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from eyeops.auth import Authenticator, JwtVerifier, TokenRegistry, Unauthorized, hash_token
 
-pytestmark = pytest.mark.unit
 ISSUER, AUDIENCE = "https://idp.clinic.example/realms/eyeops", "eyeops-lens"
 
 

@@ -8,11 +8,8 @@ import ast
 import re
 from pathlib import Path
 
-import pytest
-
 from eyeops.settings import repo_root
 
-pytestmark = pytest.mark.unit
 ROOT = repo_root()
 PACKAGES = ("eyeops", "inference", "kfp_pipelines")
 SKIPPED = ("eyeops/features/feature_repo/", "inference/triton/")  # Feast's and Triton's own loaders

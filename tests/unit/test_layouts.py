@@ -11,8 +11,6 @@ from eyeops.errors import LayoutError, UnknownDeviceKind
 from eyeops.fields import check_holds
 from eyeops.synth.values import format_values, sample_values
 
-pytestmark = pytest.mark.unit
-
 KINDS = {
     "optical_biometer",
     "scheimpflug_tomographer",

@@ -18,8 +18,6 @@ from eyeops.lens.model import LensConfig, LensModel
 from eyeops.lens.sizes import SIZES_MM
 from eyeops.monitoring.reference import lens_reference
 
-pytestmark = pytest.mark.unit
-
 # Large eyes are harder: the outcome noise SD grows by e^0.5 per SD of WTW.
 HARDER_LARGE_EYES = CohortParams(noise_log_slope_per_wtw_sd=0.5)
 HALF_WIDTH_RULE = float(np.sqrt(2 / np.pi) / 1.6449)

@@ -6,8 +6,6 @@ import pytest
 
 from eyeops.lens.features import BASE_FEATURES, PLAUSIBLE, ImplausibleFeatures, frame_from_instances
 
-pytestmark = pytest.mark.unit
-
 
 def plausible_row() -> dict[str, float]:
     return {name: (PLAUSIBLE[name][0] + PLAUSIBLE[name][1]) / 2 for name in BASE_FEATURES}

@@ -13,7 +13,6 @@ from eyeops.features.ingest import ExamFeatureSink, feature_push_for, view_for_d
 from eyeops.features.online import Row
 from eyeops.fields import FieldReading
 
-pytestmark = pytest.mark.unit
 HEADER = {"patient_id": "P0012345", "laterality": "OS", "exam_date": "2026-03-14"}
 
 

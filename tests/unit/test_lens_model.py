@@ -14,8 +14,6 @@ from eyeops.lens.conformal import Calibration
 from eyeops.lens.model import LensConfig, LensModel, ModelArtifactError
 from eyeops.lens.sizes import SIZES_MM
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.fixture(scope="module")
 def model() -> LensModel:

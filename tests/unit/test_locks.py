@@ -1,12 +1,10 @@
 """The four locks (images/constraints-*.txt) are what set-up, CI and the images install. These
-tests fail when a lock and what the project asks for disagree, and when an environment on this
-machine has drifted from its lock, so a green run means the tested system is the shipped one."""
+tests fail when a lock and what the project asks for disagree; tests/process/test_locks.py fails when
+an environment on this machine has drifted from its lock, so a green run means the tested system is
+the shipped one."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -16,11 +14,7 @@ from packaging.utils import canonicalize_name
 
 from eyeops.settings import repo_root
 
-pytestmark = pytest.mark.unit
-
 ROOT = repo_root()
-# Installed apart (torch: exactly 2.13.0, the machine's CPU build) or by pip/venv themselves.
-NOT_LOCKED = {"torch", "pip", "setuptools", "wheel", "eyeops", "eyeops-detectors"}
 ENVIRONMENTS = {
     # lock: (interpreter of the environment built from it, what asks for the packages)
     "main": (ROOT / ".venv" / "bin" / "python", ROOT / "pyproject.toml"),
@@ -81,34 +75,3 @@ def test_a_requirement_the_lock_does_not_satisfy_is_reported(tmp_path: Path) -> 
     reqs = requirements(source)
     assert not reqs[0].specifier.contains(pins["numpy"])
     assert canonicalize_name(reqs[1].name) not in pins
-
-
-def installed(python: Path) -> dict[str, str]:
-    code = (
-        "import importlib.metadata as m, json;"
-        "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))"
-    )
-    out = subprocess.run([str(python), "-c", code], check=True, capture_output=True, text=True).stdout
-    return {canonicalize_name(k): v for k, v in json.loads(out).items()}
-
-
-@pytest.mark.parametrize("name", sorted(ENVIRONMENTS))
-@pytest.mark.process
-def test_the_environment_on_this_machine_is_its_lock(name: str) -> None:
-    python = ENVIRONMENTS[name][0]
-    if name == "main":
-        python = Path(sys.executable)  # the tests themselves run in the main environment
-    have = installed(python)
-    pins = read_lock(name)
-    drifted = {
-        k: f"{v} (lock: {pins.get(k, 'absent')})"
-        for k, v in have.items()
-        if k not in NOT_LOCKED and not k.startswith("nvidia-") and k != "triton" and pins.get(k) != v
-    }
-    missing = sorted(set(pins) - set(have))
-    assert not drifted and not missing, (
-        f"{name}: installed versions differ from the lock {drifted}, lock entries not installed {missing};"
-        " run `bash scripts/setup.sh` (or `bash scripts/lock.sh` if the lock is what should change)"
-    )
-    if "torch" in have:
-        assert have["torch"].startswith("2.13.0"), have["torch"]

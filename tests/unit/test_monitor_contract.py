@@ -6,13 +6,9 @@ from __future__ import annotations
 
 import ast
 
-import pytest
-
 from eyeops.lens.model import LensConfig
 from eyeops.lens.sizes import SIZES_MM
 from eyeops.settings import repo_root
-
-pytestmark = pytest.mark.unit
 
 
 def constant(path: str, name: str) -> object:

@@ -1,10 +1,6 @@
 from __future__ import annotations
 
-import pytest
-
 from eyeops.monitoring.report import render_report
-
-pytestmark = pytest.mark.unit
 
 
 def test_report_has_a_table_and_a_plot_per_detector() -> None:

@@ -11,7 +11,6 @@ from eyeops.exams import ExamRecord
 from eyeops.fields import FieldReading
 from eyeops.monitoring.reference import ocr_reference, save_reference
 
-pytestmark = pytest.mark.unit
 LOG = {"http_status": 200, "model_name": "trocr", "model_version": "1", "total_ms": 12.0}
 
 

@@ -9,11 +9,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
-
 from tests.unit.test_chart import PROD, render, values_of
 
-pytestmark = pytest.mark.unit
 NAMESPACE = "eyeops"
 SERVING = (8080, 8012, 9081)
 PORTS = (53, 443, 5432, 6379, 6443, 6566, 8002, 8012, 8080, 8081, 8082, 9000, 9081, 9090, 9091)

@@ -13,8 +13,6 @@ from eyeops.ocr.average import average_checkpoints
 from eyeops.ocr.model import METADATA_FILE, ArchitectureSpec, build_model, load_recognizer, save_checkpoint
 from eyeops.ocr.vocab import CharVocab
 
-pytestmark = pytest.mark.unit
-
 
 def _checkpoint(
     path: Path, seed: int, arch: ArchitectureSpec | None = None, chars: str | None = None

@@ -1,14 +1,10 @@
 """The evaluation's threshold sweep: review and silent-error counts recomputed through the service's
 own validation at each confidence threshold."""
 
-import pytest
-
 from eyeops.fields import read_fields
 from eyeops.ocr.evaluate import EvalRun
 from eyeops.ocr.scorecard import Scorecard, Tally, outcomes_at
 from eyeops.synth.render import RenderedExam
-
-pytestmark = pytest.mark.unit
 
 TRUTH = {
     "patient_id": "P1234567",

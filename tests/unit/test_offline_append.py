@@ -11,8 +11,6 @@ import pytest
 
 from eyeops.features.offline_log import append_parquet
 
-pytestmark = pytest.mark.unit
-
 
 def row(eye: str, wtw: float, day: int) -> pd.DataFrame:
     stamp = pd.Timestamp(f"2026-10-{day:02d}", tz="UTC")

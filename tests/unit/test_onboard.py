@@ -17,8 +17,6 @@ from eyeops.devices.onboard import OnboardingError, onboard
 from eyeops.errors import AlignmentFailed
 from eyeops.synth.fonts import font_paths
 
-pytestmark = pytest.mark.unit
-
 W, H = 900, 600
 BOXES = {
     "patient_id": (150, 90, 190, 40),

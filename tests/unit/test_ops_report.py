@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import create_engine
 
 from eyeops.db import ResultsStore, migrate
@@ -8,8 +7,6 @@ from eyeops.db.review_types import reason_kind
 from eyeops.exams import ExamRecord
 from eyeops.fields import FieldReading
 from eyeops.ops.report import collect, render_html
-
-pytestmark = pytest.mark.unit
 
 
 def test_report_counts_statuses_reasons_errors_and_latency(sqlite_url):

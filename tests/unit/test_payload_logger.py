@@ -13,8 +13,6 @@ from fastapi.responses import JSONResponse
 
 from inference.payload_logger import LoggerConfig, PayloadLogger
 
-pytestmark = pytest.mark.unit
-
 
 def app_with_logger(mode: str, sink: list[httpx.Request]) -> PayloadLogger:
     app = FastAPI()

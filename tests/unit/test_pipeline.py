@@ -8,8 +8,6 @@ from eyeops.errors import InvalidRequest
 from eyeops.ocr.pipeline import PreparedExam, finish_exam
 from eyeops.ocr.wire import ExamInput, exam_from_v1, exam_from_v2
 
-pytestmark = pytest.mark.unit
-
 
 def test_v1_parsing_and_refusals():
     image = b"\x89PNG\r\n\x1a\n..."

@@ -21,7 +21,6 @@ from eyeops.lens.features import BASE_FEATURES
 from inference.lens_transformer.model import LensTransformer
 from inference.predictor import PredictorClient, PredictorError
 
-pytestmark = pytest.mark.unit
 KEY = {"x-eyeops-triton-key": "k-123"}
 Handler = Callable[[httpx.Request], httpx.Response]
 

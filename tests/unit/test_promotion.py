@@ -21,8 +21,6 @@ from eyeops.registry.deploy import (
     promote_inference_service,
 )
 
-pytestmark = pytest.mark.unit
-
 
 class FakeCustomObjects:
     """The InferenceService as the API server would return it, and the patches sent to it."""

@@ -7,7 +7,6 @@ import pytest
 from eyeops.lens.gate import GateTolerances, gate
 from eyeops.registry import ModelRegistry, RegistryError
 
-pytestmark = pytest.mark.unit
 GOOD = {
     "mae_um": 95.0,
     "coverage_factual": 0.90,

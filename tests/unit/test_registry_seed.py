@@ -13,8 +13,6 @@ from eyeops.cli import main
 from eyeops.ocr.offline import MODEL_NAME
 from eyeops.registry import ModelRegistry
 
-pytestmark = pytest.mark.unit
-
 
 def test_seed_registers_the_shipped_checkpoint_and_a_simulated_lens_model(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -25,7 +25,6 @@ from eyeops.settings import Settings
 from eyeops.synth.exams import render_one
 from tests.review_seed import seed_exam
 
-pytestmark = pytest.mark.unit
 KIND = "optical_biometer"
 
 

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from bench.review_causes import causes
-
-pytestmark = pytest.mark.unit
 
 
 def row(

@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from eyeops.settings import repo_root
-
-pytestmark = pytest.mark.unit
 
 
 def test_every_test_the_threat_model_names_exists() -> None:

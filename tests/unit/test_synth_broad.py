@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pytest
 from fontTools.ttLib import TTFont
 
 from eyeops.align import decode_grey
@@ -18,8 +17,6 @@ from eyeops.synth.fonts import BROAD_TRAIN_FAMILIES, BROAD_TRAIN_FONTS, DEBIAN_P
 from eyeops.synth.render import ExamStyle
 from eyeops.synth.segments import SEGMENT_CHARS, sample_segment_style, segment_mask
 from tests.stress import render as stress
-
-pytestmark = pytest.mark.unit
 
 # Helvetica/Arial, Times and Courier and every clone of them on Debian: evaluation-only (or unused).
 CLONE_FAMILIES = (

@@ -9,8 +9,6 @@ import pytest
 
 from eyeops.synth.values import exam_values, grammar_text
 
-pytestmark = pytest.mark.unit
-
 
 def test_grammar_texts_cover_every_length_and_every_digit_at_every_position(layouts):
     rng = np.random.default_rng(0)

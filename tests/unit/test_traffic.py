@@ -15,8 +15,6 @@ from eyeops.ocr.traffic import (
     split_heldout,
 )
 
-pytestmark = pytest.mark.unit
-
 CALIBRATIONS = Calibrations(
     primary=Calibration((0.5, 0.9, 0.99), (0.5, 0.95, 0.999)),
     second=Calibration((0.5, 0.9, 0.99), (0.5, 0.9, 0.99)),

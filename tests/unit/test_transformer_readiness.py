@@ -17,8 +17,6 @@ from inference.ocr_transformer.__main__ import build_parser as ocr_parser
 from inference.ocr_transformer.__main__ import build_predictor as ocr_predictor
 from inference.server import server_ready
 
-pytestmark = pytest.mark.unit
-
 
 def transport(status: int, seen: list[httpx.Request]) -> httpx.MockTransport:
     def handle(request: httpx.Request) -> httpx.Response:

@@ -20,8 +20,6 @@ from eyeops.ocr.wire import (
     v2_request,
 )
 
-pytestmark = pytest.mark.unit
-
 IMAGE = b"\x89PNG not really"
 HINTS = {"device_id": "iolm-7", "patient_id": "P1234567", "laterality": "OD", "exam_date": "2026-12-07"}
 
