@@ -8,7 +8,8 @@ are doing, so queueing shows in the tail. Phases alternate A, B, A, B. Prints on
 with each path's server CPU per request (read from /proc: the servers' own cost, whatever else
 runs on the machine). The load generator (aiohttp) shares the two cores with the servers.
 Run:  .venv/bin/python -m bench.lens_latency [--rate 50] [--seconds 20] [--baseline REF]
-With --baseline, REF's servers (a git worktree, on PYTHONPATH) are measured first, then this
+With --baseline, REF's servers (a git worktree, on PYTHONPATH; `code` in the output says where each
+run imported its servers from) are measured first, then this
 checkout's, on the same model and Feast repository.
 """
 
@@ -16,9 +17,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -130,6 +133,17 @@ def measure(
     }
 
 
+def imported_from(code: Path | None) -> str:
+    """Where a server started as measure() starts them imports `inference` from (the check that a
+    baseline runs the baseline's code)."""
+    env = {**os.environ, "PYTHONPATH": str(code)} if code is not None else None
+    where = "import inference, pathlib; print(pathlib.Path(inference.__file__).parent.parent)"
+    found = subprocess.run(
+        [sys.executable, "-c", where], capture_output=True, text=True, check=True, env=env
+    )
+    return found.stdout.strip()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -146,7 +160,8 @@ def main() -> None:
     here = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory(prefix="eyeops-lens-bench-") as tmp:
         root = Path(tmp)
-        model_dir, repo, eye_ids = prepare_local_lens(root, say=lambda m: None)
+        with contextlib.redirect_stdout(sys.stderr):  # Feast prints as it materializes
+            model_dir, repo, eye_ids = prepare_local_lens(root, say=lambda m: None)
         codes: list[tuple[str, Path | None]] = [("this checkout", None)]
         if args.baseline:
             tree = root / "baseline"
@@ -155,15 +170,21 @@ def main() -> None:
             codes.insert(0, (f"baseline {args.baseline}", tree))
         try:
             for label, code in codes:
-                # the servers are child processes: PYTHONPATH picks whose code they import
-                saved = os.environ.get("PYTHONPATH")
+                # The servers are child processes: PYTHONPATH picks whose code they import. They
+                # start in the temporary folder: `python -m` puts its working folder first on the
+                # path, so started in this checkout every "baseline" ran this checkout's code (the
+                # side-by-side figures before 2026-12-07 compared the same code twice).
+                saved, cwd = os.environ.get("PYTHONPATH"), os.getcwd()
                 if code is not None:
                     os.environ["PYTHONPATH"] = str(code)
+                os.chdir(root)
                 try:
                     out[label] = measure(
                         model_dir, repo, root / f"log-{len(out)}", eye_ids, args.rate, args.seconds
                     )
+                    out[label]["code"] = imported_from(code)
                 finally:
+                    os.chdir(cwd)
                     if saved is None:
                         os.environ.pop("PYTHONPATH", None)
                     else:

@@ -64,6 +64,9 @@ def _ca_bundle() -> ssl.SSLContext | bool:
     return ssl.create_default_context(cafile=path) if path else True
 
 
+MAX_IN_FLIGHT = 32
+
+
 class PredictorClient:
     """A transformer's client of its predictor, made once per process and closed on shutdown."""
 
@@ -78,12 +81,14 @@ class PredictorClient:
         retry_after_s: int = 5,
         label: str | None = None,
         ready_timeout_s: float = READY_TIMEOUT_S,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
         """`base_url`: http(s)://host:port of the predictor, or grpc(s)://host:port with
         `protocol="grpc-v2"`; `model`: the model's name there; `headers`: sent with every call
         (Triton's key header, a bearer token; gRPC metadata keys in lower case); `transport`: an
         httpx transport (tests inject a MockTransport); `retry_after_s`: what a 503 tells the
-        caller; `label`: how error messages name the predictor."""
+        caller; `label`: how error messages name the predictor; `max_in_flight`: HTTP calls open at
+        once (more wait their turn here, on kept-alive connections)."""
         if protocol not in ("v1", "v2", "grpc-v2"):
             raise ValueError(f"predictor protocol must be v1, v2 or grpc-v2, not {protocol!r}")
         scheme, _, address = base_url.partition("://")
@@ -109,13 +114,16 @@ class PredictorClient:
             # Answers uncompressed: httpx asks for gzip by default and Triton then compresses every
             # small answer, CPU spent on both sides of a loopback or in-cluster call.
             self._headers = {"accept-encoding": "identity", **(headers or {})}
+            # At most `max_in_flight` calls, each on a connection kept alive. httpx's defaults (100
+            # connections, 20 kept) made a burst reconnect for every call beyond 20 and queue in
+            # httpcore's pool, whose hand-out is quadratic in the calls waiting: at 150 requests/s
+            # the lens transformer spent half its CPU there and its queue never drained.
+            self._in_flight = asyncio.Semaphore(max_in_flight)
+            if transport is None:
+                limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
+                transport = httpx.AsyncHTTPTransport(verify=_ca_bundle(), limits=limits)
             self._rest = InferenceRESTClient(
-                RESTConfig(
-                    protocol=protocol,
-                    timeout=timeout_s,
-                    transport=transport,
-                    verify=_ca_bundle() if transport is None else True,
-                )
+                RESTConfig(protocol=protocol, timeout=timeout_s, transport=transport)
             )
         self._closed = False
         self._closing: asyncio.Task[None] | None = None
@@ -172,7 +180,8 @@ class PredictorClient:
                 raise self._grpc_refused(exc) from exc
         assert self._rest is not None
         try:
-            result = await self._rest.infer(self.base_url, data, model_name=name, headers=sent)
+            async with self._in_flight:
+                result = await self._rest.infer(self.base_url, data, model_name=name, headers=sent)
         except httpx.HTTPStatusError as exc:
             raise self._refused(exc.response) from exc
         except httpx.HTTPError as exc:
