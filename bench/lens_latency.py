@@ -5,8 +5,8 @@
 
 Open loop: requests start on a fixed schedule (default 50 per second) whatever the previous ones
 are doing, so queueing shows in the tail. Phases alternate A, B, A, B. Prints one JSON object,
-with each path's server CPU per request (read from /proc: the servers' own cost, whatever else
-runs on the machine). The load generator (aiohttp) shares the two cores with the servers.
+with each path's server CPU per request (bench.service_curves.by_role: the servers' own cost,
+whatever else runs on the machine). The load generator (aiohttp) shares the two cores with the servers.
 Run:  .venv/bin/python -m bench.lens_latency [--rate 50] [--seconds 20] [--baseline REF]
 With --baseline, REF's servers (a git worktree, on PYTHONPATH; `code` in the output says where each
 run imported its servers from) are measured first, then this
@@ -72,16 +72,6 @@ async def open_loop(
     return latencies, errors
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds the processes have used (Linux /proc)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / ticks
-
-
 def summary(latencies: list[float], errors: int, cpu_s: float | None = None) -> dict[str, float | int]:
     """Latency percentiles; with `cpu_s` (the servers' CPU seconds over these requests), also the
     servers' CPU per request."""
@@ -106,10 +96,10 @@ def measure(
     features = local_eye_features()
     lens_bodies = [{"instances": [{"eye_id": e}]} for e in eye_ids]
     predictor_bodies = [{"instances": [features[e]]} for e in eye_ids]
-    stack = LensStack(model_dir, repo, log_dir)
-    with stack as endpoints:
-        pids = {name: [p.proc.pid for p in stack.processes] for name in ("lens", "predictor")}
-        pids["predictor"] = pids["predictor"][:1]  # the predictor starts first
+    from bench.service_curves import LENS_ROLES, by_role
+
+    roles = {"lens": LENS_ROLES, "predictor": ("lens predictor",)}
+    with LensStack(model_dir, repo, log_dir) as endpoints:
         lens_url = f"{endpoints.lens}/v1/models/lens:predict"
         predictor_url = f"{endpoints.predictor}/v1/models/lens:predict"
         asyncio.run(open_loop(lens_url, lens_bodies, 10, 2))  # warm both paths
@@ -122,9 +112,9 @@ def measure(
                 ("lens", lens_url, lens_bodies),
                 ("predictor", predictor_url, predictor_bodies),
             ):
-                before = cpu_seconds(pids[name])
+                before = sum(cpu for _, cpu in by_role(os.getpid(), roles[name]).values())
                 lat, err = asyncio.run(open_loop(url, bodies, rate, seconds / 2))
-                cpu[name] += cpu_seconds(pids[name]) - before
+                cpu[name] += sum(cpu for _, cpu in by_role(os.getpid(), roles[name]).values()) - before
                 results[name] += lat
                 errors[name] += err
     return {

@@ -45,7 +45,6 @@ class RowBatcher(Generic[Row, Result]):
         self._wake: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
         self.calls = 0  # model calls made, for tests and benchmarks
-        self.requests = 0
 
     async def __call__(self, rows: Sequence[Row]) -> Share[Result]:
         loop = asyncio.get_running_loop()
@@ -81,7 +80,6 @@ class RowBatcher(Generic[Row, Result]):
     async def _answer(self, batch: list[tuple[list[Row], asyncio.Future[Share[Result]]]]) -> None:
         rows = [row for request, _ in batch for row in request]
         self.calls += 1
-        self.requests += len(batch)
         try:
             result = await asyncio.to_thread(self.run, rows)
         except Exception as exc:
