@@ -5,6 +5,7 @@
 - `anchored_bounds` and `gain_margins`: the model's prediction ± a supported size's wide radius ±
   a margin per mm of size, the margin estimated from calibration eyes implanted with a size
   unsupported for them (a training-conditional conformal order statistic), or none, with why.
+- `eyeops.lens.unsupported`: the rule from data that replaced the margin for models fitted since.
 - `recommend`: the supported size with the highest P(in range); ties go to the vault nearest 500.
 
 Pure functions of arrays; `eyeops.lens.model.LensModel` applies them.
@@ -28,13 +29,14 @@ def response_bounds(
     supported: np.ndarray,
     vault_max: float,
     gain_per_mm: tuple[float, float] = (0.0, float("inf")),
+    steps: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Replace unsupported sizes' intervals with bounds implied by every supported size's interval:
     from a smaller supported size i, vault_j ∈ [lower_i + g_min·d, upper_i + g_max·d]; from a larger
     one k, vault_j ∈ [lower_k − g_max·d, upper_k − g_min·d] (d: the size difference in mm). The
     bound is the intersection, within [0, vault_max]; with (0, inf) it is the plain monotone bound,
-    which an eye whose limits contradict each other falls back to."""
-    g_min, g_max = gain_per_mm
+    which an eye whose limits contradict each other falls back to. `steps`: per size, whether the
+    gain per step applies to it (default: to every size); a size without it gets the plain bound."""
     sizes = np.asarray(SIZES_MM, dtype=float)
     lo, hi = lower.copy(), upper.copy()
     n, k = lower.shape
@@ -42,6 +44,7 @@ def response_bounds(
         unsupported = ~supported[:, j]
         if not unsupported.any():
             continue
+        g_min, g_max = gain_per_mm if steps is None or steps[j] else (0.0, float("inf"))
         tight_lo, tight_hi = np.zeros(n), np.full(n, vault_max)
         plain_lo, plain_hi = np.zeros(n), np.full(n, vault_max)
         for i in range(k):
@@ -108,6 +111,30 @@ def anchored_bounds(
         keep = unsupported & (tight_lo <= tight_hi)
         lo[keep, j], hi[keep, j] = tight_lo[keep], tight_hi[keep]
     return lo, hi
+
+
+def anchored_assumptions(
+    margins: np.ndarray, why: list[str | None], step_gain: tuple[float, float]
+) -> tuple[str, list[str]]:
+    """What anchored bounds assume: for every size together, and per size."""
+    g_min, g_max = step_gain
+    assumes = "monotone treatment response" + (
+        f"; vault gain {g_min:g}–{g_max:g} µm per mm of size" if np.isfinite(g_max) or g_min > 0 else ""
+    )
+    by_size = [
+        assumes
+        + (
+            f"; the model's gain to this size off by at most {m:g} µm per mm"
+            if np.isfinite(m)
+            else (f"; no tighter bound: {reason}" if reason else "")
+        )
+        for m, reason in zip(margins, why, strict=True)
+    ]
+    if np.isfinite(margins).all() and len(set(margins.tolist())) == 1:
+        assumes += f"; the model's gain between sizes off by at most {margins[0]:g} µm per mm"
+    elif np.isfinite(margins).any():
+        assumes += "; the model's gain between sizes off by at most a margin per size (estimated)"
+    return assumes, by_size
 
 
 def gain_margins(

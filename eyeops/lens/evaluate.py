@@ -214,7 +214,11 @@ FIXED_MARGIN_BEFORE = 200.0  # µm per mm: the one margin every size had before 
 
 
 def _margins_report(model: LensModel) -> list[dict[str, Any]]:
-    """Per size: the margin the bounds use, the eyes it was estimated on, and why there is none."""
+    """Per size: what the bounds use (a scale from data, or an anchored margin), the eyes it was
+    estimated on, and why there is none."""
+    rule = model.manifest.get("unsupported_bounds") if model.config.margin_from_data else None
+    if rule:
+        return [dict(entry) for entry in rule["sizes"]]
     found = model.manifest.get("gain_margins") if model.config.margin_from_data else None
     if found:
         return [dict(m) for m in found]

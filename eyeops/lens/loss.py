@@ -60,9 +60,10 @@ class LossEstimator:
 
 def crossfit_loss_estimator(
     design: np.ndarray, abs_residuals: np.ndarray, groups: np.ndarray, config: LensConfig
-) -> tuple[LossEstimator, dict[str, float]]:
-    """The served estimator (all calibration eyes) and its honest quality: out-of-fold predictions
-    over DLE_FOLDS patient folds, so no eye's own residual informs its estimate."""
+) -> tuple[LossEstimator, dict[str, float], np.ndarray]:
+    """The served estimator (all calibration eyes), its honest quality, and the out-of-fold
+    predictions it rests on (DLE_FOLDS patient folds, so no eye's own residual informs its estimate;
+    the bounds for unsupported sizes are calibrated on them)."""
     unique = np.unique(groups)
     fold_of = np.random.default_rng(config.seed + 7).permutation(len(unique)) % DLE_FOLDS
     fold = fold_of[np.searchsorted(unique, groups)]
@@ -82,4 +83,4 @@ def crossfit_loss_estimator(
         "dle_crossfit_top_quintile_mae_um": float(abs_residuals[top].mean()),
         "dle_crossfit_bottom_quintile_mae_um": float(abs_residuals[bottom].mean()),
     }
-    return LossEstimator.fit(design, abs_residuals, config), metrics
+    return LossEstimator.fit(design, abs_residuals, config), metrics, np.clip(oof, 1.0, None)

@@ -42,13 +42,16 @@ import numpy as np
 import pandas as pd
 
 from eyeops.errors import EyeopsError
-from eyeops.lens.bounds import anchored_bounds, gain_margins, recommend, response_bounds
+from eyeops.lens.bounds import anchored_assumptions, anchored_bounds, recommend, response_bounds
 from eyeops.lens.conformal import Calibration, leave_one_out_radius
 from eyeops.lens.features import BASE_FEATURES, FEATURES, SIZE_FEATURE, feature_array, feature_matrix
 from eyeops.lens.loss import LossEstimator, crossfit_loss_estimator, features_array
 from eyeops.lens.prediction import LensPrediction
 from eyeops.lens.propensity import calibrated_proba
 from eyeops.lens.sizes import SIZES_MM, TARGET_VAULT_UM, nomogram_size
+from eyeops.lens.unsupported import KIND as UNSUPPORTED_KIND
+from eyeops.lens.unsupported import assumption as unsupported_assumption
+from eyeops.lens.unsupported import scaled_bounds, scaled_margins, scales_of, steps_of
 
 FORMAT_VERSION = 1  # a DLE and calibration eyes are optional parts: older folders still load
 
@@ -68,12 +71,12 @@ class LensConfig:
     # model's gain f_j − f_i, at most `gain_margin_um_per_mm` per mm between them. inf: off.
     gain_margin_um_per_mm: float = 200.0
     bound_alpha: float = 0.05
-    # The margin from data (issue 29), per size: the conformal (1 − bound_alpha) quantile, with its
-    # finite-sample correction, of the gain error shown by calibration eyes implanted with that size
-    # where the model calls it unsupported for them: the one place the cohort shows a truth for an
-    # unsupported size. A size with fewer than `margin_min_eyes` such eyes, or whose estimate lies
-    # beyond the published size effects (step_gain_um_per_mm's upper end), keeps the monotone and
-    # per-step bounds and says why. False: gain_margin_um_per_mm for every size, as before.
+    # Bounds from data (issue 29; eyeops.lens.unsupported): per size, the calibration eyes implanted
+    # with it where the model calls it unsupported for them check the per-step gain and give a band
+    # of their own (a conformal order statistic of |y − f_j| / the DLE's expected error). A size with
+    # too few such eyes keeps the published per-step bounds, and one whose eyes contradict those
+    # keeps monotone bounds only; each answer says which. False: the anchored rule with
+    # gain_margin_um_per_mm for every size, as before.
     margin_from_data: bool = True
     margin_min_eyes: int = 30
     # Training-conditional: the order statistic is chosen so that the bound covers at least
@@ -225,25 +228,33 @@ class LensModel:
             low = np.clip(pred_calib[rows, j] - radius, 0.0, config.vault_max_um)
             high = np.clip(pred_calib[rows, j] + radius, 0.0, config.vault_max_um)
             covered[rows] = (low <= calib_y[rows]) & (calib_y[rows] <= high)
+        design = LossEstimator.design(calib_x, factual, np.asarray(SIZES_MM)[calib_idx])
+        model.loss_estimator, dle_metrics, expected_oof = crossfit_loss_estimator(
+            design,
+            np.abs(calib_y - factual),
+            cohort.loc[is_calib, "patient_id"].astype(str).to_numpy(),
+            config,
+        )
+        metrics |= dle_metrics
         if config.margin_from_data:
-            wide = np.column_stack(
-                [
-                    model.calibration[size].radius(
-                        1.0 / np.clip(e_calib[:, j], config.delta, 1.0), config.bound_alpha
-                    )
-                    for j, size in enumerate(SIZES_MM)
-                ]
-            )
-            model.manifest["gain_margins"] = gain_margins(
-                np.abs(calib_y - factual),
-                calib_idx,
-                e_calib >= config.delta,
-                wide,
-                config.bound_alpha,
-                config.margin_min_eyes,
-                config.step_gain_um_per_mm[1],
-                config.margin_confidence,
-            )
+            # What each calibration eye's own supported sizes bound its vault at the size it got.
+            _, _, _, low_c, high_c, _ = model._intervals(calib_x.to_numpy(dtype=float), steps=True)
+            at = np.arange(len(calib_idx))
+            inside = (low_c[at, calib_idx] <= calib_y) & (calib_y <= high_c[at, calib_idx])
+            model.manifest["unsupported_bounds"] = {
+                "kind": UNSUPPORTED_KIND,
+                "sizes": scaled_margins(
+                    np.abs(calib_y - factual),
+                    expected_oof,
+                    inside,
+                    calib_idx,
+                    e_calib >= config.delta,
+                    config.bound_alpha,
+                    config.margin_min_eyes,
+                    config.step_gain_um_per_mm,
+                    config.margin_confidence,
+                ),
+            }
         if (~supported_calib).any():
             # An implanted size the model calls unsupported is answered with bounds built from the
             # other sizes' calibration eyes, which this eye is not among: out of sample as they are.
@@ -259,14 +270,6 @@ class LensModel:
             covered,
         )
         metrics["calibration_loo_coverage"] = float(covered.mean())
-        design = LossEstimator.design(calib_x, factual, np.asarray(SIZES_MM)[calib_idx])
-        model.loss_estimator, dle_metrics = crossfit_loss_estimator(
-            design,
-            np.abs(calib_y - factual),
-            cohort.loc[is_calib, "patient_id"].astype(str).to_numpy(),
-            config,
-        )
-        metrics |= dle_metrics
         model.manifest = {
             "format_version": FORMAT_VERSION,
             "version": version,
@@ -284,7 +287,11 @@ class LensModel:
                 f"{s:.1f}": int((size_idx[is_calib] == j).sum()) for j, s in enumerate(SIZES_MM)
             },
             "metrics": metrics,
-            **({"gain_margins": model.manifest["gain_margins"]} if config.margin_from_data else {}),
+            **(
+                {"unsupported_bounds": model.manifest["unsupported_bounds"]}
+                if config.margin_from_data
+                else {}
+            ),
         }
         return model
 
@@ -306,9 +313,12 @@ class LensModel:
         full[:, list(self.propensity_model.classes_)] = proba
         return full
 
-    def predict(self, frame: pd.DataFrame) -> LensPrediction:
-        """Everything the service answers, for every eye of `frame` (base feature columns needed)."""
-        x = feature_array(frame)  # eyes × FEATURES, once for every model below
+    def _intervals(
+        self, x: np.ndarray, steps: bool | np.ndarray = True
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Vault, propensities, support, lower and upper limits, P(in range): conformal intervals
+        where a size is supported, monotone bounds (with the per-step gain where `steps` says)
+        where not."""
         vault = self.predict_vault(x)
         e = self.propensities(x)
         cfg = self.config
@@ -324,7 +334,44 @@ class LensModel:
             upper[:, j] = np.clip(vault[:, j] + radius, 0.0, cfg.vault_max_um)
             low, high = cfg.target_um
             p_in[:, j] = calib.mass_between(low - vault[:, j], high - vault[:, j], weights)
-        lower, upper = response_bounds(lower, upper, supported, cfg.vault_max_um, cfg.step_gain_um_per_mm)
+        step_mask = None if isinstance(steps, bool) else steps
+        gain = cfg.step_gain_um_per_mm if steps is not False else (0.0, float("inf"))
+        lower, upper = response_bounds(lower, upper, supported, cfg.vault_max_um, gain, step_mask)
+        return vault, e, supported, lower, upper, p_in
+
+    def predict(self, frame: pd.DataFrame) -> LensPrediction:
+        """Everything the service answers, for every eye of `frame` (base feature columns needed)."""
+        x = feature_array(frame)  # eyes × FEATURES, once for every model below
+        cfg = self.config
+        rule = self.manifest.get("unsupported_bounds") if cfg.margin_from_data else None
+        entries = rule["sizes"] if rule else None
+        vault, e, supported, lower, upper, p_in = self._intervals(
+            x, True if entries is None else steps_of(entries)
+        )
+        expected_abs = None if self.loss_estimator is None else self.loss_estimator.predict(x, vault)
+        if entries is not None:
+            scales = scales_of(entries)
+            if np.isfinite(scales).any() and expected_abs is not None:
+                lower, upper = scaled_bounds(
+                    vault, expected_abs, supported, lower, upper, scales, cfg.vault_max_um
+                )
+            by_size = [unsupported_assumption(entry, cfg.step_gain_um_per_mm) for entry in entries]
+            assumes = "monotone treatment response; per size, what the eyes implanted with it support"
+        else:
+            lower, upper, assumes, by_size = self._fixed_rule(vault, e, supported, lower, upper)
+        p_in[~supported] = np.nan
+        recommended = recommend(vault, p_in, supported)
+        nomogram = nomogram_size(frame["wtw_mm"].to_numpy(dtype=float), frame["acd_mm"].to_numpy(dtype=float))
+        return LensPrediction(
+            vault, e, supported, lower, upper, p_in, recommended, nomogram, assumes, expected_abs, by_size
+        )
+
+    def _fixed_rule(
+        self, vault: np.ndarray, e: np.ndarray, supported: np.ndarray, lower: np.ndarray, upper: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, str, list[str]]:
+        """Models fitted before the rule from data (and `--gain-margin`): bounds anchored on each
+        supported size with a margin per mm, fixed or from the manifest's `gain_margins`."""
+        cfg = self.config
         margins, why = self.margins()
         if np.isfinite(margins).any():
             wide = np.column_stack(
@@ -334,34 +381,17 @@ class LensModel:
                 ]
             )
             lower, upper = anchored_bounds(vault, wide, supported, lower, upper, margins, cfg.vault_max_um)
-        p_in[~supported] = np.nan
-        expected_abs = None if self.loss_estimator is None else self.loss_estimator.predict(x, vault)
-        recommended = recommend(vault, p_in, supported)
-        nomogram = nomogram_size(frame["wtw_mm"].to_numpy(dtype=float), frame["acd_mm"].to_numpy(dtype=float))
-        g_min, g_max = cfg.step_gain_um_per_mm
-        assumes = "monotone treatment response" + (
-            f"; vault gain {g_min:g}–{g_max:g} µm per mm of size" if np.isfinite(g_max) or g_min > 0 else ""
-        )
-        by_size = [
-            assumes
-            + (
-                f"; the model's gain to this size off by at most {m:g} µm per mm"
-                if np.isfinite(m)
-                else (f"; no tighter bound: {reason}" if reason else "")
-            )
-            for m, reason in zip(margins, why, strict=True)
-        ]
-        if np.isfinite(margins).all() and len(set(margins.tolist())) == 1:
-            assumes += f"; the model's gain between sizes off by at most {margins[0]:g} µm per mm"
-        elif np.isfinite(margins).any():
-            assumes += "; the model's gain between sizes off by at most a margin per size (estimated)"
-        return LensPrediction(
-            vault, e, supported, lower, upper, p_in, recommended, nomogram, assumes, expected_abs, by_size
-        )
+        assumes, by_size = anchored_assumptions(margins, why, cfg.step_gain_um_per_mm)
+        return lower, upper, assumes, by_size
 
     def margins(self) -> tuple[np.ndarray, list[str | None]]:
-        """Per size: the anchored bound's margin (µm per mm; inf: none) and why there is none. From
-        data where the model was fitted so (issue 29), else the fixed gain_margin_um_per_mm."""
+        """Per size: the tighter bound's parameter (inf: none: monotone, or per-step, bounds) and why
+        there is none. The scale of the rule from data (issue 29) where the model was fitted so; else
+        the anchored margin in µm per mm, from an older manifest's data or the fixed
+        gain_margin_um_per_mm."""
+        rule = self.manifest.get("unsupported_bounds") if self.config.margin_from_data else None
+        if rule:
+            return scales_of(rule["sizes"]), [entry.get("why") for entry in rule["sizes"]]
         found = self.manifest.get("gain_margins") if self.config.margin_from_data else None
         if found:
             margins = np.array(
@@ -372,39 +402,11 @@ class LensModel:
         return np.full(len(SIZES_MM), fixed), [None] * len(SIZES_MM)
 
     def explain(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
-        """Per eye: path-dependent TreeSHAP of the predicted vault at every size (LightGBM
-        pred_contrib; contributions plus the expected value sum to the prediction), and the direct
-        size-switch contrasts f(x, s') − f(x, s) from the recommended size, which SHAP values of
-        the size feature are not."""
-        x = feature_matrix(frame)
-        pred = self.predict(frame)
-        columns = [*FEATURES, SIZE_FEATURE]
-        per_size = {}
-        for size in SIZES_MM:
-            contrib = np.asarray(self.vault.predict(_with_size(x, size), pred_contrib=True), dtype=float)
-            per_size[size] = contrib
-        out = []
-        for i in range(len(frame)):
-            rec = float(pred.recommended_size_mm[i])
-            rec_j = SIZES_MM.index(rec)
-            out.append(
-                {
-                    "recommended_size_mm": rec,
-                    "expected_value_um": float(per_size[SIZES_MM[0]][i, -1]),
-                    "contributions_um": {
-                        f"{size:.1f}": {
-                            c: float(v) for c, v in zip(columns, per_size[size][i, :-1], strict=True)
-                        }
-                        for size in SIZES_MM
-                    },
-                    "vault_um": {f"{s:.1f}": float(pred.vault_um[i, j]) for j, s in enumerate(SIZES_MM)},
-                    "size_switch_um": {
-                        f"{s:.1f}": float(pred.vault_um[i, j] - pred.vault_um[i, rec_j])
-                        for j, s in enumerate(SIZES_MM)
-                    },
-                }
-            )
-        return out
+        """Per eye: TreeSHAP of the predicted vault at every size and the size-switch contrasts
+        (`eyeops.lens.explain`)."""
+        from eyeops.lens.explain import explain
+
+        return explain(self, frame)
 
     # -- artifact ---------------------------------------------------------------------------------
     def save(self, folder: Path) -> None:

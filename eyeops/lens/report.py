@@ -113,22 +113,31 @@ def _unsupported_section(metrics: Mapping[str, Any]) -> str:
     counterfactual vaults (a simulator) and their width, monotone, fixed margin and served."""
     rows = []
     for m in metrics.get("gain_margins") or []:
-        margin = m.get("margin_um_per_mm")
-        held = isinstance(margin, int | float) and np.isfinite(margin)
+        margin, scale = m.get("margin_um_per_mm"), m.get("scale")
+        if isinstance(scale, int | float):
+            bound = f"± {scale:g} × expected error"
+        elif isinstance(margin, int | float) and np.isfinite(margin):
+            bound = f"{margin:.0f} µm/mm"
+        elif m.get("steps") == "unchecked":
+            bound = "none: per-step bounds (published)"
+        else:
+            bound = "none: monotone bounds"
         why = m.get("why") or ("fixed" if m.get("eyes") is None else "estimated")
+        steps = m.get("steps")
+        checked = "—" if steps is None else f"{steps} ({int(m.get('outside_steps') or 0)} outside)"
         rows.append(
             "<tr>"
             f"<td>{float(m['size_mm']):.1f} mm</td>"
-            f"<td>{f'{margin:.0f} µm/mm' if held else 'none: monotone bounds'}</td>"
+            f"<td>{bound}</td>"
             f"<td>{'—' if m.get('eyes') is None else int(m['eyes'])}</td>"
+            f"<td>{checked}</td>"
             f"<td>{html.escape(str(why))}</td>"
             "</tr>"
         )
     parts = [
         "<h2>Bounds for unsupported sizes</h2>",
-        "<table border=1 cellpadding=4><tr><th>size</th><th>margin</th><th>eyes</th><th>why</th></tr>"
-        + "".join(rows)
-        + "</table>",
+        "<table border=1 cellpadding=4><tr><th>size</th><th>bound</th><th>eyes</th>"
+        "<th>per-step gain</th><th>why</th></tr>" + "".join(rows) + "</table>",
     ]
     compared = "".join(
         f"<tr><td>{label}</td><td>{_value(metrics, cov)}</td><td>{_value(metrics, width)}</td></tr>"

@@ -222,19 +222,40 @@ def test_the_margin_per_size_is_the_conformal_quantile_of_what_unsupported_eyes_
     assert (lo[0, 3], hi[0, 3]) == (lower[0, 3], upper[0, 3])
 
 
-def test_a_fitted_model_states_its_margins_and_each_unsupported_size_says_what_it_assumes(model, eyes):
-    found = model.manifest["gain_margins"]
+def test_a_fitted_model_states_its_bounds_per_size_and_each_unsupported_size_says_what_it_assumes(
+    model, eyes
+):
+    rule = model.manifest["unsupported_bounds"]
+    assert rule["kind"] == "scaled"
+    found = rule["sizes"]
     assert [m["size_mm"] for m in found] == list(SIZES_MM)
     for m in found:
-        assert (m["margin_um_per_mm"] is None) == bool(m["why"]) and m["eyes"] >= 0
-    margins, why = model.margins()
+        assert (m["scale"] is None) == bool(m["why"]) and m["eyes"] >= m["outside_steps"] >= 0
+        assert m["steps"] in ("checked", "refused", "unchecked")
+    scales, why = model.margins()
     pred = model.predict(eyes)
     answer = pred.eye(int(np.flatnonzero((~pred.supported).any(axis=1))[0]), model.version)
     for j, size in enumerate(answer["sizes"]):
         if size["kind"] == "bounds":
             said = size["assumes"]
-            assert ("off by at most" in said) == bool(np.isfinite(margins[j]))
-            assert np.isfinite(margins[j]) or (why[j] and why[j] in said)
+            assert ("× the expected error" in said) == bool(np.isfinite(scales[j]))
+            assert np.isfinite(scales[j]) or (why[j] and why[j] in said)
+
+
+def test_a_model_saved_with_anchored_margins_keeps_answering_with_them(model, eyes):
+    """Folders fitted before the rule from data carry `gain_margins` (µm per mm): they still answer
+    with anchored bounds and say so."""
+    import copy
+
+    old = copy.copy(model)
+    old.manifest = {k: v for k, v in model.manifest.items() if k != "unsupported_bounds"}
+    old.manifest["gain_margins"] = [
+        {"size_mm": s, "margin_um_per_mm": 150.0, "eyes": 60, "why": None} for s in SIZES_MM
+    ]
+    pred = old.predict(eyes)
+    assert "off by at most 150 µm per mm" in pred.assumes
+    margins, _ = old.margins()
+    assert (margins == 150.0).all()
 
 
 def test_the_fast_propensities_answer_exactly_what_scikit_learn_does(model, monkeypatch):
