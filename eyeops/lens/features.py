@@ -74,6 +74,14 @@ def frame_from_rows(rows: Sequence[Mapping[str, float]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(BASE_FEATURES))
 
 
+def base_array(rows: Sequence[Mapping[str, float]]) -> np.ndarray:
+    """Rows of base features as a float array (eyes × BASE_FEATURES): what `LensModel.predict_base`
+    takes, without building a DataFrame for a request of a few eyes."""
+    return np.array([[row[name] for name in BASE_FEATURES] for row in rows], dtype=float).reshape(
+        len(rows), len(BASE_FEATURES)
+    )
+
+
 def rows_from_instances(instances: Sequence[Mapping[str, Any]]) -> list[dict[str, float]]:
     """frame_from_instances's checks, answered as plain rows (a server batches rows of many
     requests into one frame)."""
@@ -132,7 +140,11 @@ def feature_matrix(frame: pd.DataFrame) -> pd.DataFrame:
 def feature_array(frame: pd.DataFrame) -> np.ndarray:
     """`feature_matrix(frame)` as a float array (eyes × FEATURES), without pandas' per-column
     costs: what a request for a few eyes spends most of its answer on otherwise."""
-    base = frame[list(BASE_FEATURES)].to_numpy(dtype=float)
+    return features_from_base(frame[list(BASE_FEATURES)].to_numpy(dtype=float))
+
+
+def features_from_base(base: np.ndarray) -> np.ndarray:
+    """Base features (eyes × BASE_FEATURES) with the derived ones after them (eyes × FEATURES)."""
     index = {name: i for i, name in enumerate(BASE_FEATURES)}
     derived = _derived(lambda name: base[:, index[name]])
     return np.column_stack([base, *(derived[name] for name in DERIVED_FEATURES)])

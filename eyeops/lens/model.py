@@ -44,7 +44,7 @@ import pandas as pd
 from eyeops.errors import EyeopsError
 from eyeops.lens.bounds import anchored_assumptions, anchored_bounds, recommend, response_bounds
 from eyeops.lens.conformal import Calibration, leave_one_out_radius
-from eyeops.lens.features import BASE_FEATURES, FEATURES, SIZE_FEATURE, feature_array, feature_matrix
+from eyeops.lens.features import BASE_FEATURES, FEATURES, SIZE_FEATURE, feature_matrix, features_from_base
 from eyeops.lens.loss import LossEstimator, crossfit_loss_estimator, features_array
 from eyeops.lens.prediction import LensPrediction
 from eyeops.lens.propensity import calibrated_proba
@@ -341,7 +341,11 @@ class LensModel:
 
     def predict(self, frame: pd.DataFrame) -> LensPrediction:
         """Everything the service answers, for every eye of `frame` (base feature columns needed)."""
-        x = feature_array(frame)  # eyes × FEATURES, once for every model below
+        return self.predict_base(frame[list(BASE_FEATURES)].to_numpy(dtype=float))
+
+    def predict_base(self, base: np.ndarray) -> LensPrediction:
+        """`predict` for eyes × BASE_FEATURES as a float array (a server's rows, no DataFrame)."""
+        x = features_from_base(base)  # eyes × FEATURES, once for every model below
         cfg = self.config
         rule = self.manifest.get("unsupported_bounds") if cfg.margin_from_data else None
         entries = rule["sizes"] if rule else None
@@ -361,7 +365,8 @@ class LensModel:
             lower, upper, assumes, by_size = self._fixed_rule(vault, e, supported, lower, upper)
         p_in[~supported] = np.nan
         recommended = recommend(vault, p_in, supported)
-        nomogram = nomogram_size(frame["wtw_mm"].to_numpy(dtype=float), frame["acd_mm"].to_numpy(dtype=float))
+        wtw, acd = (base[:, BASE_FEATURES.index(name)] for name in ("wtw_mm", "acd_mm"))
+        nomogram = nomogram_size(wtw, acd)
         return LensPrediction(
             vault, e, supported, lower, upper, p_in, recommended, nomogram, assumes, expected_abs, by_size
         )

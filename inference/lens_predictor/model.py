@@ -13,7 +13,7 @@ from kserve import Model
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from eyeops.errors import InvalidRequest, PayloadTooLarge
-from eyeops.lens.features import BASE_FEATURES, frame_from_instances, frame_from_rows, rows_from_instances
+from eyeops.lens.features import BASE_FEATURES, base_array, frame_from_instances, rows_from_instances
 from eyeops.lens.model import LensModel
 from eyeops.lens.prediction import LensPrediction
 from inference.batching import RowBatcher
@@ -97,7 +97,7 @@ class LensPredictor(Model):  # type: ignore[misc]
 
     def _predict_rows(self, rows: list[dict[str, float]]) -> LensPrediction:
         assert self.model is not None
-        return self.model.predict(frame_from_rows(rows))
+        return self.model.predict_base(base_array(rows))
 
     async def predict(
         self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None

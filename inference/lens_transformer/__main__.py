@@ -15,8 +15,6 @@ from typing import TYPE_CHECKING
 from inference.server import add_edge_arguments
 
 if TYPE_CHECKING:
-    import httpx
-
     from inference.predictor import PredictorClient
 
 PREDICTOR_TIMEOUT_S = 10.0
@@ -73,9 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def build_predictor(
-    own: argparse.Namespace, transport: httpx.AsyncBaseTransport | None = None
-) -> PredictorClient:
+def build_predictor(own: argparse.Namespace) -> PredictorClient:
     """The lens predictor's v1 client: `--predictor_host`, `--predictor_model`, and this service's
     token for it (`--predictor_token_file`, else EYEOPS_PREDICTOR_TOKEN) as a bearer header."""
     from inference.lens_transformer.model import RETRY_AFTER_S
@@ -89,7 +85,6 @@ def build_predictor(
         protocol="v1",
         headers={"authorization": f"Bearer {token}"} if token else None,
         timeout_s=PREDICTOR_TIMEOUT_S,
-        transport=transport,
         retry_after_s=RETRY_AFTER_S,
         label="lens predictor",
     )

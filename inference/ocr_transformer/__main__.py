@@ -17,8 +17,6 @@ from eyeops.resources import TRITON_SECOND_MODEL_NAME
 from inference.server import add_edge_arguments
 
 if TYPE_CHECKING:
-    import httpx
-
     from inference.predictor import PredictorClient
 
 
@@ -122,9 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def build_predictor(
-    own: argparse.Namespace, argv: Sequence[str], transport: httpx.AsyncBaseTransport | None = None
-) -> PredictorClient:
+def build_predictor(own: argparse.Namespace, argv: Sequence[str]) -> PredictorClient:
     """The recogniser's client, from the predictor arguments KServe gives a transformer
     (`--predictor_host`, `--predictor_use_ssl`, `--predictor_request_timeout_seconds`, read with
     kserve.model_server.parser) and ours (`--predictor_model`, the key). Triton is always asked
@@ -152,7 +148,6 @@ def build_predictor(
         protocol="grpc-v2" if grpc else "v2",
         headers={TRITON_GRPC_KEY_HEADER if grpc else TRITON_KEY_HEADER: key} if key else None,
         timeout_s=float(kserve_args.predictor_request_timeout_seconds),
-        transport=transport,
         retry_after_s=PREDICTOR_RETRY_AFTER_S,
         label="OCR predictor",
     )

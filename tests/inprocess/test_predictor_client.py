@@ -1,16 +1,17 @@
-"""PredictorClient, the one way both transformers call their predictor (KServe's public REST client),
-against an httpx.MockTransport: what reaches the predictor, how its answers and failures come back,
-readiness, and closing on shutdown."""
+"""PredictorClient, the one way both transformers call their predictor, against a real HTTP server on
+a local port: what reaches the predictor, how its answers and failures come back, readiness, and
+closing on shutdown."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import json
-from collections.abc import Callable, Sequence
+import socket
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
@@ -20,57 +21,39 @@ from eyeops.errors import PredictorUnavailable
 from eyeops.lens.features import BASE_FEATURES
 from inference.lens_transformer.model import LensTransformer
 from inference.predictor import PredictorClient, PredictorError
+from tests.inprocess.http_predictor import Handler, Predictor, Reply, Seen, answer, predictor
 
 KEY = {"x-eyeops-triton-key": "k-123"}
-Handler = Callable[[httpx.Request], httpx.Response]
 
 
-class Transport(httpx.MockTransport):
-    """A MockTransport that records what it was sent and whether it was closed."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.seen: list[httpx.Request] = []
-        self.closed = False
-
-        def record(request: httpx.Request) -> httpx.Response:
-            self.seen.append(request)
-            return handler(request)
-
-        super().__init__(record)
-
-    async def aclose(self) -> None:
-        self.closed = True
-
-
-def answer(status: int, body: Any = None, **kwargs: Any) -> Handler:
-    return lambda request: httpx.Response(status, json=body, **kwargs)
+@contextmanager
+def triton(
+    handler: Handler, headers: dict[str, str] | None = None, **kwargs: Any
+) -> Iterator[tuple[PredictorClient, Predictor]]:
+    with predictor(handler) as server:
+        client = PredictorClient(
+            server.url,
+            "trocr",
+            protocol="v2",
+            headers=KEY if headers is None else headers,
+            retry_after_s=7,
+            label="OCR predictor",
+            **kwargs,
+        )
+        yield client, server
 
 
-def triton(handler: Handler, headers: dict[str, str] | None = None) -> tuple[PredictorClient, Transport]:
-    transport = Transport(handler)
-    client = PredictorClient(
-        "http://triton:8000",
-        "trocr",
-        protocol="v2",
-        headers=KEY if headers is None else headers,
-        transport=transport,
-        retry_after_s=7,
-        label="OCR predictor",
-    )
-    return client, transport
-
-
-def lens(handler: Handler) -> tuple[PredictorClient, Transport]:
-    transport = Transport(handler)
-    client = PredictorClient(
-        "http://predictor:8080",
-        "lens",
-        protocol="v1",
-        headers={"authorization": "Bearer t"},
-        transport=transport,
-        label="lens predictor",
-    )
-    return client, transport
+@contextmanager
+def lens(handler: Handler) -> Iterator[tuple[PredictorClient, Predictor]]:
+    with predictor(handler) as server:
+        client = PredictorClient(
+            server.url,
+            "lens",
+            protocol="v1",
+            headers={"authorization": "Bearer t"},
+            label="lens predictor",
+        )
+        yield client, server
 
 
 def crops_request() -> InferRequest:
@@ -79,7 +62,7 @@ def crops_request() -> InferRequest:
     return InferRequest("trocr", [pixels], request_id="req-1")
 
 
-def recognised(request: httpx.Request) -> httpx.Response:
+def recognised(request: Seen) -> Reply:
     """Triton's answer in the binary extension: a text and a confidence per crop."""
     text = InferOutput("TEXT", [2], "BYTES")
     text.set_data_from_numpy(np.array([b"12.5", b"OD"], dtype=np.object_), binary_data=True)
@@ -87,26 +70,24 @@ def recognised(request: httpx.Request) -> httpx.Response:
     confidence.set_data_from_numpy(np.full((2, 3), 0.5, np.float32), binary_data=True)
     body, json_length = InferResponse("req-1", "trocr", [text, confidence], use_binary_outputs=True).to_rest()
     assert isinstance(body, bytes) and json_length
-    return httpx.Response(
+    return Reply(
         200,
-        content=body,
-        headers={
-            "inference-header-content-length": str(json_length),
-            "content-type": "application/octet-stream",
-        },
+        body,
+        {"inference-header-content-length": str(json_length), "content-type": "application/octet-stream"},
     )
 
 
 def test_a_v2_binary_request_reaches_the_model_with_the_key_and_its_answer_is_parsed() -> None:
-    client, transport = triton(recognised)
-    response = asyncio.run(client.infer(crops_request()))
+    with triton(recognised) as (client, server):
+        response = asyncio.run(client.infer(crops_request()))
 
-    sent = transport.seen[0]
-    assert sent.method == "POST" and str(sent.url) == "http://triton:8000/v2/models/trocr/infer"
+    sent = server.seen[0]
+    assert sent.method == "POST" and sent.path == "/v2/models/trocr/infer"
     assert sent.headers["x-eyeops-triton-key"] == "k-123"
     assert sent.headers["content-type"] == "application/octet-stream"
+    assert sent.headers["accept-encoding"] == "identity"  # small answers are not worth compressing
     json_length = int(sent.headers["inference-header-content-length"])
-    received = InferRequest.from_bytes(sent.content, json_length, "trocr")
+    received = InferRequest.from_bytes(sent.body, json_length, "trocr")
     assert received.id == "req-1"
     assert received.inputs[0].as_numpy().tolist() == np.arange(12).reshape(2, 2, 3).tolist()
 
@@ -117,28 +98,53 @@ def test_a_v2_binary_request_reaches_the_model_with_the_key_and_its_answer_is_pa
 
 
 def test_a_v1_request_is_json_with_the_fixed_and_the_forwarded_headers() -> None:
-    client, transport = lens(answer(200, {"predictions": [{"recommended_size_mm": 12.6}]}))
-    result = asyncio.run(client.infer({"instances": [{"eye_id": "P1-OD"}]}, headers={"ce-id": "abc"}))
+    with lens(answer(200, {"predictions": [{"recommended_size_mm": 12.6}]})) as (client, server):
+        result = asyncio.run(client.infer({"instances": [{"eye_id": "P1-OD"}]}, headers={"ce-id": "abc"}))
     assert result == {"predictions": [{"recommended_size_mm": 12.6}]}
-    sent = transport.seen[0]
-    assert str(sent.url) == "http://predictor:8080/v1/models/lens:predict"
+    sent = server.seen[0]
+    assert sent.path == "/v1/models/lens:predict"
     assert sent.headers["authorization"] == "Bearer t" and sent.headers["ce-id"] == "abc"
     assert sent.headers["content-type"] == "application/json"
-    assert json.loads(sent.content) == {"instances": [{"eye_id": "P1-OD"}]}
+    assert sent.json() == {"instances": [{"eye_id": "P1-OD"}]}
+
+
+def test_calls_share_kept_alive_connections_up_to_the_cap() -> None:
+    """Issue 32: concurrent calls beyond `max_in_flight` wait for a connection, and the calls after
+    the first ones ride on connections already open."""
+
+    def slow(request: Seen) -> Reply:
+        return Reply(200, b'{"predictions": []}', {"content-type": "application/json"}, delay_s=0.02)
+
+    with predictor(slow) as server:
+        client = PredictorClient(server.url, "lens", protocol="v1", max_in_flight=2)
+
+        async def many() -> None:
+            await asyncio.gather(*(client.infer({"instances": []}) for _ in range(12)))
+            await client.close()
+
+        asyncio.run(many())
+    assert len(server.seen) == 12
+    assert len({seen.peer_port for seen in server.seen}) == 2  # two connections, each kept alive
 
 
 def test_no_call_changes_the_headers_of_the_next() -> None:
-    """KServe's client writes the binary content type and length into the headers it is given: a
-    JSON request after a binary one must not carry them, nor may the caller's dicts change."""
+    """A JSON request after a binary one must not carry the binary content type and length, nor may
+    the caller's dicts change."""
     fixed = dict(KEY)
-    client, transport = triton(recognised, headers=fixed)
     extra = {"x-request-id": "r1"}
-    asyncio.run(client.infer(crops_request(), headers=extra))
-    as_json = InferRequest("trocr", [InferInput("GRAMMAR", [1], "BYTES", data=["digits"])], request_id="r2")
-    asyncio.run(client.infer(as_json, headers=extra))
+    with triton(recognised, headers=fixed) as (client, server):
+
+        async def two() -> None:
+            await client.infer(crops_request(), headers=extra)
+            as_json = InferRequest(
+                "trocr", [InferInput("GRAMMAR", [1], "BYTES", data=["digits"])], request_id="r2"
+            )
+            await client.infer(as_json, headers=extra)
+
+        asyncio.run(two())
 
     assert fixed == KEY and extra == {"x-request-id": "r1"}
-    binary, plain = transport.seen
+    binary, plain = server.seen
     assert "inference-header-content-length" in binary.headers
     assert "inference-header-content-length" not in plain.headers
     assert plain.headers["content-type"] == "application/json"
@@ -149,44 +155,62 @@ def test_no_call_changes_the_headers_of_the_next() -> None:
     ("handler", "message"),
     [
         (answer(422, {"error": "field 'al_mm' out of range"}), "lens predictor: field 'al_mm' out of range"),
-        (lambda r: httpx.Response(404, text="no such model"), "lens predictor: no such model"),
+        (lambda r: Reply(404, b"no such model"), "lens predictor: no such model"),
     ],
 )
 def test_a_4xx_is_a_predictor_error_with_its_status_and_message(handler: Handler, message: str) -> None:
-    client, _ = lens(handler)
-    with pytest.raises(PredictorError) as info:
+    with lens(handler) as (client, _), pytest.raises(PredictorError) as info:
         asyncio.run(client.infer({"instances": []}))
     assert info.value.message == message
     assert info.value.status_code in (404, 422) and info.value.retry_after_s is None
 
 
 def test_a_5xx_is_predictor_unavailable_with_retry_after() -> None:
-    client, _ = triton(answer(503, {"error": "model not ready"}))
-    with pytest.raises(PredictorUnavailable) as info:
+    unavailable = triton(answer(503, {"error": "model not ready"}))
+    with unavailable as (client, _), pytest.raises(PredictorUnavailable) as info:
         asyncio.run(client.infer(crops_request()))
     assert info.value.status_code == 503 and info.value.retry_after_s == 7
     assert info.value.message == "OCR predictor unavailable (HTTP 503); retry later"
 
 
-@pytest.mark.parametrize("error", [httpx.ConnectError, httpx.ReadTimeout, httpx.RemoteProtocolError])
-def test_a_transport_error_is_predictor_unavailable_naming_the_error(error: type[httpx.HTTPError]) -> None:
-    def fail(request: httpx.Request) -> httpx.Response:
-        raise error("boom", request=request)  # type: ignore[call-arg]
+def test_an_answer_that_is_not_json_is_predictor_unavailable() -> None:
+    not_json = lens(lambda r: Reply(200, b"<html>proxy error</html>"))
+    with not_json as (client, _), pytest.raises(PredictorUnavailable, match="not JSON"):
+        asyncio.run(client.infer({"instances": []}))
 
-    client, transport = triton(fail)
-    with pytest.raises(PredictorUnavailable) as info:
-        asyncio.run(client.infer(crops_request()))
-    assert info.value.message == f"OCR predictor unavailable ({error.__name__}); retry later"
-    assert info.value.retry_after_s == 7 and len(transport.seen) == 1
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("failure", ["refused", "hang-up", "slow"])
+def test_a_transport_error_is_predictor_unavailable_naming_the_error(failure: str) -> None:
+    def fail(request: Seen) -> Reply:
+        return Reply(200, b"{}", hang_up=failure == "hang-up", delay_s=2.0 if failure == "slow" else 0.0)
+
+    with predictor(fail) as server:
+        url = f"http://127.0.0.1:{_free_port()}" if failure == "refused" else server.url
+        client = PredictorClient(
+            url, "trocr", protocol="v2", retry_after_s=7, label="OCR predictor", timeout_s=0.5
+        )
+        with pytest.raises(PredictorUnavailable) as info:
+            asyncio.run(client.infer(crops_request()))
+    named = {"refused": "ClientConnectorError", "hang-up": "ServerDisconnectedError", "slow": "TimeoutError"}
+    assert info.value.message == f"OCR predictor unavailable ({named[failure]}); retry later"
+    assert info.value.retry_after_s == 7
+    assert len(server.seen) == (0 if failure == "refused" else 1)
 
 
 def test_v2_readiness_is_the_models_ready_path_with_the_key() -> None:
-    client, transport = triton(answer(200))
-    assert asyncio.run(client.ready()) is True
-    assert str(transport.seen[0].url) == "http://triton:8000/v2/models/trocr/ready"
-    assert transport.seen[0].headers["x-eyeops-triton-key"] == "k-123"
-    assert asyncio.run(triton(answer(503))[0].ready()) is False
-    assert asyncio.run(triton(answer(400))[0].ready()) is False
+    with triton(answer(200)) as (client, server):
+        assert asyncio.run(client.ready()) is True
+    assert server.seen[0].method == "GET" and server.seen[0].path == "/v2/models/trocr/ready"
+    assert server.seen[0].headers["x-eyeops-triton-key"] == "k-123"
+    for status in (503, 400):
+        with triton(answer(status)) as (client, _):
+            assert asyncio.run(client.ready()) is False
 
 
 @pytest.mark.parametrize(
@@ -194,58 +218,58 @@ def test_v2_readiness_is_the_models_ready_path_with_the_key() -> None:
     [
         (answer(200, {"name": "lens", "ready": True}), True),
         (answer(200, {"name": "lens", "ready": False}), False),
-        (lambda r: httpx.Response(200, text="not json"), False),
+        (lambda r: Reply(200, b"not json"), False),
         (answer(503, {"error": "loading"}), False),
         (answer(404, {"error": "no model"}), False),
     ],
 )
 def test_v1_readiness_is_the_models_own_answer(handler: Handler, ready: bool) -> None:
-    client, transport = lens(handler)
-    assert asyncio.run(client.ready()) is ready
-    assert str(transport.seen[0].url) == "http://predictor:8080/v1/models/lens"
-    assert transport.seen[0].headers["authorization"] == "Bearer t"
+    with lens(handler) as (client, server):
+        assert asyncio.run(client.ready()) is ready
+    assert server.seen[0].path == "/v1/models/lens"
+    assert server.seen[0].headers["authorization"] == "Bearer t"
 
 
 def test_an_unreachable_or_slow_predictor_is_not_ready() -> None:
-    for error in (httpx.ConnectError, httpx.ReadTimeout):
-
-        def fail(request: httpx.Request, error: type[httpx.HTTPError] = error) -> httpx.Response:
-            raise error("down", request=request)  # type: ignore[call-arg]
-
-        client, transport = triton(fail)
-        assert asyncio.run(client.ready()) is False
-        assert transport.seen  # it asked
+    client = PredictorClient(f"http://127.0.0.1:{_free_port()}", "trocr", protocol="v2")
+    assert asyncio.run(client.ready()) is False
+    with triton(lambda r: Reply(200, delay_s=1.0), ready_timeout_s=0.2) as (slow, server):
+        assert asyncio.run(slow.ready()) is False
+        assert server.seen  # it asked
 
 
 def test_close_closes_the_connections_and_later_calls_answer_503() -> None:
-    client, transport = triton(recognised)
+    with triton(recognised) as (client, server):
 
-    async def scenario() -> None:
-        await client.infer(crops_request())
-        await client.close()
-        assert transport.closed and client.closed
-        with pytest.raises(PredictorUnavailable, match="shutting down"):
+        async def scenario() -> None:
             await client.infer(crops_request())
-        assert await client.ready() is False
+            session = client._http()
+            await client.close()
+            assert session.closed and client.closed
+            with pytest.raises(PredictorUnavailable, match="shutting down"):
+                await client.infer(crops_request())
+            assert await client.ready() is False
 
-    asyncio.run(scenario())
-    assert len(transport.seen) == 1  # nothing was sent after close
+        asyncio.run(scenario())
+    assert len(server.seen) == 1  # nothing was sent after close
 
 
 def test_close_soon_closes_on_the_running_loop_or_at_once_without_one() -> None:
-    client, transport = triton(recognised)
+    with triton(recognised) as (client, _):
 
-    async def on_the_loop() -> None:
-        client.close_soon()  # what KServe's synchronous stop() does while the server's loop runs
-        assert client.closed and not transport.closed  # scheduled, not yet run
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
-        assert transport.closed
+        async def on_the_loop() -> None:
+            await client.infer(crops_request())
+            session = client._http()
+            client.close_soon()  # what KServe's synchronous stop() does while the server's loop runs
+            assert client.closed and not session.closed  # scheduled, not yet run
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            assert session.closed
 
-    asyncio.run(on_the_loop())
-    other, other_transport = triton(recognised)
-    other.close_soon()  # no loop runs
-    assert other_transport.closed
+        asyncio.run(on_the_loop())
+    other = PredictorClient("http://127.0.0.1:9", "trocr")
+    other.close_soon()  # no loop runs, nothing was opened
+    assert other.closed
 
 
 def row(seconds: float) -> dict[str, float]:
@@ -263,35 +287,37 @@ class OneDayOld:
         return [row(self.now.timestamp() - 86400) for _ in eye_ids]
 
 
-def lens_model(handler: Handler) -> tuple[LensTransformer, Transport]:
+@contextmanager
+def lens_model(handler: Handler) -> Iterator[tuple[LensTransformer, Predictor]]:
     now = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
-    client, transport = lens(handler)
-    model = LensTransformer("lens", OneDayOld(now), client, lambda: now)
-    model.load()
-    return model, transport
+    with lens(handler) as (client, server):
+        model = LensTransformer("lens", OneDayOld(now), client, lambda: now)
+        model.load()
+        yield model, server
 
 
-def sizes(request: httpx.Request) -> httpx.Response:
-    instances = json.loads(request.content)["instances"]
-    return httpx.Response(200, json={"predictions": [{"recommended_size_mm": 12.1} for _ in instances]})
+def sizes(request: Seen) -> Reply:
+    instances = request.json()["instances"]
+    body = {"predictions": [{"recommended_size_mm": 12.1} for _ in instances]}
+    return Reply(200, json.dumps(body).encode(), {"content-type": "application/json"})
 
 
 def test_the_lens_transformer_sends_each_eye_with_its_features_and_answers_in_the_callers_protocol() -> None:
-    model, transport = lens_model(sizes)
+    with lens_model(sizes) as (model, server):
 
-    async def both() -> tuple[Any, Any]:
-        v1 = model({"instances": [{"eye_id": "P1-OD"}, {"eye_id": "P1-OS"}]}, {"ce-id": "c-1"})
-        eye = InferInput("eye_id", [1], "BYTES", data=["P2-OD"])
-        v2 = model(InferRequest("lens", [eye], request_id="v2-id"), {})
-        return await asyncio.gather(v1, v2)  # concurrent calls keep their own context
+        async def both() -> tuple[Any, Any]:
+            v1 = model({"instances": [{"eye_id": "P1-OD"}, {"eye_id": "P1-OS"}]}, {"ce-id": "c-1"})
+            eye = InferInput("eye_id", [1], "BYTES", data=["P2-OD"])
+            v2 = model(InferRequest("lens", [eye], request_id="v2-id"), {})
+            return await asyncio.gather(v1, v2)  # concurrent calls keep their own context
 
-    (v1, _), (v2, _) = asyncio.run(both())
+        (v1, _), (v2, _) = asyncio.run(both())
     assert [p["eye_id"] for p in v1["predictions"]] == ["P1-OD", "P1-OS"]
     assert v1["predictions"][0]["stale_feature_views"] == [] and v1["predictions"][0]["measured_at"]
     assert isinstance(v2, InferResponse) and v2.id == "v2-id"
     assert json.loads(v2.outputs[0].data[0])["eye_id"] == "P2-OD"
-    bodies = {json.loads(r.content)["instances"][0]["eye_id"]: r for r in transport.seen}
-    first = json.loads(bodies["P1-OD"].content)["instances"][0]
+    bodies = {r.json()["instances"][0]["eye_id"]: r for r in server.seen}
+    first = bodies["P1-OD"].json()["instances"][0]
     assert set(first) == {"eye_id", *BASE_FEATURES}
     assert (
         bodies["P1-OD"].headers["ce-id"] == "c-1" and bodies["P1-OD"].headers["authorization"] == "Bearer t"
@@ -300,15 +326,15 @@ def test_the_lens_transformer_sends_each_eye_with_its_features_and_answers_in_th
 
 
 def test_the_lens_transformer_passes_a_4xx_on_and_answers_503_for_a_5xx() -> None:
-    model, _ = lens_model(answer(422, {"error": "al_mm 40.0 is outside 18-35"}))
-    with pytest.raises(PredictorError) as refused:
+    refusing = lens_model(answer(422, {"error": "al_mm 40.0 is outside 18-35"}))
+    with refusing as (model, _), pytest.raises(PredictorError) as refused:
         asyncio.run(model({"instances": [{"eye_id": "P1-OD"}]}, {}))
     assert (
         refused.value.status_code == 422
         and refused.value.message == "lens predictor: al_mm 40.0 is outside 18-35"
     )
-    model, _ = lens_model(answer(500, {"error": "boom"}))
-    with pytest.raises(PredictorUnavailable) as down:
+    failing = lens_model(answer(500, {"error": "boom"}))
+    with failing as (model, _), pytest.raises(PredictorUnavailable) as down:
         asyncio.run(model({"instances": [{"eye_id": "P1-OD"}]}, {}))
     assert down.value.status_code == 503 and down.value.retry_after_s
 
@@ -319,20 +345,28 @@ def test_stopping_a_model_closes_its_predictor_client(layouts, sqlite_url) -> No
     from eyeops.settings import Settings
     from inference.ocr_transformer.model import OcrTransformer
 
-    lens_transformer, lens_transport = lens_model(sizes)
-    lens_transformer.stop()  # KServe's ModelRepository.unload calls stop() synchronously
-    assert lens_transformer.ready is False and lens_transport.closed
+    with lens_model(sizes) as (lens_transformer, _):
+        lens_transformer.stop()  # KServe's ModelRepository.unload calls stop() synchronously
+        assert lens_transformer.ready is False and lens_transformer.predictor.closed
 
-    client, transport = triton(recognised)
-    ocr = OcrTransformer(
-        "ocr", layouts, ResultsStore.from_url(sqlite_url), Settings(), OcrMetrics(CollectorRegistry()), client
-    )
-    ocr.load()
+    with triton(recognised) as (client, _):
+        ocr = OcrTransformer(
+            "ocr",
+            layouts,
+            ResultsStore.from_url(sqlite_url),
+            Settings(),
+            OcrMetrics(CollectorRegistry()),
+            client,
+        )
+        ocr.load()
 
-    async def stop_while_serving() -> None:
-        ocr.stop()
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
+        async def stop_while_serving() -> None:
+            await client.infer(crops_request())
+            session = client._http()
+            ocr.stop()
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            assert session.closed
 
-    asyncio.run(stop_while_serving())
-    assert ocr.ready is False and transport.closed and client.closed
+        asyncio.run(stop_while_serving())
+    assert ocr.ready is False and client.closed

@@ -5,9 +5,9 @@ and the composition the server installs; requests never pay for it (they read th
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
-import httpx
 import pytest
 
 from eyeops.auth import TRITON_KEY_HEADER
@@ -16,48 +16,44 @@ from inference.lens_transformer.__main__ import build_predictor as lens_predicto
 from inference.ocr_transformer.__main__ import build_parser as ocr_parser
 from inference.ocr_transformer.__main__ import build_predictor as ocr_predictor
 from inference.server import server_ready
-
-
-def transport(status: int, seen: list[httpx.Request]) -> httpx.MockTransport:
-    def handle(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(status, json={"ready": status == 200})
-
-    return httpx.MockTransport(handle)
+from tests.inprocess.http_predictor import answer, predictor
 
 
 def test_the_ocr_transformer_asks_triton_for_its_recogniser(tmp_path: Path) -> None:
     """The chart's args plus what KServe injects (--predictor_host) make the client of Triton."""
     key = tmp_path / "triton.key"
     key.write_text("k-1\n")
-    argv = ["--predictor_model", "trocr", "--predictor_protocol", "v2", "--predictor_key_file", str(key)]
-    argv += ["--predictor_host", "ocr-predictor.eyeops", "--http_port", "8080"]
-    seen: list[httpx.Request] = []
-    own, _ = ocr_parser().parse_known_args(argv)
-    assert asyncio.run(ocr_predictor(own, argv, transport(200, seen)).ready())
-    assert str(seen[0].url) == "http://ocr-predictor.eyeops/v2/models/trocr/ready"
-    assert seen[0].headers[TRITON_KEY_HEADER] == "k-1"
-    assert not asyncio.run(ocr_predictor(own, argv, transport(503, seen)).ready())
+    for status in (200, 503):
+        with predictor(answer(status, {"ready": status == 200})) as server:
+            host = server.url.removeprefix("http://")
+            argv = ["--predictor_model", "trocr", "--predictor_protocol", "v2"]
+            argv += ["--predictor_key_file", str(key), "--predictor_host", host, "--http_port", "8080"]
+            own, _ = ocr_parser().parse_known_args(argv)
+            assert asyncio.run(ocr_predictor(own, argv).ready()) is (status == 200)
+        assert server.seen[0].path == "/v2/models/trocr/ready"
+        assert server.seen[0].headers[TRITON_KEY_HEADER.lower()] == "k-1"
     with pytest.raises(SystemExit, match="--predictor_host"):
-        ocr_predictor(own, argv[:6])
+        ocr_predictor(own, argv[:6])  # the model, protocol and key: no host
 
 
 def test_the_lens_transformer_asks_its_predictor_for_its_model(tmp_path: Path) -> None:
     token = tmp_path / "lens.token"
     token.write_text("t\n")
-    own, _ = lens_parser().parse_known_args(
-        ["--predictor_host", "predictor:8080", "--predictor_token_file", str(token)]
-    )
-    seen: list[httpx.Request] = []
-    assert asyncio.run(lens_predictor(own, transport(200, seen)).ready())
-    assert str(seen[0].url) == "http://predictor:8080/v1/models/lens"
-    assert seen[0].headers["authorization"] == "Bearer t"
-    assert not asyncio.run(lens_predictor(own, transport(503, seen)).ready())
+    for status in (200, 503):
+        with predictor(answer(status, {"ready": status == 200})) as server:
+            host = server.url.removeprefix("http://")
+            own, _ = lens_parser().parse_known_args(
+                ["--predictor_host", host, "--predictor_token_file", str(token)]
+            )
+            assert asyncio.run(lens_predictor(own).ready()) is (status == 200)
+        assert server.seen[0].path == "/v1/models/lens"
+        assert server.seen[0].headers["authorization"] == "Bearer t"
 
-    def unreachable(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
-
-    assert not asyncio.run(lens_predictor(own, httpx.MockTransport(unreachable)).ready())
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    own, _ = lens_parser().parse_known_args(["--predictor_host", f"127.0.0.1:{port}"])
+    assert not asyncio.run(lens_predictor(own).ready())
 
 
 class Model:

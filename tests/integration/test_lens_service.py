@@ -7,6 +7,7 @@ import datetime as dt
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -32,6 +33,7 @@ class Service:
     eyes: pd.DataFrame
     stale_eye: str
     partial_eye: str
+    logs: Path
 
 
 @pytest.fixture(scope="module", params=["sqlite", "redis"])
@@ -57,7 +59,7 @@ def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     # biometry only
     FeastOnlineStore(store).push("biometry", [("P9999991-OS", values, dt.datetime.now(dt.UTC))])
     with LensStack(root / "model", repo, root / "log") as endpoints:
-        yield Service(endpoints.lens, endpoints.predictor, eyes, "P9999990-OD", "P9999991-OS")
+        yield Service(endpoints.lens, endpoints.predictor, eyes, "P9999990-OD", "P9999991-OS", root / "log")
 
 
 def post(url: str, body: dict) -> httpx.Response:
@@ -79,6 +81,21 @@ def test_recommendation_for_an_eye_through_feast(service):
         assert s["lower_um"] <= s["upper_um"]
         assert (s["p_in_range"] is None) == (not s["supported"])
         assert (s["expected_abs_error_um"] is None) == (not s["supported"])  # the direct loss estimate
+
+
+def test_the_servers_write_no_line_per_request_unless_asked(service):
+    """Issue 32: uvicorn's access line and KServe's timing lines cost CPU on every request; they are
+    written only with --access_log_format or --enable_latency_logging true."""
+    eye = service.eyes["eye_id"].iloc[4]
+    for _ in range(5):
+        assert (
+            post(f"{service.lens}/v1/models/lens:predict", {"instances": [{"eye_id": eye}]}).status_code
+            == 200
+        )
+    logs = {path.name: path.read_text() for path in service.logs.glob("*.log")}
+    assert {"lens-predictor.log", "lens-transformer.log"} <= set(logs), sorted(logs)
+    for name, text in logs.items():
+        assert "uvicorn.access" not in text and "HTTP/1.1" not in text and "requestId" not in text, name
 
 
 def test_unknown_missing_and_stale_eyes(service):

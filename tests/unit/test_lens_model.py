@@ -314,3 +314,18 @@ def test_the_conformal_rank_holds_for_cohorts_of_a_million_eyes() -> None:
     marginal = int(np.ceil((n + 1) * 0.95))
     assert marginal < rank <= n  # a little beyond the marginal rank, never past the data
     assert rank - marginal < 400  # about 1.28 binomial SDs (218 eyes) at n = 10⁶
+
+
+def test_rows_as_an_array_give_the_answers_of_the_frame(model):
+    """Issue 32: the predictor's rows go to the model as one float array (no DataFrame per request);
+    every answer equals the frame's, bit for bit."""
+    from eyeops.lens.features import BASE_FEATURES, base_array, rows_from_instances
+
+    cohort = simulate_cohort(300, seed=35)
+    rows = rows_from_instances(cohort[list(BASE_FEATURES)].to_dict("records"))
+    by_array = model.predict_base(base_array(rows))
+    by_frame = model.predict(cohort)
+    assert [by_array.eye(i, "v") for i in range(len(cohort))] == [
+        by_frame.eye(i, "v") for i in range(len(cohort))
+    ]
+    assert base_array([]).shape == (0, len(BASE_FEATURES))
