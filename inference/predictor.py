@@ -140,7 +140,6 @@ class PredictorClient:
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-                auto_decompress=False,
                 skip_auto_headers=("User-Agent",),
             )
             self._session_loop = loop
@@ -213,7 +212,10 @@ class PredictorClient:
         if status >= 300:
             raise self._refused(status, content)
         if isinstance(data, InferRequest):
-            return InferResponse.from_bytes(content, int(length) if length else len(content))
+            try:
+                return InferResponse.from_bytes(content, int(length) if length else len(content))
+            except (ValueError, KeyError, TypeError, IndexError) as exc:  # InvalidInput: a ValueError
+                raise self._unavailable("an answer that is not a v2 response") from exc
         try:
             answer = orjson.loads(content)
         except orjson.JSONDecodeError as exc:

@@ -179,6 +179,13 @@ def test_an_answer_that_is_not_json_is_predictor_unavailable() -> None:
         asyncio.run(client.infer({"instances": []}))
 
 
+def test_a_v2_answer_that_cannot_be_read_is_predictor_unavailable() -> None:
+    header = {"inference-header-content-length": "9"}
+    garbled = triton(lambda r: Reply(200, b"\x00\x01 not a v2 answer", header))
+    with garbled as (client, _), pytest.raises(PredictorUnavailable, match="not a v2 response"):
+        asyncio.run(client.infer(crops_request()))
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
