@@ -72,6 +72,7 @@ class LensMetrics(TypedDict, total=False):
     coverage_naive_unsupported: float | None
     counterfactual_pairs_supported: int
     counterfactual_pairs_unsupported: int
+    counterfactual_pairs_where_a_margin_holds: int
     in_range_rate_recommended: float
     in_range_rate_nomogram: float
     in_range_rate_best_possible: float
@@ -188,6 +189,7 @@ def evaluate(model: LensModel, test: pd.DataFrame, params: CohortParams | None =
             else None
         )
         out["coverage_where_a_margin_holds"] = float(inside[anchored].mean()) if anchored.any() else None
+        out["counterfactual_pairs_where_a_margin_holds"] = int(anchored.sum())
         out["counterfactual_pairs_supported"] = int(cf_sup.sum())
         out["counterfactual_pairs_unsupported"] = int(cf_uns.sum())
         out["in_range_rate_recommended"] = float(_in_range(truth[rows, rec], target).mean())

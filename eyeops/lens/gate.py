@@ -70,29 +70,32 @@ def gate(
 
 def unsupported_bounds_reasons(candidate: dict[str, Any], tol: GateTolerances) -> list[str]:
     """Whether the bounds of unsupported sizes hold what they claim on the pairs that can check them
-    (issue 29): the true counterfactuals where the cohort has them, else the held-out eyes implanted
-    with a size unsupported for them."""
-    checks = [
-        ("counterfactual pairs", "coverage_counterfactual_unsupported", "counterfactual_pairs_unsupported"),
-        (
-            "eyes implanted with an unsupported size",
-            "coverage_unsupported_implanted",
-            "unsupported_implanted_eyes",
-        ),
-    ]
-    for label, key, count in checks:
-        coverage, n = candidate.get(key), int(candidate.get(count) or 0)
-        if coverage is None or n < tol.unsupported_min_eyes:
-            continue
-        claim = tol.unsupported_claim
-        floor = claim - 2 * (claim * (1 - claim) / n) ** 0.5
-        if coverage < floor:
-            return [
-                f"bounds of unsupported sizes cover {coverage:.3f} of {n} {label}, below the {claim:.0%}"
-                f" they claim (floor {floor:.3f})"
-            ]
-        return []
-    return []
+    (issue 29): the true counterfactuals where the cohort has them (all of them, and on their own
+    those where a band from data holds), else the held-out eyes implanted with a size unsupported
+    for them."""
+    claim = tol.unsupported_claim
+
+    def under(label: str, coverage: Any, n: int) -> list[str]:
+        floor = claim - 2 * (claim * (1 - claim) / max(n, 1)) ** 0.5
+        if coverage is None or n < tol.unsupported_min_eyes or coverage >= floor:
+            return []
+        return [
+            f"bounds of unsupported sizes cover {coverage:.3f} of {n} {label}, below the {claim:.0%}"
+            f" they claim (floor {floor:.3f})"
+        ]
+
+    pairs = int(candidate.get("counterfactual_pairs_unsupported") or 0)
+    if candidate.get("coverage_counterfactual_unsupported") is not None and pairs >= tol.unsupported_min_eyes:
+        return under("counterfactual pairs", candidate["coverage_counterfactual_unsupported"], pairs) + under(
+            "counterfactual pairs where a band from data holds",
+            candidate.get("coverage_where_a_margin_holds"),
+            int(candidate.get("counterfactual_pairs_where_a_margin_holds") or 0),
+        )
+    return under(
+        "eyes implanted with an unsupported size",
+        candidate.get("coverage_unsupported_implanted"),
+        int(candidate.get("unsupported_implanted_eyes") or 0),
+    )
 
 
 def in_range_rates(candidate: dict[str, Any], champion: dict[str, Any]) -> tuple[str, float, float] | None:

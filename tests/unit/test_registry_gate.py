@@ -115,3 +115,23 @@ def test_the_gate_refuses_bounds_that_under_cover_what_they_claim():
         "60 eyes implanted with an unsupported size" in r for r in decision.reasons
     )
     assert gate({**real, "coverage_unsupported_implanted": 0.93}, None).promote  # floor 0.894 at n = 60
+
+
+def test_the_gate_refuses_a_band_from_data_that_under_covers_where_it_holds():
+    """Issue 29: the bounds may cover 0.967 of all counterfactual pairs while the band from data
+    covers 0.908 of the 3,020 where it holds (the third world's second draw): refused for the band."""
+    band = {
+        **GOOD,
+        "coverage_counterfactual_unsupported": 0.967,
+        "counterfactual_pairs_unsupported": 9621,
+        "coverage_where_a_margin_holds": 0.908,
+        "counterfactual_pairs_where_a_margin_holds": 3020,
+    }
+    decision = gate(band, None)
+    assert not decision.promote
+    assert any(
+        "cover 0.908 of 3020 counterfactual pairs where a band from data holds" in r for r in decision.reasons
+    )
+    assert not any("of 9621" in r for r in decision.reasons)  # all pairs together hold their claim
+    assert gate({**band, "coverage_where_a_margin_holds": 0.947}, None).promote  # floor 0.942 at 3,020
+    assert gate({**band, "counterfactual_pairs_where_a_margin_holds": 0}, None).promote  # no band
