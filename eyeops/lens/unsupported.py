@@ -21,6 +21,7 @@ Pure functions of arrays; `eyeops.lens.model.LensModel` applies them.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -72,7 +73,8 @@ def scaled_margins(
         else:
             score = np.where(inside_steps[rows], abs_residual[rows] / scale[rows], np.inf)
             q = float(np.sort(score)[rank - 1])
-            entry |= {"scale": round(q, 4), "steps": "checked", "why": None}
+            # rounded up, never down: a narrower band than the order statistic would claim too much
+            entry |= {"scale": math.ceil(q * 1e4) / 1e4, "steps": "checked", "why": None}
         out.append(entry)
     return out
 
