@@ -39,7 +39,7 @@ from eyeops.ocr.client import OcrClient
 from eyeops.settings import Settings
 from eyeops.stack.devices import SimulatedDevice, gateway_process, provision_devices
 from eyeops.stack.local import LocalStack
-from eyeops.stack.process import ManagedProcess, free_port
+from eyeops.stack.process import ManagedProcess, free_port, free_triton_port
 from eyeops.synth.exams import synthesize_exams, tagged_copy
 
 
@@ -94,7 +94,7 @@ def bench_ack(devices_n: int, seconds: float, workdir: Path, mode: str) -> dict[
         by_kind.setdefault(kind, []).append(image)
     settings = Settings(data_dir=workdir / "service")
     closes: dict[str, float] = {}
-    stack = LocalStack(settings, triton_port=free_port(), ocr_port=free_port(), device_tokens=registry)
+    stack = LocalStack(settings, triton_port=free_triton_port(), ocr_port=free_port(), device_tokens=registry)
     with stack as ends:
         renice(stack.processes, 10)
         gateways = [gateway_process(d, ends.ocr, workdir / "log", "--concurrency", "2") for d in devices]
@@ -190,7 +190,8 @@ def bench_backfill(count: int, concurrency: int, workdir: Path) -> dict[str, Any
     add_device(registry, workdir / "batch.token", "batch")
     settings = Settings(data_dir=workdir / "service")
     rounds: list[dict[str, float]] = []
-    with LocalStack(settings, triton_port=free_port(), ocr_port=free_port(), device_tokens=registry) as ends:
+    stack = LocalStack(settings, triton_port=free_triton_port(), ocr_port=free_port(), device_tokens=registry)
+    with stack as ends:
         token = read_token_file(workdir / "capacity.token")
         warm = [(kind, tagged_copy(pool[i % len(pool)], f"warm-{i}")) for i in range(2 * concurrency)]
         asyncio.run(_direct(ends.ocr, token, warm, concurrency))

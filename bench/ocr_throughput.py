@@ -32,7 +32,7 @@ from eyeops.ocr.model import MAX_TOKENS, load_recognizer
 from eyeops.resources import trocr_checkpoint
 from eyeops.settings import Settings
 from eyeops.stack.local import LocalStack
-from eyeops.stack.process import free_port
+from eyeops.stack.process import free_port, free_triton_port
 from eyeops.synth.exams import synthesize_exams
 from inference.ocr_transformer.model import recognizer_request
 
@@ -117,7 +117,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp))
-        stack = LocalStack(settings, triton_port=free_port(), ocr_port=free_port())
+        stack = LocalStack(settings, triton_port=free_triton_port(), ocr_port=free_port())
         endpoints = stack.start()
         try:
             url = f"{endpoints.triton}/v2/models/trocr/infer"

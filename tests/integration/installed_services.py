@@ -27,7 +27,7 @@ from eyeops.imageio import file_extension
 from eyeops.settings import Settings
 from eyeops.stack.lens import LensStack
 from eyeops.stack.local import LocalStack
-from eyeops.stack.process import free_port
+from eyeops.stack.process import free_port, free_triton_port
 from eyeops.synth.exams import render_one
 
 KIND = "optical_biometer"
@@ -58,7 +58,7 @@ def read_one_exam(settings: Settings, eyeops_bin: Path, work: Path) -> dict[str,
     exam = render_one(load_layouts()[KIND], 21, "eval", 0)
     exports = work / "exports"
     exports.mkdir()
-    with LocalStack(settings, triton_port=free_port(), ocr_port=free_port()) as endpoints:
+    with LocalStack(settings, triton_port=free_triton_port(), ocr_port=free_port()) as endpoints:
         argv = [str(eyeops_bin), "gateway", "watch", str(exports), "--device-kind", KIND,
                 "--device-id", "iolm-1", "--endpoint", endpoints.ocr]  # fmt: skip
         log = (work / "gateway.log").open("wb")

@@ -21,7 +21,7 @@ from eyeops.ocr.client import OcrClient
 from eyeops.settings import Settings
 from eyeops.stack.devices import SimulatedDevice, gateway_process, provision_devices
 from eyeops.stack.local import LocalStack
-from eyeops.stack.process import ManagedProcess, free_port
+from eyeops.stack.process import ManagedProcess, free_port, free_triton_port
 from eyeops.synth.exams import synthesize_exams, tagged_copy
 from tests.conftest import PG_ADMIN, create_pg_database, drop_pg_database
 from tests.helpers import noise_png
@@ -60,7 +60,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     os.environ["EYEOPS_GATEWAY_MAX_IMAGE_BYTES"] = str(20 * SERVICE_LIMIT_BYTES)
     settings = Settings(data_dir=root / "service")
     stack = LocalStack(
-        settings, triton_port=free_port(), ocr_port=free_port(), database_url=url, device_tokens=registry
+        settings,
+        triton_port=free_triton_port(),  # Triton listens on it and the next two
+        ocr_port=free_port(),
+        database_url=url,
+        device_tokens=registry,
     )
     try:
         stack.start()

@@ -16,7 +16,7 @@ from eyeops.db import ResultsStore
 from eyeops.ocr.client import OcrClient, OcrReply
 from eyeops.settings import Settings
 from eyeops.stack.local import LocalStack
-from eyeops.stack.process import free_port
+from eyeops.stack.process import free_port, free_triton_port
 from eyeops.synth.exams import render_one
 from tests.conftest import PG_ADMIN, create_pg_database, drop_pg_database
 from tests.helpers import bomb_png, noise_png, unalignable_png
@@ -32,7 +32,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalSta
     os.environ["EYEOPS_MAX_IMAGE_BYTES"] = str(LIMIT_BYTES)
     os.environ["EYEOPS_MAX_IMAGE_PIXELS"] = str(LIMIT_PIXELS)
     settings = Settings(data_dir=tmp_path_factory.mktemp("service"))
-    stack = LocalStack(settings, triton_port=free_port(), ocr_port=free_port(), database_url=url)
+    stack = LocalStack(settings, triton_port=free_triton_port(), ocr_port=free_port(), database_url=url)
     try:
         stack.start()
         yield stack, name, ResultsStore.from_url(url)
