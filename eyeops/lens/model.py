@@ -238,7 +238,7 @@ class LensModel:
         metrics |= dle_metrics
         if config.margin_from_data:
             # What each calibration eye's own supported sizes bound its vault at the size it got.
-            _, _, _, low_c, high_c, _ = model._intervals(calib_x.to_numpy(dtype=float), steps=True)
+            _, _, _, low_c, high_c, _ = model._intervals(calib_x.to_numpy(dtype=float))
             at = np.arange(len(calib_idx))
             inside = (low_c[at, calib_idx] <= calib_y) & (calib_y <= high_c[at, calib_idx])
             model.manifest["unsupported_bounds"] = {
@@ -314,7 +314,7 @@ class LensModel:
         return full
 
     def _intervals(
-        self, x: np.ndarray, steps: bool | np.ndarray = True
+        self, x: np.ndarray, steps: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Vault, propensities, support, lower and upper limits, P(in range): conformal intervals
         where a size is supported, monotone bounds (with the per-step gain where `steps` says)
@@ -334,9 +334,9 @@ class LensModel:
             upper[:, j] = np.clip(vault[:, j] + radius, 0.0, cfg.vault_max_um)
             low, high = cfg.target_um
             p_in[:, j] = calib.mass_between(low - vault[:, j], high - vault[:, j], weights)
-        step_mask = None if isinstance(steps, bool) else steps
-        gain = cfg.step_gain_um_per_mm if steps is not False else (0.0, float("inf"))
-        lower, upper = response_bounds(lower, upper, supported, cfg.vault_max_um, gain, step_mask)
+        lower, upper = response_bounds(
+            lower, upper, supported, cfg.vault_max_um, cfg.step_gain_um_per_mm, steps
+        )
         return vault, e, supported, lower, upper, p_in
 
     def predict(self, frame: pd.DataFrame) -> LensPrediction:
@@ -350,7 +350,7 @@ class LensModel:
         rule = self.manifest.get("unsupported_bounds") if cfg.margin_from_data else None
         entries = rule["sizes"] if rule else None
         vault, e, supported, lower, upper, p_in = self._intervals(
-            x, True if entries is None else steps_of(entries)
+            x, None if entries is None else steps_of(entries)
         )
         expected_abs = None if self.loss_estimator is None else self.loss_estimator.predict(x, vault)
         if entries is not None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -19,6 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from eyeops.errors import PredictorUnavailable
 from eyeops.lens.features import BASE_FEATURES
+from eyeops.stack.process import free_port
 from inference.lens_transformer.model import LensTransformer
 from inference.predictor import PredictorClient, PredictorError
 from tests.inprocess.http_predictor import Handler, Predictor, Reply, Seen, answer, predictor
@@ -186,19 +186,13 @@ def test_a_v2_answer_that_cannot_be_read_is_predictor_unavailable() -> None:
         asyncio.run(client.infer(crops_request()))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.parametrize("failure", ["refused", "hang-up", "slow"])
 def test_a_transport_error_is_predictor_unavailable_naming_the_error(failure: str) -> None:
     def fail(request: Seen) -> Reply:
         return Reply(200, b"{}", hang_up=failure == "hang-up", delay_s=2.0 if failure == "slow" else 0.0)
 
     with predictor(fail) as server:
-        url = f"http://127.0.0.1:{_free_port()}" if failure == "refused" else server.url
+        url = f"http://127.0.0.1:{free_port()}" if failure == "refused" else server.url
         client = PredictorClient(
             url, "trocr", protocol="v2", retry_after_s=7, label="OCR predictor", timeout_s=0.5
         )
@@ -238,7 +232,7 @@ def test_v1_readiness_is_the_models_own_answer(handler: Handler, ready: bool) ->
 
 
 def test_an_unreachable_or_slow_predictor_is_not_ready() -> None:
-    client = PredictorClient(f"http://127.0.0.1:{_free_port()}", "trocr", protocol="v2")
+    client = PredictorClient(f"http://127.0.0.1:{free_port()}", "trocr", protocol="v2")
     assert asyncio.run(client.ready()) is False
     with triton(lambda r: Reply(200, delay_s=1.0), ready_timeout_s=0.2) as (slow, server):
         assert asyncio.run(slow.ready()) is False

@@ -5,12 +5,12 @@ and the composition the server installs; requests never pay for it (they read th
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 
 import pytest
 
 from eyeops.auth import TRITON_KEY_HEADER
+from eyeops.stack.process import free_port
 from inference.lens_transformer.__main__ import build_parser as lens_parser
 from inference.lens_transformer.__main__ import build_predictor as lens_predictor
 from inference.ocr_transformer.__main__ import build_parser as ocr_parser
@@ -49,10 +49,8 @@ def test_the_lens_transformer_asks_its_predictor_for_its_model(tmp_path: Path) -
         assert server.seen[0].path == "/v1/models/lens"
         assert server.seen[0].headers["authorization"] == "Bearer t"
 
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    own, _ = lens_parser().parse_known_args(["--predictor_host", f"127.0.0.1:{port}"])
+    nothing_listens = f"127.0.0.1:{free_port()}"
+    own, _ = lens_parser().parse_known_args(["--predictor_host", nothing_listens])
     assert not asyncio.run(lens_predictor(own).ready())
 
 
