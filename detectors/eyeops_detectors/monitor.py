@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +36,8 @@ OUTCOME_WINDOW_DAYS = (21, 56)
 # E|r| of a normal residual is σ·√(2/π); a 90 % interval's half-width is 1.645 σ.
 EXPECTED_ABS_PER_HALF_WIDTH = float(np.sqrt(2 / np.pi) / 1.6449)
 COMPONENTS = ("predictor", "transformer", "explainer")  # KServe's; the only Ce-Component labels
+# Gauges set by a check (kept in the store with the event; the others are computed from stored rows)
+KEPT_GAUGES = frozenset({"is_drift", "p_value", "expected_coverage", "expected_coverage_rows"})
 PENDING_REQUESTS = 10_000  # lens requests waiting for their response (200) before they count
 # The kinds eyeops ships layouts for; `--device-kind` adds an onboarded one. Events of any other kind
 # never name a metric series (a label value is never what a client chose).
@@ -95,21 +96,52 @@ class Monitor:
             | set(detectors.ocr_confidence)
             | set(detectors.ocr_values)
         )
-        # Lens predictor requests by Ce-Id, until the response (logged only on HTTP 200) arrives:
-        # a request the predictor refused never enters a window. Kept in memory: a restart forgets
-        # at most the requests in flight.
-        self._recent_expected: deque[tuple[float, float | None]] = deque(maxlen=rolling)
-        self._pending: OrderedDict[str, deque[tuple[AnyArray, list[str | None]]]] = OrderedDict()
+        # Which version of the stored online stream this process's online detector was fed (None:
+        # not yet). Another replica feeding it changes the version; then the stored rows are
+        # replayed before the next event (OnlineFeatureDetector's state is those rows).
+        self._online_version: str | None = None
 
     def start(self) -> None:
-        """Continue where the last process stopped: replay the online detector's recent events."""
+        """Continue where the last process stopped (or where the other replicas are): replay the
+        online detector's recent events, and read every gauge from the store."""
         if self.detectors.reference.training_mae_um is not None:
             self.metrics.training_mae.set(self.detectors.reference.training_mae_um)
-        self.detectors.online.reset()
         with self.store.transaction() as tx:
-            for row in tx.online_rows():
-                self.detectors.online.update(np.asarray(row))
+            self._online_version = None
+            self._sync_online(tx)
+        self.sync_gauges()
+
+    def sync_gauges(self) -> None:
+        """Set every gauge from the store: the ones an event's check set (drift flags, p-values,
+        expected coverage), as the last event on whichever replica left them, and the ones computed
+        from stored rows (window fill, review rates, rolling outcomes and expectations), computed
+        again. A scrape of any replica then reads the same gauges (counters stay per process, as
+        Prometheus sums them)."""
+        with self.store.transaction(exclusive=False) as tx:
+            stored = tx.gauges()
             self._refresh_gauges(tx)
+        for name, labels, value in stored:
+            if name in KEPT_GAUGES:
+                self._gauge(name, labels, value)
+
+    def _gauge(self, name: str, labels: tuple[str, ...], value: float) -> None:
+        gauge = getattr(self.metrics, name)
+        (gauge.labels(*labels) if labels else gauge).set(value)
+
+    def _set(self, tx: MonitorStore, name: str, labels: tuple[str, ...], value: float) -> None:
+        """A gauge only a check computes: set here and kept in the event's transaction."""
+        self._gauge(name, labels, value)
+        tx.set_gauge(name, labels, float(value))
+
+    def _sync_online(self, tx: MonitorStore) -> None:
+        """Bring the online detector to the stored stream if another process fed it since."""
+        version = tx.online_version()
+        if version is not None and version == self._online_version:
+            return
+        self.detectors.online.reset()
+        for row in tx.online_rows():
+            self.detectors.online.update(np.asarray(row))
+        self._online_version = version
 
     # -- events ----------------------------------------------------------------------------------
     def ingest(self, event: LoggedEvent) -> str:
@@ -123,6 +155,7 @@ class Monitor:
             self.metrics.rejected.labels("unknown_type").inc()
             raise PayloadError(f"Ce-Type must be {REQUEST} or {RESPONSE}")
         seen_as = f"{event.ce_id}#{event.body_sha256[:16]}" if event.body_sha256 else event.ce_id
+        online_before = self._online_version
         try:
             with self.store.transaction() as tx:
                 if not tx.first_sight(seen_as, event.ce_type, event.component):
@@ -140,10 +173,14 @@ class Monitor:
                     raise PayloadError(
                         f"event data has a value of the wrong type ({type(exc).__name__})"
                     ) from exc
-        except PayloadError as exc:
-            self.metrics.rejected.labels(
-                "too_large" if isinstance(exc, PayloadTooLarge) else "malformed"
-            ).inc()
+        except BaseException as exc:
+            # Rolled back: the stored stream is as it was, whatever this process's detector saw.
+            if self._online_version != online_before:
+                self._online_version = None
+            if isinstance(exc, PayloadError):
+                self.metrics.rejected.labels(
+                    "too_large" if isinstance(exc, PayloadTooLarge) else "malformed"
+                ).inc()
             raise
         kind = "request" if event.ce_type == REQUEST else "response"
         self.metrics.events.labels(event.service, event.component, kind).inc()
@@ -157,18 +194,14 @@ class Monitor:
             if not np.isfinite(rows).all():
                 raise PayloadError("lens request: features must be finite numbers")
             ids = lens_eye_ids(event.data)
-            self._pending.setdefault(event.ce_id, deque()).append((rows, ids))
-            self._pending.move_to_end(event.ce_id)
-            while len(self._pending) > PENDING_REQUESTS:
-                self._pending.popitem(last=False)
+            # Kept in the store: the response may reach another replica, or this one restarted.
+            tx.push_pending(event.ce_id, rows.tolist(), ids, PENDING_REQUESTS)
             return
         answers = lens_answers(event.data)
         if event.component == "predictor":
-            waiting = self._pending.get(event.ce_id)
-            if waiting:
-                rows, ids = waiting.popleft()
-                if not waiting:
-                    del self._pending[event.ce_id]
+            waiting = tx.pop_pending(event.ce_id)
+            if waiting is not None:
+                rows, ids = np.asarray(waiting[0], dtype=np.float64), waiting[1]
                 if len(rows) == len(answers):  # the request this response answered
                     self._features(tx, rows, ids)
         for answer in answers:
@@ -177,26 +210,24 @@ class Monitor:
         if event.component != "transformer":  # count each prediction once, from the predictor
             predicted = [[*a.vault_um, float(size_index([a.recommended_size_mm])[0])] for a in answers]
             self._window(tx, "lens_predictions", predicted)
-            self._expected(answers)
+            self._expected(tx, answers)
 
-    def _expected(self, answers: list[LensAnswer]) -> None:
+    def _expected(self, tx: MonitorStore, answers: list[LensAnswer]) -> None:
         """Performance before the outcome arrives, at the recommended size: the expected absolute
         error the model's direct loss estimator put in the answer, or (an answer without one, from a
-        model saved before it) the interval rule, 0.485 × the half-width; and the mean P(in range).
-        Kept in memory; a restart starts the rolling window afresh."""
+        model saved before it) the interval rule, 0.485 × the half-width; and the mean P(in range),
+        over the newest `rolling` answers (kept in the store)."""
+        recent: list[tuple[float, float | None]] = []
         for a in answers:
             j = int(size_index([a.recommended_size_mm])[0])
             direct = a.expected_abs_error_um[j] if j < len(a.expected_abs_error_um) else None
             if direct is None:
                 direct = EXPECTED_ABS_PER_HALF_WIDTH * (a.upper_um[j] - a.lower_um[j]) / 2.0
             p_in = a.p_in_range[j] if j < len(a.p_in_range) else None
-            self._recent_expected.append((direct, p_in))
-        abs_errors = [e for e, _ in self._recent_expected]
-        p_values = [p for _, p in self._recent_expected if p is not None]
-        if abs_errors:
-            self.metrics.expected_mae.set(float(np.mean(abs_errors)))
-        if p_values:
-            self.metrics.expected_in_range.set(float(np.mean(p_values)))
+            recent.append((float(direct), None if p_in is None else float(p_in)))
+        if not recent:
+            return
+        tx.record_expected(recent, self.rolling)  # the gauges: computed at the scrape
 
     def _features(self, tx: MonitorStore, rows: AnyArray, ids: list[str | None]) -> None:
         if len(ids) == len(rows):
@@ -220,7 +251,7 @@ class Monitor:
             fields = [f for f in exam["fields"] if isinstance(f, dict)]
             reviews = [f.get("status") == "review" for f in fields]
             rate = tx.record_ocr_fields(kind, reviews, self.rolling * 10)
-            self.metrics.review_rate.labels(kind).set(rate)
+            self._gauge("review_rate", (kind,), rate)
             rows = [
                 [float(f.get("confidence") or 0.0), float(r)] for f, r in zip(fields, reviews, strict=True)
             ]
@@ -242,16 +273,16 @@ class Monitor:
     def _window(self, tx: MonitorStore, stream: str, rows: list[list[float]]) -> None:
         filled = tx.append_rows(stream, rows)
         if filled < self.window:
-            self.metrics.window_fill.labels(stream).set(filled)
+            self._gauge("window_fill", (stream,), filled)
             return
         window = np.asarray(tx.take_window(stream, self.window), dtype=np.float64)
-        self.metrics.window_fill.labels(stream).set(filled - len(window))
+        self._gauge("window_fill", (stream,), filled - len(window))
         if stream == "lens_features":
             self._record(tx, "lens_features", self.detectors.features.check(window), len(window))
             if self.detectors.coverage is not None:
                 estimate = self.detectors.coverage.estimate(window)
-                self.metrics.expected_coverage.set(estimate.coverage)
-                self.metrics.expected_coverage_rows.set(estimate.effective_rows)
+                self._set(tx, "expected_coverage", (), estimate.coverage)
+                self._set(tx, "expected_coverage_rows", (), estimate.effective_rows)
         elif stream == "lens_predictions":
             self._record(tx, "lens_predictions", self.detectors.predictions.check(window[:, :4]), len(window))
             result = self.detectors.recommended.check(window[:, 4].astype(np.int64))
@@ -275,13 +306,14 @@ class Monitor:
             )
 
     def _online(self, tx: MonitorStore, rows: AnyArray) -> None:
+        self._sync_online(tx)
         for row in rows:
             if self.detectors.online.update(row):
                 self._record_flag(tx, "lens_features_online", True, {}, 1)
                 self.detectors.online.reset()
-                tx.clear_online()
+                self._online_version = tx.clear_online()
             else:
-                tx.append_online([row.tolist()], self._online_keep)
+                self._online_version = tx.append_online([row.tolist()], self._online_keep)
 
     def _record(self, tx: MonitorStore, detector: str, result: Any, rows: int) -> None:
         self._record_flag(tx, detector, result.is_drift, result.p_values, rows)
@@ -291,11 +323,11 @@ class Monitor:
     ) -> None:
         tx.record_result(detector, is_drift, p_values, rows)
         self.metrics.checks.labels(detector).inc()
-        self.metrics.is_drift.labels(detector).set(float(is_drift))
+        self._set(tx, "is_drift", (detector,), float(is_drift))
         if is_drift:
             self.metrics.alarms.labels(detector).inc()
         for feature, p in p_values.items():
-            self.metrics.p_value.labels(detector, feature).set(p)
+            self._set(tx, "p_value", (detector, feature), float(p))
 
     # -- ground truth ----------------------------------------------------------------------------
     def feedback(
@@ -396,39 +428,46 @@ class Monitor:
             }
         return out
 
-    def _outcome_gauges(self, store: MonitorStore) -> None:
-        for support, off in self._off_recommendation(store).items():
-            self.metrics.off_outcomes.labels(support).set(off["outcomes"])
+    def _outcome_gauges(self, tx: MonitorStore) -> None:
+        for support, off in self._off_recommendation(tx).items():
+            self._gauge("off_outcomes", (support,), off["outcomes"])
             if off["outcomes"]:
-                self.metrics.off_coverage.labels(support).set(off["coverage"])
-                self.metrics.off_p.labels(support).set(off["undercoverage_p"])
-        rolling = self._rolling(store)
-        self.metrics.outcomes.set(rolling["outcomes"])
+                self._gauge("off_coverage", (support,), off["coverage"])
+                self._gauge("off_p", (support,), off["undercoverage_p"])
+        rolling = self._rolling(tx)
+        self._gauge("outcomes", (), rolling["outcomes"])
         if rolling["outcomes"]:
-            self.metrics.mae.set(rolling["mae_um"])
-            self.metrics.coverage.set(rolling["coverage"])
-            self.metrics.in_range.set(rolling["in_range_rate"])
+            self._gauge("mae", (), rolling["mae_um"])
+            self._gauge("coverage", (), rolling["coverage"])
+            self._gauge("in_range", (), rolling["in_range_rate"])
 
-    def _refresh_gauges(self, store: MonitorStore) -> None:
-        """Every gauge from the stored state (at start; events then update what they touch)."""
-        self._outcome_gauges(store)
-        for kind, rate in store.review_rates().items():
-            self.metrics.review_rate.labels(kind).set(rate)
-        fill = store.window_fill()
-        for stream in (
+    def _refresh_gauges(self, tx: MonitorStore) -> None:
+        """The gauges computed from the stored rows, recomputed (at start and at each scrape)."""
+        self._outcome_gauges(tx)
+        mean_abs, mean_p = tx.expected_means(self.rolling)
+        if mean_abs is not None:
+            self._gauge("expected_mae", (), mean_abs)
+        if mean_p is not None:
+            self._gauge("expected_in_range", (), mean_p)
+        for kind, rate in tx.review_rates().items():
+            self._gauge("review_rate", (kind,), rate)
+        fill = tx.window_fill()
+        for stream in {
             "lens_features",
             "lens_predictions",
             *(f"ocr/{k}" for k in self.detectors.ocr_confidence),
-        ):
-            self.metrics.window_fill.labels(stream).set(fill.get(stream, 0))
+            *(f"ocr_values/{k}" for k in self.detectors.ocr_values),
+            *fill,
+        }:
+            self._gauge("window_fill", (stream,), fill.get(stream, 0))
 
     def status(self) -> dict[str, Any]:
-        with self.store.transaction() as tx:
+        with self.store.transaction(exclusive=False) as tx:
             results, fill, rolling = tx.results(), tx.window_fill(), self._rolling(tx)
             off = self._off_recommendation(tx)
         latest = {result["detector"]: result for result in results}  # the last check of each
         return {"detectors": latest, "window_rows": fill, **rolling, "off_recommendation": off}
 
     def history(self, detector: str | None = None) -> list[dict[str, Any]]:
-        with self.store.transaction() as tx:
+        with self.store.transaction(exclusive=False) as tx:
             return tx.results(detector)

@@ -267,6 +267,8 @@ def create_app(
     async def metrics() -> Response:
         body = generate_latest(slot.registry)
         if slot.monitor is not None:
+            # the gauges as the store holds them: the same on every replica, whichever took the event
+            await asyncio.to_thread(slot.monitor.sync_gauges)
             body += generate_latest(slot.monitor.metrics.registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 

@@ -1,17 +1,23 @@
-"""The monitor's durable state: events seen (de-duplication by Ce-Id), rows waiting in each
-detector's window, the online detector's recent events (replayed on start), detector results, logged
-lens answers, feedback and outcomes. One transaction per event; a restart loses nothing.
+"""The monitor's durable state: events seen (de-duplication by Ce-Id), lens requests waiting for
+their response, rows waiting in each detector's window, the online detector's recent events (replayed
+on start, and by a replica that finds another one fed it since), detector results, logged lens
+answers, the rolling expected performance, feedback, outcomes and every gauge's last value. One
+transaction per event; a restart loses nothing.
 
-SQLite (one file, WAL) on one machine; PostgreSQL on a cluster (`postgresql://...`). The SQL is the
-part both speak (ON CONFLICT upserts, LIMIT/OFFSET); only the table definitions differ.
+SQLite (one file, WAL) on one machine; PostgreSQL on a cluster (`postgresql://...`), where several
+monitor replicas share one database: each event's transaction first takes one transaction-level
+advisory lock, so events are applied one at a time, in one order, whichever replica received them.
+The SQL is the part both speak (ON CONFLICT upserts, LIMIT/OFFSET); only the table definitions differ.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +43,14 @@ CREATE TABLE IF NOT EXISTS vault_readings (eye_id TEXT, exam_date TEXT, vault_um
 CREATE TABLE IF NOT EXISTS patients (patient TEXT PRIMARY KEY, seq BIGINT);
 CREATE TABLE IF NOT EXISTS ocr_fields (id SERIAL_PK, device_kind TEXT, review INTEGER, at FLOAT8);
 CREATE INDEX IF NOT EXISTS ocr_fields_kind ON ocr_fields (device_kind, id);
+CREATE TABLE IF NOT EXISTS pending (seq SERIAL_PK, ce_id TEXT, data TEXT, at FLOAT8);
+CREATE INDEX IF NOT EXISTS pending_ce ON pending (ce_id, seq);
+CREATE TABLE IF NOT EXISTS online_version (id INTEGER PRIMARY KEY, token TEXT);
+CREATE TABLE IF NOT EXISTS expected (seq SERIAL_PK, abs_error FLOAT8, p_in FLOAT8);
+CREATE TABLE IF NOT EXISTS gauges (name TEXT, labels TEXT, value FLOAT8, PRIMARY KEY (name, labels));
 """
+# pg_advisory_xact_lock's key: every replica of the monitor on one database takes the same one.
+ADVISORY_LOCK = 0x6579656F7073  # "eyeops"
 
 
 class _Sqlite:
@@ -54,8 +67,9 @@ class _Sqlite:
     def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         self.conn.executemany(sql, rows)
 
-    def begin(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
+    def begin(self, exclusive: bool = True) -> None:
+        # IMMEDIATE: the write lock from the start, so two processes on one file take turns
+        self.conn.execute("BEGIN IMMEDIATE" if exclusive else "BEGIN")
 
     def commit(self) -> None:
         self.conn.execute("COMMIT")
@@ -73,6 +87,8 @@ class _Postgres:
 
         self.conn = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"))
         with self.conn.transaction():
+            # replicas starting together: one creates the tables, the others then find them
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK,))
             for statement in TABLES.replace(
                 "SERIAL_PK", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
             ).split(";"):
@@ -87,8 +103,11 @@ class _Postgres:
         with self.conn.cursor() as cur:
             cur.executemany(sql.replace("?", "%s"), rows)
 
-    def begin(self) -> None:
-        pass  # psycopg opens a transaction at the first statement
+    def begin(self, exclusive: bool = True) -> None:
+        # psycopg opens the transaction at this first statement; the lock is held until it ends, so
+        # replicas apply events one at a time (a reader, e.g. a scrape, takes none)
+        if exclusive:
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK,))
 
     def commit(self) -> None:
         self.conn.commit()
@@ -114,8 +133,10 @@ class MonitorStore:
     def close(self) -> None:
         self._db.close()
 
-    def transaction(self) -> _Tx:
-        return _Tx(self)
+    def transaction(self, exclusive: bool = True) -> _Tx:
+        """One event's changes, applied alone (`exclusive`: no other transaction of this store or,
+        on PostgreSQL, of another replica runs beside it); exclusive=False for reads."""
+        return _Tx(self, exclusive)
 
     def _x(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         return self._db.execute(sql, params)
@@ -150,15 +171,90 @@ class MonitorStore:
             for s, n in self._x("SELECT stream, COUNT(*) FROM window_rows GROUP BY stream").fetchall()
         }
 
-    def append_online(self, rows: list[list[float]], keep: int) -> None:
+    def append_online(self, rows: list[list[float]], keep: int) -> str:
+        """Keep the online detector's newest `keep` events; returns the stream's new version."""
         self._db.executemany("INSERT INTO online_rows (data) VALUES (?)", [(json.dumps(r),) for r in rows])
         self._x("DELETE FROM online_rows WHERE seq <= (SELECT MAX(seq) FROM online_rows) - ?", (keep,))
+        return self._new_online_version()
 
-    def clear_online(self) -> None:
+    def clear_online(self) -> str:
         self._x("DELETE FROM online_rows")
+        return self._new_online_version()
+
+    def _new_online_version(self) -> str:
+        """A fresh token (never a counter: a rolled-back transaction's number could come back with
+        other rows behind it)."""
+        token = uuid.uuid4().hex
+        self._x(
+            "INSERT INTO online_version VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET token = excluded.token",
+            (token,),
+        )
+        return token
+
+    def online_version(self) -> str | None:
+        """Which online rows the stored stream holds: a replica whose detector was fed another
+        version replays them first."""
+        row = self._x("SELECT token FROM online_version WHERE id = 1").fetchone()
+        return None if row is None else str(row[0])
 
     def online_rows(self) -> list[list[float]]:
         return [json.loads(r) for (r,) in self._x("SELECT data FROM online_rows ORDER BY seq").fetchall()]
+
+    # -- lens requests waiting for their response --------------------------------------------------
+    def push_pending(self, ce_id: str, rows: list[list[float]], ids: list[str | None], keep: int) -> None:
+        """A lens predictor request; it counts when its 200 response arrives (on any replica)."""
+        (seq,) = self._x(
+            "INSERT INTO pending (ce_id, data, at) VALUES (?, ?, ?) RETURNING seq",
+            (ce_id, json.dumps({"rows": rows, "ids": ids}), time.time()),
+        ).fetchone()
+        if int(seq) % 100 == 0:  # requests never answered (refused, or their response lost): trim
+            self._x("DELETE FROM pending WHERE seq <= ?", (int(seq) - keep,))
+
+    def pop_pending(self, ce_id: str) -> tuple[list[list[float]], list[str | None]] | None:
+        """The oldest request still waiting under this Ce-Id, removed; None when there is none."""
+        row = self._x(
+            "DELETE FROM pending WHERE seq = (SELECT MIN(seq) FROM pending WHERE ce_id = ?) RETURNING data",
+            (ce_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        data = json.loads(row[0])
+        return [list(map(float, r)) for r in data["rows"]], list(data["ids"])
+
+    # -- expected performance (before outcomes) ----------------------------------------------------
+    def record_expected(self, values: list[tuple[float, float | None]], keep: int) -> None:
+        """Add answers' (expected |error|, P(in range)); the newest `keep` count (`expected_means`)."""
+        for abs_error, p_in in values:
+            (seq,) = self._x(
+                "INSERT INTO expected (abs_error, p_in) VALUES (?, ?) RETURNING seq", (abs_error, p_in)
+            ).fetchone()
+            if int(seq) % 100 == 0:
+                self._x("DELETE FROM expected WHERE seq <= ?", (int(seq) - keep,))
+
+    def expected_means(self, keep: int) -> tuple[float | None, float | None]:
+        """Means over the newest `keep` answers (None: no answer yet)."""
+        mean_abs, mean_p = self._x(
+            "SELECT AVG(abs_error), AVG(p_in) FROM expected WHERE seq > (SELECT MAX(seq) FROM expected) - ?",
+            (keep,),
+        ).fetchone()
+        return (
+            None if mean_abs is None else float(mean_abs),
+            None if mean_p is None else float(mean_p),
+        )
+
+    # -- gauges ------------------------------------------------------------------------------------
+    def set_gauge(self, name: str, labels: tuple[str, ...], value: float) -> None:
+        """A gauge's newest value, whichever replica set it (NaN kept as NULL: SQLite has no NaN)."""
+        self._x(
+            "INSERT INTO gauges VALUES (?, ?, ?) ON CONFLICT (name, labels) DO UPDATE SET value = excluded.value",
+            (name, json.dumps(list(labels)), None if math.isnan(value) else float(value)),
+        )
+
+    def gauges(self) -> list[tuple[str, tuple[str, ...], float]]:
+        return [
+            (str(name), tuple(json.loads(labels)), math.nan if value is None else float(value))
+            for name, labels, value in self._x("SELECT name, labels, value FROM gauges").fetchall()
+        ]
 
     def first_eye(self, patient: str, keep: int) -> bool:
         """True for the first eye of a patient among the last `keep` patients seen."""
@@ -311,12 +407,17 @@ def _int(flag: bool | None) -> int | None:
 class _Tx:
     """One event, one transaction: its rows, windows and results commit together or not at all."""
 
-    def __init__(self, store: MonitorStore) -> None:
+    def __init__(self, store: MonitorStore, exclusive: bool = True) -> None:
         self.store = store
+        self.exclusive = exclusive
 
     def __enter__(self) -> MonitorStore:
         self.store._lock.acquire()
-        self.store._db.begin()
+        try:
+            self.store._db.begin(self.exclusive)
+        except BaseException:
+            self.store._lock.release()
+            raise
         return self.store
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:

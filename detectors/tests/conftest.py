@@ -3,6 +3,8 @@ fresh state database for each test."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,3 +34,31 @@ def client(detector_dir: Path, tmp_path: Path) -> TestClient:
     )
     monitor.start()
     return TestClient(create_app(monitor))
+
+
+POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+def new_database() -> Iterator[Callable[[], str]]:
+    """Make fresh PostgreSQL databases (the cluster's store) on the local server; dropped after."""
+    import psycopg
+
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"eyeops_monitor_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        return f"postgresql://postgres@127.0.0.1:5432/{name}"
+
+    yield make
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+        for name in made:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url(new_database: Callable[[], str]) -> str:
+    return new_database()

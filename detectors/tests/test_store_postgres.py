@@ -4,12 +4,9 @@ including a window that continues across a restart and de-duplication by Ce-Id."
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import psycopg
 import pytest
 
 from eyeops_detectors.detectors import DetectorConfig, DetectorSet, Reference
@@ -18,18 +15,6 @@ from eyeops_detectors.store import MonitorStore
 from tests.reference_data import write_reference
 
 pytestmark = pytest.mark.integration
-
-ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    name = f"eyeops_monitor_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_monitor_on_postgres_continues_its_window_after_a_restart(pg_url: str, tmp_path: Path) -> None:

@@ -80,7 +80,7 @@ def test_every_replicated_workload_keeps_a_pod_through_a_drain_and_autoscaling_i
         for o in objects
         if o["kind"] == "PodDisruptionBudget"
     }
-    assert budgets == {"console", "feast", "ocr-predictor", "ocr-transformer"}
+    assert budgets == {"console", "feast", "monitor", "ocr-predictor", "ocr-transformer"}
     (ocr,) = [
         o["spec"] for o in objects if o["kind"] == "InferenceService" and o["metadata"]["name"] == "ocr"
     ]
@@ -182,3 +182,28 @@ def test_every_container_of_ours_takes_extra_env_volumes_and_mounts() -> None:
         assert container["env"][0] == extra["extraEnv"][0], name
         assert extra["extraVolumeMounts"][0] in container["volumeMounts"], name
         assert extra["extraVolumes"][0] in volumes, name
+
+
+def test_the_monitor_runs_replicas_on_postgres_and_one_writer_on_sqlite() -> None:
+    """Issue 30, item 6: the loggers' sink was one `Recreate` replica. On PostgreSQL the replicas
+    share the state (detectors/tests/test_replicas.py), roll one at a time and keep one through a
+    drain; a SQLite file keeps one replica, replaced after the old one stops; more is refused."""
+    values = values_of(PROD)
+    (monitor,) = [
+        o for o in render(values) if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-monitor")
+    ]
+    assert monitor["spec"]["replicas"] == 2
+    assert monitor["spec"]["strategy"] == {
+        "type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}
+    }  # fmt: skip
+    values["monitor"]["replicas"] = 1
+    assert not [
+        o for o in render(values) if o["kind"] == "PodDisruptionBudget" and "monitor" in o["metadata"]["name"]
+    ]
+    sqlite = render()
+    (single,) = [
+        o for o in sqlite if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-monitor")
+    ]
+    assert single["spec"]["replicas"] == 1 and single["spec"]["strategy"] == {"type": "Recreate"}
+    with pytest.raises(helm_python.HelmRenderError, match=r"monitor\.replicas: more than one replica needs"):
+        render({"monitor": {"replicas": 2}})
