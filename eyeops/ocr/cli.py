@@ -40,7 +40,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--warmup", type=int, default=300)
     t.add_argument("--init", type=Path, default=None, help="continue from this checkpoint folder")
-    t.add_argument("--workers", type=int, default=2)
+    t.add_argument("--workers", type=int, default=2, help="processes rendering the crop sets")
+    t.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="torch threads for the training itself (1 leaves a core free; a resumed run may change it)",
+    )
     t.add_argument(
         "--faces", type=int, default=None, help="train on the first N training fonts (rounds 1-2 used 20)"
     )
@@ -266,6 +272,7 @@ def _train(args: argparse.Namespace) -> int:
         init=str(args.init) if args.init else None,
         stop_at=args.stop_at,
         state_every=args.state_every,
+        threads=args.threads,
     )
     metrics = train(train_set, eval_set, config, checkpoint_out(args.out), state_dir=args.state)
     print(json.dumps(metrics, indent=2))
