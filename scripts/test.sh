@@ -43,8 +43,9 @@ if [ "$fast" = 1 ]; then
   tier "pytest: unit (detectors environment)" bash -c "cd detectors && ../.venv-detectors/bin/python -m pytest -q -m unit"
   exit 0
 fi
+# --durations: the slowest tests, named in every CI log (the run is asked to stay under 40 minutes)
 tier "pytest: main environment (unit, process, in-process, model, integration)" \
-  .venv/bin/python -m pytest tests --ignore=tests/containers "$@"
+  .venv/bin/python -m pytest tests --ignore=tests/containers --durations=25 "$@"
 tier "pytest: detectors environment" bash -c "cd detectors && ../.venv-detectors/bin/python -m pytest"
 # The containers tier: every image built with a real Docker engine (offline builds from host-made
 # wheelhouses) and run as the chart runs it. EYEOPS_SKIP_CONTAINERS=1 leaves it out of a quick run.
