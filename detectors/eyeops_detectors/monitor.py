@@ -36,8 +36,6 @@ OUTCOME_WINDOW_DAYS = (21, 56)
 # E|r| of a normal residual is σ·√(2/π); a 90 % interval's half-width is 1.645 σ.
 EXPECTED_ABS_PER_HALF_WIDTH = float(np.sqrt(2 / np.pi) / 1.6449)
 COMPONENTS = ("predictor", "transformer", "explainer")  # KServe's; the only Ce-Component labels
-# Gauges set by a check (kept in the store with the event; the others are computed from stored rows)
-KEPT_GAUGES = frozenset({"is_drift", "p_value", "expected_coverage", "expected_coverage_rows"})
 PENDING_REQUESTS = 10_000  # lens requests waiting for their response (200) before they count
 # The kinds eyeops ships layouts for; `--device-kind` adds an onboarded one. Events of any other kind
 # never name a metric series (a label value is never what a client chose).
@@ -120,9 +118,8 @@ class Monitor:
         with self.store.transaction(exclusive=False) as tx:
             stored = tx.gauges()
             self._refresh_gauges(tx)
-        for name, labels, value in stored:
-            if name in KEPT_GAUGES:
-                self._gauge(name, labels, value)
+        for name, labels, value in stored:  # only what `_set` wrote
+            self._gauge(name, labels, value)
 
     def _gauge(self, name: str, labels: tuple[str, ...], value: float) -> None:
         gauge = getattr(self.metrics, name)

@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS gauges (name TEXT, labels TEXT, value FLOAT8, PRIMARY
 """
 # pg_advisory_xact_lock's key: every replica of the monitor on one database takes the same one.
 ADVISORY_LOCK = 0x6579656F7073  # "eyeops"
+TRIM_EVERY = 100  # rows between trims of the tables kept to their newest rows (pending, expected)
 
 
 class _Sqlite:
@@ -202,13 +203,14 @@ class MonitorStore:
 
     # -- lens requests waiting for their response --------------------------------------------------
     def push_pending(self, ce_id: str, rows: list[list[float]], ids: list[str | None], keep: int) -> None:
-        """A lens predictor request; it counts when its 200 response arrives (on any replica)."""
-        (seq,) = self._x(
-            "INSERT INTO pending (ce_id, data, at) VALUES (?, ?, ?) RETURNING seq",
-            (ce_id, json.dumps({"rows": rows, "ids": ids}), time.time()),
-        ).fetchone()
-        if int(seq) % 100 == 0:  # requests never answered (refused, or their response lost): trim
-            self._x("DELETE FROM pending WHERE seq <= ?", (int(seq) - keep,))
+        """A lens predictor request; it counts when its 200 response arrives (on any replica).
+        Requests never answered (refused, or their response lost) are trimmed to the newest `keep`."""
+        self._append(
+            "pending",
+            ("ce_id", "data", "at"),
+            [(ce_id, json.dumps({"rows": rows, "ids": ids}), time.time())],
+            keep,
+        )
 
     def pop_pending(self, ce_id: str) -> tuple[list[list[float]], list[str | None]] | None:
         """The oldest request still waiting under this Ce-Id, removed; None when there is none."""
@@ -224,12 +226,16 @@ class MonitorStore:
     # -- expected performance (before outcomes) ----------------------------------------------------
     def record_expected(self, values: list[tuple[float, float | None]], keep: int) -> None:
         """Add answers' (expected |error|, P(in range)); the newest `keep` count (`expected_means`)."""
-        for abs_error, p_in in values:
-            (seq,) = self._x(
-                "INSERT INTO expected (abs_error, p_in) VALUES (?, ?) RETURNING seq", (abs_error, p_in)
-            ).fetchone()
-            if int(seq) % 100 == 0:
-                self._x("DELETE FROM expected WHERE seq <= ?", (int(seq) - keep,))
+        self._append("expected", ("abs_error", "p_in"), values, keep)
+
+    def _append(self, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]], keep: int) -> None:
+        """Insert into a table keyed by `seq`, and every TRIM_EVERY rows drop all but the newest
+        `keep` (a trim per insert cost PostgreSQL a statement per event for nothing)."""
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) RETURNING seq"
+        for row in rows:
+            (seq,) = self._x(sql, row).fetchone()
+            if int(seq) % TRIM_EVERY == 0:
+                self._x(f"DELETE FROM {table} WHERE seq <= ?", (int(seq) - keep,))
 
     def expected_means(self, keep: int) -> tuple[float | None, float | None]:
         """Means over the newest `keep` answers (None: no answer yet)."""
