@@ -71,6 +71,20 @@ def _model_options(p: argparse.ArgumentParser) -> None:
         " this many µm per mm; 'data' (default) estimates it per size from the cohort and falls back"
         " to --step-gain alone where it cannot; inf: --step-gain alone",
     )
+    p.add_argument(
+        "--gamma",
+        type=float,
+        default=1.5,
+        help="the band from data for unsupported sizes holds if the true odds of a size differ from"
+        " the model's by at most this factor either way (1: as estimated)",
+    )
+    p.add_argument(
+        "--folds",
+        type=int,
+        default=4,
+        help="cross-fitting for that band: every eye implanted with an unsupported size is scored by"
+        " models fitted without its fold (1: the calibration split only, 4x faster training)",
+    )
     p.add_argument("--delta", type=float, default=0.125, help="support threshold on the propensity")
     p.add_argument("--alpha", type=float, default=0.10, help="1 - interval coverage")
     p.add_argument("--seed", type=int, default=0)
@@ -89,7 +103,13 @@ def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         raise SystemExit("--gain-margin takes 'data', a number of µm per mm, or inf") from None
     if not margin >= 0:
         raise SystemExit("--gain-margin takes 'data', a number of µm per mm (0 or more), or inf")
+    if not args.gamma >= 1.0:
+        raise SystemExit("--gamma takes a factor of 1 or more (1: the odds as estimated)")
+    if args.folds < 1:
+        raise SystemExit("--folds takes 1 or more")
     return LensConfig(
+        margin_gamma=args.gamma,
+        margin_folds=args.folds,
         delta=args.delta,
         alpha=args.alpha,
         seed=args.seed,

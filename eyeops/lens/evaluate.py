@@ -179,9 +179,12 @@ def evaluate(model: LensModel, test: pd.DataFrame, params: CohortParams | None =
         out["unsupported_bound_width_fixed_margin_um"] = (
             float((fixed_hi - fixed_lo)[cf_uns].mean()) if cf_uns.any() else None
         )
-        margins, _ = model.margins()
-        fell_back = cf_uns & ~np.isfinite(margins)[None, :]
-        anchored = cf_uns & np.isfinite(margins)[None, :]
+        if pred.band is not None:  # a band from data, per eye and size
+            anchored = cf_uns & pred.band
+        else:
+            margins, _ = model.margins()
+            anchored = cf_uns & np.isfinite(margins)[None, :]
+        fell_back = cf_uns & ~anchored
         out["unsupported_fell_back_share"] = float(fell_back.sum() / cf_uns.sum()) if cf_uns.any() else None
         out["width_ratio_where_a_margin_holds"] = (  # the target: at most 0.6 of plain monotone bounds
             float((pred.upper_um - pred.lower_um)[anchored].mean() / (plain_hi - plain_lo)[anchored].mean())
@@ -219,8 +222,8 @@ def _margins_report(model: LensModel) -> list[dict[str, Any]]:
     """Per size: what the bounds use (a scale from data, or an anchored margin), the eyes it was
     estimated on, and why there is none."""
     rule = model.manifest.get("unsupported_bounds") if model.config.margin_from_data else None
-    if rule:
-        return [dict(entry) for entry in rule["sizes"]]
+    if rule:  # the weighted band's tables stay in the model folder
+        return [{k: v for k, v in entry.items() if k not in ("scores", "weights")} for entry in rule["sizes"]]
     found = model.manifest.get("gain_margins") if model.config.margin_from_data else None
     if found:
         return [dict(m) for m in found]

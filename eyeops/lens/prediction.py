@@ -27,6 +27,16 @@ class LensPrediction:
     # E|vault − vault_um| from the direct loss estimator; None for a model saved without one
     expected_abs_error_um: np.ndarray | None = None
     assumes_by_size: list[str] | None = None  # what each size's bounds assume, and why not more
+    # Where an unsupported size's bounds hold a band from data (eyeops.lens.unsupported); None for
+    # models without one. A weighted band reaches some eyes only: the others' assumption per size.
+    band: np.ndarray | None = None
+    assumes_without_band: list[str] | None = None
+
+    def assumption(self, i: int, j: int) -> str:
+        """What eye i's bounds at size j assume."""
+        if self.assumes_without_band is not None and self.band is not None and not self.band[i, j]:
+            return self.assumes_without_band[j]
+        return (self.assumes_by_size or [self.assumes] * len(SIZES_MM))[j]
 
     def eye(self, i: int, model_version: str) -> dict[str, Any]:
         """One eye's answer in the lens service's contract."""
@@ -40,11 +50,7 @@ class LensPrediction:
                     "supported": supported,
                     "propensity": round(float(self.propensity[i, j]), 4),
                     "kind": "interval" if supported else "bounds",
-                    **(
-                        {}
-                        if supported
-                        else {"assumes": (self.assumes_by_size or [self.assumes] * len(SIZES_MM))[j]}
-                    ),
+                    **({} if supported else {"assumes": self.assumption(i, j)}),
                     "lower_um": round(float(self.lower_um[i, j]), 1),
                     "upper_um": round(float(self.upper_um[i, j]), 1),
                     "p_in_range": round(float(self.p_in_range[i, j]), 4) if supported else None,

@@ -116,6 +116,11 @@ def _unsupported_section(metrics: Mapping[str, Any]) -> str:
         margin, scale = m.get("margin_um_per_mm"), m.get("scale")
         if isinstance(scale, int | float):
             bound = f"± {scale:g} × expected error"
+        elif m.get("band_eyes"):
+            bound = (
+                f"band per eye × expected error, weighted from {int(m['band_eyes'])} eyes"
+                f" ({float(m.get('effective_eyes') or 0):.0f} effective)"
+            )
         elif isinstance(margin, int | float) and np.isfinite(margin):
             bound = f"{margin:.0f} µm/mm"
         elif m.get("steps") == "unchecked":
@@ -148,9 +153,9 @@ def _unsupported_section(metrics: Mapping[str, Any]) -> str:
         f"<th>mean width (µm)</th></tr>{compared}</table>"
     )
     facts = (
-        ("unsupported_fell_back_share", "share of unsupported pairs that fell back to monotone bounds"),
-        ("width_ratio_where_a_margin_holds", "width against monotone where a margin holds (target ≤ 0.6)"),
-        ("coverage_where_a_margin_holds", "coverage where a margin holds"),
+        ("unsupported_fell_back_share", "share of unsupported pairs without a band from data"),
+        ("width_ratio_where_a_margin_holds", "width against monotone where a band holds (target ≤ 0.6)"),
+        ("coverage_where_a_margin_holds", "coverage where a band holds"),
         ("coverage_unsupported_implanted", "coverage on held-out eyes implanted with an unsupported size"),
         ("unsupported_implanted_eyes", "those eyes"),
     )

@@ -21,6 +21,14 @@ def model() -> LensModel:
 
 
 @pytest.fixture(scope="module")
+def banded() -> LensModel:
+    """The same cohort with a looser check (the marginal rank from 20 eyes, odds taken as estimated),
+    so that some sizes hold a band from data at this cohort's size."""
+    config = LensConfig(vault_rounds=200, margin_confidence=None, margin_min_eyes=20, margin_gamma=1.0)
+    return LensModel.fit(simulate_cohort(4000, seed=21), config, version="test-banded")
+
+
+@pytest.fixture(scope="module")
 def eyes() -> pd.DataFrame:
     return simulate_cohort(400, seed=22)
 
@@ -223,23 +231,61 @@ def test_the_margin_per_size_is_the_conformal_quantile_of_what_unsupported_eyes_
 
 
 def test_a_fitted_model_states_its_bounds_per_size_and_each_unsupported_size_says_what_it_assumes(
-    model, eyes
+    model, banded, eyes
 ):
-    rule = model.manifest["unsupported_bounds"]
-    assert rule["kind"] == "scaled"
+    assert model.manifest["unsupported_bounds"]["gamma"] == 1.5  # the default
+    rule = banded.manifest["unsupported_bounds"]
+    assert (
+        rule["kind"] == "weighted" and rule["folds"] == 4 and rule["gamma"] == 1.0 and rule["floor"] == 0.01
+    )
     found = rule["sizes"]
     assert [m["size_mm"] for m in found] == list(SIZES_MM)
     for m in found:
-        assert (m["scale"] is None) == bool(m["why"]) and m["eyes"] >= m["outside_steps"] >= 0
-        assert m["steps"] in ("checked", "refused", "unchecked")
-    scales, why = model.margins()
-    pred = model.predict(eyes)
-    answer = pred.eye(int(np.flatnonzero((~pred.supported).any(axis=1))[0]), model.version)
-    for j, size in enumerate(answer["sizes"]):
-        if size["kind"] == "bounds":
-            said = size["assumes"]
-            assert ("× the expected error" in said) == bool(np.isfinite(scales[j]))
-            assert np.isfinite(scales[j]) or (why[j] and why[j] in said)
+        assert ("scores" in m) == (m["steps"] == "checked") and m["eyes"] >= m["outside_steps"] >= 0
+        assert m["steps"] in ("checked", "refused", "unchecked") and (m["why"] is None) == (
+            m["steps"] == "checked"
+        )
+    pred = banded.predict(eyes)
+    assert pred.band is not None and pred.band.any() and not (pred.band & pred.supported).any()
+    # some eyes at a size with a table are too unlike its eyes for a band
+    tabled = np.array(["scores" in m for m in found])
+    assert (~pred.band & ~pred.supported)[:, tabled].any()
+    for i in np.flatnonzero((~pred.supported).any(axis=1)):
+        answer = pred.eye(int(i), banded.version)
+        for j, size in enumerate(answer["sizes"]):
+            if size["kind"] == "bounds":
+                said = size["assumes"]
+                assert ("weighted to this eye" in said) == bool(pred.band[i, j])
+                assert (
+                    pred.band[i, j] or "too unlike" in said or (found[j]["why"] and found[j]["why"] in said)
+                )
+
+
+def test_a_model_saved_with_one_scale_per_size_keeps_answering_with_it(banded, eyes):
+    """Folders fitted with the first rule from data (one scale per size, kind "scaled") answer with
+    that scale for every eye, and say it."""
+    import copy
+
+    model = banded
+    old = copy.copy(model)
+    entries = [
+        {
+            k: v
+            for k, v in m.items()
+            if k not in ("scores", "weights", "outside_weight", "band_eyes", "effective_eyes")
+        }
+        | ({"scale": 2.5} if m["steps"] == "checked" else {"scale": None})
+        for m in model.manifest["unsupported_bounds"]["sizes"]
+    ]
+    old.manifest = {**model.manifest, "unsupported_bounds": {"kind": "scaled", "sizes": entries}}
+    pred = old.predict(eyes)
+    scales, _ = old.margins()
+    checked = np.isfinite(scales)
+    assert checked.any()
+    for j in np.flatnonzero(checked):
+        said = pred.eye(int(np.flatnonzero(~pred.supported[:, j])[0]), old.version)["sizes"][j]["assumes"]
+        assert "2.5 × the expected error" in said
+    assert pred.band is not None and pred.band[:, checked].any() and not pred.band[:, ~checked].any()
 
 
 def test_a_model_saved_with_anchored_margins_keeps_answering_with_them(model, eyes):
