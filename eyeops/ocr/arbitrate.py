@@ -11,9 +11,11 @@ calibrate`). Then, per field:
 - the two agree and every validation passes (grammar, range, step, cross-field): accepted, also
   when TrOCR alone was below the confidence bar, provided that agreeing readings at that confidence
   were right at least `agree_at_least` of the time (`agreed` map) and that the chance both are
-  wrong, `dependence` × (1 − P₁)(1 − P₂), is at most 1 − `agree_at_least`. `dependence` is how
-  much more often both recognisers failed together on the calibration crops than independent
-  errors would (errors share their cause: the same damaged image), fitted, never below 1;
+  wrong with the same text, `same_wrong` × (1 − P₁)(1 − P₂), is at most 1 − `agree_at_least`.
+  `same_wrong` is how often both recognisers read the same wrong text on the calibration crops
+  (plus one pseudo-error), over how often independent errors would be wrong at all: agreeing
+  errors share their cause (the same damaged image) but need the same wrong text too. Files
+  fitted before it use `dependence` (both wrong, whatever the texts, never below 1) instead;
 - they disagree: never accepted. The reading that passes the field's validation with the higher
   calibrated confidence becomes the `proposal` a reviewer confirms; both readings are kept. One
   exception keeps what held before signed fields were asked: a reading TrOCR was sure of (at or
@@ -149,16 +151,24 @@ class Calibrations:
     agree_at_least: float = 1.01  # > 1: agreement never lifts a reading below the confidence bar
     lineage: dict[str, Any] = field(default_factory=dict)
     dependence: float = 1.0  # both wrong together, observed / expected from independent errors
+    # Both wrong *with the same text*, the one joint error agreement cannot catch: (observed + 1) /
+    # expected from independent errors. None (files fitted before it): `dependence` stands in.
+    same_wrong: float | None = None
 
     def both_wrong(self, confidence: float, second_confidence: float) -> float:
         """The estimated chance that both recognisers' readings of a field are wrong."""
         return self.dependence * (1.0 - self.primary(confidence)) * (1.0 - self.second(second_confidence))
 
+    def agreed_wrong(self, confidence: float, second_confidence: float) -> float:
+        """The estimated chance that two readings that agree are both wrong: the same wrong text."""
+        factor = self.dependence if self.same_wrong is None else self.same_wrong
+        return factor * (1.0 - self.primary(confidence)) * (1.0 - self.second(second_confidence))
+
     def agreement_accepts(self, confidence: float, second_confidence: float) -> bool:
         """Whether two readings that agree (and validate) are accepted at these raw confidences."""
         return (
             self.agreed(confidence) >= self.agree_at_least
-            and self.both_wrong(confidence, second_confidence) <= 1.0 - self.agree_at_least
+            and self.agreed_wrong(confidence, second_confidence) <= 1.0 - self.agree_at_least
         )
 
     @classmethod
@@ -173,6 +183,7 @@ class Calibrations:
             "agreed": self.agreed.to_dict(),
             "agree_at_least": self.agree_at_least,
             "dependence": self.dependence,
+            **({} if self.same_wrong is None else {"same_wrong": self.same_wrong}),
             "lineage": self.lineage,
         }
 
@@ -181,6 +192,7 @@ class Calibrations:
         try:
             bar = float(data["agree_at_least"])
             dependence = float(data.get("dependence", 1.0))
+            same_wrong = None if data.get("same_wrong") is None else float(data["same_wrong"])
             primary, second, agreed = (
                 Calibration.from_dict(data[k]) for k in ("primary", "second", "agreed")
             )
@@ -190,7 +202,12 @@ class Calibrations:
             raise CalibrationInvalid(f"agree_at_least {bar} is below 0.5: agreement would accept guesses")
         if not dependence >= 1.0:
             raise CalibrationInvalid(f"dependence {dependence} is below 1: errors are never rarer together")
-        return cls(primary, second, agreed, bar, dict(data.get("lineage", {})), dependence)
+        if same_wrong is not None and not 0.0 < same_wrong <= dependence:
+            raise CalibrationInvalid(
+                f"same_wrong {same_wrong} must lie in (0, dependence]: the same wrong text is one way of both"
+                " being wrong"
+            )
+        return cls(primary, second, agreed, bar, dict(data.get("lineage", {})), dependence, same_wrong)
 
     @classmethod
     def load(cls, path: Path) -> Calibrations:

@@ -29,7 +29,8 @@ def fit_calibrations(
     """Isotonic maps raw confidence → P(right) for each recogniser, and for TrOCR where PP-OCR
     agrees with it (the rows whose two texts are the same); and the dependence of their errors:
     how many fields both read wrong, over how many independent errors at the calibrated
-    probabilities would give (at least 1)."""
+    probabilities would give (at least 1), and how many both read wrong with the same text (plus
+    one), over the same (`same_wrong`, at most the dependence)."""
     rows = [r for r in rows if r.get("truth") is not None]
     if not rows:
         raise ValueError("no readings to calibrate on: the exams had no aligned fields")
@@ -54,7 +55,19 @@ def fit_calibrations(
     )
     both = sum(r["text"] != r["truth"] and r["second_text"] != r["truth"] for r in rows)
     dependence = max(1.0, both / expected) if expected > 0 else 1.0
-    return Calibrations(primary, second, agreed, agree_at_least, dict(lineage or {}), round(dependence, 4))
+    # The joint error agreement lets through: the same wrong text. One pseudo-error, so that no
+    # such error on the calibration crops never claims they cannot happen.
+    same = sum(r["text"] != r["truth"] and r["text"] == r["second_text"] for r in rows)
+    same_wrong = min(dependence, (same + 1) / expected) if expected > 0 else dependence
+    return Calibrations(
+        primary,
+        second,
+        agreed,
+        agree_at_least,
+        dict(lineage or {}),
+        round(dependence, 4),
+        float(f"{same_wrong:.4g}"),
+    )
 
 
 def reliability(

@@ -64,6 +64,11 @@ def test_a_calibration_file_that_is_not_one_is_refused_with_the_reason(tmp_path)
     (tmp_path / "indep.json").write_text(json.dumps(data))
     with pytest.raises(CalibrationInvalid, match="dependence"):
         Calibrations.load(tmp_path / "indep.json")
+    for same_wrong in (0.0, 4.0):  # none at all, or more often than both wrong at all
+        data = Calibrations.identity().to_dict() | {"dependence": 3.0, "same_wrong": same_wrong}
+        (tmp_path / "same.json").write_text(json.dumps(data))
+        with pytest.raises(CalibrationInvalid, match="same_wrong"):
+            Calibrations.load(tmp_path / "same.json")
     (tmp_path / "part.json").write_text(json.dumps({"primary": {"knots": [0.5]}}))
     with pytest.raises(CalibrationInvalid):
         Calibrations.load(tmp_path / "part.json")
@@ -136,6 +141,9 @@ def test_agreement_accepts_below_the_bar_only_where_calibrated_and_every_check_h
     # errors that come together (dependence 3) make the same agreement too weak
     assert trusting.agreement_accepts(0.6, 0.95)
     assert not replace(trusting, dependence=3.0).agreement_accepts(0.6, 0.95)
+    # unless the calibration measured how rarely they fail with the same text: that is what decides
+    assert replace(trusting, dependence=3.0, same_wrong=0.5).agreement_accepts(0.6, 0.95)
+    assert not replace(trusting, dependence=3.0, same_wrong=3.0).agreement_accepts(0.6, 0.95)
     # round 9's rule (identity calibrations): agreement never lifts a reading below the bar
     same = {
         r.name: r
@@ -180,6 +188,16 @@ def test_the_fit_measures_how_often_both_recognisers_fail_together():
         )
     cal = fit_calibrations(rows, lineage={"test": True})
     assert cal.dependence > 1.3  # more joint failures than independent errors would give
+    # "13" and "17": both wrong, never with the same text; the one pseudo-error keeps it above 0
+    expected = sum(
+        (1 - cal.primary(r["confidence"])) * (1 - cal.second(r["second_confidence"])) for r in rows
+    )
+    assert cal.same_wrong == pytest.approx(1 / expected, rel=1e-3) and 0 < cal.same_wrong < cal.dependence
+    for row in rows[:400]:  # now some fail with the same text: counted
+        if row["text"] != "12" and row["second_text"] != "12":
+            row["second_text"] = row["text"]
+    assert fit_calibrations(rows).same_wrong > cal.same_wrong
+    assert Calibrations.from_dict(cal.to_dict()).same_wrong == cal.same_wrong
     assert cal.primary(0.5) < 0.7 < cal.primary(0.99)
     assert cal.lineage == {"test": True}
     rows.append({"truth": None, "text": "x", "confidence": 0.1, "second_text": "y", "second_confidence": 0.1})
