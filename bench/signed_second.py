@@ -1,5 +1,5 @@
-"""Signed fields always read twice, or only when TrOCR is unsure: silent errors, review and cost,
-side by side on the same readings.
+"""Signed fields always read twice, or only when TrOCR is unsure, or every field read twice: silent
+errors, review and cost, side by side on the same readings.
 
     .venv/bin/python -m bench.signed_second --exams /tmp/st/frame_light=stress/frame/light ... \
         [--count 300 --seed 1000]
@@ -12,7 +12,8 @@ offline (align, crop, TrOCR, validation, PP-OCR on every field, as `eyeops ocr e
 then arbitrates the same readings both ways with the shipped calibration and prints, per set and
 policy: exam accuracy of the arbitrated result, the share of exams accepted with no person, silent
 errors (wrong and accepted) and how many fields per exam the second recogniser reads (its cost in
-the transformer).
+the transformer). The third policy reads every field twice (`EYEOPS_SECOND_OPINION_BELOW=1.01`):
+then a confident reading the second recogniser contradicts goes to a person too.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from typing import Any
 
 from bench.scorecard import exam_outcomes, load_sets, summarize
 
-POLICIES = ("below the bar", "below the bar + signed")
+POLICIES = ("below the bar", "below the bar + signed", "every field")
+EVERY_FIELD = 1.01  # above any confidence: every reading is asked, and a contradiction goes to a person
 
 
 def rearbitrate(
@@ -35,19 +37,22 @@ def rearbitrate(
     signed: bool,
     threshold: float,
     calibrations: Any = None,
+    below: float | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """One exam's rows with `served_status` and `proposal` decided again under one policy (and
     `calibrations`, the shipped ones if None), and how many fields the policy asks the second
     recogniser to read."""
     from eyeops.fields import read_fields
-    from eyeops.ocr.arbitrate import arbitrate, needs_second, shipped_calibrations
+    from eyeops.ocr.arbitrate import SECOND_OPINION_BELOW, arbitrate, needs_second, shipped_calibrations
+
+    below = SECOND_OPINION_BELOW if below is None else below
 
     texts = {str(r["field"]): (str(r["text"]), float(r["confidence"])) for r in rows}
     second = {str(r["field"]): (str(r["second_text"]), float(r["second_confidence"])) for r in rows}
     readings = read_fields(layout, texts, threshold)
-    asked = needs_second(readings, layout=layout if signed else None)
+    asked = needs_second(readings, below, layout=layout if signed else None)
     calibrations = calibrations if calibrations is not None else shipped_calibrations()
-    decided = {r.name: r for r in arbitrate(layout, readings, second, asked, calibrations)}
+    decided = {r.name: r for r in arbitrate(layout, readings, second, asked, calibrations, below)}
     out = [
         {**r, "served_status": decided[str(r["field"])].status, "proposal": decided[str(r["field"])].proposal}
         for r in rows
@@ -93,8 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             outcomes, asked = [], 0
             for i, exam in enumerate(exams):
                 mine = per_exam.get(i, [])
+                below = EVERY_FIELD if policy == "every field" else None
+                signed = policy != POLICIES[0]
                 decided, n = (
-                    rearbitrate(layouts[exam.device_kind], mine, policy != POLICIES[0], threshold)
+                    rearbitrate(layouts[exam.device_kind], mine, signed, threshold, below=below)
                     if mine
                     else ([], 0)
                 )

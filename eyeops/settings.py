@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     # A second recogniser (PP-OCRv4, another model family) must agree with accepted readings below
     # eyeops.ocr.pipeline.SECOND_OPINION_BELOW; false turns it off (more silent errors under shift).
     second_opinion: bool = True
+    # Readings at or above this TrOCR confidence are accepted without the second recogniser (signed
+    # fields excepted); unset: eyeops.ocr.arbitrate.SECOND_OPINION_BELOW. 1.01 reads every field
+    # twice, and a confident reading the second contradicts goes to a person: fewer silent errors
+    # under shift, for about four times the second recogniser's work (docs/recogniser.md).
+    second_opinion_below: float | None = Field(default=None, ge=0.5, le=1.01)
     # Learning from traffic (eyeops.ocr.traffic): keep the crops of an accepted exam's fields that
     # both recognisers read alike, with the exam, for `eyeops ocr harvest`; false keeps none. They
     # are patient data, purged after `traffic_crop_retention_days` by every harvest.

@@ -19,7 +19,7 @@ from eyeops.align import align_to_template, decode_grey
 from eyeops.devices.layout import LayoutRegistry
 from eyeops.errors import AlignmentFailed
 from eyeops.fields import read_fields as validate_fields
-from eyeops.ocr.arbitrate import Calibrations, arbitrate, needs_second
+from eyeops.ocr.arbitrate import SECOND_OPINION_BELOW, Calibrations, arbitrate, needs_second
 from eyeops.ocr.decode import recognize
 from eyeops.ocr.model import Recognizer
 from eyeops.ocr.peers import CtcRecognizer
@@ -110,7 +110,9 @@ def compare_with_tesseract(
         calibrations = shipped_calibrations()
     from eyeops.ocr.tesseract import read_fields
 
-    served = Settings().confidence_threshold if threshold is None else threshold
+    settings = Settings()
+    served = settings.confidence_threshold if threshold is None else threshold
+    below = SECOND_OPINION_BELOW if settings.second_opinion_below is None else settings.second_opinion_below
     card = Scorecard(layouts)
     for exam in exams:
         layout = layouts[exam.device_kind]
@@ -135,8 +137,8 @@ def compare_with_tesseract(
             second = read_ppocr(ppocr, aligned, specs)
             card.add_peer(exam.device_kind, "ppocr", shown_hits([r.text for r in second], specs, exam.texts))
             by_name = {s.name: (r.text, r.confidence) for s, r in zip(specs, second, strict=True)}
-            asked = needs_second(readings, layout=layout)
-            readings = arbitrate(layout, readings, by_name, asked, calibrations)
+            asked = needs_second(readings, below, layout=layout)
+            readings = arbitrate(layout, readings, by_name, asked, calibrations, below)
         index = card.total.exams
         card.add_exam(exam.device_kind, exam.texts, [r.to_dict() for r in readings])
         tesseract_texts = read_fields(aligned, specs) if tesseract else None

@@ -103,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         features=features,
         second_model=second_model,
         calibrations=calibrations,
+        **({} if settings.second_opinion_below is None else {"second_below": settings.second_opinion_below}),
     )
     model.load()
     # An image of the size limit, base64-encoded (4/3), and the JSON around it.

@@ -252,3 +252,27 @@ def _oct_texts(layout):
 
     exam = render_one(layout, 5, "eval", 0, clean=True)
     return {layout.field(name): text for name, text in exam.texts.items()}
+
+
+def test_every_field_read_twice_sends_a_contradicted_confident_reading_to_a_person(layouts):
+    """EYEOPS_SECOND_OPINION_BELOW=1.01: an IOP of 15 read as 5 at 0.9965, which PP-OCR read right,
+    was accepted on a stress set because confident readings are not asked (docs/recogniser.md)."""
+    from pydantic import ValidationError
+
+    from eyeops.settings import Settings
+
+    layout, readings = _readings(layouts, {})  # every field at 0.999
+    assert needs_second(readings) == []
+    every = needs_second(readings, Settings(second_opinion_below=1.01).second_opinion_below or 0.0)
+    assert every == [r.name for r in readings]
+    second = {r.name: (r.raw_text, 0.99) for r in readings} | {"acd_mm": ("3.17", 0.99)}
+    out = {r.name: r for r in arbitrate(layout, readings, second, every, Calibrations.identity(), 1.01)}
+    assert out["acd_mm"].status == "review" and out["acd_mm"].reason == SECOND_OPINION_REASON
+    assert all(r.status == "accepted" for name, r in out.items() if name != "acd_mm")
+    # as served by default, the same contradiction is never asked about
+    assert {r.name: r for r in arbitrate(layout, readings, second, [], Calibrations.identity())}[
+        "acd_mm"
+    ].status == "accepted"
+    with pytest.raises(ValidationError):
+        Settings(second_opinion_below=1.5)
+    assert Settings().second_opinion_below is None  # the recogniser's own bar
