@@ -27,7 +27,7 @@ model; robust weighted conformal inference as in Jin, Ren & Candès, PNAS 2023).
 So a size ends one of three ways, each stated in the answer: a band per eye (or, for an eye too
 unlike the eyes implanted with it, the per-step bounds), the per-step bounds refused (monotone
 bounds only), or too few eyes to tell (the per-step bounds as published, unchecked). Models fitted
-with one scale per size (`SCALED_KIND`) keep answering with it.
+with one scale per size (kind "scaled") keep answering with it.
 Pure functions of arrays; `eyeops.lens.model.LensModel` applies them.
 """
 
@@ -41,8 +41,7 @@ import numpy as np
 from eyeops.lens.bounds import _conformal_rank, _eyes_needed
 from eyeops.lens.sizes import SIZES_MM
 
-KIND = "weighted"  # the manifest's `unsupported_bounds.kind`
-SCALED_KIND = "scaled"  # one scale per size, for models fitted before the weighted band
+KIND = "weighted"  # the manifest's `unsupported_bounds.kind`; "scaled": one scale per size, fitted before
 
 
 def scaled_margins(
